@@ -1,0 +1,20 @@
+//! acrpull: pull container images without Docker.
+//!
+//! The library resolves an image reference (a registry or a local OCI layout), downloads and
+//! verifies its blobs while they stream, and writes an OCI image layout or a root filesystem.
+//! Credentials come from the command line, Docker/containers config files or Azure identities
+//! (managed identity, workload identity, service principal) exchanged for ACR tokens.
+
+pub mod azure;
+pub mod credential;
+pub mod digest;
+pub mod media_type;
+pub mod platform;
+pub mod reference;
+pub mod report;
+pub mod secret;
+
+pub use digest::Digest;
+pub use platform::Platform;
+pub use reference::Reference;
+pub use report::{NoopReporter, Reporter};
