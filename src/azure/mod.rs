@@ -32,3 +32,4 @@ pub trait AadTokenSource: Send + Sync + std::fmt::Debug {
     /// A token; implementations cache until shortly before expiry.
     async fn aad_token(&self) -> Result<AadToken, Error>;
 }
+pub mod acr;

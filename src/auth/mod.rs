@@ -1,0 +1,326 @@
+//! Turning a registry's `401` challenge plus a [`Credential`] into an `Authorization` header.
+//!
+//! Tokens are cached per scope and fetched once even when many requests need the same scope
+//! at the same moment (a per-scope async lock). A request that gets `401` with a token evicts
+//! exactly that token, so a burst of failures triggers a single refresh. For Azure identities
+//! the ACR refresh token (from `/oauth2/exchange`) is cached per registry.
+
+pub mod challenge;
+pub mod token;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use crate::credential::Credential;
+use crate::registry::error::{Error, Result};
+use crate::secret::Secret;
+use challenge::{Challenge, Scheme};
+use token::{CachedToken, TokenGrant};
+
+/// What the registry told us about how it authenticates.
+#[derive(Debug, Clone)]
+enum Learned {
+    Unknown,
+    Basic,
+    Bearer {
+        realm: url::Url,
+        service: Option<String>,
+    },
+}
+
+type TokenSlot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
+
+/// Authentication state for one registry.
+pub struct Authenticator {
+    registry: String,
+    credential: Credential,
+    learned: Mutex<Learned>,
+    tokens: Mutex<HashMap<String, TokenSlot>>,
+    acr_refresh: tokio::sync::Mutex<Option<CachedToken>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("registry", &self.registry)
+            .field("credential", &self.credential.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The header value that was sent, so a `401` can evict exactly that token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentAuthorization(pub Secret);
+
+impl Authenticator {
+    /// Authentication for `registry` (host[:port]) with `credential`.
+    pub fn new(registry: impl Into<String>, credential: Credential) -> Self {
+        Self {
+            registry: registry.into(),
+            credential,
+            learned: Mutex::new(Learned::Unknown),
+            tokens: Mutex::new(HashMap::new()),
+            acr_refresh: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The credential in use.
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
+
+    fn learned(&self) -> Learned {
+        self.learned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn slot(&self, scope: &str) -> TokenSlot {
+        let mut tokens = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokens.entry(scope.to_string()).or_default().clone()
+    }
+
+    fn basic_header(&self) -> Option<Secret> {
+        match &self.credential {
+            Credential::Basic { username, password } => {
+                let encoded = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{}", password.expose()));
+                Some(Secret::new(format!("Basic {encoded}")))
+            }
+            _ => None,
+        }
+    }
+
+    /// The `Authorization` value to send for `scope` before any challenge, if we already know
+    /// the scheme (from the ping or an earlier request). May fetch a token.
+    pub async fn authorization(
+        &self,
+        http: &reqwest::Client,
+        scope: &str,
+    ) -> Result<Option<SentAuthorization>> {
+        match self.learned() {
+            Learned::Unknown => Ok(None),
+            Learned::Basic => Ok(self.basic_header().map(SentAuthorization)),
+            Learned::Bearer { realm, service } => self
+                .bearer(http, &realm, service.as_deref(), scope, None)
+                .await
+                .map(Some),
+        }
+    }
+
+    /// Learn from a `401` response's challenge and return the header to retry with, or `None`
+    /// if we have nothing better to offer. `sent` is what the failed request carried.
+    pub async fn on_challenge(
+        &self,
+        http: &reqwest::Client,
+        challenge: &Challenge,
+        scope: &str,
+        sent: Option<&SentAuthorization>,
+    ) -> Result<Option<SentAuthorization>> {
+        match challenge.scheme {
+            Scheme::Basic => {
+                *self
+                    .learned
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Learned::Basic;
+                let header = self.basic_header().map(SentAuthorization);
+                // Sending the same credentials again would only fail again.
+                Ok(header.filter(|h| Some(h) != sent))
+            }
+            Scheme::Bearer => {
+                let Some(realm) = challenge.realm.as_deref() else {
+                    return Ok(None);
+                };
+                let realm = url::Url::parse(realm).map_err(|e| Error::Token {
+                    realm: realm.to_string(),
+                    source: Box::new(e),
+                })?;
+                if !matches!(realm.scheme(), "http" | "https") {
+                    return Ok(None);
+                }
+                *self
+                    .learned
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Learned::Bearer {
+                    realm: realm.clone(),
+                    service: challenge.service.clone(),
+                };
+                let header = self
+                    .bearer(http, &realm, challenge.service.as_deref(), scope, sent)
+                    .await?;
+                Ok(Some(header))
+            }
+            Scheme::Other(_) => Ok(None),
+        }
+    }
+
+    /// A bearer token for `scope`, fetched once per scope; `stale` is evicted if it is the
+    /// cached one.
+    async fn bearer(
+        &self,
+        http: &reqwest::Client,
+        realm: &url::Url,
+        service: Option<&str>,
+        scope: &str,
+        stale: Option<&SentAuthorization>,
+    ) -> Result<SentAuthorization> {
+        let slot = self.slot(scope);
+        let mut cached = slot.lock().await;
+        if let Some(token) = cached.as_ref() {
+            let header = SentAuthorization(Secret::new(format!("Bearer {}", token.token.expose())));
+            if token.is_fresh() && Some(&header) != stale {
+                return Ok(header);
+            }
+        }
+        *cached = None;
+        let scopes = vec![scope.to_string()];
+        let token = self.fetch_token(http, realm, service, &scopes).await?;
+        let header = SentAuthorization(Secret::new(format!("Bearer {}", token.token.expose())));
+        *cached = Some(token);
+        Ok(header)
+    }
+
+    async fn fetch_token(
+        &self,
+        http: &reqwest::Client,
+        realm: &url::Url,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<CachedToken> {
+        let token_error = |source: token::TokenError| Error::Token {
+            realm: realm.to_string(),
+            source: Box::new(source),
+        };
+        match &self.credential {
+            Credential::Anonymous => {
+                token::fetch(http, realm, service, scopes, TokenGrant::Anonymous)
+                    .await
+                    .map_err(token_error)
+            }
+            Credential::Basic { username, password } => {
+                if !realm_may_receive_secrets(realm) {
+                    return Err(plain_http_realm(realm));
+                }
+                token::fetch(
+                    http,
+                    realm,
+                    service,
+                    scopes,
+                    TokenGrant::Basic { username, password },
+                )
+                .await
+                .map_err(token_error)
+            }
+            Credential::RefreshToken(refresh) => {
+                if !realm_may_receive_secrets(realm) {
+                    return Err(plain_http_realm(realm));
+                }
+                token::fetch(
+                    http,
+                    realm,
+                    service,
+                    scopes,
+                    TokenGrant::RefreshToken(refresh),
+                )
+                .await
+                .map_err(token_error)
+            }
+            Credential::Azure(source) => {
+                let registry_host = crate::reference::host_of(&self.registry);
+                if !crate::azure::acr::realm_trusted(registry_host, realm) {
+                    return Err(Error::Token {
+                        realm: realm.to_string(),
+                        source: format!(
+                            "the token realm's host is not the registry `{}`: refusing to send an Azure token there",
+                            self.registry
+                        )
+                        .into(),
+                    });
+                }
+                // A refresh token that stopped working (revoked, expired early) is replaced
+                // once by a fresh exchange.
+                for attempt in 0..2 {
+                    let refresh = self
+                        .acr_refresh_token(http, realm, service, source.as_ref(), attempt > 0)
+                        .await?;
+                    match token::fetch(
+                        http,
+                        realm,
+                        service,
+                        scopes,
+                        TokenGrant::RefreshToken(&refresh),
+                    )
+                    .await
+                    {
+                        Ok(token) => return Ok(token),
+                        Err(e) if e.is_denied() && attempt == 0 => continue,
+                        Err(e) => return Err(token_error(e)),
+                    }
+                }
+                unreachable_token(realm)
+            }
+        }
+    }
+
+    async fn acr_refresh_token(
+        &self,
+        http: &reqwest::Client,
+        realm: &url::Url,
+        service: Option<&str>,
+        source: &dyn crate::azure::AadTokenSource,
+        force: bool,
+    ) -> Result<Secret> {
+        let mut cached = self.acr_refresh.lock().await;
+        if let Some(token) = cached.as_ref() {
+            if token.is_fresh() && !force {
+                return Ok(token.token.clone());
+            }
+        }
+        let azure_error = |source| Error::Azure {
+            registry: self.registry.clone(),
+            source,
+        };
+        let aad = source.aad_token().await.map_err(azure_error)?;
+        let service = service.unwrap_or(crate::reference::host_of(&self.registry));
+        let refresh =
+            crate::azure::acr::exchange_for_refresh_token(http, realm, service, &aad, None)
+                .await
+                .map_err(azure_error)?;
+        let token = CachedToken::from_jwt_or(refresh, Duration::from_secs(3 * 3600));
+        let secret = token.token.clone();
+        *cached = Some(token);
+        Ok(secret)
+    }
+}
+
+fn unreachable_token(realm: &url::Url) -> Result<CachedToken> {
+    Err(Error::Token {
+        realm: realm.to_string(),
+        source: "no token after a fresh exchange".into(),
+    })
+}
+
+/// Secrets go to HTTPS realms, or plain HTTP on loopback (test registries).
+fn realm_may_receive_secrets(realm: &url::Url) -> bool {
+    realm.scheme() == "https"
+        || realm
+            .host_str()
+            .map(|h| {
+                crate::reference::is_loopback_host(h.trim_start_matches('[').trim_end_matches(']'))
+            })
+            .unwrap_or(false)
+}
+
+fn plain_http_realm(realm: &url::Url) -> Error {
+    Error::Token {
+        realm: realm.to_string(),
+        source: "refusing to send credentials to a token endpoint over plain HTTP".into(),
+    }
+}

@@ -1,0 +1,181 @@
+//! Fetching bearer tokens from a registry's token endpoint (the Docker token protocol and
+//! its OAuth2 form), for each kind of credential.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine as _;
+
+use crate::secret::{jwt_expiry, Secret};
+
+/// A bearer token and when to stop using it.
+#[derive(Debug, Clone)]
+pub struct CachedToken {
+    /// The token.
+    pub token: Secret,
+    /// When to refresh (already shortened by a safety margin).
+    pub refresh_at: Instant,
+}
+
+impl CachedToken {
+    /// A token valid for `lifetime`, refreshed a margin early (10% or 5 minutes, whichever is less).
+    pub fn new(token: Secret, lifetime: Duration) -> Self {
+        let margin = (lifetime / 10).min(Duration::from_secs(300));
+        Self {
+            token,
+            refresh_at: Instant::now() + lifetime.saturating_sub(margin),
+        }
+    }
+
+    /// A token whose lifetime comes from its JWT `exp`, else `fallback`.
+    pub fn from_jwt_or(token: Secret, fallback: Duration) -> Self {
+        let lifetime = jwt_expiry(token.expose())
+            .and_then(|exp| exp.duration_since(SystemTime::now()).ok())
+            .unwrap_or(fallback);
+        Self::new(token, lifetime)
+    }
+
+    /// Whether it is still good to use.
+    pub fn is_fresh(&self) -> bool {
+        Instant::now() < self.refresh_at
+    }
+}
+
+/// How to authenticate at the token endpoint.
+pub enum TokenGrant<'a> {
+    /// No credentials.
+    Anonymous,
+    /// Basic credentials on a GET.
+    Basic {
+        /// User.
+        username: &'a str,
+        /// Password.
+        password: &'a Secret,
+    },
+    /// OAuth2 refresh token on a POST.
+    RefreshToken(&'a Secret),
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<i64>,
+}
+
+/// Why a token request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The endpoint refused.
+    #[error("token endpoint answered {status}{}", body.as_ref().map(|b| format!(": {b}")).unwrap_or_default())]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Short body excerpt.
+        body: Option<String>,
+    },
+    /// The request failed.
+    #[error("token request failed")]
+    Transport(#[source] reqwest::Error),
+    /// The response had no token.
+    #[error("token endpoint answered without a token")]
+    NoToken,
+}
+
+impl TokenError {
+    /// Whether the endpoint said our credentials are wrong (401/403).
+    pub fn is_denied(&self) -> bool {
+        matches!(
+            self,
+            TokenError::Status {
+                status: 401 | 403,
+                ..
+            }
+        )
+    }
+}
+
+/// Get a token for `scopes` from `realm`.
+pub async fn fetch(
+    http: &reqwest::Client,
+    realm: &url::Url,
+    service: Option<&str>,
+    scopes: &[String],
+    grant: TokenGrant<'_>,
+) -> Result<CachedToken, TokenError> {
+    let request = match grant {
+        TokenGrant::Anonymous | TokenGrant::Basic { .. } => {
+            let mut url = realm.clone();
+            {
+                let mut query = url.query_pairs_mut();
+                if let Some(service) = service {
+                    query.append_pair("service", service);
+                }
+                for scope in scopes {
+                    query.append_pair("scope", scope);
+                }
+            }
+            let request = http.get(url);
+            match grant {
+                TokenGrant::Basic { username, password } => {
+                    let encoded = base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{}", password.expose()));
+                    request.header(reqwest::header::AUTHORIZATION, format!("Basic {encoded}"))
+                }
+                _ => request,
+            }
+        }
+        TokenGrant::RefreshToken(refresh) => {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "refresh_token");
+            if let Some(service) = service {
+                form.append_pair("service", service);
+            }
+            for scope in scopes {
+                form.append_pair("scope", scope);
+            }
+            form.append_pair("client_id", "acrpull");
+            form.append_pair("refresh_token", refresh.expose());
+            http.post(realm.clone())
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(form.finish())
+        }
+    };
+    let response = request.send().await.map_err(TokenError::Transport)?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.ok().map(|b| excerpt(&b));
+        return Err(TokenError::Status {
+            status: status.as_u16(),
+            body,
+        });
+    }
+    let bytes = response.bytes().await.map_err(TokenError::Transport)?;
+    let parsed: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| TokenError::NoToken)?;
+    let token = parsed
+        .token
+        .filter(|t| !t.is_empty())
+        .or(parsed.access_token.filter(|t| !t.is_empty()))
+        .ok_or(TokenError::NoToken)?;
+    let token = Secret::new(token);
+    Ok(match parsed.expires_in {
+        Some(seconds) if seconds > 0 => {
+            CachedToken::new(token, Duration::from_secs(seconds.unsigned_abs()))
+        }
+        // The Docker token spec says 60 s when absent; a JWT's own `exp` is better.
+        _ => CachedToken::from_jwt_or(token, Duration::from_secs(60)),
+    })
+}
+
+/// The first 300 characters of an error body, on one line.
+pub fn excerpt(body: &str) -> String {
+    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 300 {
+        let cut: String = one_line.chars().take(300).collect();
+        format!("{cut}…")
+    } else {
+        one_line
+    }
+}

@@ -1,0 +1,117 @@
+//! The library's top-level error: one variant per layer, and the exit-code class the binary
+//! maps it to.
+
+use std::path::PathBuf;
+
+/// What went wrong in a pull.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A bad image reference.
+    #[error(transparent)]
+    Reference(#[from] crate::reference::ReferenceError),
+    /// Talking to the registry (or reading the source layout) failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::Error),
+    /// The index has no image for the requested platform.
+    #[error("{reference} has no image for platform {wanted}; it has: {}", available.join(", "))]
+    PlatformNotFound {
+        /// The reference.
+        reference: String,
+        /// What was asked.
+        wanted: String,
+        /// What the index offers.
+        available: Vec<String>,
+    },
+    /// A blob failed verification.
+    #[error("{what} {digest} failed verification: expected {expected}, got {actual}")]
+    Integrity {
+        /// e.g. "layer".
+        what: &'static str,
+        /// The digest.
+        digest: crate::Digest,
+        /// Expected value.
+        expected: String,
+        /// Actual value.
+        actual: String,
+    },
+    /// The image uses something acrpull cannot handle (e.g. an unknown layer media type).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The destination cannot be used or written.
+    #[error(transparent)]
+    Destination(#[from] crate::layout::DestinationError),
+    /// Writing a downloaded blob failed.
+    #[error("writing {path} failed")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A background task failed unexpectedly.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+/// The classes of failure, each with its own exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Anything else (I/O, destination): exit 1.
+    Other,
+    /// Bad command line or reference: exit 2.
+    Usage,
+    /// Authentication or permission: exit 3.
+    Auth,
+    /// Repository, tag, blob or platform not found: exit 4.
+    NotFound,
+    /// Network failure after retries: exit 5.
+    Network,
+    /// Digest/size mismatch or unsafe content: exit 6.
+    Integrity,
+}
+
+impl ErrorClass {
+    /// The process exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorClass::Other => 1,
+            ErrorClass::Usage => 2,
+            ErrorClass::Auth => 3,
+            ErrorClass::NotFound => 4,
+            ErrorClass::Network => 5,
+            ErrorClass::Integrity => 6,
+        }
+    }
+}
+
+impl Error {
+    /// Which exit-code class this error belongs to.
+    pub fn class(&self) -> ErrorClass {
+        use crate::registry::Error as R;
+        match self {
+            Error::Reference(_) => ErrorClass::Usage,
+            Error::PlatformNotFound { .. } => ErrorClass::NotFound,
+            Error::Integrity { .. } => ErrorClass::Integrity,
+            Error::Registry(e) => match e {
+                R::NotFound { .. } => ErrorClass::NotFound,
+                R::Unauthorized { .. } | R::Token { .. } | R::Azure { .. } => ErrorClass::Auth,
+                R::Transport { .. }
+                | R::Tls { .. }
+                | R::Redirect { .. }
+                | R::Interrupted { .. } => ErrorClass::Network,
+                R::Status { status, .. } if *status >= 500 || *status == 429 => ErrorClass::Network,
+                R::Integrity { .. } | R::ManifestTooLarge { .. } | R::Unsupported { .. } => {
+                    ErrorClass::Integrity
+                }
+                _ => ErrorClass::Other,
+            },
+            Error::Unsupported(_) => ErrorClass::Integrity,
+            Error::Destination(_) | Error::Io { .. } | Error::Task(_) => ErrorClass::Other,
+        }
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

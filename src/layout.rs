@@ -1,0 +1,245 @@
+//! OCI image layouts (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`): reading them as a
+//! source and writing them as an output.
+//!
+//! A new layout is built in a temporary directory beside the destination and renamed into
+//! place when complete, so a failed pull leaves nothing behind. Adding to an existing layout
+//! writes each blob atomically (temporary file, fsync, rename) and replaces `index.json`
+//! atomically last, so the layout is valid at every instant.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+use crate::manifest::{Descriptor, ImageIndex, REF_NAME};
+
+/// The `oci-layout` file's content.
+pub const OCI_LAYOUT_FILE: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Where a blob lives in a layout.
+pub fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
+    root.join("blobs")
+        .join(digest.algorithm().as_str())
+        .join(digest.hex())
+}
+
+/// Read `index.json`.
+pub fn read_index(root: &Path) -> std::io::Result<ImageIndex> {
+    let bytes = std::fs::read(root.join("index.json"))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("index.json is not a valid OCI index: {e}"),
+        )
+    })
+}
+
+/// Why an output destination cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DestinationError {
+    /// Something other than what we can write into is there.
+    #[error("destination {path} {reason}")]
+    Unusable {
+        /// The destination.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// I/O failed.
+    #[error("{action} {path} failed")]
+    Io {
+        /// What we were doing.
+        action: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DestinationError {
+    let path = path.to_path_buf();
+    move |source| DestinationError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// A temporary directory beside `dest` (same filesystem, so a rename can publish it).
+pub fn staging_dir_beside(dest: &Path) -> Result<tempfile::TempDir, DestinationError> {
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io_error("creating", &parent))?;
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}.acrpull-"))
+        .tempdir_in(&parent)
+        .map_err(io_error("creating a staging directory in", &parent))
+}
+
+/// Whether `path` is an empty directory.
+pub fn is_empty_dir(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
+}
+
+/// Publish a finished staging directory at `dest`: a rename, which also replaces an empty
+/// directory atomically.
+pub fn publish(staging: tempfile::TempDir, dest: &Path) -> Result<(), DestinationError> {
+    let path = staging.keep();
+    sync_dir(&path);
+    if let Err(source) = std::fs::rename(&path, dest) {
+        let _ = std::fs::remove_dir_all(&path);
+        return Err(DestinationError::Io {
+            action: "renaming the finished output to",
+            path: dest.to_path_buf(),
+            source,
+        });
+    }
+    if let Some(parent) = dest.parent() {
+        sync_dir(parent);
+    }
+    Ok(())
+}
+
+fn sync_dir(path: &Path) {
+    if let Ok(dir) = std::fs::File::open(path) {
+        let _ = dir.sync_all();
+    }
+}
+
+/// An OCI layout being written.
+#[derive(Debug)]
+pub struct LayoutWriter {
+    dest: PathBuf,
+    root: PathBuf,
+    staging: Option<tempfile::TempDir>,
+}
+
+impl LayoutWriter {
+    /// Prepare to write a layout at `dest`: a new one (absent or empty directory) or an
+    /// existing layout to add to. Anything else is refused.
+    pub fn prepare(dest: &Path) -> Result<Self, DestinationError> {
+        let existing_layout =
+            dest.join("oci-layout").is_file() && dest.join("index.json").is_file();
+        if dest.exists() && !existing_layout && !is_empty_dir(dest) {
+            return Err(DestinationError::Unusable {
+                path: dest.to_path_buf(),
+                reason: "exists and is neither empty nor an OCI image layout".into(),
+            });
+        }
+        if existing_layout {
+            read_index(dest).map_err(io_error("reading the existing layout", dest))?;
+            return Ok(Self {
+                dest: dest.to_path_buf(),
+                root: dest.to_path_buf(),
+                staging: None,
+            });
+        }
+        let staging = staging_dir_beside(dest)?;
+        let root = staging.path().to_path_buf();
+        std::fs::write(root.join("oci-layout"), OCI_LAYOUT_FILE)
+            .map_err(io_error("writing oci-layout in", &root))?;
+        std::fs::create_dir_all(root.join("blobs"))
+            .map_err(io_error("creating blobs in", &root))?;
+        Ok(Self {
+            dest: dest.to_path_buf(),
+            root,
+            staging: Some(staging),
+        })
+    }
+
+    /// The directory blobs are written under now (the staging directory for a new layout).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether the blob is already there (then it is trusted: blobs are only ever renamed into
+    /// place after verification).
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        blob_path(&self.root, digest).is_file()
+    }
+
+    /// Write a small blob (a manifest) from memory, atomically, unless present.
+    pub fn put_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<(), DestinationError> {
+        if self.has_blob(digest) {
+            return Ok(());
+        }
+        let path = blob_path(&self.root, digest);
+        write_atomic(&path, bytes)
+    }
+
+    /// Add `descriptor` to `index.json` (replacing an entry with the same tag, or the same
+    /// digest when untagged) and publish the layout.
+    pub fn commit(mut self, descriptor: Descriptor) -> Result<(), DestinationError> {
+        let index_path = self.root.join("index.json");
+        let mut index: serde_json::Value = match std::fs::read(&index_path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| DestinationError::Unusable {
+                    path: index_path.clone(),
+                    reason: format!("is not valid JSON: {e}"),
+                })?
+            }
+            Err(_) => {
+                serde_json::json!({"schemaVersion": 2, "mediaType": crate::media_type::OCI_INDEX, "manifests": []})
+            }
+        };
+        let new_ref = descriptor.ref_name().map(str::to_string);
+        let entry = serde_json::to_value(&descriptor).map_err(|e| DestinationError::Unusable {
+            path: index_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let manifests = index
+            .get_mut("manifests")
+            .and_then(serde_json::Value::as_array_mut)
+            .ok_or_else(|| DestinationError::Unusable {
+                path: index_path.clone(),
+                reason: "has no `manifests` array".into(),
+            })?;
+        manifests.retain(|existing| {
+            let existing_ref = existing
+                .pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
+                .and_then(serde_json::Value::as_str);
+            match &new_ref {
+                Some(tag) => existing_ref != Some(tag.as_str()),
+                None => {
+                    !(existing_ref.is_none()
+                        && existing.get("digest").and_then(serde_json::Value::as_str)
+                            == Some(&descriptor.digest.to_string()))
+                }
+            }
+        });
+        manifests.push(entry);
+        let bytes = serde_json::to_vec(&index).map_err(|e| DestinationError::Unusable {
+            path: index_path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(&index_path, &bytes)?;
+        if let Some(staging) = self.staging.take() {
+            publish(staging, &self.dest)?;
+        }
+        Ok(())
+    }
+}
+
+/// Write a file atomically: temporary file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DestinationError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
+    let mut file = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(io_error("creating a temporary file in", dir))?;
+    file.write_all(bytes).map_err(io_error("writing", path))?;
+    file.as_file()
+        .sync_all()
+        .map_err(io_error("syncing", path))?;
+    file.persist(path)
+        .map_err(|e| io_error("renaming into place", path)(e.error))?;
+    Ok(())
+}

@@ -1,0 +1,531 @@
+//! The pull orchestrator: resolve the reference to manifests, download every blob
+//! concurrently (the only place that spawns download tasks), and hand verified blobs to the
+//! output writer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::credential::Credential;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layout::{self, LayoutWriter};
+use crate::manifest::{Descriptor, ImageIndex, ImageManifest, REF_NAME};
+use crate::media_type::ManifestKind;
+use crate::platform::Platform;
+use crate::reference::Reference;
+use crate::registry::{build_http, ClientOptions, RegistryClient};
+use crate::report::{BlobKind, Reporter};
+use crate::source::{FetchedManifest, ImageSource, LayoutSource};
+
+/// Where to pull from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// A registry reference.
+    Registry(Reference),
+    /// A local OCI layout: `oci:PATH[:TAG|@DIGEST]`.
+    Layout {
+        /// The layout directory.
+        path: PathBuf,
+        /// Tag, digest, or empty for the layout's only image.
+        reference: String,
+    },
+}
+
+impl FromStr for SourceSpec {
+    type Err = crate::reference::ReferenceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some(rest) = s.strip_prefix("oci:") else {
+            return Ok(SourceSpec::Registry(s.parse()?));
+        };
+        if let Some((path, digest)) = rest.rsplit_once('@') {
+            digest.parse::<Digest>().map_err(|source| {
+                crate::reference::ReferenceError::BadDigest {
+                    input: s.to_string(),
+                    source,
+                }
+            })?;
+            return Ok(SourceSpec::Layout {
+                path: PathBuf::from(path),
+                reference: digest.to_string(),
+            });
+        }
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        match rest[last_slash..].rfind(':') {
+            Some(i) => Ok(SourceSpec::Layout {
+                path: PathBuf::from(&rest[..last_slash + i]),
+                reference: rest[last_slash + i + 1..].to_string(),
+            }),
+            None => Ok(SourceSpec::Layout {
+                path: PathBuf::from(rest),
+                reference: String::new(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::Registry(r) => write!(f, "{r}"),
+            SourceSpec::Layout { path, reference } if reference.is_empty() => {
+                write!(f, "oci:{}", path.display())
+            }
+            SourceSpec::Layout { path, reference } if reference.contains(':') => {
+                write!(f, "oci:{}@{reference}", path.display())
+            }
+            SourceSpec::Layout { path, reference } => {
+                write!(f, "oci:{}:{reference}", path.display())
+            }
+        }
+    }
+}
+
+/// What to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// A root filesystem directory.
+    Rootfs,
+    /// An OCI image layout.
+    Oci,
+}
+
+/// Which platform(s) to pull from an index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlatformChoice {
+    /// One platform.
+    One(Platform),
+    /// Every manifest of the index (OCI layout output only).
+    All,
+}
+
+/// How to pull.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// Output format.
+    pub format: OutputFormat,
+    /// Platform choice.
+    pub platform: PlatformChoice,
+    /// Concurrent blob downloads.
+    pub jobs: usize,
+    /// Replace a non-empty rootfs destination.
+    pub force: bool,
+    /// Write an OCI runtime bundle (`rootfs/` + `config.json`).
+    pub bundle: bool,
+    /// Registry connection settings.
+    pub client: ClientOptions,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        Self {
+            format: OutputFormat::Rootfs,
+            platform: PlatformChoice::One(Platform::host()),
+            jobs: 4,
+            force: false,
+            bundle: false,
+            client: ClientOptions::default(),
+        }
+    }
+}
+
+/// One layer in the summary.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LayerSummary {
+    /// Digest.
+    pub digest: Digest,
+    /// Compressed size.
+    pub size: u64,
+    /// Media type.
+    pub media_type: String,
+}
+
+/// What a pull did (the `--json` summary).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullOutcome {
+    /// The reference as given, normalised.
+    pub reference: String,
+    /// Digest of the manifest written (the index with `--platform all`).
+    pub digest: Digest,
+    /// Media type of that manifest.
+    pub media_type: String,
+    /// The platform pulled (`all` for a whole index; absent when unknown).
+    pub platform: Option<String>,
+    /// Output format.
+    pub format: OutputFormat,
+    /// Destination path.
+    pub destination: PathBuf,
+    /// Layers of the (first) image.
+    pub layers: Vec<LayerSummary>,
+    /// Bytes transferred.
+    pub bytes_downloaded: u64,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// One image manifest to materialise.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// The manifest bytes.
+    pub manifest: FetchedManifest,
+    /// Parsed.
+    pub parsed: ImageManifest,
+    /// Its platform, if known from the index.
+    pub platform: Option<Platform>,
+}
+
+/// A reference resolved to what must be written.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The manifest the reference points at (image or index).
+    pub root: FetchedManifest,
+    /// Images to write (one, or every index entry with `All`).
+    pub images: Vec<ResolvedImage>,
+    /// The manifest to name in the output (root for `All` or a plain image, else the chosen image).
+    pub top: FetchedManifest,
+}
+
+/// Open the source for a spec.
+pub fn open_source(
+    spec: &SourceSpec,
+    credential: Credential,
+    client: &ClientOptions,
+) -> Result<(Arc<dyn ImageSource>, String)> {
+    match spec {
+        SourceSpec::Registry(reference) => {
+            let http = build_http(client).map_err(|source| Error::Io {
+                path: PathBuf::from("<CA files>"),
+                source,
+            })?;
+            let registry = RegistryClient::new(
+                http,
+                reference.registry(),
+                reference.api_host(),
+                reference.repository(),
+                credential,
+                client.clone(),
+            );
+            Ok((Arc::new(registry), reference.manifest_reference()))
+        }
+        SourceSpec::Layout { path, reference } => {
+            let source = LayoutSource::open(path)?;
+            Ok((Arc::new(source), reference.clone()))
+        }
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(manifest: &FetchedManifest) -> Result<T> {
+    serde_json::from_slice(&manifest.bytes).map_err(|e| {
+        Error::Unsupported(format!(
+            "manifest {} ({}) is not valid: {e}",
+            manifest.digest, manifest.media_type
+        ))
+    })
+}
+
+async fn fetch_child(source: &dyn ImageSource, descriptor: &Descriptor) -> Result<FetchedManifest> {
+    let child = source.manifest(&descriptor.digest.to_string()).await?;
+    if child.digest != descriptor.digest || child.bytes.len() as u64 != descriptor.size {
+        return Err(Error::Integrity {
+            what: "manifest",
+            digest: descriptor.digest.clone(),
+            expected: format!("{} ({} bytes)", descriptor.digest, descriptor.size),
+            actual: format!("{} ({} bytes)", child.digest, child.bytes.len()),
+        });
+    }
+    Ok(child)
+}
+
+/// Resolve `reference` at `source` for `platform`.
+pub async fn resolve(
+    source: &dyn ImageSource,
+    reference: &str,
+    display: &str,
+    platform: &PlatformChoice,
+) -> Result<Resolved> {
+    let root = source.manifest(reference).await?;
+    if root.kind == ManifestKind::Image {
+        let parsed: ImageManifest = parse_json(&root)?;
+        return Ok(Resolved {
+            top: root.clone(),
+            images: vec![ResolvedImage {
+                manifest: root.clone(),
+                parsed,
+                platform: None,
+            }],
+            root,
+        });
+    }
+    let index: ImageIndex = parse_json(&root)?;
+    let wanted = match platform {
+        PlatformChoice::All => {
+            let mut images = Vec::new();
+            for entry in &index.manifests {
+                let child = fetch_child(source, entry).await?;
+                if child.kind != ManifestKind::Image {
+                    return Err(Error::Unsupported(format!(
+                        "nested index {} inside {display} is not supported",
+                        entry.digest
+                    )));
+                }
+                images.push(ResolvedImage {
+                    parsed: parse_json(&child)?,
+                    manifest: child,
+                    platform: entry.platform.as_ref().map(|p| p.to_platform()),
+                });
+            }
+            return Ok(Resolved {
+                top: root.clone(),
+                root,
+                images,
+            });
+        }
+        PlatformChoice::One(p) => p,
+    };
+    let entry = index.manifests.iter().find(|entry| {
+        entry
+            .platform
+            .as_ref()
+            .is_some_and(|p| wanted.matches(&p.os, &p.architecture, p.variant.as_deref()))
+    });
+    let Some(entry) = entry else {
+        let available = index
+            .manifests
+            .iter()
+            .filter_map(|e| e.platform.as_ref())
+            .map(|p| p.to_platform().to_string())
+            .filter(|p| !p.starts_with("unknown/"))
+            .collect();
+        return Err(Error::PlatformNotFound {
+            reference: display.to_string(),
+            wanted: wanted.to_string(),
+            available,
+        });
+    };
+    let child = fetch_child(source, entry).await?;
+    if child.kind != ManifestKind::Image {
+        return Err(Error::Unsupported(format!(
+            "nested index {} inside {display} is not supported",
+            entry.digest
+        )));
+    }
+    let parsed = parse_json(&child)?;
+    Ok(Resolved {
+        root,
+        top: child.clone(),
+        images: vec![ResolvedImage {
+            manifest: child,
+            parsed,
+            platform: entry.platform.as_ref().map(|p| p.to_platform()),
+        }],
+    })
+}
+
+/// Pull `spec` to `destination`.
+pub async fn pull(
+    spec: &SourceSpec,
+    credential: Credential,
+    destination: &Path,
+    options: &PullOptions,
+    reporter: Arc<dyn Reporter>,
+) -> Result<PullOutcome> {
+    let started = Instant::now();
+    if options.format == OutputFormat::Rootfs && options.platform == PlatformChoice::All {
+        return Err(Error::Unsupported(
+            "--platform all needs --format oci: a root filesystem holds one platform".into(),
+        ));
+    }
+    let (source, reference) = open_source(spec, credential, &options.client)?;
+    let display = spec.to_string();
+    let resolved = resolve(source.as_ref(), &reference, &display, &options.platform).await?;
+    let platform = match (&options.platform, resolved.root.kind) {
+        (PlatformChoice::All, ManifestKind::Index) => Some("all".to_string()),
+        _ => resolved.images[0]
+            .platform
+            .as_ref()
+            .map(ToString::to_string),
+    };
+    reporter.on_resolved(&display, &resolved.top.digest, platform.as_deref());
+    let bytes_downloaded = match options.format {
+        OutputFormat::Oci => {
+            write_layout(spec, &resolved, source, destination, options, &reporter).await?
+        }
+        OutputFormat::Rootfs => {
+            crate::unpack::write_rootfs(&resolved, source, destination, options, &reporter).await?
+        }
+    };
+    let first = &resolved.images[0].parsed;
+    Ok(PullOutcome {
+        reference: display,
+        digest: resolved.top.digest.clone(),
+        media_type: resolved.top.media_type.clone(),
+        platform,
+        format: options.format,
+        destination: destination.to_path_buf(),
+        layers: first
+            .layers
+            .iter()
+            .map(|l| LayerSummary {
+                digest: l.digest.clone(),
+                size: l.size,
+                media_type: l.media_type.clone(),
+            })
+            .collect(),
+        bytes_downloaded,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The tag to record in a layout for `spec`, if any.
+fn tag_of(spec: &SourceSpec) -> Option<String> {
+    match spec {
+        SourceSpec::Registry(r) => r.tag().map(str::to_string),
+        SourceSpec::Layout { reference, .. } => {
+            (!reference.is_empty() && !reference.contains(':')).then(|| reference.clone())
+        }
+    }
+}
+
+/// Every distinct blob (config and layers) of the resolved images, in order.
+pub fn blobs_of(resolved: &Resolved) -> Vec<(Descriptor, BlobKind)> {
+    let mut seen = BTreeMap::new();
+    let mut out = Vec::new();
+    for image in &resolved.images {
+        let blobs = std::iter::once((&image.parsed.config, BlobKind::Config))
+            .chain(image.parsed.layers.iter().map(|l| (l, BlobKind::Layer)));
+        for (descriptor, kind) in blobs {
+            if seen.insert(descriptor.digest.clone(), ()).is_none() {
+                out.push((descriptor.clone(), kind));
+            }
+        }
+    }
+    out
+}
+
+/// Download `blobs` into `dir` (layout-style paths) with `jobs` at once, skipping blobs already
+/// present. Returns bytes transferred.
+pub async fn download_all(
+    source: Arc<dyn ImageSource>,
+    blobs: Vec<(Descriptor, BlobKind)>,
+    dir: &Path,
+    options: &PullOptions,
+    reporter: &Arc<dyn Reporter>,
+) -> Result<u64> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (descriptor, kind) in blobs {
+        let path = layout::blob_path(dir, &descriptor.digest);
+        if path.is_file() {
+            reporter.on_blob_start(&descriptor.digest, kind, descriptor.size, true);
+            reporter.on_blob_done(&descriptor.digest);
+            continue;
+        }
+        let source = source.clone();
+        let reporter = reporter.clone();
+        let semaphore = semaphore.clone();
+        let retry = options.client.retry.clone();
+        tasks.spawn(async move {
+            let _permit = semaphore
+                .acquire_owned()
+                .await
+                .map_err(|e| Error::Task(e.to_string()))?;
+            reporter.on_blob_start(&descriptor.digest, kind, descriptor.size, false);
+            let n = crate::fetch::fetch_blob(
+                source.as_ref(),
+                &descriptor,
+                &path,
+                reporter.as_ref(),
+                &retry,
+            )
+            .await?;
+            reporter.on_blob_done(&descriptor.digest);
+            Ok::<u64, Error>(n)
+        });
+    }
+    let mut total = 0;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(n)) => total += n,
+            Ok(Err(e)) => {
+                tasks.abort_all();
+                return Err(e);
+            }
+            Err(e) => {
+                tasks.abort_all();
+                return Err(Error::Task(e.to_string()));
+            }
+        }
+    }
+    Ok(total)
+}
+
+async fn write_layout(
+    spec: &SourceSpec,
+    resolved: &Resolved,
+    source: Arc<dyn ImageSource>,
+    destination: &Path,
+    options: &PullOptions,
+    reporter: &Arc<dyn Reporter>,
+) -> Result<u64> {
+    let writer = LayoutWriter::prepare(destination)?;
+    let blobs = blobs_of(resolved);
+    let transferred = download_all(source, blobs, writer.root(), options, reporter).await?;
+    for image in &resolved.images {
+        writer.put_bytes(&image.manifest.digest, &image.manifest.bytes)?;
+    }
+    writer.put_bytes(&resolved.top.digest, &resolved.top.bytes)?;
+    let annotations = tag_of(spec).map(|tag| BTreeMap::from([(REF_NAME.to_string(), tag)]));
+    writer.commit(Descriptor {
+        media_type: resolved.top.media_type.clone(),
+        digest: resolved.top.digest.clone(),
+        size: resolved.top.bytes.len() as u64,
+        urls: None,
+        annotations,
+        platform: None,
+    })?;
+    Ok(transferred)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_layout_specs() {
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(
+            "oci:/tmp/x:v1".parse::<SourceSpec>().unwrap(),
+            SourceSpec::Layout {
+                path: "/tmp/x".into(),
+                reference: "v1".into()
+            }
+        );
+        assert_eq!(
+            format!("oci:./a/b@{d}").parse::<SourceSpec>().unwrap(),
+            SourceSpec::Layout {
+                path: "./a/b".into(),
+                reference: d.into()
+            }
+        );
+        assert_eq!(
+            "oci:relative".parse::<SourceSpec>().unwrap(),
+            SourceSpec::Layout {
+                path: "relative".into(),
+                reference: String::new()
+            }
+        );
+        assert!(matches!(
+            "alpine".parse::<SourceSpec>().unwrap(),
+            SourceSpec::Registry(_)
+        ));
+        assert!("oci:/x@sha256:bad".parse::<SourceSpec>().is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! Errors from talking to a registry (or reading a local layout as a source).
+
+use crate::digest::Digest;
+
+/// A registry error. Each variant says which URL or object it is about; transport causes are
+/// kept as `#[source]`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The repository, tag or blob does not exist.
+    #[error("{what} not found at {url}")]
+    NotFound {
+        /// What was looked for, e.g. "manifest `v1` of repository `app`".
+        what: String,
+        /// The URL asked (without credentials).
+        url: String,
+    },
+    /// The registry refused our credentials or wants some we do not have.
+    #[error("{url} refused access ({status}){}", detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Unauthorized {
+        /// The URL asked.
+        url: String,
+        /// HTTP status (401 or 403).
+        status: u16,
+        /// The registry's error message or challenge error, if any.
+        detail: Option<String>,
+    },
+    /// Obtaining a token failed.
+    #[error("getting a token from {realm} failed")]
+    Token {
+        /// The token endpoint.
+        realm: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The registry answered with an unexpected status.
+    #[error("{method} {url} answered {status}{}", body.as_ref().map(|b| format!(": {b}")).unwrap_or_default())]
+    Status {
+        /// Request method.
+        method: String,
+        /// The URL asked.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// A short excerpt of the registry's error body.
+        body: Option<String>,
+    },
+    /// The network failed (after retries).
+    #[error("request to {url} failed after {attempts} attempt(s)")]
+    Transport {
+        /// The URL asked.
+        url: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A TLS problem talking to the registry.
+    #[error("TLS connection to {url} failed (use --ca-file to trust a private CA, or --insecure / --plain-http for a test registry)")]
+    Tls {
+        /// The URL asked.
+        url: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Content did not match its digest or size.
+    #[error("{what} {digest} failed verification: expected {expected}, got {actual}")]
+    Integrity {
+        /// e.g. "blob" or "manifest".
+        what: String,
+        /// The digest that was expected.
+        digest: Digest,
+        /// Expected value (digest or size).
+        expected: String,
+        /// Actual value.
+        actual: String,
+    },
+    /// A manifest larger than the cap.
+    #[error("manifest at {url} is larger than the {limit}-byte limit")]
+    ManifestTooLarge {
+        /// The URL asked.
+        url: String,
+        /// The cap.
+        limit: u64,
+    },
+    /// A document we cannot use (unknown media type, bad JSON, schema 1...).
+    #[error("unsupported or invalid content at {url}: {reason}")]
+    Unsupported {
+        /// Where it came from.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Too many redirects or a redirect to a bad URL.
+    #[error("bad redirect from {url}: {reason}")]
+    Redirect {
+        /// The URL that redirected.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A blob body ended or broke before its full length, and retries ran out.
+    #[error("download of {digest} from {source_name} stopped at {received} of {expected} bytes after {attempts} attempt(s)")]
+    Interrupted {
+        /// The blob.
+        digest: Digest,
+        /// Where it came from.
+        source_name: String,
+        /// Bytes received in the last attempt's total.
+        received: u64,
+        /// The blob's size.
+        expected: u64,
+        /// Attempts made.
+        attempts: u32,
+        /// The last read error, if the stream failed rather than ended early.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// Reading a local layout source failed.
+    #[error("reading {path} failed")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An Azure identity or ACR exchange failure.
+    #[error("Azure authentication for {registry} failed")]
+    Azure {
+        /// The registry.
+        registry: String,
+        /// Why.
+        #[source]
+        source: crate::azure::Error,
+    },
+}
+
+impl Error {
+    /// Whether this is an integrity failure (wrong digest, size, unsafe content).
+    pub fn is_integrity(&self) -> bool {
+        matches!(
+            self,
+            Error::Integrity { .. } | Error::ManifestTooLarge { .. }
+        )
+    }
+}
+
+/// Result alias for this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,566 @@
+//! The registry client: the only code that speaks HTTP to registries.
+//!
+//! It picks the scheme (HTTPS, falling back to plain HTTP for loopback registries as Docker
+//! does), authenticates lazily from challenges, retries transient failures with backoff, and
+//! follows redirects itself so that `Authorization` never leaves the registry's origin.
+
+pub mod error;
+pub mod retry;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
+use reqwest::{Method, Response, StatusCode};
+use tokio::sync::OnceCell;
+
+use crate::auth::{challenge, Authenticator, SentAuthorization};
+use crate::credential::Credential;
+use crate::digest::Digest;
+use crate::media_type;
+use crate::source::{BlobBody, FetchedManifest};
+pub use error::{Error, Result};
+use retry::RetryPolicy;
+
+/// Manifests larger than this are refused.
+pub const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
+const MAX_REDIRECTS: usize = 5;
+
+/// How to reach registries.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Use plain HTTP.
+    pub plain_http: bool,
+    /// Accept any TLS certificate.
+    pub insecure: bool,
+    /// Extra PEM files with CA certificates to trust.
+    pub ca_files: Vec<PathBuf>,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Per-request timeout for connecting and for each read.
+    pub read_timeout: Option<Duration>,
+}
+
+/// Build the HTTP client shared by registry and token requests.
+pub fn build_http(options: &ClientOptions) -> Result<reqwest::Client, std::io::Error> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("acrpull/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(15))
+        .read_timeout(options.read_timeout.unwrap_or(Duration::from_secs(60)))
+        .danger_accept_invalid_certs(options.insecure);
+    let mut ca_files = options.ca_files.clone();
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
+        ca_files.push(PathBuf::from(file));
+    }
+    for file in &ca_files {
+        let pem = std::fs::read(file).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("reading CA file {}: {e}", file.display()))
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("CA file {} is not PEM: {e}", file.display()),
+            )
+        })?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(std::io::Error::other)
+}
+
+/// A client for one repository on one registry.
+#[derive(Debug)]
+pub struct RegistryClient {
+    http: reqwest::Client,
+    host: String,
+    repository: String,
+    options: ClientOptions,
+    base: OnceCell<url::Url>,
+    auth: Authenticator,
+}
+
+impl RegistryClient {
+    /// A client for `repository` at `registry` (the reference's registry) using `host` for the
+    /// API (differs for Docker Hub).
+    pub fn new(
+        http: reqwest::Client,
+        registry: &str,
+        api_host: &str,
+        repository: &str,
+        credential: Credential,
+        options: ClientOptions,
+    ) -> Self {
+        Self {
+            http,
+            host: api_host.to_string(),
+            repository: repository.to_string(),
+            options,
+            base: OnceCell::new(),
+            auth: Authenticator::new(registry, credential),
+        }
+    }
+
+    /// The repository.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    fn pull_scope(&self) -> String {
+        format!("repository:{}:pull", self.repository)
+    }
+
+    /// The base URL (`scheme://host`), probing `/v2/` on first use.
+    pub async fn base(&self) -> Result<&url::Url> {
+        self.base.get_or_try_init(|| self.probe()).await
+    }
+
+    async fn probe(&self) -> Result<url::Url> {
+        let loopback = crate::reference::is_loopback_host(crate::reference::host_of(&self.host));
+        let schemes: &[&str] = if self.options.plain_http {
+            &["http"]
+        } else if loopback {
+            &["https", "http"]
+        } else {
+            &["https"]
+        };
+        let mut last_error = None;
+        for scheme in schemes {
+            let base = url::Url::parse(&format!("{scheme}://{}/", self.host)).map_err(|e| {
+                Error::Unsupported {
+                    url: self.host.clone(),
+                    reason: format!("not a usable host: {e}"),
+                }
+            })?;
+            let ping = base.join("v2/").expect("static path joins");
+            // With a plain-HTTP fallback ahead, one HTTPS attempt is enough.
+            let result = if *scheme == "https" && schemes.len() > 1 {
+                self.http
+                    .get(ping.clone())
+                    .send()
+                    .await
+                    .map_err(|source| Error::Transport {
+                        url: redact_url(&ping),
+                        attempts: 1,
+                        source,
+                    })
+            } else {
+                self.send_with_retries(Method::GET, &ping, None, HeaderMap::new())
+                    .await
+            };
+            match result {
+                Ok(response) => {
+                    tracing::debug!(url = %ping, status = %response.status(), "ping");
+                    if response.status() == StatusCode::UNAUTHORIZED {
+                        if let Some(c) = challenge_of(&response) {
+                            // Learn the scheme now so the first real request carries a token.
+                            let scope = self.pull_scope();
+                            self.auth.on_challenge(&self.http, &c, &scope, None).await?;
+                        }
+                    }
+                    return Ok(base);
+                }
+                Err(e) => {
+                    tracing::debug!(url = %ping, error = %e, "ping failed");
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.expect("at least one scheme is tried"))
+    }
+
+    /// Send a request, retrying transient failures; returns the final response whatever its
+    /// status (except retryable statuses that ran out of retries, returned as they are).
+    async fn send_with_retries(
+        &self,
+        method: Method,
+        url: &url::Url,
+        authorization: Option<&SentAuthorization>,
+        headers: HeaderMap,
+    ) -> Result<Response> {
+        let policy = &self.options.retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            if let Some(auth) = authorization {
+                request = request.header(AUTHORIZATION, auth.0.expose());
+            }
+            match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    if retry::is_retryable_status(status) && attempt <= policy.retries {
+                        let after = response
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+                        let delay = policy.delay(attempt, after);
+                        tracing::info!(%url, status, ?delay, "retrying");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Ok(response);
+                }
+                Err(e) if retry::is_tls(&e) => {
+                    return Err(Error::Tls {
+                        url: redact_url(url),
+                        source: e,
+                    })
+                }
+                Err(e) if retry::is_transient(&e) && attempt <= policy.retries => {
+                    let delay = policy.delay(attempt, None);
+                    tracing::info!(%url, error = %e, ?delay, "retrying after transport error");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => {
+                    return Err(Error::Transport {
+                        url: redact_url(url),
+                        attempts: attempt,
+                        source: e,
+                    })
+                }
+            }
+        }
+    }
+
+    /// A request to the registry itself, authenticated, re-authenticating once on `401`.
+    async fn send_authenticated(
+        &self,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+    ) -> Result<Response> {
+        let url = self
+            .base()
+            .await?
+            .join(path)
+            .map_err(|e| Error::Unsupported {
+                url: path.to_string(),
+                reason: e.to_string(),
+            })?;
+        let scope = self.pull_scope();
+        let mut sent = self.auth.authorization(&self.http, &scope).await?;
+        let mut retried_auth = false;
+        loop {
+            let response = self
+                .send_with_retries(method.clone(), &url, sent.as_ref(), headers.clone())
+                .await?;
+            if response.status() != StatusCode::UNAUTHORIZED || retried_auth {
+                return Ok(response);
+            }
+            let Some(c) = challenge_of(&response) else {
+                return Ok(response);
+            };
+            retried_auth = true;
+            match self
+                .auth
+                .on_challenge(&self.http, &c, &scope, sent.as_ref())
+                .await?
+            {
+                Some(next) => sent = Some(next),
+                None => return Ok(response),
+            }
+        }
+    }
+
+    /// Fetch a manifest or index by tag or digest, verified against `Docker-Content-Digest` and
+    /// (when `reference` is a digest) against the reference.
+    pub async fn manifest(&self, reference: &str) -> Result<FetchedManifest> {
+        let path = format!("v2/{}/manifests/{reference}", self.repository);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            ACCEPT,
+            reqwest::header::HeaderValue::from_static(media_type::MANIFEST_ACCEPT),
+        );
+        let response = self.send_authenticated(Method::GET, &path, headers).await?;
+        let url = redact_url(response.url());
+        let what = || format!("manifest `{reference}` of repository `{}`", self.repository);
+        let response = self.check_status(response, what).await?;
+        let header_digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+        if response
+            .content_length()
+            .is_some_and(|n| n > MANIFEST_LIMIT)
+        {
+            return Err(Error::ManifestTooLarge {
+                url,
+                limit: MANIFEST_LIMIT,
+            });
+        }
+        let bytes = read_capped(response, MANIFEST_LIMIT, &url).await?;
+        let pinned = reference.parse::<Digest>().ok();
+        FetchedManifest::verify(
+            bytes,
+            content_type,
+            pinned.as_ref(),
+            header_digest.as_ref(),
+            &url,
+        )
+    }
+
+    /// Open a blob at `offset`. Follows redirects without sending credentials to other origins.
+    pub async fn open_blob(&self, digest: &Digest, offset: u64) -> Result<BlobBody> {
+        let path = format!("v2/{}/blobs/{digest}", self.repository);
+        let mut headers = HeaderMap::new();
+        if offset > 0 {
+            headers.insert(
+                RANGE,
+                format!("bytes={offset}-").parse().expect("valid header"),
+            );
+        }
+        let mut response = self
+            .send_authenticated(Method::GET, &path, headers.clone())
+            .await?;
+        let registry_origin = self.base().await?.origin();
+        for _ in 0..MAX_REDIRECTS {
+            if !response.status().is_redirection() {
+                break;
+            }
+            let from = response.url().clone();
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| Error::Redirect {
+                    url: redact_url(&from),
+                    reason: "no Location header".into(),
+                })?;
+            let target = from.join(location).map_err(|e| Error::Redirect {
+                url: redact_url(&from),
+                reason: format!("bad Location: {e}"),
+            })?;
+            if !matches!(target.scheme(), "http" | "https") {
+                return Err(Error::Redirect {
+                    url: redact_url(&from),
+                    reason: format!("unsupported scheme `{}`", target.scheme()),
+                });
+            }
+            let authorization = if target.origin() == registry_origin {
+                self.auth
+                    .authorization(&self.http, &self.pull_scope())
+                    .await?
+            } else {
+                tracing::debug!(to = %redact_url(&target), "following blob redirect without credentials");
+                None
+            };
+            response = self
+                .send_with_retries(
+                    Method::GET,
+                    &target,
+                    authorization.as_ref(),
+                    headers.clone(),
+                )
+                .await?;
+        }
+        if response.status().is_redirection() {
+            return Err(Error::Redirect {
+                url: redact_url(response.url()),
+                reason: format!("more than {MAX_REDIRECTS} redirects"),
+            });
+        }
+        let what = || format!("blob {digest} in repository `{}`", self.repository);
+        let response = self.check_status(response, what).await?;
+        let start = match response.status() {
+            StatusCode::PARTIAL_CONTENT => {
+                let range = response
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_content_range_start);
+                if range != Some(offset) {
+                    return Err(Error::Status {
+                        method: "GET".into(),
+                        url: redact_url(response.url()),
+                        status: 206,
+                        body: Some(format!(
+                            "Content-Range does not start at the requested offset {offset}"
+                        )),
+                    });
+                }
+                offset
+            }
+            _ => 0,
+        };
+        let content_length = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let stream = response
+            .bytes_stream()
+            .map(|chunk| chunk.map_err(std::io::Error::other))
+            .boxed();
+        Ok(BlobBody {
+            offset: start,
+            content_length,
+            stream,
+        })
+    }
+
+    async fn check_status(
+        &self,
+        response: Response,
+        what: impl FnOnce() -> String,
+    ) -> Result<Response> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let url = redact_url(response.url());
+        let challenge_error = challenge_of(&response).and_then(|c| c.error);
+        let body = response
+            .text()
+            .await
+            .ok()
+            .map(|b| crate::auth::token::excerpt(&b));
+        let registry_message = body.as_deref().and_then(registry_error_message);
+        Err(match status {
+            StatusCode::NOT_FOUND => Error::NotFound { what: what(), url },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Unauthorized {
+                url,
+                status: status.as_u16(),
+                detail: challenge_error.or(registry_message).or(body),
+            },
+            _ => Error::Status {
+                method: "GET".into(),
+                url,
+                status: status.as_u16(),
+                body: registry_message.or(body),
+            },
+        })
+    }
+}
+
+fn challenge_of(response: &Response) -> Option<challenge::Challenge> {
+    response
+        .headers()
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(challenge::parse)
+        .find(|c| matches!(c.scheme, challenge::Scheme::Bearer))
+        .or_else(|| {
+            response
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(challenge::parse)
+        })
+}
+
+/// `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"..."}]}` -> "MANIFEST_UNKNOWN: ...".
+fn registry_error_message(body: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    let envelope: Envelope = serde_json::from_str(body).ok()?;
+    let parts: Vec<String> = envelope
+        .errors
+        .into_iter()
+        .map(|e| match (e.code, e.message) {
+            (Some(c), Some(m)) => format!("{c}: {m}"),
+            (Some(c), None) => c,
+            (None, Some(m)) => m,
+            (None, None) => String::new(),
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// `bytes START-END/TOTAL` -> START.
+pub fn parse_content_range_start(value: &str) -> Option<u64> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (range, _total) = rest.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let start: u64 = start.trim().parse().ok()?;
+    let end: u64 = end.trim().parse().ok()?;
+    (end >= start).then_some(start)
+}
+
+async fn read_capped(response: Response, limit: u64, url: &str) -> Result<Bytes> {
+    let mut stream = response.bytes_stream();
+    let mut buffer = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|source| Error::Transport {
+            url: url.to_string(),
+            attempts: 1,
+            source,
+        })?;
+        if buffer.len() as u64 + chunk.len() as u64 > limit {
+            return Err(Error::ManifestTooLarge {
+                url: url.to_string(),
+                limit,
+            });
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buffer))
+}
+
+/// A URL for messages: no userinfo, no query (SAS signatures live there).
+pub fn redact_url(url: &url::Url) -> String {
+    let mut clean = url.clone();
+    let _ = clean.set_username("");
+    let _ = clean.set_password(None);
+    if clean.query().is_some() {
+        clean.set_query(Some("…"));
+    }
+    clean.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range() {
+        assert_eq!(parse_content_range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(parse_content_range_start("bytes 100-199/*"), Some(100));
+        assert_eq!(parse_content_range_start("bytes 5-1/9"), None);
+        assert_eq!(parse_content_range_start("items 1-2/3"), None);
+    }
+
+    #[test]
+    fn redaction() {
+        let url = url::Url::parse("https://u:p@acct.blob.core.windows.net/x?sig=SECRET").unwrap();
+        let shown = redact_url(&url);
+        assert!(
+            !shown.contains("SECRET") && !shown.contains("u:p"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn registry_errors() {
+        assert_eq!(
+            registry_error_message(
+                r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#
+            )
+            .as_deref(),
+            Some("MANIFEST_UNKNOWN: manifest unknown")
+        );
+        assert_eq!(registry_error_message("<html>"), None);
+    }
+}

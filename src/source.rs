@@ -1,0 +1,263 @@
+//! Where an image comes from: a registry or a local OCI image layout. Both answer the same two
+//! questions (a manifest by tag or digest, a blob from an offset), so one pipeline serves both
+//! and a layout staged on a connected machine unpacks the same way on a disconnected one.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+use crate::digest::{Algorithm, Digest, Digester};
+use crate::media_type::{self, ManifestKind};
+use crate::registry::{Error, Result, MANIFEST_LIMIT};
+
+/// A manifest or index, with the exact bytes as served (digest-stable).
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    /// Exact bytes.
+    pub bytes: Bytes,
+    /// Media type (from the document, else the response's `Content-Type`).
+    pub media_type: String,
+    /// Image manifest or index.
+    pub kind: ManifestKind,
+    /// Digest of `bytes`.
+    pub digest: Digest,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Probe {
+    schema_version: Option<u32>,
+    media_type: Option<String>,
+    manifests: Option<serde_json::Value>,
+    layers: Option<serde_json::Value>,
+}
+
+impl FetchedManifest {
+    /// Check bytes against the digests we were given and classify them.
+    pub fn verify(
+        bytes: Bytes,
+        content_type: Option<String>,
+        pinned: Option<&Digest>,
+        served: Option<&Digest>,
+        url: &str,
+    ) -> Result<Self> {
+        let algorithm = pinned
+            .or(served)
+            .map_or(Algorithm::Sha256, Digest::algorithm);
+        let mut digester = Digester::new(algorithm);
+        digester.update(&bytes);
+        let digest = digester.finish();
+        for expected in [pinned, served].into_iter().flatten() {
+            if expected.algorithm() == digest.algorithm() && expected != &digest {
+                return Err(Error::Integrity {
+                    what: "manifest".into(),
+                    digest: expected.clone(),
+                    expected: expected.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+        }
+        let unsupported = |reason: String| Error::Unsupported {
+            url: url.to_string(),
+            reason,
+        };
+        let probe: Probe = serde_json::from_slice(&bytes)
+            .map_err(|e| unsupported(format!("manifest is not valid JSON: {e}")))?;
+        if probe.schema_version == Some(1) {
+            return Err(unsupported(
+                "Docker schema 1 manifests are not supported (deprecated since 2019)".into(),
+            ));
+        }
+        let media_type = probe
+            .media_type
+            .or(content_type)
+            .filter(|m| !m.is_empty() && m != "application/json")
+            .or_else(|| {
+                if probe.manifests.is_some() {
+                    Some(media_type::OCI_INDEX.to_string())
+                } else if probe.layers.is_some() {
+                    Some(media_type::OCI_MANIFEST.to_string())
+                } else {
+                    None
+                }
+            })
+            .ok_or_else(|| unsupported("manifest has no media type".into()))?;
+        let kind = media_type::manifest_kind(&media_type)
+            .ok_or_else(|| unsupported(format!("unknown manifest media type `{media_type}`")))?;
+        Ok(Self {
+            bytes,
+            media_type,
+            kind,
+            digest,
+        })
+    }
+}
+
+/// An open blob body from some offset.
+pub struct BlobBody {
+    /// Where the body starts (0 if the source ignored a range request).
+    pub offset: u64,
+    /// The body length, if announced.
+    pub content_length: Option<u64>,
+    /// The bytes.
+    pub stream: BoxStream<'static, std::io::Result<Bytes>>,
+}
+
+/// A place images are read from.
+#[async_trait::async_trait]
+pub trait ImageSource: Send + Sync {
+    /// For messages, e.g. `127.0.0.1:5000/app` or `oci:/path`.
+    fn describe(&self) -> String;
+    /// A manifest by tag or digest (`""` for a layout's only image).
+    async fn manifest(&self, reference: &str) -> Result<FetchedManifest>;
+    /// A blob body starting at `offset` (or 0).
+    async fn open_blob(&self, digest: &Digest, offset: u64) -> Result<BlobBody>;
+}
+
+#[async_trait::async_trait]
+impl ImageSource for crate::registry::RegistryClient {
+    fn describe(&self) -> String {
+        self.repository().to_string()
+    }
+
+    async fn manifest(&self, reference: &str) -> Result<FetchedManifest> {
+        crate::registry::RegistryClient::manifest(self, reference).await
+    }
+
+    async fn open_blob(&self, digest: &Digest, offset: u64) -> Result<BlobBody> {
+        crate::registry::RegistryClient::open_blob(self, digest, offset).await
+    }
+}
+
+/// A local OCI image layout used as a source.
+#[derive(Debug, Clone)]
+pub struct LayoutSource {
+    root: PathBuf,
+}
+
+impl LayoutSource {
+    /// A layout at `root` (must contain `oci-layout` and `index.json`).
+    pub fn open(root: &Path) -> Result<Self> {
+        for file in ["oci-layout", "index.json"] {
+            let path = root.join(file);
+            if !path.is_file() {
+                return Err(Error::NotFound {
+                    what: format!("OCI layout file `{file}`"),
+                    url: path.display().to_string(),
+                });
+            }
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        crate::layout::blob_path(&self.root, digest)
+    }
+
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                Error::NotFound {
+                    what: "blob".into(),
+                    url: path.display().to_string(),
+                }
+            } else {
+                Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ImageSource for LayoutSource {
+    fn describe(&self) -> String {
+        format!("oci:{}", self.root.display())
+    }
+
+    async fn manifest(&self, reference: &str) -> Result<FetchedManifest> {
+        let index_path = self.root.join("index.json");
+        let index = crate::layout::read_index(&self.root).map_err(|source| Error::Io {
+            path: index_path,
+            source,
+        })?;
+        let (digest, media_type) = if let Ok(digest) = reference.parse::<Digest>() {
+            // Any manifest blob in the layout may be addressed by digest.
+            let media_type = index
+                .manifests
+                .iter()
+                .find(|d| d.digest == digest)
+                .map(|d| d.media_type.clone());
+            (digest, media_type)
+        } else {
+            if reference.is_empty() && index.manifests.len() != 1 {
+                return Err(Error::Unsupported {
+                    url: self.describe(),
+                    reason: format!(
+                        "the layout holds {} images: name one with oci:PATH:TAG or oci:PATH@DIGEST",
+                        index.manifests.len()
+                    ),
+                });
+            }
+            let found = index
+                .manifests
+                .iter()
+                .find(|d| reference.is_empty() || d.ref_name() == Some(reference))
+                .ok_or_else(|| Error::NotFound {
+                    what: format!("tag `{reference}`"),
+                    url: self.describe(),
+                })?;
+            (found.digest.clone(), Some(found.media_type.clone()))
+        };
+        let path = self.blob_path(&digest);
+        let metadata = tokio::fs::metadata(&path).await.map_err(Self::io(&path))?;
+        if metadata.len() > MANIFEST_LIMIT {
+            return Err(Error::ManifestTooLarge {
+                url: path.display().to_string(),
+                limit: MANIFEST_LIMIT,
+            });
+        }
+        let bytes = tokio::fs::read(&path).await.map_err(Self::io(&path))?;
+        FetchedManifest::verify(
+            Bytes::from(bytes),
+            media_type,
+            Some(&digest),
+            None,
+            &path.display().to_string(),
+        )
+    }
+
+    async fn open_blob(&self, digest: &Digest, offset: u64) -> Result<BlobBody> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let path = self.blob_path(digest);
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(Self::io(&path))?;
+        let length = file.metadata().await.map_err(Self::io(&path))?.len();
+        let offset = offset.min(length);
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(Self::io(&path))?;
+        let stream = futures_util::stream::unfold(file, |mut file| async move {
+            let mut buffer = vec![0u8; 256 * 1024];
+            match file.read(&mut buffer).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    Some((Ok(Bytes::from(buffer)), file))
+                }
+                Err(e) => Some((Err(e), file)),
+            }
+        });
+        Ok(BlobBody {
+            offset,
+            content_length: Some(length - offset),
+            stream: Box::pin(stream),
+        })
+    }
+}
