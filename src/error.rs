@@ -7,6 +7,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A bad command-line value.
+    #[error("{0}")]
+    Usage(String),
     /// A bad image reference.
     #[error(transparent)]
     Reference(#[from] crate::reference::ReferenceError),
@@ -91,7 +94,7 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         use crate::registry::Error as R;
         match self {
-            Error::Reference(_) => ErrorClass::Usage,
+            Error::Reference(_) | Error::Usage(_) => ErrorClass::Usage,
             Error::PlatformNotFound { .. } => ErrorClass::NotFound,
             Error::Integrity { .. } => ErrorClass::Integrity,
             Error::Registry(e) => match e {

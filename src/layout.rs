@@ -7,6 +7,7 @@
 //! atomically last, so the layout is valid at every instant.
 
 use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
@@ -77,10 +78,14 @@ pub fn staging_dir_beside(dest: &Path) -> Result<tempfile::TempDir, DestinationE
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
-    tempfile::Builder::new()
+    let staging = tempfile::Builder::new()
         .prefix(&format!(".{name}.acrpull-"))
         .tempdir_in(&parent)
-        .map_err(io_error("creating a staging directory in", &parent))
+        .map_err(io_error("creating a staging directory in", &parent))?;
+    // tempfile creates 0700; the published directory should look like any other.
+    std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(io_error("creating a staging directory in", &parent))?;
+    Ok(staging)
 }
 
 /// Whether `path` is an empty directory.
@@ -235,6 +240,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DestinationError> {
         .prefix(".tmp-")
         .tempfile_in(dir)
         .map_err(io_error("creating a temporary file in", dir))?;
+    // tempfile creates 0600; layouts are read by other tools and users.
+    std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o644))
+        .map_err(io_error("writing", path))?;
     file.write_all(bytes).map_err(io_error("writing", path))?;
     file.as_file()
         .sync_all()

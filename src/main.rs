@@ -1,1 +1,128 @@
-fn main() {}
+//! The `acrpull` binary: parse arguments, set up logging and progress, run the library, and
+//! turn errors into a message, a cause chain, a hint and a documented exit code.
+
+mod cli;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use acrpull::{ErrorClass, Reporter};
+
+fn main() -> ExitCode {
+    let cli = match cli::parse_args(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(ErrorClass::Usage.exit_code())
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            report_error(&anyhow::Error::new(e).context("starting the async runtime"));
+            return ExitCode::from(ErrorClass::Other.exit_code());
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            report_error(&e);
+            ExitCode::from(class_of(&e).exit_code())
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "acrpull=info",
+        _ => "acrpull=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        cli::Command::Pull(args) => {
+            init_logging(args.verbose);
+            let (source, options) = args.to_request()?;
+            let credential = args.registry.credential()?;
+            let reporter: Arc<dyn Reporter> = if args.quiet || args.json {
+                Arc::new(acrpull::NoopReporter)
+            } else {
+                Arc::new(cli::progress::PlainReporter::default())
+            };
+            let outcome =
+                acrpull::pull(&source, credential, &args.destination, &options, reporter).await?;
+            if args.json {
+                let mut stdout = std::io::stdout().lock();
+                serde_json::to_writer_pretty(&mut stdout, &outcome)?;
+                writeln!(stdout)?;
+            } else if !args.quiet {
+                eprintln!(
+                    "{}: wrote {} to {} ({}, {:.2} s)",
+                    outcome.reference,
+                    outcome.digest,
+                    outcome.destination.display(),
+                    cli::progress::human_bytes(outcome.bytes_downloaded),
+                    outcome.seconds
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn class_of(error: &anyhow::Error) -> ErrorClass {
+    error
+        .chain()
+        .find_map(|e| e.downcast_ref::<acrpull::Error>())
+        .map_or(ErrorClass::Other, acrpull::Error::class)
+}
+
+fn hint(error: &anyhow::Error) -> Option<String> {
+    let class = class_of(error);
+    let text = format!("{error:#}");
+    match class {
+        ErrorClass::Auth => Some(
+            "check the credentials (--username/--password-stdin, Docker config) and that they may pull this repository".into(),
+        ),
+        ErrorClass::NotFound if text.contains("platform") => {
+            Some("choose one of the listed platforms with --platform".into())
+        }
+        ErrorClass::NotFound => Some("check the registry, repository and tag spelling".into()),
+        ErrorClass::Network if text.contains("TLS") => None,
+        ErrorClass::Network => Some(
+            "the registry could not be reached reliably; check the address, proxy settings (HTTPS_PROXY/NO_PROXY) or try again".into(),
+        ),
+        ErrorClass::Integrity => Some(
+            "the registry served content that does not match its digest or is unsafe; nothing was written".into(),
+        ),
+        _ => None,
+    }
+}
+
+fn report_error(error: &anyhow::Error) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {error}");
+    for cause in error.chain().skip(1) {
+        let _ = writeln!(stderr, "  Caused by: {cause}");
+    }
+    if let Some(hint) = hint(error) {
+        let _ = writeln!(stderr, "  hint: {hint}");
+    }
+}

@@ -1,0 +1,203 @@
+//! Command-line definitions (clap) and their translation into library requests.
+//! Only the binary sees this module.
+
+pub mod progress;
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use acrpull::credential::Credential;
+use acrpull::registry::retry::RetryPolicy;
+use acrpull::registry::ClientOptions;
+use acrpull::secret::Secret;
+use acrpull::{OutputFormat, PlatformChoice, PullOptions, SourceSpec};
+
+const AFTER_HELP: &str = "\
+Examples:
+  # On an Azure VM with a managed identity (nothing else installed):
+  acrpull myregistry.azurecr.io/aci-helloworld:v1 ./rootfs
+
+  # Stage an image as an OCI layout for a disconnected site, then unpack it there:
+  acrpull pull --format oci myregistry.azurecr.io/app:v1 ./app-layout
+  acrpull pull oci:./app-layout:v1 ./rootfs
+
+  # Another platform, or every platform of an index:
+  acrpull pull --platform linux/arm64 --format oci registry.example/app:v1 ./layout
+  acrpull pull --platform all --format oci registry.example/app:v1 ./layout
+
+  # Basic credentials (the password is read from stdin, never from the command line):
+  echo \"$PASSWORD\" | acrpull pull --username me --password-stdin registry.example/app:v1 ./out
+
+Exit codes:
+  0 success, 1 other failure (I/O, destination), 2 usage error or bad reference,
+  3 authentication or permission, 4 not found (repository, tag, blob, platform),
+  5 network failure after retries, 6 integrity failure or unsafe content";
+
+/// Pull container images without Docker.
+#[derive(Debug, Parser)]
+#[command(name = "acrpull", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The command (`pull` when omitted: `acrpull REF DEST`).
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pull an image into a root filesystem or an OCI image layout.
+    Pull(PullArgs),
+}
+
+/// Output format flag.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    /// A root filesystem directory.
+    Rootfs,
+    /// An OCI image layout (what skopeo, umoci and podman read).
+    Oci,
+}
+
+/// Connection and credential flags shared by commands that talk to registries.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// User name for basic authentication (password from --password-stdin).
+    #[arg(long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password (or token) from standard input.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Talk plain HTTP to the registry.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Accept any TLS certificate (test registries only).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Trust the CA certificates in this PEM file (repeatable; SSL_CERT_FILE also works).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Vec<PathBuf>,
+    /// Retries for each request and each interrupted download.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// Seconds without data before a request counts as stalled.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
+}
+
+/// `acrpull pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Image: REGISTRY/REPOSITORY[:TAG][@DIGEST], or oci:PATH[:TAG|@DIGEST] for a local layout.
+    pub image: String,
+    /// Destination directory.
+    pub destination: PathBuf,
+    /// What to write.
+    #[arg(long, value_enum, default_value = "rootfs")]
+    pub format: FormatArg,
+    /// Platform os/arch[/variant] (default: this machine's), or `all` (with --format oci).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Blobs downloaded at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Replace a non-empty destination (root filesystem output).
+    #[arg(long)]
+    pub force: bool,
+    /// Write an OCI runtime bundle: DEST/rootfs plus DEST/config.json.
+    #[arg(long)]
+    pub bundle: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// More logging on stderr (-v info, -vv debug); RUST_LOG also works.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Registry connection and credentials.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Known subcommand names, for `acrpull REF DEST` shorthand.
+const SUBCOMMANDS: &[&str] = &["pull", "help"];
+
+/// Parse the process arguments, inserting `pull` when no subcommand is named.
+pub fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    let mut args = args;
+    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    let is_top_level_flag = matches!(first, "-h" | "--help" | "-V" | "--version");
+    if args.len() > 1 && !SUBCOMMANDS.contains(&first) && !is_top_level_flag {
+        args.insert(1, "pull".into());
+    }
+    Cli::try_parse_from(args)
+}
+
+impl RegistryArgs {
+    /// Connection settings.
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            plain_http: self.plain_http,
+            insecure: self.insecure,
+            ca_files: self.ca_file.clone(),
+            retry: RetryPolicy {
+                retries: self.retries,
+                ..RetryPolicy::default()
+            },
+            read_timeout: Some(Duration::from_secs(self.timeout.max(1))),
+        }
+    }
+
+    /// Credentials given on the command line (reads stdin for the password).
+    pub fn credential(&self) -> anyhow::Result<Credential> {
+        let Some(username) = &self.username else {
+            return Ok(Credential::Anonymous);
+        };
+        let mut password = String::new();
+        std::io::stdin()
+            .read_to_string(&mut password)
+            .context("reading the password from standard input")?;
+        let password = password.trim_end_matches(['\n', '\r']).to_string();
+        if password.is_empty() {
+            bail!("--password-stdin: standard input was empty");
+        }
+        Ok(Credential::Basic {
+            username: username.clone(),
+            password: Secret::new(password),
+        })
+    }
+}
+
+impl PullArgs {
+    /// The validated request: source, destination and options.
+    pub fn to_request(&self) -> Result<(SourceSpec, PullOptions), acrpull::Error> {
+        let source: SourceSpec = self.image.parse()?;
+        let platform = match self.platform.as_deref() {
+            None => PlatformChoice::One(acrpull::Platform::host()),
+            Some("all") => PlatformChoice::All,
+            Some(p) => PlatformChoice::One(p.parse().map_err(
+                |e: acrpull::platform::PlatformParseError| acrpull::Error::Usage(e.to_string()),
+            )?),
+        };
+        let format = match self.format {
+            FormatArg::Rootfs => OutputFormat::Rootfs,
+            FormatArg::Oci => OutputFormat::Oci,
+        };
+        Ok((
+            source,
+            PullOptions {
+                format,
+                platform,
+                jobs: usize::from(self.jobs),
+                force: self.force,
+                bundle: self.bundle,
+                client: self.registry.client_options(),
+            },
+        ))
+    }
+}
