@@ -419,6 +419,19 @@ pub async fn download_all(
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
 ) -> Result<u64> {
+    download_all_notifying(source, blobs, dir, options, reporter, None).await
+}
+
+/// [`download_all`], sending each blob's digest to `done` as soon as it is in place (already
+/// present blobs first), so a consumer can start on early blobs while later ones download.
+pub async fn download_all_notifying(
+    source: Arc<dyn ImageSource>,
+    blobs: Vec<(Descriptor, BlobKind)>,
+    dir: &Path,
+    options: &PullOptions,
+    reporter: &Arc<dyn Reporter>,
+    done: Option<tokio::sync::mpsc::UnboundedSender<Digest>>,
+) -> Result<u64> {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (descriptor, kind) in blobs {
@@ -426,12 +439,16 @@ pub async fn download_all(
         if path.is_file() {
             reporter.on_blob_start(&descriptor.digest, kind, descriptor.size, true);
             reporter.on_blob_done(&descriptor.digest);
+            if let Some(done) = &done {
+                let _ = done.send(descriptor.digest.clone());
+            }
             continue;
         }
         let source = source.clone();
         let reporter = reporter.clone();
         let semaphore = semaphore.clone();
         let retry = options.client.retry.clone();
+        let done = done.clone();
         tasks.spawn(async move {
             let _permit = semaphore
                 .acquire_owned()
@@ -447,6 +464,9 @@ pub async fn download_all(
             )
             .await?;
             reporter.on_blob_done(&descriptor.digest);
+            if let Some(done) = &done {
+                let _ = done.send(descriptor.digest.clone());
+            }
             Ok::<u64, Error>(n)
         });
     }

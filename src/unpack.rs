@@ -1,22 +1,257 @@
-//! Root filesystem output (wired to the layer applier).
+//! Root filesystem output: download the layers concurrently and apply them strictly in order
+//! as soon as each one (and all below it) is verified, into a staging directory beside the
+//! destination that is swapped into place only when the whole image applied.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::pull::{PullOptions, Resolved};
-use crate::report::Reporter;
+use crate::layout::{self, DestinationError};
+use crate::manifest::{Descriptor, ImageConfigSummary};
+use crate::media_type::{layer_compression, LayerCompression};
+use crate::pull::{download_all, download_all_notifying, PullOptions, Resolved};
+use crate::report::{BlobKind, Reporter};
+use crate::rootfs::{ApplyOptions, Applier};
 use crate::source::ImageSource;
 
-/// Write the resolved image as a root filesystem at `destination`.
+/// Write the resolved image as a root filesystem (or a runtime bundle) at `destination`.
+/// Returns bytes downloaded.
 pub async fn write_rootfs(
-    _resolved: &Resolved,
-    _source: Arc<dyn ImageSource>,
-    _destination: &Path,
-    _options: &PullOptions,
-    _reporter: &Arc<dyn Reporter>,
+    resolved: &Resolved,
+    source: Arc<dyn ImageSource>,
+    destination: &Path,
+    options: &PullOptions,
+    reporter: &Arc<dyn Reporter>,
 ) -> Result<u64> {
-    Err(Error::Unsupported(
-        "root filesystem output is not available in this build yet: use --format oci".into(),
-    ))
+    check_destination(destination, options.force)?;
+    let image = &resolved.images[0];
+    let layers: Vec<(Descriptor, LayerCompression)> = image
+        .parsed
+        .layers
+        .iter()
+        .map(|layer| {
+            layer_compression(&layer.media_type)
+                .map(|c| (layer.clone(), c))
+                .ok_or_else(|| {
+                    Error::Unsupported(format!(
+                        "layer {} has media type `{}`, which cannot be applied to a root filesystem",
+                        layer.digest, layer.media_type
+                    ))
+                })
+        })
+        .collect::<Result<_>>()?;
+    let staging = layout::staging_dir_beside(destination)?;
+    let result = build(image_parts(resolved), layers, source, staging.path(), options, reporter).await;
+    match result {
+        Ok((transferred, out)) => {
+            swap_into_place(&out, destination)?;
+            remove_tree(staging.keep());
+            Ok(transferred)
+        }
+        Err(e) => {
+            remove_tree(staging.keep());
+            Err(e)
+        }
+    }
+}
+
+fn image_parts(resolved: &Resolved) -> &Descriptor {
+    &resolved.images[0].parsed.config
+}
+
+async fn build(
+    config: &Descriptor,
+    layers: Vec<(Descriptor, LayerCompression)>,
+    source: Arc<dyn ImageSource>,
+    staging: &Path,
+    options: &PullOptions,
+    reporter: &Arc<dyn Reporter>,
+) -> Result<(u64, PathBuf)> {
+    let blobs = staging.join("blobs");
+    let out = staging.join("out");
+    let rootfs = if options.bundle { out.join("rootfs") } else { out.clone() };
+    std::fs::create_dir_all(&rootfs).map_err(|source| Error::Io {
+        path: rootfs.clone(),
+        source,
+    })?;
+    // The config first: its diff_ids are needed before any layer can be checked.
+    let mut transferred = download_all(
+        source.clone(),
+        vec![(config.clone(), BlobKind::Config)],
+        &blobs,
+        options,
+        reporter,
+    )
+    .await?;
+    let config_path = layout::blob_path(&blobs, &config.digest);
+    let config_bytes = std::fs::read(&config_path).map_err(|source| Error::Io {
+        path: config_path.clone(),
+        source,
+    })?;
+    let summary: ImageConfigSummary = serde_json::from_slice(&config_bytes)
+        .map_err(|e| Error::Unsupported(format!("image config {} is not valid: {e}", config.digest)))?;
+    let diff_ids = summary.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+    if diff_ids.len() != layers.len() {
+        return Err(Error::Unsupported(format!(
+            "image config {} lists {} diff_ids for {} layers",
+            config.digest,
+            diff_ids.len(),
+            layers.len()
+        )));
+    }
+
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let downloads = tokio::spawn({
+        let blobs_dir = blobs.clone();
+        let options = options.clone();
+        let reporter = reporter.clone();
+        let list = layers.iter().map(|(d, _)| (d.clone(), BlobKind::Layer)).collect();
+        async move {
+            download_all_notifying(source, list, &blobs_dir, &options, &reporter, Some(done_tx))
+                .await
+        }
+    });
+    let applied = apply_in_order(&layers, &diff_ids, &blobs, &rootfs, reporter, &mut done_rx).await;
+    if applied.is_err() {
+        downloads.abort();
+    }
+    let downloaded = downloads.await.map_err(|e| Error::Task(e.to_string()));
+    // A download error explains an apply loop that stopped waiting; report it first.
+    transferred += downloaded??;
+    applied?;
+    if options.bundle {
+        let image_config: oci_spec::image::ImageConfiguration =
+            serde_json::from_slice(&config_bytes).map_err(|e| {
+                Error::Unsupported(format!("image config {} is not valid: {e}", config.digest))
+            })?;
+        let rootless = ApplyOptions::default().rootless;
+        let spec = crate::rootfs::runtime_config(&image_config, &rootfs, rootless)?;
+        let bytes = serde_json::to_vec_pretty(&spec)
+            .map_err(|e| Error::Unsupported(format!("runtime config: {e}")))?;
+        layout::write_atomic(&out.join("config.json"), &bytes)?;
+    }
+    Ok((transferred, out))
+}
+
+async fn apply_in_order(
+    layers: &[(Descriptor, LayerCompression)],
+    diff_ids: &[Digest],
+    blobs: &Path,
+    rootfs: &Path,
+    reporter: &Arc<dyn Reporter>,
+    done: &mut tokio::sync::mpsc::UnboundedReceiver<Digest>,
+) -> Result<()> {
+    let mut applier = Some(Applier::new(rootfs, ApplyOptions::default())?);
+    let mut ready: HashSet<Digest> = HashSet::new();
+    let mut warned = 0;
+    for (index, ((layer, compression), diff_id)) in layers.iter().zip(diff_ids).enumerate() {
+        while !ready.contains(&layer.digest) {
+            match done.recv().await {
+                Some(digest) => {
+                    ready.insert(digest);
+                }
+                // Downloads stopped; the caller reports their error first, if any.
+                None => {
+                    return Err(Error::Task(format!(
+                        "downloads ended without layer {}",
+                        layer.digest
+                    )))
+                }
+            }
+        }
+        reporter.on_layer_apply_start(&layer.digest, index, layers.len());
+        let path = layout::blob_path(blobs, &layer.digest);
+        let mut current = applier.take().ok_or_else(|| Error::Task("applier lost".into()))?;
+        let compression = *compression;
+        let diff_id = diff_id.clone();
+        let (returned, result) = tokio::task::spawn_blocking(move || {
+            let result = std::fs::File::open(&path)
+                .map_err(|source| Error::Io { path: path.clone(), source })
+                .and_then(|file| {
+                    let reader = std::io::BufReader::with_capacity(1 << 20, file);
+                    current
+                        .apply_layer(reader, compression, &diff_id)
+                        .map_err(Error::from)
+                });
+            (current, result)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?;
+        result?;
+        for warning in &returned.warnings()[warned..] {
+            reporter.on_warning(warning);
+        }
+        warned = returned.warnings().len();
+        applier = Some(returned);
+        reporter.on_layer_applied(&layer.digest, index, layers.len());
+    }
+    Ok(())
+}
+
+/// A rootfs destination must be absent or an empty directory, unless `force`.
+fn check_destination(destination: &Path, force: bool) -> Result<()> {
+    match std::fs::symlink_metadata(destination) {
+        Err(_) => Ok(()),
+        Ok(meta) if meta.is_dir() && (force || layout::is_empty_dir(destination)) => Ok(()),
+        Ok(meta) if meta.is_dir() => Err(DestinationError::Unusable {
+            path: destination.to_path_buf(),
+            reason: "is not empty (use --force to replace it)".into(),
+        }
+        .into()),
+        Ok(_) => Err(DestinationError::Unusable {
+            path: destination.to_path_buf(),
+            reason: "exists and is not a directory".into(),
+        }
+        .into()),
+    }
+}
+
+/// Put the finished tree at `destination`: a rename when it is absent or empty, an atomic
+/// exchange when it holds an old tree (`--force`), which is then removed.
+fn swap_into_place(out: &Path, destination: &Path) -> Result<()> {
+    let io = |source: std::io::Error| {
+        Error::from(DestinationError::Io {
+            action: "moving the finished root filesystem to",
+            path: destination.to_path_buf(),
+            source,
+        })
+    };
+    let exists = std::fs::symlink_metadata(destination).is_ok();
+    if !exists || layout::is_empty_dir(destination) {
+        return std::fs::rename(out, destination).map_err(io);
+    }
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        out,
+        rustix::fs::CWD,
+        destination,
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .map_err(|e| io(e.into()))?;
+    // `out` now holds the old tree; the caller removes the staging directory.
+    Ok(())
+}
+
+/// Remove a tree even where layers left read-only directories (running unprivileged).
+pub fn remove_tree(path: PathBuf) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if std::fs::remove_dir_all(&path).is_ok() {
+        return;
+    }
+    let mut stack = vec![path.clone()];
+    while let Some(dir) = stack.pop() {
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(entry.path());
+                }
+            }
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(&path) {
+        tracing::warn!(path = %path.display(), error = %e, "could not remove a staging directory");
+    }
 }

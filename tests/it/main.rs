@@ -1,1 +1,7 @@
+//! Integration tests: the `acrpull` binary against the real distribution registry
+//! (`docker-registry`), an in-process fault-injecting registry, and skopeo/umoci cross-checks.
+//! Everything runs on loopback.
 
+mod errors;
+mod pull_layout;
+mod support;

@@ -1,0 +1,187 @@
+//! Pulls into OCI image layouts from the real `docker-registry`, cross-checked with skopeo
+//! and umoci.
+
+use acrpull_testenv::fixtures::{fixture_layout, Layout};
+use acrpull_testenv::registry::{seed, skopeo_copy, Registry, RegistryOptions};
+
+use crate::support::{fails, must, ok, run, skopeo_raw_digest, Scratch};
+
+fn registry_with(fixture: &str, repo: &str) -> Registry {
+    let registry = Registry::start(RegistryOptions::anonymous()).expect("registry starts");
+    seed(&registry, fixture, &format!("{repo}:v1")).expect("seeded");
+    registry
+}
+
+fn index_json(dest: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dest.join("index.json")).expect("index.json"))
+        .expect("valid index.json")
+}
+
+#[test]
+fn oci_layout_keeps_the_registry_manifest_and_round_trips_through_skopeo_and_umoci() {
+    let registry = registry_with("simple", "it/simple");
+    let scratch = Scratch::new();
+    let dest = scratch.dest("layout");
+    let image = format!("{}/it/simple:v1", registry.host());
+    let stdout = ok(&run(
+        &scratch.home(),
+        &["pull", "--format", "oci", "--json", &image, dest.to_str().unwrap()],
+        None,
+    ));
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("--json is JSON");
+    let served = skopeo_raw_digest(&format!("docker://{image}"));
+    assert_eq!(summary["digest"], served.as_str());
+    assert_eq!(summary["format"], "oci");
+    assert_eq!(summary["layers"].as_array().map(Vec::len), Some(2));
+    assert!(summary["bytesDownloaded"].as_u64().unwrap() > 0);
+    // The layout holds the exact manifest bytes the registry served, under the tag.
+    let layout_ref = format!("oci:{}:v1", dest.display());
+    assert_eq!(skopeo_raw_digest(&layout_ref), served);
+    assert_eq!(
+        index_json(&dest)["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "v1"
+    );
+    // umoci unpacks it and skopeo pushes it back unchanged.
+    let bundle = scratch.dir.path().join("bundle");
+    must(std::process::Command::new("umoci").args([
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{}:v1", dest.display()),
+        bundle.to_str().unwrap(),
+    ]));
+    assert!(bundle.join("rootfs").is_dir());
+    let copy = format!("docker://{}/it/copy:v1", registry.host());
+    skopeo_copy(&layout_ref, &copy, &["--preserve-digests"]).expect("skopeo pushes the layout");
+    assert_eq!(skopeo_raw_digest(&copy), served);
+    assert_eq!(scratch.out_entries(), vec!["layout"]);
+}
+
+#[test]
+fn shorthand_without_subcommand_and_second_image_into_the_same_layout() {
+    let registry = registry_with("simple", "it/a");
+    seed(&registry, "whiteouts", "it/b:v1").expect("seeded");
+    let scratch = Scratch::new();
+    let dest = scratch.dest("layout");
+    let d = dest.to_str().unwrap();
+    ok(&run(&scratch.home(), &["--format", "oci", "-q", &format!("{}/it/a:v1", registry.host()), d], None));
+    let blobs_before = std::fs::read_dir(dest.join("blobs/sha256")).unwrap().count();
+    ok(&run(&scratch.home(), &["pull", "--format", "oci", "-q", &format!("{}/it/b:v1", registry.host()), d], None));
+    // Same tag `v1` from another repository replaces the entry, as skopeo does.
+    assert_eq!(index_json(&dest)["manifests"].as_array().unwrap().len(), 1);
+    let blobs_after = std::fs::read_dir(dest.join("blobs/sha256")).unwrap().count();
+    assert!(blobs_after > blobs_before);
+    // Pulling the first again under a digest reference adds an untagged entry and reuses blobs.
+    let digest = skopeo_raw_digest(&format!("docker://{}/it/a:v1", registry.host()));
+    let out = ok(&run(
+        &scratch.home(),
+        &["pull", "--format", "oci", "--json", &format!("{}/it/a@{digest}", registry.host()), d],
+        None,
+    ));
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["bytesDownloaded"], 0, "blobs already in the layout are reused");
+    assert_eq!(index_json(&dest)["manifests"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn multi_platform_index_selects_normalised_platforms_or_keeps_everything() {
+    let registry = registry_with("multiarch", "it/multi");
+    let fixture = Layout::fixture("multiarch").unwrap();
+    let index = fixture.main_ref().unwrap();
+    let entries = fixture.index_entries(&index.digest).unwrap();
+    let arm64 = entries
+        .iter()
+        .find(|e| e.platform.as_ref().is_some_and(|p| p.architecture == "arm64"))
+        .expect("fixture has arm64");
+    let scratch = Scratch::new();
+    let image = format!("{}/it/multi:v1", registry.host());
+
+    let dest = scratch.dest("arm64");
+    let out = ok(&run(
+        &scratch.home(),
+        &["pull", "--format", "oci", "--json", "--platform", "linux/aarch64", &image, dest.to_str().unwrap()],
+        None,
+    ));
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["digest"], arm64.digest.as_str());
+    assert_eq!(summary["platform"], "linux/arm64/v8");
+
+    let dest = scratch.dest("all");
+    let out = ok(&run(
+        &scratch.home(),
+        &["pull", "--format", "oci", "--json", "--platform", "all", &image, dest.to_str().unwrap()],
+        None,
+    ));
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["digest"], index.digest.as_str());
+    for entry in &entries {
+        let hex = entry.digest.trim_start_matches("sha256:");
+        assert!(dest.join("blobs/sha256").join(hex).is_file(), "child manifest {hex} kept");
+    }
+    assert_eq!(skopeo_raw_digest(&format!("oci:{}:v1", dest.display())), index.digest);
+
+    let dest = scratch.dest("s390x");
+    let stderr = fails(
+        &run(
+            &scratch.home(),
+            &["pull", "--format", "oci", "--platform", "linux/s390x", &image, dest.to_str().unwrap()],
+            None,
+        ),
+        4,
+    );
+    assert!(stderr.contains("linux/arm64/v8") && stderr.contains("linux/amd64"), "{stderr}");
+    assert!(!dest.exists());
+}
+
+#[test]
+fn docker_v2_schema2_image() {
+    let registry = registry_with("dockerv2", "it/docker");
+    let scratch = Scratch::new();
+    let dest = scratch.dest("layout");
+    let image = format!("{}/it/docker:v1", registry.host());
+    let out = ok(&run(&scratch.home(), &["pull", "--format", "oci", "--json", &image, dest.to_str().unwrap()], None));
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+    assert_eq!(summary["digest"], skopeo_raw_digest(&format!("docker://{image}")).as_str());
+}
+
+#[test]
+fn basic_auth_from_stdin_and_refusals() {
+    let registry = Registry::start(RegistryOptions::anonymous().htpasswd("alice", "s3cret-pw"))
+        .expect("registry starts");
+    seed(&registry, "simple", "it/private:v1").expect("seeded");
+    let scratch = Scratch::new();
+    let image = format!("{}/it/private:v1", registry.host());
+    let dest = scratch.dest("ok");
+    let output = run(
+        &scratch.home(),
+        &["pull", "--format", "oci", "--username", "alice", "--password-stdin", &image, dest.to_str().unwrap()],
+        Some("s3cret-pw\n"),
+    );
+    ok(&output);
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("s3cret-pw"));
+
+    let dest = scratch.dest("wrong");
+    let output = run(
+        &scratch.home(),
+        &["pull", "--format", "oci", "-vv", "--username", "alice", "--password-stdin", &image, dest.to_str().unwrap()],
+        Some("not-it"),
+    );
+    let stderr = fails(&output, 3);
+    assert!(!stderr.contains("not-it"), "the password never prints: {stderr}");
+    let dest = scratch.dest("anonymous");
+    fails(&run(&scratch.home(), &["pull", "--format", "oci", &image, dest.to_str().unwrap()], None), 3);
+    assert_eq!(scratch.out_entries(), vec!["ok"]);
+}
+
+#[test]
+fn local_layout_is_a_source_too() {
+    let scratch = Scratch::new();
+    let dest = scratch.dest("copy");
+    let source = format!("oci:{}:v1", fixture_layout("simple").display());
+    ok(&run(&scratch.home(), &["pull", "--format", "oci", &source, dest.to_str().unwrap()], None));
+    assert_eq!(
+        skopeo_raw_digest(&format!("oci:{}:v1", dest.display())),
+        skopeo_raw_digest(&source)
+    );
+}
