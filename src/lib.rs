@@ -12,6 +12,7 @@ pub mod media_type;
 pub mod platform;
 pub mod reference;
 pub mod report;
+pub mod rootfs;
 pub mod secret;
 
 pub use digest::Digest;
