@@ -143,11 +143,16 @@ pub(crate) struct Sandbox {
 }
 
 impl Sandbox {
+    /// Default options; `ACRPULL_TEST_PATH_WALK=1` forces the userspace resolver so the whole
+    /// suite can be run against the fallback.
     pub(crate) fn new() -> Self {
         Self::with_options(ApplyOptions::default())
     }
 
-    pub(crate) fn with_options(options: ApplyOptions) -> Self {
+    pub(crate) fn with_options(mut options: ApplyOptions) -> Self {
+        if std::env::var_os("ACRPULL_TEST_PATH_WALK").is_some_and(|value| value == "1") {
+            options.path_resolution = super::PathResolution::UserspaceWalk;
+        }
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("root")).unwrap();
         let sentinel = dir.path().join("sentinel");
