@@ -361,3 +361,105 @@ fn corrupt_gzip_is_an_integrity_error() {
         .unwrap_err();
     assert!(matches!(error, Error::CorruptLayer(_)), "{error}");
 }
+
+/// The same classes, written by Python's `tarfile` (fixtures/hostile/make.py), so the applier
+/// is also checked against archives produced by another implementation.
+#[test]
+fn python_generated_hostile_fixtures_are_contained() {
+    let fixtures = tempfile::tempdir().unwrap();
+    let world = tempfile::tempdir().unwrap();
+    let sentinel = world.path().join("sentinel");
+    fs::create_dir_all(sentinel.join("dir")).unwrap();
+    fs::write(sentinel.join("victim.txt"), b"host data").unwrap();
+    fs::write(sentinel.join("dir/victim.txt"), b"more host data").unwrap();
+    fs::create_dir(world.path().join("roots")).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hostile/make.py");
+    let status = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(fixtures.path())
+        .arg("--sentinel")
+        .arg(&sentinel)
+        .status();
+    let Ok(status) = status else {
+        eprintln!("skipping: python3 is not available");
+        return;
+    };
+    assert!(status.success());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(fixtures.path().join("manifest.json")).unwrap()).unwrap();
+    let outside = |world: &std::path::Path| {
+        let mut tree = super::test_support::snapshot(world);
+        tree.retain(|path, _| !path.starts_with("roots"));
+        tree
+    };
+    let before = outside(world.path());
+    let cases = manifest.as_array().unwrap();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let root = world.path().join("roots").join(name);
+        fs::create_dir(&root).unwrap();
+        let result = apply_fixture(case, fixtures.path(), &root);
+        assert_eq!(result.is_ok(), case["expect"] == "ok", "{name}: {result:?}");
+        assert_eq!(
+            before,
+            outside(world.path()),
+            "{name} changed files outside its root"
+        );
+        check_fixture_expectations(case, &root);
+    }
+    assert!(cases.len() >= 40);
+}
+
+fn apply_fixture(
+    case: &serde_json::Value,
+    fixtures: &std::path::Path,
+    root: &std::path::Path,
+) -> Result<(), Error> {
+    let mut options = ApplyOptions::default();
+    if let Some(limit) = case["max_uncompressed_bytes"].as_u64() {
+        options.max_uncompressed_bytes = limit;
+    }
+    let mut applier = super::Applier::new(root, options)?;
+    let gzip = case["compression"] == "gzip";
+    for layer in case["layers"].as_array().unwrap() {
+        let blob = fs::read(fixtures.join(layer.as_str().unwrap())).unwrap();
+        let diff_id = match case["diff_id"].as_str() {
+            Some(diff_id) => diff_id.parse().unwrap(),
+            None if gzip => {
+                let mut tar = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut flate2::read::MultiGzDecoder::new(&blob[..]),
+                    &mut tar,
+                )
+                .unwrap();
+                Digest::sha256_of(&tar)
+            }
+            None => Digest::sha256_of(&blob),
+        };
+        let compression = if gzip {
+            LayerCompression::Gzip
+        } else {
+            LayerCompression::None
+        };
+        applier.apply_layer(&blob[..], compression, &diff_id)?;
+    }
+    Ok(())
+}
+
+fn check_fixture_expectations(case: &serde_json::Value, root: &std::path::Path) {
+    let name = case["name"].as_str().unwrap();
+    for (path, content) in case["files"].as_object().into_iter().flatten() {
+        let actual = fs::read(root.join(path))
+            .ok()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        let exists = fs::symlink_metadata(root.join(path)).is_ok();
+        match content.as_str() {
+            Some(expected) => assert_eq!(actual.as_deref(), Some(expected), "{name}: {path}"),
+            None => assert!(!exists, "{name}: {path} should not exist"),
+        }
+    }
+    for (path, target) in case["symlinks"].as_object().into_iter().flatten() {
+        let actual = fs::read_link(root.join(path)).unwrap();
+        assert_eq!(actual.to_str(), target.as_str(), "{name}: {path}");
+    }
+}
