@@ -463,3 +463,35 @@ fn check_fixture_expectations(case: &serde_json::Value, root: &std::path::Path) 
         assert_eq!(actual.to_str(), target.as_str(), "{name}: {path}");
     }
 }
+
+#[test]
+fn runtime_config_reads_passwd_inside_the_root_only() {
+    let mut sandbox = Sandbox::new();
+    let host_passwd = format!("{}/victim.txt", sentinel(&sandbox));
+    fs::write(&host_passwd, b"user:x:4000:4000::/host:/bin/sh\n").unwrap();
+    sandbox
+        .apply_checked(
+            &Tar::new()
+                .symlink("etc/passwd", &host_passwd)
+                .node("etc/group", tar::EntryType::Fifo, 0, 0)
+                .bytes(),
+        )
+        .unwrap();
+    let config: oci_spec::image::ImageConfiguration = serde_json::from_value(serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": { "User": "user" },
+        "rootfs": { "type": "layers", "diff_ids": [] },
+    }))
+    .unwrap();
+    let error = super::runtime_config(&config, &sandbox.root(), false).unwrap_err();
+    assert!(matches!(error, Error::RuntimeConfig { .. }), "{error}");
+    let numeric: oci_spec::image::ImageConfiguration = serde_json::from_value(serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": { "User": "5:6" },
+        "rootfs": { "type": "layers", "diff_ids": [] },
+    }))
+    .unwrap();
+    let runtime = super::runtime_config(&numeric, &sandbox.root(), false).unwrap();
+    assert_eq!(
+        runtime["process"]["user"],
+        serde_json::json!({ "uid": 5, "gid": 6 })
+    );
+}

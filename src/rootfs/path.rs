@@ -89,10 +89,6 @@ impl Resolver {
         }
     }
 
-    pub(crate) fn root(&self) -> BorrowedFd<'_> {
-        self.root.as_fd()
-    }
-
     pub(crate) fn rootless(&self) -> bool {
         self.rootless
     }

@@ -108,6 +108,8 @@ pub(crate) fn image_config() -> serde_json::Value {
             "Entrypoint": ["/usr/bin/prog"],
             "Cmd": ["--flag"],
             "WorkingDir": "/home/user",
+            "Volumes": { "/data": {} },
+            "Labels": { "a": "b" },
         },
     })
 }
