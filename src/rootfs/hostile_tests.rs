@@ -373,7 +373,12 @@ fn python_generated_hostile_fixtures_are_contained() {
     fs::write(sentinel.join("victim.txt"), b"host data").unwrap();
     fs::write(sentinel.join("dir/victim.txt"), b"more host data").unwrap();
     fs::create_dir(world.path().join("roots")).unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hostile/make.py");
+    // ACRPULL_FIXTURES_DIR lets scripts/rootless-tests.sh run a copied test binary elsewhere.
+    let fixtures_dir = std::env::var_os("ACRPULL_FIXTURES_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
+        std::path::PathBuf::from,
+    );
+    let script = fixtures_dir.join("hostile/make.py");
     let status = std::process::Command::new("python3")
         .arg(&script)
         .arg(fixtures.path())
