@@ -80,7 +80,7 @@ impl<R: Read> Read for BlobReader<R> {
 /// The decompressor for one layer.
 pub(crate) enum Decoder<R: Read> {
     Plain(BlobReader<R>),
-    Gzip(MultiGzDecoder<BlobReader<R>>),
+    Gzip(Box<MultiGzDecoder<BlobReader<R>>>),
     Zstd(zstd::stream::read::Decoder<'static, BufReader<BlobReader<R>>>),
 }
 
@@ -133,7 +133,7 @@ impl<R: Read> LayerReader<R> {
         };
         let decoder = match compression {
             LayerCompression::None => Decoder::Plain(blob),
-            LayerCompression::Gzip => Decoder::Gzip(MultiGzDecoder::new(blob)),
+            LayerCompression::Gzip => Decoder::Gzip(Box::new(MultiGzDecoder::new(blob))),
             LayerCompression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::new(blob)?),
         };
         let reader = LayerReader {

@@ -331,7 +331,7 @@ fn rootless_records_owners_in_the_rootlesscontainers_xattr() {
         .file("root_owned", b"")
         .bytes();
     sandbox.apply_checked(&tar).unwrap();
-    let mut buffer = vec![0u8; 64];
+    let mut buffer = [0u8; 64];
     let path = sandbox.root().join("f");
     match rustix::fs::lgetxattr(&path, "user.rootlesscontainers", &mut buffer[..]) {
         Ok(length) => assert_eq!(&buffer[..length], &[0x08, 0xe8, 0x07, 0x10, 0xe8, 0x07]),
@@ -356,7 +356,7 @@ fn xattrs_are_applied_and_host_specific_ones_dropped() {
         .file("f", b"")
         .bytes();
     sandbox.apply_checked(&tar).unwrap();
-    let mut buffer = vec![0u8; 64];
+    let mut buffer = [0u8; 64];
     let path = sandbox.root().join("f");
     if let Ok(length) = rustix::fs::lgetxattr(&path, "user.comment", &mut buffer[..]) {
         assert_eq!(&buffer[..length], b"hi");

@@ -145,7 +145,7 @@ fn describe_into(
             .into_owned();
         let meta = fs::symlink_metadata(&path).unwrap();
         let mode = meta.permissions().mode() & 0o7777;
-        let mut owner = vec![0u8; 64];
+        let mut owner = [0u8; 64];
         let owner = rustix::fs::lgetxattr(&path, "user.rootlesscontainers", &mut owner[..])
             .map(|length| owner[..length].to_vec())
             .ok();
