@@ -107,7 +107,9 @@ impl Resolver {
                 Ok(fd) => return Ok(fd),
                 Err(Errno::NOENT) if create => {}
                 Err(Errno::ACCESS) if self.rootless => {}
-                Err(Errno::AGAIN | Errno::NOSYS | Errno::INVAL | Errno::PERM) => {}
+                Err(
+                    Errno::AGAIN | Errno::NOSYS | Errno::INVAL | Errno::PERM | Errno::NAMETOOLONG,
+                ) => {}
                 Err(errno) => return Err(errno.into()),
             }
         }
@@ -123,7 +125,9 @@ impl Resolver {
             match self.openat2(path, OFlags::PATH | OFlags::CLOEXEC) {
                 Ok(fd) => located = Some(fd),
                 Err(Errno::ACCESS) if self.rootless => {}
-                Err(Errno::AGAIN | Errno::NOSYS | Errno::INVAL | Errno::PERM) => {}
+                Err(
+                    Errno::AGAIN | Errno::NOSYS | Errno::INVAL | Errno::PERM | Errno::NAMETOOLONG,
+                ) => {}
                 Err(errno) => return Err(errno.into()),
             }
         }

@@ -491,3 +491,23 @@ fn too_many_entries_is_an_integrity_error() {
         .unwrap_err();
     assert!(matches!(error, Error::TooManyEntries { limit: 2 }) && error.is_integrity());
 }
+
+#[test]
+fn paths_longer_than_path_max_are_applied_component_by_component() {
+    let component = "c".repeat(250);
+    let deep = format!("{}/file", vec![component.as_str(); 20].join("/"));
+    assert!(deep.len() > 4096);
+    let mut sandbox = Sandbox::new();
+    sandbox
+        .apply_checked(&Tar::new().file(&deep, b"deep").bytes())
+        .unwrap();
+    sandbox
+        .apply_checked(
+            &Tar::new()
+                .file(&format!("{deep}2"), b"2")
+                .hardlink("h", &deep)
+                .bytes(),
+        )
+        .unwrap();
+    assert_eq!(sandbox.read("h").unwrap(), b"deep");
+}
