@@ -511,3 +511,55 @@ fn paths_longer_than_path_max_are_applied_component_by_component() {
         .unwrap();
     assert_eq!(sandbox.read("h").unwrap(), b"deep");
 }
+
+#[test]
+#[ignore = "measurement, run by hand"]
+fn measure_pax_bomb_and_many_files() {
+    use std::io::Write;
+    let comment = vec![b'a'; 256 << 20];
+    let tar = Tar::new()
+        .pax(vec![("comment", &comment[..])])
+        .file("f", b"")
+        .bytes();
+    drop(comment);
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(&tar).unwrap();
+    let gzip = encoder.finish().unwrap();
+    let diff_id = Digest::sha256_of(&tar);
+    drop(tar);
+    let mut sandbox = Sandbox::new();
+    fs::write("/proc/self/clear_refs", "5").unwrap();
+    let start = std::time::Instant::now();
+    let error = sandbox
+        .applier
+        .apply_layer(&gzip[..], LayerCompression::Gzip, &diff_id)
+        .unwrap_err();
+    eprintln!(
+        "pax bomb ({} bytes gz): {error} after {:?}",
+        gzip.len(),
+        start.elapsed()
+    );
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    eprintln!(
+        "{}",
+        status
+            .lines()
+            .filter(|line| line.starts_with("VmHWM") || line.starts_with("VmRSS"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut many = Tar::new();
+    let data = vec![b'x'; 4096];
+    for index in 0..20_000 {
+        many.file(&format!("d{}/f{index}", index % 100), &data);
+    }
+    let many = many.bytes();
+    let start = std::time::Instant::now();
+    let stats = sandbox.apply(&many).unwrap();
+    eprintln!(
+        "20000 x 4 KiB files: {} entries, {} bytes in {:?}",
+        stats.entries,
+        stats.uncompressed_bytes,
+        start.elapsed()
+    );
+}
