@@ -284,36 +284,41 @@ pub(crate) fn resolve_user(spec: &str, databases: &Databases) -> Result<Resolved
             )))
         }
     };
-    let groups: Vec<Vec<&str>> = records(&databases.group, 4);
-    match group_part {
-        Some(group) => {
-            let found = groups.iter().find(|fields| match group.parse::<u32>() {
-                Ok(gid) => fields[2].parse::<u32>().ok() == Some(gid),
-                Err(_) => fields[0] == group,
-            });
-            user.gid = match (found, group.parse::<u32>()) {
-                (Some(fields), _) => fields[2]
-                    .parse()
-                    .map_err(|_| bad(format!("invalid gid for group {group}")))?,
-                (None, Ok(gid)) => gid,
-                (None, Err(_)) => {
-                    return Err(bad(format!("no group `{group}` in the image's /etc/group")))
-                }
-            };
-        }
-        None => {
-            let name = entry.map(|fields| fields[0]).unwrap_or_default();
-            user.additional_gids = groups
-                .iter()
-                .filter(|fields| {
-                    !name.is_empty() && fields[3].split(',').any(|member| member == name)
-                })
-                .filter_map(|fields| fields[2].parse().ok())
-                .filter(|&gid| gid != user.gid)
-                .collect();
-        }
-    }
+    let name = entry.map(|fields| fields[0]).unwrap_or_default();
+    apply_group(&mut user, name, group_part, databases)?;
     Ok(user)
+}
+
+/// Set the primary group from `group` (name or number), or, when none is given, the
+/// supplementary groups that list `name` as a member.
+fn apply_group(
+    user: &mut ResolvedUser,
+    name: &str,
+    group: Option<&str>,
+    databases: &Databases,
+) -> Result<(), Error> {
+    let groups: Vec<Vec<&str>> = records(&databases.group, 4);
+    let Some(group) = group else {
+        user.additional_gids = groups
+            .iter()
+            .filter(|fields| !name.is_empty() && fields[3].split(',').any(|member| member == name))
+            .filter_map(|fields| fields[2].parse().ok())
+            .filter(|&gid| gid != user.gid)
+            .collect();
+        return Ok(());
+    };
+    let found = groups.iter().find(|fields| match group.parse::<u32>() {
+        Ok(gid) => fields[2].parse::<u32>().ok() == Some(gid),
+        Err(_) => fields[0] == group,
+    });
+    user.gid = match (found, group.parse::<u32>()) {
+        (Some(fields), _) => fields[2]
+            .parse()
+            .map_err(|_| bad(format!("invalid gid for group {group}")))?,
+        (None, Ok(gid)) => gid,
+        (None, Err(_)) => return Err(bad(format!("no group `{group}` in the image's /etc/group"))),
+    };
+    Ok(())
 }
 
 fn bad(reason: String) -> Error {
