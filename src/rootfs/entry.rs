@@ -169,6 +169,13 @@ impl Target<'_> {
             return result.map_err(self.io("change the owner of"));
         }
         if meta.uid == 0 && meta.gid == 0 {
+            if fd.is_none() && !symlink {
+                // A merged directory may carry a lower layer's recorded owner: drop it, as umoci.
+                let mut path = proc_path(&self.dir).into_bytes();
+                path.push(b'/');
+                path.extend_from_slice(self.name);
+                let _ = rfs::lremovexattr(path.as_slice(), ROOTLESS_XATTR);
+            }
             return Ok(());
         }
         if symlink {

@@ -51,6 +51,36 @@ fn creates_files_dirs_symlinks_fifos_with_exact_modes() {
 }
 
 #[test]
+fn applier_can_move_to_a_blocking_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<super::Applier>();
+}
+
+#[test]
+fn rootless_dir_merge_replaces_the_recorded_owner() {
+    let mut sandbox = Sandbox::with_options(rootless_options());
+    let mut owned = Tar::new();
+    owned.dir("d", 0o755);
+    let mut lower = owned.bytes();
+    // Give the directory header uid/gid 1000 and recompute its checksum.
+    let mut header = tar::Header::from_byte_slice(&lower[..512]).clone();
+    header.set_uid(1000);
+    header.set_gid(1000);
+    header.set_cksum();
+    lower[..512].copy_from_slice(header.as_bytes());
+    sandbox.apply_checked(&lower).unwrap();
+    let mut buffer = [0u8; 64];
+    let path = sandbox.root().join("d");
+    if rustix::fs::lgetxattr(&path, "user.rootlesscontainers", &mut buffer[..]).is_err() {
+        return; // no user xattrs on this file system
+    }
+    sandbox
+        .apply_checked(&Tar::new().dir("d", 0o755).bytes())
+        .unwrap();
+    assert!(rustix::fs::lgetxattr(&path, "user.rootlesscontainers", &mut buffer[..]).is_err());
+}
+
+#[test]
 fn whiteout_removes_lower_file_and_tree() {
     let mut sandbox = Sandbox::new();
     sandbox
