@@ -21,6 +21,7 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod report;
+pub mod rootfs;
 pub mod secret;
 pub mod source;
 pub mod unpack;
