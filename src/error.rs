@@ -41,6 +41,9 @@ pub enum Error {
     /// The image uses something acrpull cannot handle (e.g. an unknown layer media type).
     #[error("{0}")]
     Unsupported(String),
+    /// Applying a layer to the root filesystem failed.
+    #[error("applying a layer to the root filesystem failed")]
+    Rootfs(#[from] crate::rootfs::Error),
     /// The destination cannot be used or written.
     #[error(transparent)]
     Destination(#[from] crate::layout::DestinationError),
@@ -111,6 +114,8 @@ impl Error {
                 _ => ErrorClass::Other,
             },
             Error::Unsupported(_) => ErrorClass::Integrity,
+            Error::Rootfs(e) if e.is_integrity() => ErrorClass::Integrity,
+            Error::Rootfs(_) => ErrorClass::Other,
             Error::Destination(_) | Error::Io { .. } | Error::Task(_) => ErrorClass::Other,
         }
     }

@@ -13,7 +13,7 @@ use crate::manifest::{Descriptor, ImageConfigSummary};
 use crate::media_type::{layer_compression, LayerCompression};
 use crate::pull::{download_all, download_all_notifying, PullOptions, Resolved};
 use crate::report::{BlobKind, Reporter};
-use crate::rootfs::{ApplyOptions, Applier};
+use crate::rootfs::{Applier, ApplyOptions};
 use crate::source::ImageSource;
 
 /// Write the resolved image as a root filesystem (or a runtime bundle) at `destination`.
@@ -43,7 +43,15 @@ pub async fn write_rootfs(
         })
         .collect::<Result<_>>()?;
     let staging = layout::staging_dir_beside(destination)?;
-    let result = build(image_parts(resolved), layers, source, staging.path(), options, reporter).await;
+    let result = build(
+        image_parts(resolved),
+        layers,
+        source,
+        staging.path(),
+        options,
+        reporter,
+    )
+    .await;
     match result {
         Ok((transferred, out)) => {
             swap_into_place(&out, destination)?;
@@ -71,7 +79,11 @@ async fn build(
 ) -> Result<(u64, PathBuf)> {
     let blobs = staging.join("blobs");
     let out = staging.join("out");
-    let rootfs = if options.bundle { out.join("rootfs") } else { out.clone() };
+    let rootfs = if options.bundle {
+        out.join("rootfs")
+    } else {
+        out.clone()
+    };
     std::fs::create_dir_all(&rootfs).map_err(|source| Error::Io {
         path: rootfs.clone(),
         source,
@@ -90,8 +102,9 @@ async fn build(
         path: config_path.clone(),
         source,
     })?;
-    let summary: ImageConfigSummary = serde_json::from_slice(&config_bytes)
-        .map_err(|e| Error::Unsupported(format!("image config {} is not valid: {e}", config.digest)))?;
+    let summary: ImageConfigSummary = serde_json::from_slice(&config_bytes).map_err(|e| {
+        Error::Unsupported(format!("image config {} is not valid: {e}", config.digest))
+    })?;
     let diff_ids = summary.rootfs.map(|r| r.diff_ids).unwrap_or_default();
     if diff_ids.len() != layers.len() {
         return Err(Error::Unsupported(format!(
@@ -107,7 +120,10 @@ async fn build(
         let blobs_dir = blobs.clone();
         let options = options.clone();
         let reporter = reporter.clone();
-        let list = layers.iter().map(|(d, _)| (d.clone(), BlobKind::Layer)).collect();
+        let list = layers
+            .iter()
+            .map(|(d, _)| (d.clone(), BlobKind::Layer))
+            .collect();
         async move {
             download_all_notifying(source, list, &blobs_dir, &options, &reporter, Some(done_tx))
                 .await
@@ -163,12 +179,17 @@ async fn apply_in_order(
         }
         reporter.on_layer_apply_start(&layer.digest, index, layers.len());
         let path = layout::blob_path(blobs, &layer.digest);
-        let mut current = applier.take().ok_or_else(|| Error::Task("applier lost".into()))?;
+        let mut current = applier
+            .take()
+            .ok_or_else(|| Error::Task("applier lost".into()))?;
         let compression = *compression;
         let diff_id = diff_id.clone();
         let (returned, result) = tokio::task::spawn_blocking(move || {
             let result = std::fs::File::open(&path)
-                .map_err(|source| Error::Io { path: path.clone(), source })
+                .map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })
                 .and_then(|file| {
                     let reader = std::io::BufReader::with_capacity(1 << 20, file);
                     current

@@ -14,7 +14,8 @@ struct Case {
 
 impl Case {
     fn new() -> Self {
-        let registry = FakeRegistry::start(fixture_layout("simple"), "fake/simple").expect("fake starts");
+        let registry =
+            FakeRegistry::start(fixture_layout("simple"), "fake/simple").expect("fake starts");
         let layout = Layout::fixture("simple").unwrap();
         let main = layout.main_ref().unwrap();
         let (_config, layers) = layout.image_parts(&main.digest).unwrap();
@@ -33,13 +34,25 @@ impl Case {
         let dest = self.scratch.dest(dest);
         run(
             &self.scratch.home(),
-            &["pull", "--format", "oci", "--retries", "2", &self.image(tag), dest.to_str().unwrap()],
+            &[
+                "pull",
+                "--format",
+                "oci",
+                "--retries",
+                "2",
+                &self.image(tag),
+                dest.to_str().unwrap(),
+            ],
             None,
         )
     }
 
     fn nothing_left(&self) {
-        assert_eq!(self.scratch.out_entries(), Vec::<String>::new(), "nothing half-written");
+        assert_eq!(
+            self.scratch.out_entries(),
+            Vec::<String>::new(),
+            "nothing half-written"
+        );
     }
 }
 
@@ -48,7 +61,10 @@ fn corrupt_blob_is_an_integrity_failure_with_no_output() {
     let case = Case::new();
     case.registry.faults().corrupt_blob(&case.layers[1]);
     let stderr = fails(&case.pull("v1", "out"), 6);
-    assert!(stderr.contains(&case.layers[1]) && stderr.contains("expected"), "{stderr}");
+    assert!(
+        stderr.contains(&case.layers[1]) && stderr.contains("expected"),
+        "{stderr}"
+    );
     case.nothing_left();
 }
 
@@ -84,7 +100,10 @@ fn missing_tag_and_bad_reference() {
     let case = Case::new();
     let stderr = fails(&case.pull("nope", "out"), 4);
     assert!(stderr.contains("nope"), "{stderr}");
-    let stderr = fails(&run(&case.scratch.home(), &["pull", "Bad//Ref", "/tmp/x"], None), 2);
+    let stderr = fails(
+        &run(&case.scratch.home(), &["pull", "Bad//Ref", "/tmp/x"], None),
+        2,
+    );
     assert!(stderr.contains("Bad//Ref"), "{stderr}");
     case.nothing_left();
 }
@@ -103,7 +122,10 @@ fn transient_errors_and_broken_bodies_are_retried_and_resumed() {
         .requests()
         .into_iter()
         .filter(|r| r.path.contains(&case.layers[1]))
-        .any(|r| r.header("range").is_some_and(|v| v.starts_with("bytes=10-")));
+        .any(|r| {
+            r.header("range")
+                .is_some_and(|v| v.starts_with("bytes=10-"))
+        });
     assert!(resumed, "expected a Range request at the break point");
 }
 

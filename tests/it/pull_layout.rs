@@ -25,7 +25,14 @@ fn oci_layout_keeps_the_registry_manifest_and_round_trips_through_skopeo_and_umo
     let image = format!("{}/it/simple:v1", registry.host());
     let stdout = ok(&run(
         &scratch.home(),
-        &["pull", "--format", "oci", "--json", &image, dest.to_str().unwrap()],
+        &[
+            "pull",
+            "--format",
+            "oci",
+            "--json",
+            &image,
+            dest.to_str().unwrap(),
+        ],
         None,
     ));
     let summary: serde_json::Value = serde_json::from_str(&stdout).expect("--json is JSON");
@@ -64,22 +71,57 @@ fn shorthand_without_subcommand_and_second_image_into_the_same_layout() {
     let scratch = Scratch::new();
     let dest = scratch.dest("layout");
     let d = dest.to_str().unwrap();
-    ok(&run(&scratch.home(), &["--format", "oci", "-q", &format!("{}/it/a:v1", registry.host()), d], None));
-    let blobs_before = std::fs::read_dir(dest.join("blobs/sha256")).unwrap().count();
-    ok(&run(&scratch.home(), &["pull", "--format", "oci", "-q", &format!("{}/it/b:v1", registry.host()), d], None));
+    ok(&run(
+        &scratch.home(),
+        &[
+            "--format",
+            "oci",
+            "-q",
+            &format!("{}/it/a:v1", registry.host()),
+            d,
+        ],
+        None,
+    ));
+    let blobs_before = std::fs::read_dir(dest.join("blobs/sha256"))
+        .unwrap()
+        .count();
+    ok(&run(
+        &scratch.home(),
+        &[
+            "pull",
+            "--format",
+            "oci",
+            "-q",
+            &format!("{}/it/b:v1", registry.host()),
+            d,
+        ],
+        None,
+    ));
     // Same tag `v1` from another repository replaces the entry, as skopeo does.
     assert_eq!(index_json(&dest)["manifests"].as_array().unwrap().len(), 1);
-    let blobs_after = std::fs::read_dir(dest.join("blobs/sha256")).unwrap().count();
+    let blobs_after = std::fs::read_dir(dest.join("blobs/sha256"))
+        .unwrap()
+        .count();
     assert!(blobs_after > blobs_before);
     // Pulling the first again under a digest reference adds an untagged entry and reuses blobs.
     let digest = skopeo_raw_digest(&format!("docker://{}/it/a:v1", registry.host()));
     let out = ok(&run(
         &scratch.home(),
-        &["pull", "--format", "oci", "--json", &format!("{}/it/a@{digest}", registry.host()), d],
+        &[
+            "pull",
+            "--format",
+            "oci",
+            "--json",
+            &format!("{}/it/a@{digest}", registry.host()),
+            d,
+        ],
         None,
     ));
     let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(summary["bytesDownloaded"], 0, "blobs already in the layout are reused");
+    assert_eq!(
+        summary["bytesDownloaded"], 0,
+        "blobs already in the layout are reused"
+    );
     assert_eq!(index_json(&dest)["manifests"].as_array().unwrap().len(), 2);
 }
 
@@ -91,7 +133,11 @@ fn multi_platform_index_selects_normalised_platforms_or_keeps_everything() {
     let entries = fixture.index_entries(&index.digest).unwrap();
     let arm64 = entries
         .iter()
-        .find(|e| e.platform.as_ref().is_some_and(|p| p.architecture == "arm64"))
+        .find(|e| {
+            e.platform
+                .as_ref()
+                .is_some_and(|p| p.architecture == "arm64")
+        })
         .expect("fixture has arm64");
     let scratch = Scratch::new();
     let image = format!("{}/it/multi:v1", registry.host());
@@ -99,7 +145,16 @@ fn multi_platform_index_selects_normalised_platforms_or_keeps_everything() {
     let dest = scratch.dest("arm64");
     let out = ok(&run(
         &scratch.home(),
-        &["pull", "--format", "oci", "--json", "--platform", "linux/aarch64", &image, dest.to_str().unwrap()],
+        &[
+            "pull",
+            "--format",
+            "oci",
+            "--json",
+            "--platform",
+            "linux/aarch64",
+            &image,
+            dest.to_str().unwrap(),
+        ],
         None,
     ));
     let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -109,27 +164,53 @@ fn multi_platform_index_selects_normalised_platforms_or_keeps_everything() {
     let dest = scratch.dest("all");
     let out = ok(&run(
         &scratch.home(),
-        &["pull", "--format", "oci", "--json", "--platform", "all", &image, dest.to_str().unwrap()],
+        &[
+            "pull",
+            "--format",
+            "oci",
+            "--json",
+            "--platform",
+            "all",
+            &image,
+            dest.to_str().unwrap(),
+        ],
         None,
     ));
     let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(summary["digest"], index.digest.as_str());
     for entry in &entries {
         let hex = entry.digest.trim_start_matches("sha256:");
-        assert!(dest.join("blobs/sha256").join(hex).is_file(), "child manifest {hex} kept");
+        assert!(
+            dest.join("blobs/sha256").join(hex).is_file(),
+            "child manifest {hex} kept"
+        );
     }
-    assert_eq!(skopeo_raw_digest(&format!("oci:{}:v1", dest.display())), index.digest);
+    assert_eq!(
+        skopeo_raw_digest(&format!("oci:{}:v1", dest.display())),
+        index.digest
+    );
 
     let dest = scratch.dest("s390x");
     let stderr = fails(
         &run(
             &scratch.home(),
-            &["pull", "--format", "oci", "--platform", "linux/s390x", &image, dest.to_str().unwrap()],
+            &[
+                "pull",
+                "--format",
+                "oci",
+                "--platform",
+                "linux/s390x",
+                &image,
+                dest.to_str().unwrap(),
+            ],
             None,
         ),
         4,
     );
-    assert!(stderr.contains("linux/arm64/v8") && stderr.contains("linux/amd64"), "{stderr}");
+    assert!(
+        stderr.contains("linux/arm64/v8") && stderr.contains("linux/amd64"),
+        "{stderr}"
+    );
     assert!(!dest.exists());
 }
 
@@ -139,10 +220,27 @@ fn docker_v2_schema2_image() {
     let scratch = Scratch::new();
     let dest = scratch.dest("layout");
     let image = format!("{}/it/docker:v1", registry.host());
-    let out = ok(&run(&scratch.home(), &["pull", "--format", "oci", "--json", &image, dest.to_str().unwrap()], None));
+    let out = ok(&run(
+        &scratch.home(),
+        &[
+            "pull",
+            "--format",
+            "oci",
+            "--json",
+            &image,
+            dest.to_str().unwrap(),
+        ],
+        None,
+    ));
     let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(summary["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
-    assert_eq!(summary["digest"], skopeo_raw_digest(&format!("docker://{image}")).as_str());
+    assert_eq!(
+        summary["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        summary["digest"],
+        skopeo_raw_digest(&format!("docker://{image}")).as_str()
+    );
 }
 
 #[test]
@@ -155,7 +253,16 @@ fn basic_auth_from_stdin_and_refusals() {
     let dest = scratch.dest("ok");
     let output = run(
         &scratch.home(),
-        &["pull", "--format", "oci", "--username", "alice", "--password-stdin", &image, dest.to_str().unwrap()],
+        &[
+            "pull",
+            "--format",
+            "oci",
+            "--username",
+            "alice",
+            "--password-stdin",
+            &image,
+            dest.to_str().unwrap(),
+        ],
         Some("s3cret-pw\n"),
     );
     ok(&output);
@@ -164,13 +271,33 @@ fn basic_auth_from_stdin_and_refusals() {
     let dest = scratch.dest("wrong");
     let output = run(
         &scratch.home(),
-        &["pull", "--format", "oci", "-vv", "--username", "alice", "--password-stdin", &image, dest.to_str().unwrap()],
+        &[
+            "pull",
+            "--format",
+            "oci",
+            "-vv",
+            "--username",
+            "alice",
+            "--password-stdin",
+            &image,
+            dest.to_str().unwrap(),
+        ],
         Some("not-it"),
     );
     let stderr = fails(&output, 3);
-    assert!(!stderr.contains("not-it"), "the password never prints: {stderr}");
+    assert!(
+        !stderr.contains("not-it"),
+        "the password never prints: {stderr}"
+    );
     let dest = scratch.dest("anonymous");
-    fails(&run(&scratch.home(), &["pull", "--format", "oci", &image, dest.to_str().unwrap()], None), 3);
+    fails(
+        &run(
+            &scratch.home(),
+            &["pull", "--format", "oci", &image, dest.to_str().unwrap()],
+            None,
+        ),
+        3,
+    );
     assert_eq!(scratch.out_entries(), vec!["ok"]);
 }
 
@@ -179,7 +306,11 @@ fn local_layout_is_a_source_too() {
     let scratch = Scratch::new();
     let dest = scratch.dest("copy");
     let source = format!("oci:{}:v1", fixture_layout("simple").display());
-    ok(&run(&scratch.home(), &["pull", "--format", "oci", &source, dest.to_str().unwrap()], None));
+    ok(&run(
+        &scratch.home(),
+        &["pull", "--format", "oci", &source, dest.to_str().unwrap()],
+        None,
+    ));
     assert_eq!(
         skopeo_raw_digest(&format!("oci:{}:v1", dest.display())),
         skopeo_raw_digest(&source)

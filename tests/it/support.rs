@@ -120,9 +120,10 @@ impl Scratch {
 
 /// `skopeo inspect --raw` of an `oci:` or `docker://` reference, hashed.
 pub fn skopeo_raw_digest(reference: &str) -> String {
-    let raw = acrpull_testenv::registry::skopeo(&["inspect", "--raw", "--tls-verify=false", reference])
-        .or_else(|_| acrpull_testenv::registry::skopeo(&["inspect", "--raw", reference]))
-        .expect("skopeo inspect");
+    let raw =
+        acrpull_testenv::registry::skopeo(&["inspect", "--raw", "--tls-verify=false", reference])
+            .or_else(|_| acrpull_testenv::registry::skopeo(&["inspect", "--raw", reference]))
+            .expect("skopeo inspect");
     acrpull_testenv::fixtures::sha256_digest(&raw)
 }
 
