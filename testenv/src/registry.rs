@@ -437,7 +437,7 @@ pub fn skopeo(args: &[&str]) -> anyhow::Result<Vec<u8>> {
 
 /// Pushes the committed fixture `fixture` into `registry` as `target`
 /// (`repo:tag`) and returns the pushed manifest digest, which equals the
-/// layout's: indexes go with `--all`, Docker v2s2 images with
+/// layout's (`--preserve-digests`): indexes go with `--all`, Docker v2s2 images with
 /// `--format v2s2` (through a `dir:` copy, since skopeo's `oci:` transport
 /// only lists OCI media types). Uses the registry's htpasswd credentials.
 pub fn seed(registry: &Registry, fixture: &str, target: &str) -> anyhow::Result<String> {
@@ -463,7 +463,9 @@ pub fn seed_with(
         .unwrap_or(crate::fixtures::FIXTURE_TAG)
         .to_owned();
     let dst = format!("docker://{}/{target}", registry.host());
-    let mut args: Vec<&str> = extra.to_vec();
+    // Without --preserve-digests skopeo would gzip the uncompressed layer.
+    let mut args: Vec<&str> = vec!["--preserve-digests"];
+    args.extend_from_slice(extra);
     if desc.media_type == DOCKER_MANIFEST {
         let dir = tempfile::Builder::new().prefix("acrpull-seed-").tempdir()?;
         export_dir_transport(&layout, &desc.digest, dir.path())?;
