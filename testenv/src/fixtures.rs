@@ -273,3 +273,66 @@ impl Layout {
         Ok(out)
     }
 }
+
+/// Unpacks `layout:tag` with `umoci unpack --rootless` into `bundle` (which
+/// must not exist) and returns the rootfs path: the reference rootfs to
+/// compare acrpull's against. umoci 0.4 reads OCI manifests with gzip or
+/// plain layers only; convert other images first with
+/// [`crate::registry::skopeo_copy`].
+pub fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) -> anyhow::Result<PathBuf> {
+    let output = std::process::Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:{tag}", layout.display()))
+        .arg(bundle)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running umoci (is it installed?)")?;
+    ensure!(
+        output.status.success(),
+        "umoci unpack {}:{tag} failed ({}):\n{}",
+        layout.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim_end()
+    );
+    Ok(bundle.join("rootfs"))
+}
+
+/// One line per entry under `root`, sorted by path, comparable across
+/// unpackers: `path dir 0755`, `path file 0644 <size> sha256:<hex>`,
+/// `path symlink -> target`, `path other`. Ownership and times are left out
+/// (rootless unpacks cannot keep owners); hardlinks show as equal files.
+pub fn tree_snapshot(root: &Path) -> anyhow::Result<Vec<String>> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> anyhow::Result<()> {
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .with_context(|| format!("listing {}", dir.display()))?
+            .collect::<Result<_, _>>()?;
+        entries.sort_by_key(fs::DirEntry::file_name);
+        for entry in entries {
+            let path = entry.path();
+            let relative = path.strip_prefix(root)?.display().to_string();
+            let meta = fs::symlink_metadata(&path)?;
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path)?;
+                out.push(format!("{relative} symlink -> {}", target.display()));
+            } else if meta.is_dir() {
+                out.push(format!("{relative} dir {mode:04o}"));
+                walk(root, &path, out)?;
+            } else if meta.is_file() {
+                let bytes = fs::read(&path)?;
+                out.push(format!(
+                    "{relative} file {mode:04o} {} {}",
+                    bytes.len(),
+                    sha256_digest(&bytes)
+                ));
+            } else {
+                out.push(format!("{relative} other"));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out)?;
+    Ok(out)
+}

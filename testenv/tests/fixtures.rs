@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use acrpull_testenv::fixtures::{
-    fixture_layout, fixtures_dir, sha256_digest, Layout, DOCKER_MANIFEST, FIXTURE_NAMES,
+    self, fixture_layout, fixtures_dir, sha256_digest, Layout, DOCKER_MANIFEST, FIXTURE_NAMES,
     FIXTURE_TAG, OCI_INDEX, OCI_MANIFEST,
 };
 use acrpull_testenv::registry::{skopeo, skopeo_copy};
@@ -30,18 +30,7 @@ fn tree(dir: &Path) -> Vec<String> {
 }
 
 fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) {
-    let output = Command::new("umoci")
-        .args(["unpack", "--rootless", "--image"])
-        .arg(format!("{}:{tag}", layout.display()))
-        .arg(bundle)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "umoci unpack {}: {}",
-        layout.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    fixtures::umoci_unpack(layout, tag, bundle).unwrap();
 }
 
 /// Copies a fixture to a plain OCI layout with gzip layers (and one
@@ -343,3 +332,44 @@ fn dockerv2_content_unpacks_after_conversion() {
     let config = fs::read_to_string(bundle.join("rootfs/app/config.json")).unwrap();
     assert!(config.contains("docker"), "{config}");
 }
+
+#[test]
+fn simple_rootfs_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = fixtures::umoci_unpack(
+        &fixture_layout("simple"),
+        FIXTURE_TAG,
+        &tmp.path().join("bundle"),
+    )
+    .unwrap();
+    let snapshot = fixtures::tree_snapshot(&rootfs).unwrap();
+    assert_eq!(snapshot, SIMPLE_SNAPSHOT);
+}
+
+const SIMPLE_SNAPSHOT: &[&str] = &[
+    "app dir 0755",
+    "app/config.json file 0600 30 sha256:e46bb4c7395f7bb824ea780a2608d08b5e18a1f12cd036a2052ec44be2f5b913",
+    "app/current symlink -> /app/releases/1",
+    "app/releases dir 0755",
+    "app/releases/1 dir 0755",
+    "app/releases/1/VERSION file 0644 2 sha256:4355a46b19d348dc2f57c046f8ef63d4538ebb936000f3c9ee954a27460dd865",
+    "app/run.sh file 0755 35 sha256:6be32e81ba55a755045c552ce775523d520bd581816f98271b1273498c449de0",
+    "bin dir 0755",
+    "bin/hello symlink -> ../usr/bin/hello",
+    "bin/sh-absolute symlink -> /usr/bin/hello",
+    "etc dir 0755",
+    "etc/hostname file 0644 28 sha256:88a0b30344797b4946f550a38fe937beff7e4cb82bbab1d9cd7bc756589a4a36",
+    "etc/passwd file 0644 71 sha256:1495b44255617fda7128cf07a7b3350be7992e25ed128c3e4107ce51a13dbbc2",
+    "etc/shadow file 0640 26 sha256:06de388e010f24186c76ca43ba51e29c4510b52356d5e27047bd30189563fa24",
+    "root dir 0700",
+    "tmp dir 1777",
+    "usr dir 0755",
+    "usr/bin dir 0755",
+    "usr/bin/hello file 0755 42 sha256:2ff1db75d085745fc70c665ead3886281ad5578a0c5e47382cdfef006bf280f5",
+    "usr/bin/hello-hardlink file 0755 42 sha256:2ff1db75d085745fc70c665ead3886281ad5578a0c5e47382cdfef006bf280f5",
+    "usr/share dir 0755",
+    "usr/share/doc dir 0755",
+    "usr/share/doc/README file 0644 380 sha256:27d8b3ddc1038a5f4f23232d58a2a56d0c56ffcdeacdb78497945f0ea69c712a",
+    "var dir 0755",
+    "var/empty dir 0555",
+];
