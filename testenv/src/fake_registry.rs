@@ -58,6 +58,7 @@ struct FaultState {
     drop_after: HashMap<String, DropRule>,
     redirect_blobs_to: Option<String>,
     bearer: Option<String>,
+    token_basic: Option<(String, String)>,
     ignore_range: bool,
 }
 
@@ -154,6 +155,13 @@ impl Faults {
     /// out `token`.
     pub fn require_bearer(&self, token: &str) -> &Self {
         self.lock().bearer = Some(token.to_owned());
+        self
+    }
+
+    /// Make `/token` demand `Authorization: Basic` with these credentials
+    /// (401 otherwise), as a registry's token service does for logins.
+    pub fn token_basic_auth(&self, user: &str, password: &str) -> &Self {
+        self.lock().token_basic = Some((user.to_owned(), password.to_owned()));
         self
     }
 
@@ -532,7 +540,7 @@ fn route_storage(shared: &Shared, request: &Request) -> Reply {
 fn route_registry(shared: &Shared, request: &Request) -> Reply {
     let path = request.uri().path();
     if path == "/token" {
-        return token_reply(shared);
+        return token_reply(shared, request);
     }
     let Some(rest) = path.strip_prefix("/v2") else {
         return error_reply(StatusCode::NOT_FOUND, "NOT_FOUND", "no such path");
@@ -607,13 +615,33 @@ fn check_bearer(shared: &Shared, request: &Request, repo: Option<&str>) -> Optio
     Some(reply)
 }
 
-fn token_reply(shared: &Shared) -> Reply {
-    let token = shared
-        .faults
-        .lock()
+fn token_reply(shared: &Shared, request: &Request) -> Reply {
+    let faults = shared.faults.lock();
+    if let Some((user, password)) = &faults.token_basic {
+        use base64::Engine as _;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let given = request.headers().get(header::AUTHORIZATION);
+        if given.is_none_or(|v| v.as_bytes() != expected.as_bytes()) {
+            let mut reply = error_reply(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "token service: bad credentials",
+            );
+            reply.response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"fake-token\""),
+            );
+            return reply;
+        }
+    }
+    let token = faults
         .bearer
         .clone()
         .unwrap_or_else(|| "fake-anonymous-token".to_owned());
+    drop(faults);
     let body = serde_json::json!({ "token": token, "expires_in": 300 }).to_string();
     json_reply(StatusCode::OK, body)
 }

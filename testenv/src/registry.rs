@@ -99,8 +99,9 @@ impl RegistryOptions {
         self
     }
 
-    /// The config file for a registry on `port` with its files under `dir`.
-    fn config_yaml(&self, dir: &Path, port: u16) -> String {
+    /// The config file for a registry on `port` with its files under `dir`;
+    /// every response carries `X-Acrpull-Testenv: <marker>`.
+    fn config_yaml(&self, dir: &Path, port: u16, marker: &str) -> String {
         // Values are quoted as YAML double-quoted strings via JSON, which is a
         // subset of YAML; paths and URLs then need no escaping thought.
         let q = |s: &str| serde_json::Value::from(s).to_string();
@@ -125,12 +126,14 @@ http:
   secret: acrpull-testenv-not-a-secret
   headers:
     X-Content-Type-Options: [nosniff]
+    X-Acrpull-Testenv: [{marker}]
 health:
   storagedriver:
     enabled: false
 ",
             storage = path(&dir.join("storage")),
             addr = q(&format!("127.0.0.1:{port}")),
+            marker = q(marker),
         );
         match &self.auth {
             Auth::Anonymous => {}
@@ -178,6 +181,9 @@ pub struct Registry {
 
 impl Registry {
     /// Starts a registry and waits until `/v2/` answers (401 counts).
+    ///
+    /// Synchronous: it blocks the calling thread for the start-up (well
+    /// under a second, 10 s at most), which is fine in `#[tokio::test]`s.
     pub fn start(options: RegistryOptions) -> anyhow::Result<Registry> {
         let dir = tempfile::Builder::new()
             .prefix("acrpull-registry-")
@@ -214,7 +220,11 @@ impl Registry {
     fn spawn(options: &RegistryOptions, dir: &TempDir) -> anyhow::Result<Spawned> {
         let port = free_port()?;
         let config = dir.path().join("config.yml");
-        fs::write(&config, options.config_yaml(dir.path(), port)).context("writing config")?;
+        // The marker tells our registry apart from whatever else might have
+        // grabbed the port between free_port() and the registry's bind.
+        let marker = format!("{}-{port}", dir.path().display());
+        fs::write(&config, options.config_yaml(dir.path(), port, &marker))
+            .context("writing config")?;
         let log_path = dir.path().join("registry.log");
         let log = fs::OpenOptions::new()
             .create(true)
@@ -251,7 +261,7 @@ impl Registry {
                 }
                 bail!("docker-registry exited with {status} before answering; log:\n{tail}");
             }
-            if ping(port).is_ok() {
+            if ping(port, &marker).is_ok() {
                 return Ok(Spawned::Ready(child, port));
             }
             if Instant::now() > deadline {
@@ -338,9 +348,10 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// One `GET /v2/` over plain TCP (no async runtime needed); any HTTP answer
-/// counts, since an authenticated registry answers 401.
-fn ping(port: u16) -> anyhow::Result<()> {
+/// One `GET /v2/` over plain TCP (no async runtime needed). Any status
+/// counts (an authenticated registry answers 401), as long as the response
+/// carries our `marker` header.
+fn ping(port: u16, marker: &str) -> anyhow::Result<()> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
     stream.set_read_timeout(Some(Duration::from_millis(500)))?;
@@ -348,9 +359,24 @@ fn ping(port: u16) -> anyhow::Result<()> {
         stream,
         "GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
     )?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head)?;
-    ensure!(head.starts_with(b"HTTP/1."), "not an HTTP answer");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    ensure!(head.starts_with("http/1."), "not an HTTP answer");
+    ensure!(
+        head.contains(&format!(
+            "x-acrpull-testenv: {}",
+            marker.to_ascii_lowercase()
+        )),
+        "127.0.0.1:{port} is answered by another server"
+    );
     Ok(())
 }
 

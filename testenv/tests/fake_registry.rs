@@ -481,3 +481,46 @@ fn skopeo_pulls_from_the_fake_with_bearer_auth() {
         assert!(fake.requests().iter().any(|r| r.path.starts_with("/token")));
     }
 }
+
+#[tokio::test]
+async fn token_endpoint_can_demand_basic_credentials() {
+    let fake = start("simple");
+    fake.faults()
+        .require_bearer("tok-basic")
+        .token_basic_auth("bob", "pw");
+    let url = format!("{}/token?service=fake", fake.url());
+    let anonymous = get(&url).await;
+    assert_eq!(anonymous.status(), 401);
+    let wrong = client()
+        .get(&url)
+        .basic_auth("bob", Some("no"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = client()
+        .get(&url)
+        .basic_auth("bob", Some("pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    let body: serde_json::Value = serde_json::from_slice(&right.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["token"], "tok-basic");
+
+    // skopeo logs in with --creds through the same flow.
+    let src = format!("docker://{}/{REPO}:v1", fake.host());
+    let denied = skopeo(&["inspect", "--raw", "--tls-verify=false", &src]);
+    assert!(denied.is_err());
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        "bob:pw",
+        &src,
+    ])
+    .unwrap();
+    let main = Layout::fixture("simple").unwrap().main_ref().unwrap();
+    assert_eq!(sha256_digest(&raw), main.digest);
+}
