@@ -290,7 +290,7 @@ impl Authenticator {
         let aad = source.aad_token().await.map_err(azure_error)?;
         let service = service.unwrap_or(crate::reference::host_of(&self.registry));
         let refresh =
-            crate::azure::acr::exchange_for_refresh_token(http, realm, service, &aad, None)
+            crate::azure::acr::exchange_for_refresh_token(http, realm, service, &aad, source.tenant().as_deref())
                 .await
                 .map_err(azure_error)?;
         let token = CachedToken::from_jwt_or(refresh, Duration::from_secs(3 * 3600));
