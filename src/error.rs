@@ -13,6 +13,9 @@ pub enum Error {
     /// A bad image reference.
     #[error(transparent)]
     Reference(#[from] crate::reference::ReferenceError),
+    /// No usable credential could be formed (e.g. a bad Azure identity configuration).
+    #[error(transparent)]
+    Credential(#[from] crate::credential::Error),
     /// Talking to the registry (or reading the source layout) failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::Error),
@@ -98,6 +101,7 @@ impl Error {
         use crate::registry::Error as R;
         match self {
             Error::Reference(_) | Error::Usage(_) => ErrorClass::Usage,
+            Error::Credential(_) => ErrorClass::Auth,
             Error::PlatformNotFound { .. } => ErrorClass::NotFound,
             Error::Integrity { .. } => ErrorClass::Integrity,
             Error::Registry(e) => match e {

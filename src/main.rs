@@ -60,7 +60,12 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Pull(args) => {
             init_logging(args.verbose);
             let (source, options) = args.to_request()?;
-            let credential = args.registry.credential()?;
+            let credential = match &source {
+                acrpull::SourceSpec::Registry(reference) => {
+                    args.registry.credential_for(reference.registry())?
+                }
+                acrpull::SourceSpec::Layout { .. } => acrpull::credential::Credential::Anonymous,
+            };
             let reporter: Arc<dyn Reporter> = if args.quiet || args.json {
                 Arc::new(acrpull::NoopReporter)
             } else {
@@ -84,7 +89,57 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        cli::Command::Token(args) => {
+            init_logging(args.verbose);
+            token(args).await
+        }
     }
+}
+
+async fn token(args: cli::TokenArgs) -> anyhow::Result<ExitCode> {
+    let registry = args.registry.trim_end_matches('/');
+    // Validate the host the same way image references are.
+    let reference: acrpull::Reference = format!("{registry}/probe").parse()?;
+    let mut credential_args = args.registry_args;
+    credential_args.identity = credential_args.identity || credential_args.username.is_none();
+    let credential = credential_args.credential_for(reference.registry())?;
+    let options = credential_args.client_options();
+    let http = acrpull::registry::build_http(&options)?;
+    let client = acrpull::registry::RegistryClient::new(
+        http.clone(),
+        reference.registry(),
+        reference.api_host(),
+        "",
+        credential.clone(),
+        options,
+    );
+    let token = match (&args.scope, &credential) {
+        (Some(scope), _) => client
+            .bearer_token(scope)
+            .await
+            .map_err(acrpull::Error::from)?
+            .ok_or_else(|| anyhow::anyhow!("{registry} does not use bearer tokens"))?,
+        (None, acrpull::credential::Credential::Azure(source)) => {
+            let base = client.base().await.map_err(acrpull::Error::from)?;
+            acrpull::azure::acr::refresh_token_for_registry(&http, base, source.as_ref())
+                .await
+                .map_err(|source| acrpull::registry::Error::Azure {
+                    registry: registry.to_string(),
+                    source,
+                })
+                .map_err(acrpull::Error::from)?
+                .0
+        }
+        (None, _) => anyhow::bail!("without --scope, `acrpull token` needs an Azure identity"),
+    };
+    let output = serde_json::json!({
+        "loginServer": reference.registry(),
+        "accessToken": token.expose(),
+    });
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer(&mut stdout, &output)?;
+    writeln!(stdout)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn class_of(error: &anyhow::Error) -> ErrorClass {
@@ -98,6 +153,7 @@ fn hint(error: &anyhow::Error) -> Option<String> {
     let class = class_of(error);
     let text = format!("{error:#}");
     match class {
+        ErrorClass::Auth if text.contains("insufficient_scope") => None,
         ErrorClass::Auth => Some(
             "check the credentials (--username/--password-stdin, Docker config) and that they may pull this repository".into(),
         ),

@@ -115,6 +115,31 @@ impl Authenticator {
         }
     }
 
+    /// Remember how the registry authenticates (from the `/v2/` ping), without fetching
+    /// anything yet.
+    pub fn learn(&self, challenge: &Challenge) {
+        let learned = match challenge.scheme {
+            Scheme::Basic => Learned::Basic,
+            Scheme::Bearer => match challenge
+                .realm
+                .as_deref()
+                .and_then(|r| url::Url::parse(r).ok())
+                .filter(|r| matches!(r.scheme(), "http" | "https"))
+            {
+                Some(realm) => Learned::Bearer {
+                    realm,
+                    service: challenge.service.clone(),
+                },
+                None => return,
+            },
+            Scheme::Other(_) => return,
+        };
+        *self
+            .learned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = learned;
+    }
+
     /// Learn from a `401` response's challenge and return the header to retry with, or `None`
     /// if we have nothing better to offer. `sent` is what the failed request carried.
     pub async fn on_challenge(
@@ -233,40 +258,85 @@ impl Authenticator {
                 .map_err(token_error)
             }
             Credential::Azure(source) => {
-                let registry_host = crate::reference::host_of(&self.registry);
-                if !crate::azure::acr::realm_trusted(registry_host, realm) {
-                    return Err(Error::Token {
-                        realm: realm.to_string(),
-                        source: format!(
-                            "the token realm's host is not the registry `{}`: refusing to send an Azure token there",
-                            self.registry
-                        )
-                        .into(),
-                    });
-                }
-                // A refresh token that stopped working (revoked, expired early) is replaced
-                // once by a fresh exchange.
-                for attempt in 0..2 {
-                    let refresh = self
-                        .acr_refresh_token(http, realm, service, source.as_ref(), attempt > 0)
-                        .await?;
-                    match token::fetch(
-                        http,
-                        realm,
-                        service,
-                        scopes,
-                        TokenGrant::RefreshToken(&refresh),
-                    )
+                self.azure_token(http, realm, service, scopes, source.as_ref())
                     .await
-                    {
-                        Ok(token) => return Ok(token),
-                        Err(e) if e.is_denied() && attempt == 0 => continue,
-                        Err(e) => return Err(token_error(e)),
+            }
+            Credential::AzureOrAnonymous(source) => {
+                match self
+                    .azure_token(http, realm, service, scopes, source.as_ref())
+                    .await
+                {
+                    Err(Error::Azure {
+                        source: crate::azure::Error::EndpointUnreachable { .. },
+                        ..
+                    }) => {
+                        tracing::info!(
+                            registry = %self.registry,
+                            "no Azure identity endpoint reachable; pulling anonymously"
+                        );
+                        token::fetch(http, realm, service, scopes, TokenGrant::Anonymous)
+                            .await
+                            .map_err(token_error)
                     }
+                    other => other,
                 }
-                unreachable_token(realm)
             }
         }
+    }
+
+    /// AAD token -> ACR refresh token (cached per registry) -> access token for `scopes`.
+    async fn azure_token(
+        &self,
+        http: &reqwest::Client,
+        realm: &url::Url,
+        service: Option<&str>,
+        scopes: &[String],
+        source: &dyn crate::azure::AadTokenSource,
+    ) -> Result<CachedToken> {
+        let registry_host = crate::reference::host_of(&self.registry);
+        if !crate::azure::acr::realm_trusted(registry_host, realm) {
+            return Err(Error::Token {
+                realm: realm.to_string(),
+                source: format!(
+                    "the token realm's host is not the registry `{}`: refusing to send an Azure token there",
+                    self.registry
+                )
+                .into(),
+            });
+        }
+        // A refresh token that stopped working (revoked, expired early) is replaced once by a
+        // fresh exchange.
+        let mut last = None;
+        for attempt in 0..2 {
+            let refresh = self
+                .acr_refresh_token(http, realm, service, source, attempt > 0)
+                .await?;
+            match token::fetch(
+                http,
+                realm,
+                service,
+                scopes,
+                TokenGrant::RefreshToken(&refresh),
+            )
+            .await
+            {
+                Ok(token) => return Ok(token),
+                Err(e) if e.is_denied() => last = Some(e),
+                Err(e) => {
+                    return Err(Error::Token {
+                        realm: realm.to_string(),
+                        source: Box::new(e),
+                    })
+                }
+            }
+        }
+        Err(Error::Token {
+            realm: realm.to_string(),
+            source: match last {
+                Some(e) => Box::new(e),
+                None => "no token after a fresh exchange".into(),
+            },
+        })
     }
 
     async fn acr_refresh_token(
@@ -289,22 +359,20 @@ impl Authenticator {
         };
         let aad = source.aad_token().await.map_err(azure_error)?;
         let service = service.unwrap_or(crate::reference::host_of(&self.registry));
-        let refresh =
-            crate::azure::acr::exchange_for_refresh_token(http, realm, service, &aad, source.tenant().as_deref())
-                .await
-                .map_err(azure_error)?;
+        let refresh = crate::azure::acr::exchange_for_refresh_token(
+            http,
+            realm,
+            service,
+            &aad,
+            source.tenant().as_deref(),
+        )
+        .await
+        .map_err(azure_error)?;
         let token = CachedToken::from_jwt_or(refresh, Duration::from_secs(3 * 3600));
         let secret = token.token.clone();
         *cached = Some(token);
         Ok(secret)
     }
-}
-
-fn unreachable_token(realm: &url::Url) -> Result<CachedToken> {
-    Err(Error::Token {
-        realm: realm.to_string(),
-        source: "no token after a fresh exchange".into(),
-    })
 }
 
 /// Secrets go to HTTPS realms, or plain HTTP on loopback (test registries).

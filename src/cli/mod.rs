@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use acrpull::credential::Credential;
+use acrpull::azure::UserAssignedId;
+use acrpull::credential::{Credential, CredentialOptions};
 use acrpull::registry::retry::RetryPolicy;
 use acrpull::registry::ClientOptions;
 use acrpull::secret::Secret;
@@ -51,6 +52,26 @@ pub struct Cli {
 pub enum Command {
     /// Pull an image into a root filesystem or an OCI image layout.
     Pull(PullArgs),
+    /// Print a registry token minted from the Azure identity, as `az acr login --expose-token`
+    /// does: `{"loginServer": ..., "accessToken": <ACR refresh token>}`. Log in elsewhere with
+    /// the user 00000000-0000-0000-0000-000000000000 and that token as the password.
+    Token(TokenArgs),
+}
+
+/// `acrpull token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The registry, e.g. myregistry.azurecr.io.
+    pub registry: String,
+    /// Print an access token for this scope instead (e.g. repository:app:pull).
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// More logging on stderr.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Registry connection and credentials.
+    #[command(flatten)]
+    pub registry_args: RegistryArgs,
 }
 
 /// Output format flag.
@@ -71,6 +92,22 @@ pub struct RegistryArgs {
     /// Read the password (or token) from standard input.
     #[arg(long, requires = "username")]
     pub password_stdin: bool,
+    /// Use the Azure identity chain (service principal, workload identity, managed identity)
+    /// even for registries outside azurecr.io.
+    #[arg(long, conflicts_with = "username")]
+    pub identity: bool,
+    /// Client id of the user-assigned managed identity to use (default: AZURE_CLIENT_ID).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["object_id", "resource_id", "username"])]
+    pub client_id: Option<String>,
+    /// Object (principal) id of the user-assigned managed identity to use.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["resource_id", "username"])]
+    pub object_id: Option<String>,
+    /// ARM resource id of the user-assigned managed identity to use.
+    #[arg(long, value_name = "ID", conflicts_with = "username")]
+    pub resource_id: Option<String>,
+    /// Audience of the Entra ID token exchanged at the registry.
+    #[arg(long, value_name = "URI", default_value = acrpull::azure::ACR_AUDIENCE)]
+    pub azure_audience: String,
     /// Talk plain HTTP to the registry.
     #[arg(long)]
     pub plain_http: bool,
@@ -125,7 +162,7 @@ pub struct PullArgs {
 }
 
 /// Known subcommand names, for `acrpull REF DEST` shorthand.
-const SUBCOMMANDS: &[&str] = &["pull", "help"];
+const SUBCOMMANDS: &[&str] = &["pull", "token", "help"];
 
 /// Parse the process arguments, inserting `pull` when no subcommand is named.
 pub fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
@@ -153,23 +190,46 @@ impl RegistryArgs {
         }
     }
 
-    /// Credentials given on the command line (reads stdin for the password).
-    pub fn credential(&self) -> anyhow::Result<Credential> {
-        let Some(username) = &self.username else {
-            return Ok(Credential::Anonymous);
+    /// The credential options given on the command line (reads stdin for the password).
+    pub fn credential_options(&self) -> anyhow::Result<CredentialOptions> {
+        let basic = match &self.username {
+            None => None,
+            Some(username) => {
+                let mut password = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut password)
+                    .context("reading the password from standard input")?;
+                let password = password.trim_end_matches(['\n', '\r']).to_string();
+                if password.is_empty() {
+                    bail!("--password-stdin: standard input was empty");
+                }
+                Some((username.clone(), Secret::new(password)))
+            }
         };
-        let mut password = String::new();
-        std::io::stdin()
-            .read_to_string(&mut password)
-            .context("reading the password from standard input")?;
-        let password = password.trim_end_matches(['\n', '\r']).to_string();
-        if password.is_empty() {
-            bail!("--password-stdin: standard input was empty");
-        }
-        Ok(Credential::Basic {
-            username: username.clone(),
-            password: Secret::new(password),
+        let user_assigned = if let Some(id) = &self.client_id {
+            Some(UserAssignedId::ClientId(id.clone()))
+        } else if let Some(id) = &self.object_id {
+            Some(UserAssignedId::ObjectId(id.clone()))
+        } else {
+            self.resource_id.clone().map(UserAssignedId::ResourceId)
+        };
+        Ok(CredentialOptions {
+            basic,
+            identity: self.identity,
+            user_assigned,
+            audience: Some(self.azure_audience.clone()),
         })
+    }
+
+    /// The credential for `registry`, resolved from the command line, the environment and
+    /// the registry's kind; logs which source answered (never the secret).
+    pub fn credential_for(&self, registry: &str) -> anyhow::Result<Credential> {
+        let options = self.credential_options()?;
+        let env = acrpull::azure::Env::from_process();
+        let resolved =
+            acrpull::credential::resolve(registry, &options, &env).map_err(acrpull::Error::from)?;
+        tracing::info!(registry, source = %resolved.source, "credentials");
+        Ok(resolved.credential)
     }
 }
 

@@ -157,8 +157,7 @@ impl RegistryClient {
                     if response.status() == StatusCode::UNAUTHORIZED {
                         if let Some(c) = challenge_of(&response) {
                             // Learn the scheme now so the first real request carries a token.
-                            let scope = self.pull_scope();
-                            self.auth.on_challenge(&self.http, &c, &scope, None).await?;
+                            self.auth.learn(&c);
                         }
                     }
                     return Ok(base);
@@ -268,6 +267,18 @@ impl RegistryClient {
                 None => return Ok(response),
             }
         }
+    }
+
+    /// A bearer token for `scope` as this client's credential obtains it (for `acrpull token`).
+    /// `None` if the registry does not use bearer tokens.
+    pub async fn bearer_token(&self, scope: &str) -> Result<Option<crate::secret::Secret>> {
+        self.base().await?;
+        let header = self.auth.authorization(&self.http, scope).await?;
+        Ok(header.and_then(|h| {
+            h.0.expose()
+                .strip_prefix("Bearer ")
+                .map(crate::secret::Secret::new)
+        }))
     }
 
     /// Fetch a manifest or index by tag or digest, verified against `Docker-Content-Digest` and
@@ -434,7 +445,10 @@ impl RegistryClient {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Unauthorized {
                 url,
                 status: status.as_u16(),
-                detail: challenge_error.or(registry_message).or(body),
+                detail: match challenge_error.as_deref() {
+                    Some("insufficient_scope") => Some(self.permission_message()),
+                    _ => challenge_error.or(registry_message).or(body),
+                },
             },
             _ => Error::Status {
                 method: "GET".into(),
@@ -443,6 +457,28 @@ impl RegistryClient {
                 body: registry_message.or(body),
             },
         })
+    }
+}
+
+impl RegistryClient {
+    /// What to say when the registry accepted our token but it grants no pull.
+    fn permission_message(&self) -> String {
+        use crate::credential::Credential;
+        let registry = crate::reference::host_of(&self.host);
+        match self.auth.credential() {
+            Credential::Azure(_) | Credential::AzureOrAnonymous(_) => format!(
+                "insufficient_scope: {} has no pull permission on repository `{}` in `{registry}`; \
+                 assign it the AcrPull role, e.g. `az role assignment create --assignee <principal id> \
+                 --scope <registry resource id> --role acrpull`",
+                self.auth.credential().kind(),
+                self.repository
+            ),
+            other => format!(
+                "insufficient_scope: {} has no pull permission on repository `{}` in `{registry}`",
+                other.kind(),
+                self.repository
+            ),
+        }
     }
 }
 

@@ -7,14 +7,18 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{ensure, Context as _};
 use acrpull_testenv::registry::{seed, skopeo, Registry, RegistryOptions};
+use anyhow::{ensure, Context as _};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let binary = PathBuf::from(args.next().unwrap_or_else(|| "target/debug/acrpull".into()));
     let out = PathBuf::from(args.next().unwrap_or_else(|| "out/demo".into()));
-    ensure!(binary.is_file(), "acrpull binary not found at {}: build it first", binary.display());
+    ensure!(
+        binary.is_file(),
+        "acrpull binary not found at {}: build it first",
+        binary.display()
+    );
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
     }
@@ -36,21 +40,34 @@ fn main() -> anyhow::Result<()> {
     println!("   root filesystem: {}", listing.join(" "));
 
     let layout = out.join("layout");
-    println!("== acrpull pull --format oci --json {image} {}", layout.display());
+    println!(
+        "== acrpull pull --format oci --json {image} {}",
+        layout.display()
+    );
     run(Command::new(&binary)
         .args(["pull", "--format", "oci", "--json"])
         .arg(&image)
         .arg(&layout))?;
     let raw = skopeo(&["inspect", "--raw", &format!("oci:{}:v1", layout.display())])?;
-    let served = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")])?;
-    ensure!(raw == served, "the layout's manifest differs from the registry's");
+    let served = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ])?;
+    ensure!(
+        raw == served,
+        "the layout's manifest differs from the registry's"
+    );
     println!("   skopeo reads the layout; its manifest is byte-identical to the registry's");
     println!("== done: outputs in {}", out.display());
     Ok(())
 }
 
 fn run(command: &mut Command) -> anyhow::Result<()> {
-    let status = command.status().with_context(|| format!("running {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
     ensure!(status.success(), "{command:?} failed with {status}");
     Ok(())
 }
