@@ -291,3 +291,48 @@ pub(super) async fn token(State(shared): State<Arc<Shared>>, body: String) -> Re
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{error:#}")).into_response(),
     }
 }
+
+/// The null GUID user name: the password is an ACR token (spec 3.4).
+const NULL_GUID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// `GET /oauth2/token?service=..&scope=..` with `Authorization: Basic` (spec 3.3, the form
+/// Docker and skopeo use with a user name and password). With the null-GUID user the password
+/// is an ACR refresh token and is treated as the `refresh_token` grant.
+pub(super) async fn token_basic(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let credentials = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Basic "))
+        .and_then(|encoded| {
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+        })
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    let Some((user, password)) = credentials.as_deref().and_then(|text| text.split_once(':'))
+    else {
+        return registry_error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "basic credentials required",
+        );
+    };
+    if user != NULL_GUID {
+        return registry_error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "only ACR tokens (null GUID user) are accepted here",
+        );
+    }
+    let body = {
+        let mut form = url::form_urlencoded::Serializer::new(query.unwrap_or_default());
+        form.append_pair("grant_type", "refresh_token");
+        form.append_pair("refresh_token", password);
+        form.finish()
+    };
+    token(State(shared), body).await
+}

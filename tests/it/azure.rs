@@ -1,0 +1,269 @@
+//! The headline: `acrpull` with an Azure managed identity and nothing else, against the real
+//! `docker-registry` configured with `auth: token`. Loopback fakes play IMDS and the ACR token
+//! service (they sign the registry's JWTs); the registry verifies every token and scope.
+
+use std::path::Path;
+use std::process::Output;
+
+use acrpull_testenv::azure::{Endpoint, FakeAzure, ManagedIdentity, TokenAuthRegistry};
+use acrpull_testenv::fixtures::fixture_layout;
+use acrpull_testenv::registry::skopeo_copy;
+
+use crate::support::{acrpull, fails, ok, Scratch};
+
+struct Env {
+    fake: FakeAzure,
+    registry: TokenAuthRegistry,
+    scratch: Scratch,
+}
+
+impl Env {
+    /// Fakes, a token-auth registry trusting them, and the `simple` fixture pushed as `app:v1`.
+    async fn start() -> Self {
+        let fake = FakeAzure::start().await.expect("fakes start");
+        let registry = TokenAuthRegistry::start(&fake.registry_auth_config())
+            .await
+            .expect("registry starts");
+        let push = fake
+            .mint_registry_token("fixture-pusher", &[("app", &["pull", "push"])])
+            .expect("push token");
+        let source = format!("oci:{}:v1", fixture_layout("simple").display());
+        let target = format!("docker://{}/app:v1", registry.address());
+        skopeo_copy(
+            &source,
+            &target,
+            &["--preserve-digests", "--dest-registry-token", &push],
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", registry.log()));
+        Self {
+            fake,
+            registry,
+            scratch: Scratch::new(),
+        }
+    }
+
+    fn image(&self) -> String {
+        format!("{}/app:v1", self.registry.address())
+    }
+
+    /// Run acrpull with IMDS pointed at the fake (and nothing else from the machine).
+    async fn run(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+        let mut command = acrpull(&self.scratch.home());
+        command
+            .args(args)
+            .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", self.fake.url())
+            .stdin(std::process::Stdio::null());
+        for (name, value) in extra_env {
+            command.env(name, value);
+        }
+        tokio::task::spawn_blocking(move || command.output().expect("acrpull runs"))
+            .await
+            .expect("join")
+    }
+}
+
+fn dest(env: &Env, name: &str) -> String {
+    env.scratch.dest(name).display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn system_assigned_identity_pulls_a_rootfs_and_a_layout() {
+    let env = Env::start().await;
+    env.fake.set_system_identity(Some("vm"));
+    env.fake.grant("vm", "app", &["pull"]);
+    env.fake.script(Endpoint::Exchange, &[503]);
+    let rootfs = dest(&env, "rootfs");
+    ok(&env
+        .run(&["--identity", "-v", &env.image(), &rootfs], &[])
+        .await);
+    assert!(
+        Path::new(&rootfs).read_dir().unwrap().next().is_some(),
+        "rootfs has content"
+    );
+    let layout = dest(&env, "layout");
+    ok(&env
+        .run(
+            &[
+                "pull",
+                "--identity",
+                "--format",
+                "oci",
+                &env.image(),
+                &layout,
+            ],
+            &[],
+        )
+        .await);
+    assert!(Path::new(&layout).join("index.json").is_file());
+    // One exchange per process (cached refresh token), never a token sent to the fake's
+    // identity endpoints.
+    assert!(env.fake.requests(Endpoint::Exchange) >= 2);
+    assert!(env.fake.authorization_log().iter().all(|r| r
+        .authorization
+        .as_deref()
+        .is_none_or(|a| !a.starts_with("Bearer"))));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_assigned_identity_is_chosen_by_flag_or_azure_client_id() {
+    let env = Env::start().await;
+    for name in ["alpha", "beta"] {
+        env.fake.add_user_assigned(ManagedIdentity::named(name));
+    }
+    env.fake.grant("beta", "app", &["pull"]);
+    // Two identities, none chosen: IMDS refuses and we say how to choose.
+    let output = env
+        .run(&["--identity", &env.image(), &dest(&env, "none")], &[])
+        .await;
+    let stderr = fails(&output, 3);
+    assert!(stderr.contains("--client-id"), "{stderr}");
+    ok(&env
+        .run(
+            &[
+                "--identity",
+                "--client-id",
+                "beta-client-id",
+                &env.image(),
+                &dest(&env, "flag"),
+            ],
+            &[],
+        )
+        .await);
+    ok(&env
+        .run(
+            &["--identity", &env.image(), &dest(&env, "env")],
+            &[("AZURE_CLIENT_ID", "beta-client-id")],
+        )
+        .await);
+    // `alpha` is assigned but has no role: the registry refuses, and we name the fix.
+    let output = env
+        .run(
+            &[
+                "--identity",
+                "--client-id",
+                "alpha-client-id",
+                &env.image(),
+                &dest(&env, "denied"),
+            ],
+            &[],
+        )
+        .await;
+    let stderr = fails(&output, 3);
+    assert!(
+        stderr.contains("AcrPull") && stderr.contains("app"),
+        "{stderr}"
+    );
+    assert!(!Path::new(&dest(&env, "denied")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_that_expire_during_a_pull_are_renewed() {
+    let env = Env::start().await;
+    env.fake.set_system_identity(Some("vm"));
+    env.fake.grant("vm", "app", &["pull"]);
+    // Registry tokens already past the registry's 60 s leeway: every request is refused once,
+    // so the client must evict and mint again.
+    env.fake
+        .set_registry_token_ttl(std::time::Duration::from_secs(1));
+    env.fake.set_backdate(std::time::Duration::from_secs(120));
+    let output = env
+        .run(&["--identity", &env.image(), &dest(&env, "expired")], &[])
+        .await;
+    // Every minted token is expired, so after one renewal the pull fails cleanly with an
+    // authentication error rather than looping.
+    fails(&output, 3);
+    env.fake.set_backdate(std::time::Duration::ZERO);
+    env.fake
+        .set_registry_token_ttl(std::time::Duration::from_secs(3600));
+    ok(&env
+        .run(&["--identity", &env.image(), &dest(&env, "fresh")], &[])
+        .await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_command_output_works_as_null_guid_basic_login() {
+    let env = Env::start().await;
+    env.fake.set_system_identity(Some("vm"));
+    env.fake.grant("vm", "app", &["pull"]);
+    let output = env.run(&["token", env.registry.address()], &[]).await;
+    let stdout = ok(&output);
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("token JSON");
+    assert_eq!(json["loginServer"], env.registry.address());
+    let refresh = json["accessToken"]
+        .as_str()
+        .expect("accessToken")
+        .to_string();
+    assert!(!String::from_utf8_lossy(&output.stderr).contains(&refresh));
+    // What docker/helm/oras would do with it: log in with the null GUID.
+    let scratch = Scratch::new();
+    let mut command = acrpull(&scratch.home());
+    command
+        .args([
+            "pull",
+            "--format",
+            "oci",
+            "--username",
+            "00000000-0000-0000-0000-000000000000",
+            "--password-stdin",
+            &env.image(),
+            &scratch.dest("basic").display().to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let output = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut child = command.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(refresh.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    ok(&output);
+    // A scoped access token for one repository.
+    let output = env
+        .run(
+            &[
+                "token",
+                env.registry.address(),
+                "--scope",
+                "repository:app:pull",
+            ],
+            &[],
+        )
+        .await;
+    let json: serde_json::Value = serde_json::from_str(&ok(&output)).unwrap();
+    assert!(json["accessToken"]
+        .as_str()
+        .is_some_and(|t| t.split('.').count() == 3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_identity_endpoint_means_a_clear_error_fast() {
+    let env = Env::start().await;
+    // Nothing listens on this loopback port: "not on Azure".
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = unused.local_addr().unwrap().port();
+    drop(unused);
+    let started = std::time::Instant::now();
+    let output = env
+        .run(
+            &["--identity", &env.image(), &dest(&env, "none")],
+            &[(
+                "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+                &format!("http://127.0.0.1:{port}"),
+            )],
+        )
+        .await;
+    let stderr = fails(&output, 3);
+    assert!(
+        stderr.to_lowercase().contains("managed identity"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
