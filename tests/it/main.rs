@@ -5,4 +5,5 @@
 mod azure;
 mod errors;
 mod pull_layout;
+mod rootfs;
 mod support;

@@ -79,7 +79,11 @@ async fn managed_identity(binary: &std::path::Path, out: &std::path::Path) -> an
     let push = fake.mint_registry_token("publisher", &[("aci-helloworld", &["pull", "push"])])?;
     let source = format!("oci:{}:v1", fixture_layout("simple").display());
     let image = format!("{}/aci-helloworld:v1", registry.address());
-    skopeo_copy(&source, &format!("docker://{image}"), &["--preserve-digests", "--dest-registry-token", &push])?;
+    skopeo_copy(
+        &source,
+        &format!("docker://{image}"),
+        &["--preserve-digests", "--dest-registry-token", &push],
+    )?;
     fake.set_system_identity(Some("vm-identity"));
     fake.grant("vm-identity", "aci-helloworld", &["pull"]);
     println!("   pushed {image}; the VM's system-assigned identity has AcrPull on it");
@@ -99,11 +103,22 @@ async fn managed_identity(binary: &std::path::Path, out: &std::path::Path) -> an
         .arg(&image)
         .arg(&rootfs)
         .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", fake.url());
-    for name in ["AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT"] {
+    for name in [
+        "AZURE_CLIENT_ID",
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_SECRET",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "IDENTITY_ENDPOINT",
+        "IDENTITY_HEADER",
+        "MSI_ENDPOINT",
+    ] {
         command.env_remove(name);
     }
     let status = tokio::task::spawn_blocking(move || command.status()).await??;
-    ensure!(status.success(), "the managed identity pull failed with {status}");
+    ensure!(
+        status.success(),
+        "the managed identity pull failed with {status}"
+    );
     println!(
         "   pulled with the managed identity: {} file(s) at the top of the root filesystem",
         std::fs::read_dir(&rootfs)?.count()
