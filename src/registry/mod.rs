@@ -138,15 +138,22 @@ impl RegistryClient {
             let ping = base.join("v2/").expect("static path joins");
             // With a plain-HTTP fallback ahead, one HTTPS attempt is enough.
             let result = if *scheme == "https" && schemes.len() > 1 {
-                self.http
-                    .get(ping.clone())
-                    .send()
-                    .await
-                    .map_err(|source| Error::Transport {
+                match self.http.get(ping.clone()).send().await {
+                    Ok(response) => Ok(response),
+                    // The server speaks TLS but its certificate is not trusted: falling back
+                    // to plain HTTP would only hide the real problem.
+                    Err(source) if retry::is_certificate_error(&source) => {
+                        return Err(Error::Tls {
+                            url: redact_url(&ping),
+                            source,
+                        })
+                    }
+                    Err(source) => Err(Error::Transport {
                         url: redact_url(&ping),
                         attempts: 1,
                         source,
-                    })
+                    }),
+                }
             } else {
                 self.send_with_retries(Method::GET, &ping, None, HeaderMap::new())
                     .await

@@ -66,6 +66,19 @@ pub fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether the error chain says a certificate was rejected (the peer does speak TLS).
+pub fn is_certificate_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string().to_ascii_lowercase();
+        if text.contains("certificate") || text.contains("unknownissuer") {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
 /// Parse `Retry-After`: delta seconds or an HTTP date.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();

@@ -138,6 +138,8 @@ fn redirected_blobs_never_carry_the_registry_token() {
         .require_bearer("registry-token-123")
         .redirect_blobs_to(&storage);
     ok(&case.pull("v1", "out"));
+    // Config and two layers download at once, yet the token is fetched once.
+    assert_eq!(case.registry.log().count("GET", "/token"), 1);
     let storage_requests = case.registry.storage().requests();
     assert!(!storage_requests.is_empty(), "blobs came from storage");
     assert!(storage_requests.iter().all(|r| !r.has_authorization()));
