@@ -133,10 +133,12 @@ async fn build(
     if applied.is_err() {
         downloads.abort();
     }
-    let downloaded = downloads.await.map_err(|e| Error::Task(e.to_string()));
-    // A download error explains an apply loop that stopped waiting; report it first.
-    transferred += downloaded??;
-    applied?;
+    match (applied, downloads.await) {
+        (Ok(()), Ok(Ok(n))) => transferred += n,
+        // A download error explains an apply loop that stopped waiting; report it first.
+        (_, Ok(Err(e))) | (Err(e), _) => return Err(e),
+        (Ok(()), Err(join)) => return Err(Error::Task(join.to_string())),
+    }
     if options.bundle {
         let image_config: oci_spec::image::ImageConfiguration =
             serde_json::from_slice(&config_bytes).map_err(|e| {

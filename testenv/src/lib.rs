@@ -6,4 +6,5 @@
 pub mod azure;
 pub mod fake_registry;
 pub mod fixtures;
+pub mod proxy;
 pub mod registry;

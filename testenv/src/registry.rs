@@ -314,7 +314,11 @@ impl Registry {
 
     /// `http://127.0.0.1:PORT` (`https://` when started with [`RegistryOptions::tls`]).
     pub fn url(&self) -> String {
-        let scheme = if self.ca_cert().is_some() { "https" } else { "http" };
+        let scheme = if self.ca_cert().is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 

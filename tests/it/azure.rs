@@ -267,3 +267,38 @@ async fn no_identity_endpoint_means_a_clear_error_fast() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_refused_mid_pull_is_renewed_once_and_the_pull_goes_on() {
+    use acrpull_testenv::proxy::{BlobFault, FaultProxy};
+    let env = Env::start().await;
+    env.fake.set_system_identity(Some("vm"));
+    env.fake.grant("vm", "app", &["pull"]);
+    let proxy = FaultProxy::start(&env.registry.url()).expect("proxy");
+    proxy
+        .faults()
+        .next_blob_gets([BlobFault::Pass, BlobFault::ExpiredToken]);
+    let image = format!("{}/app:v1", proxy.host());
+    let before = env.fake.requests(Endpoint::Token);
+    ok(&env
+        .run(
+            &["--identity", "--jobs", "1", &image, &dest(&env, "renewed")],
+            &[],
+        )
+        .await);
+    let refused: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 401 && r.path.contains("/blobs/"))
+        .collect();
+    assert_eq!(refused.len(), 1, "exactly one refusal was injected");
+    let retried = proxy
+        .requests()
+        .into_iter()
+        .any(|r| r.path == refused[0].path && r.status == 200);
+    assert!(retried, "the refused blob was fetched again");
+    assert!(
+        env.fake.requests(Endpoint::Token) > before + 1,
+        "a fresh token was minted"
+    );
+}

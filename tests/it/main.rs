@@ -5,5 +5,6 @@
 mod azure;
 mod errors;
 mod pull_layout;
+mod resilience;
 mod rootfs;
 mod support;

@@ -332,21 +332,54 @@ fn tls_registry_needs_its_ca_or_insecure() {
     // An unknown CA is a TLS failure (network class) with the remedy named, not a silent
     // downgrade to plain HTTP.
     let dest = scratch.dest("untrusted");
-    let stderr = fails(&run(&scratch.home(), &["pull", "--format", "oci", &image, dest.to_str().unwrap()], None), 5);
+    let stderr = fails(
+        &run(
+            &scratch.home(),
+            &["pull", "--format", "oci", &image, dest.to_str().unwrap()],
+            None,
+        ),
+        5,
+    );
     assert!(stderr.contains("--ca-file"), "{stderr}");
     let dest = scratch.dest("ca");
     ok(&run(
         &scratch.home(),
-        &["pull", "--format", "oci", "--ca-file", ca.to_str().unwrap(), &image, dest.to_str().unwrap()],
+        &[
+            "pull",
+            "--format",
+            "oci",
+            "--ca-file",
+            ca.to_str().unwrap(),
+            &image,
+            dest.to_str().unwrap(),
+        ],
         None,
     ));
     let dest = scratch.dest("insecure");
-    ok(&run(&scratch.home(), &["pull", "--format", "oci", "--insecure", &image, dest.to_str().unwrap()], None));
+    ok(&run(
+        &scratch.home(),
+        &[
+            "pull",
+            "--format",
+            "oci",
+            "--insecure",
+            &image,
+            dest.to_str().unwrap(),
+        ],
+        None,
+    ));
     // SSL_CERT_FILE adds the CA too.
     let dest = scratch.dest("env");
     let mut command = crate::support::acrpull(&scratch.home());
     command
-        .args(["pull", "-q", "--format", "oci", &image, dest.to_str().unwrap()])
+        .args([
+            "pull",
+            "-q",
+            "--format",
+            "oci",
+            &image,
+            dest.to_str().unwrap(),
+        ])
         .env("SSL_CERT_FILE", &ca);
     must(&mut command);
 }

@@ -1,6 +1,7 @@
 //! Running the binary hermetically and checking what it left behind.
 
 use std::io::Write as _;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -136,4 +137,73 @@ pub fn must(command: &mut Command) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// Write an OCI layout at `dir` tagged `v1` with one gzip layer per entry of `layers` (each a
+/// list of regular files), returning the blob sizes (config first, then layers).
+pub fn make_layout(dir: &Path, layers: &[Vec<(&str, Vec<u8>)>]) -> Vec<u64> {
+    use sha2::Digest as _;
+    fn put(dir: &Path, bytes: &[u8]) -> (String, u64) {
+        let hex = hex::encode(sha2::Sha256::digest(bytes));
+        std::fs::write(dir.join("blobs/sha256").join(&hex), bytes).expect("blob written");
+        (format!("sha256:{hex}"), bytes.len() as u64)
+    }
+    std::fs::create_dir_all(dir.join("blobs/sha256")).expect("layout dirs");
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let mut diff_ids = Vec::new();
+    let mut descriptors = Vec::new();
+    let mut sizes = Vec::new();
+    for files in layers {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(1_700_000_000);
+            header.set_entry_type(tar::EntryType::Regular);
+            builder
+                .append_data(&mut header, name, data.as_slice())
+                .expect("tar entry");
+        }
+        let tar = builder.into_inner().expect("tar");
+        diff_ids.push(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(&tar))
+        ));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let (digest, size) = put(dir, &gz.finish().unwrap());
+        sizes.push(size);
+        descriptors.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size
+        }));
+    }
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap();
+    let (config_digest, config_size) = put(dir, &config);
+    sizes.insert(0, config_size);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": descriptors,
+    }))
+    .unwrap();
+    let (manifest_digest, manifest_size) = put(dir, &manifest);
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
+        "size": manifest_size, "annotations": {"org.opencontainers.image.ref.name": "v1"}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    sizes
+}
+
+/// `n` bytes that do not compress (seeded, so the same every run).
+pub fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..n).map(|_| rng.u8(..)).collect()
 }

@@ -1,0 +1,500 @@
+//! A fault-injecting HTTP proxy in front of a real registry (the `docker-registry` process),
+//! for resilience tests: cut blob bodies after N bytes, stall them, answer bursts of 5xx or
+//! 429 with `Retry-After`, ignore `Range`, corrupt a byte, lie about `Content-Length`, redirect
+//! blobs to a "storage" listener that rejects any `Authorization` header (as Azure Blob Storage
+//! does for ACR redirects), and refuse bearer tokens as expired. It counts every body byte it
+//! sends, so tests can check that resumed downloads fetch no byte twice.
+//!
+//! Runs on its own thread and runtime (tests may block on a CLI child meanwhile) and binds
+//! 127.0.0.1 only.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use futures_util::StreamExt as _;
+use tokio::sync::oneshot;
+
+/// One scripted answer to a blob GET.
+#[derive(Debug, Clone)]
+pub enum BlobFault {
+    /// Serve this one normally.
+    Pass,
+    /// Close the connection after this many body bytes of the response.
+    DropAfter(u64),
+    /// Send this many bytes, then stall for the duration before going on.
+    StallAfter(u64, Duration),
+    /// Answer this status (with `Retry-After` if given) instead of the blob.
+    Status(u16, Option<String>),
+    /// Flip one byte in the middle of the body.
+    CorruptByte,
+    /// Send a `Content-Length` this many bytes larger than the body, then close.
+    ShortBody(u64),
+    /// Answer `401` with `error="invalid_token"` as if the bearer token had expired.
+    ExpiredToken,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    /// Faults for the next blob GETs, in order (one each).
+    blob_faults: VecDeque<BlobFault>,
+    ignore_range: bool,
+    redirect_blobs: bool,
+}
+
+/// Shared fault switches; setters apply from the next request.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyFaults(Arc<Mutex<FaultState>>);
+
+impl ProxyFaults {
+    fn lock(&self) -> MutexGuard<'_, FaultState> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queue faults for the next blob GETs (on the registry listener), one per request.
+    pub fn next_blob_gets(&self, faults: impl IntoIterator<Item = BlobFault>) -> &Self {
+        self.lock().blob_faults.extend(faults);
+        self
+    }
+
+    /// Ignore `Range` request headers (strip them before forwarding).
+    pub fn ignore_range(&self, on: bool) -> &Self {
+        self.lock().ignore_range = on;
+        self
+    }
+
+    /// Answer blob GETs with `307` to the storage listener.
+    pub fn redirect_blobs(&self, on: bool) -> &Self {
+        self.lock().redirect_blobs = on;
+        self
+    }
+}
+
+/// What the proxy saw.
+#[derive(Debug, Clone)]
+pub struct ProxyRecord {
+    /// `registry` or `storage`.
+    pub listener: &'static str,
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Whether `Authorization` was present.
+    pub authorization: bool,
+    /// The `Range` header, if any.
+    pub range: Option<String>,
+    /// Status answered.
+    pub status: u16,
+}
+
+struct Shared {
+    upstream: String,
+    storage_authorization: Option<String>,
+    storage_url: String,
+    faults: ProxyFaults,
+    http: reqwest::Client,
+    log: Mutex<Vec<ProxyRecord>>,
+    blob_bytes: AtomicU64,
+}
+
+/// The running proxy; stops on drop.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    storage_addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// Proxy `upstream` (e.g. `http://127.0.0.1:5000`).
+    pub fn start(upstream: &str) -> anyhow::Result<FaultProxy> {
+        FaultProxy::start_with(upstream, None)
+    }
+
+    /// Like [`FaultProxy::start`]; the storage listener fetches from the upstream with
+    /// `storage_authorization` (its own credentials, as blob storage has a SAS of its own).
+    pub fn start_with(
+        upstream: &str,
+        storage_authorization: Option<String>,
+    ) -> anyhow::Result<FaultProxy> {
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let storage = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        listener.set_nonblocking(true)?;
+        storage.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let storage_addr = storage.local_addr()?;
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            storage_authorization,
+            storage_url: format!("http://{storage_addr}"),
+            faults: ProxyFaults::default(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()?,
+            log: Mutex::new(Vec::new()),
+            blob_bytes: AtomicU64::new(0),
+        });
+        let registry_app = Router::new()
+            .fallback(registry_handler)
+            .with_state(shared.clone());
+        let storage_app = Router::new()
+            .fallback(storage_handler)
+            .with_state(shared.clone());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+        let thread = std::thread::Builder::new()
+            .name(format!("fault-proxy-{}", addr.port()))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(error.into()));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let listeners = (|| -> anyhow::Result<_> {
+                        Ok((
+                            tokio::net::TcpListener::from_std(listener)?,
+                            tokio::net::TcpListener::from_std(storage)?,
+                        ))
+                    })();
+                    let (registry, storage) = match listeners {
+                        Ok(pair) => pair,
+                        Err(error) => {
+                            let _ = ready_tx.send(Err(error));
+                            return;
+                        }
+                    };
+                    tokio::spawn(async move {
+                        let _ = axum::serve(registry, registry_app).await;
+                    });
+                    tokio::spawn(async move {
+                        let _ = axum::serve(storage, storage_app).await;
+                    });
+                    let _ = ready_tx.send(Ok(()));
+                    let _ = stopped.await;
+                });
+            })
+            .context("spawning the proxy thread")?;
+        ready_rx.recv().context("proxy thread died")??;
+        Ok(FaultProxy {
+            addr,
+            storage_addr,
+            shared,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    /// `127.0.0.1:PORT`, to use as the registry host in image references.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The fault switches.
+    pub fn faults(&self) -> &ProxyFaults {
+        &self.shared.faults
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<ProxyRecord> {
+        self.shared
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Blob body bytes sent so far (both listeners).
+    pub fn blob_bytes(&self) -> u64 {
+        self.shared.blob_bytes.load(Ordering::SeqCst)
+    }
+
+    /// `127.0.0.1:PORT` of the storage listener.
+    pub fn storage_host(&self) -> String {
+        self.storage_addr.to_string()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn record(shared: &Shared, listener: &'static str, request: &Request, status: u16) {
+    let headers = request.headers();
+    shared
+        .log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(ProxyRecord {
+            listener,
+            method: request.method().to_string(),
+            path: request
+                .uri()
+                .path_and_query()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            authorization: headers.contains_key("authorization"),
+            range: headers
+                .get("range")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            status,
+        });
+}
+
+fn is_blob_get(request: &Request) -> bool {
+    request.method() == axum::http::Method::GET && request.uri().path().contains("/blobs/sha256:")
+}
+
+fn plain(status: StatusCode, headers: &[(&'static str, String)]) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            response.headers_mut().insert(*name, value);
+        }
+    }
+    response
+}
+
+async fn registry_handler(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let blob = is_blob_get(&request);
+    let (fault, ignore_range, redirect) = {
+        let mut faults = shared.faults.lock();
+        let fault = if blob {
+            faults.blob_faults.pop_front()
+        } else {
+            None
+        };
+        (fault, faults.ignore_range, faults.redirect_blobs)
+    };
+    if blob && redirect {
+        let location = format!(
+            "{}{}?se=2099-01-01&sig=fake-sas",
+            shared.storage_url,
+            request.uri().path()
+        );
+        record(&shared, "registry", &request, 307);
+        return plain(StatusCode::TEMPORARY_REDIRECT, &[("location", location)]);
+    }
+    match &fault {
+        Some(BlobFault::Status(status, retry_after)) => {
+            record(&shared, "registry", &request, *status);
+            let mut headers = Vec::new();
+            if let Some(after) = retry_after {
+                headers.push(("retry-after", after.clone()));
+            }
+            return plain(
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                &headers,
+            );
+        }
+        Some(BlobFault::ExpiredToken) if request.headers().contains_key("authorization") => {
+            // Reuse the upstream's challenge, marked as an expired token.
+            let challenge = upstream_challenge(&shared).await.unwrap_or_default();
+            record(&shared, "registry", &request, 401);
+            let value = if challenge.is_empty() {
+                "Bearer error=\"invalid_token\"".to_string()
+            } else {
+                format!("{challenge},error=\"invalid_token\"")
+            };
+            return plain(StatusCode::UNAUTHORIZED, &[("www-authenticate", value)]);
+        }
+        _ => {}
+    }
+    forward(&shared, "registry", request, ignore_range, fault).await
+}
+
+async fn storage_handler(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    if request.headers().contains_key("authorization") {
+        // Azure Blob Storage refuses requests carrying the registry's bearer token.
+        record(&shared, "storage", &request, 400);
+        return plain(StatusCode::BAD_REQUEST, &[]);
+    }
+    forward(&shared, "storage", request, false, None).await
+}
+
+async fn upstream_challenge(shared: &Shared) -> Option<String> {
+    let response = shared
+        .http
+        .get(format!("{}/v2/", shared.upstream))
+        .send()
+        .await
+        .ok()?;
+    response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn forward(
+    shared: &Arc<Shared>,
+    listener: &'static str,
+    request: Request,
+    ignore_range: bool,
+    fault: Option<BlobFault>,
+) -> Response {
+    let blob = is_blob_get(&request);
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.path().to_string())
+        .unwrap_or_default();
+    let query = request.uri().query().map(str::to_string);
+    let url = match (listener, query) {
+        ("registry", Some(q)) => format!("{}{path}?{q}", shared.upstream),
+        _ => format!("{}{path}", shared.upstream),
+    };
+    let mut headers = HeaderMap::new();
+    for (name, value) in request.headers() {
+        let skip = name == "host" || (ignore_range && name == "range");
+        if !skip {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    if listener == "storage" {
+        if let Some(value) = shared
+            .storage_authorization
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            headers.insert("authorization", value);
+        }
+    }
+    let method = request.method().clone();
+    let upstream = shared
+        .http
+        .request(method, &url)
+        .headers(headers)
+        .send()
+        .await;
+    let upstream = match upstream {
+        Ok(response) => response,
+        Err(_) => {
+            record(shared, listener, &request, 502);
+            return plain(StatusCode::BAD_GATEWAY, &[]);
+        }
+    };
+    let status = upstream.status();
+    record(shared, listener, &request, status.as_u16());
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    for (name, value) in upstream.headers() {
+        if name != "transfer-encoding" && name != "connection" {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    if let Some(BlobFault::ShortBody(extra)) = &fault {
+        if let Some(length) = upstream.content_length() {
+            if let Ok(value) = HeaderValue::from_str(&(length + extra).to_string()) {
+                response.headers_mut().insert("content-length", value);
+            }
+        }
+    }
+    let counter = shared.clone();
+    let body = upstream.bytes_stream();
+    let fault = if blob { fault } else { None };
+    *response.body_mut() = Body::from_stream(faulty_stream(body, fault, counter, blob));
+    response
+}
+
+/// Where a faulty body stream is.
+enum Phase {
+    Running,
+    /// The next item is an injected error, then the end.
+    Fail(&'static str),
+    Done,
+}
+
+fn faulty_stream(
+    body: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    fault: Option<BlobFault>,
+    shared: Arc<Shared>,
+    count: bool,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let state = (Box::pin(body), 0u64, fault, Phase::Running);
+    futures_util::stream::unfold(state, move |(mut body, sent, fault, phase)| {
+        let shared = shared.clone();
+        async move {
+            match phase {
+                Phase::Done => return None,
+                Phase::Fail(why) => {
+                    // Let the bytes already sent leave the socket before the reset, so the
+                    // byte count matches what the client could receive.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let error = std::io::Error::new(std::io::ErrorKind::ConnectionReset, why);
+                    return Some((Err(error), (body, sent, None, Phase::Done)));
+                }
+                Phase::Running => {}
+            }
+            let mut chunk = match body.next().await {
+                None => {
+                    return match fault {
+                        Some(BlobFault::ShortBody(_)) => Some((
+                            Ok(Bytes::new()),
+                            (body, sent, None, Phase::Fail("injected short body")),
+                        )),
+                        _ => None,
+                    }
+                }
+                Some(Err(e)) => {
+                    return Some((
+                        Err(std::io::Error::other(e)),
+                        (body, sent, None, Phase::Done),
+                    ))
+                }
+                Some(Ok(chunk)) => chunk.to_vec(),
+            };
+            let end = sent + chunk.len() as u64;
+            let (next_fault, next_phase) = match fault {
+                Some(BlobFault::DropAfter(limit)) if end >= limit => {
+                    chunk.truncate(usize::try_from(limit - sent).unwrap_or(0));
+                    (None, Phase::Fail("injected connection drop"))
+                }
+                Some(BlobFault::StallAfter(limit, pause)) if end >= limit => {
+                    tokio::time::sleep(pause).await;
+                    (None, Phase::Running)
+                }
+                Some(BlobFault::CorruptByte) if !chunk.is_empty() => {
+                    let middle = chunk.len() / 2;
+                    chunk[middle] ^= 0xff;
+                    (None, Phase::Running)
+                }
+                other => (other, Phase::Running),
+            };
+            if count {
+                shared
+                    .blob_bytes
+                    .fetch_add(chunk.len() as u64, Ordering::SeqCst);
+            }
+            let sent = sent + chunk.len() as u64;
+            Some((Ok(Bytes::from(chunk)), (body, sent, next_fault, next_phase)))
+        }
+    })
+}

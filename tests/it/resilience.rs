@@ -1,0 +1,223 @@
+//! Resilience, proved by fault injection: a proxy in front of the real `docker-registry` cuts,
+//! stalls, refuses and corrupts blob downloads, and the pull still completes with the right
+//! content, fetching (almost) no byte twice, or fails cleanly with the right exit code.
+
+use std::time::{Duration, Instant};
+
+use acrpull_testenv::proxy::{BlobFault, FaultProxy};
+use acrpull_testenv::registry::{skopeo_copy, Registry, RegistryOptions};
+
+use crate::support::{fails, make_layout, noise, ok, run, Scratch};
+
+/// Config + three incompressible layers (256 KiB, 1 MiB, 768 KiB) pushed as `it/big:v1`.
+struct Setup {
+    registry: Registry,
+    proxy: FaultProxy,
+    scratch: Scratch,
+    sizes: Vec<u64>,
+}
+
+impl Setup {
+    fn new(options: RegistryOptions, storage_authorization: Option<String>) -> Self {
+        let registry = Registry::start(options).expect("registry");
+        let scratch = Scratch::new();
+        let layout = scratch.dir.path().join("layout");
+        let sizes = make_layout(
+            &layout,
+            &[
+                vec![("a.bin", noise(1, 256 << 10))],
+                vec![("b.bin", noise(2, 1 << 20))],
+                vec![("c.bin", noise(3, 768 << 10))],
+            ],
+        );
+        let mut extra = vec!["--preserve-digests".to_string()];
+        if let Some((user, password)) = registry.credentials() {
+            extra.push("--dest-creds".into());
+            extra.push(format!("{user}:{password}"));
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        skopeo_copy(
+            &format!("oci:{}:v1", layout.display()),
+            &format!("docker://{}/it/big:v1", registry.host()),
+            &extra,
+        )
+        .expect("seeded");
+        let proxy = FaultProxy::start_with(&registry.url(), storage_authorization).expect("proxy");
+        Self {
+            registry,
+            proxy,
+            scratch,
+            sizes,
+        }
+    }
+
+    fn anonymous() -> Self {
+        Self::new(RegistryOptions::anonymous(), None)
+    }
+
+    fn image(&self) -> String {
+        format!("{}/it/big:v1", self.proxy.host())
+    }
+
+    fn total(&self) -> u64 {
+        self.sizes.iter().sum()
+    }
+
+    /// Pull with one download at a time, so queued faults hit one request each (the config
+    /// first; layer order may vary, so faults fire below the smallest layer's size).
+    fn pull(&self, name: &str, extra: &[&str]) -> std::process::Output {
+        let dest = self.scratch.dest(name);
+        let mut args = vec!["pull", "--jobs", "1"];
+        args.extend_from_slice(extra);
+        let image = self.image();
+        args.push(&image);
+        let dest = dest.display().to_string();
+        args.push(&dest);
+        run(&self.scratch.home(), &args, None)
+    }
+}
+
+fn assert_rootfs(setup: &Setup, name: &str) {
+    let dest = setup.scratch.dest(name);
+    assert_eq!(
+        std::fs::read(dest.join("b.bin")).unwrap(),
+        noise(2, 1 << 20)
+    );
+    assert_eq!(
+        std::fs::read(dest.join("c.bin")).unwrap(),
+        noise(3, 768 << 10)
+    );
+}
+
+#[test]
+fn dropped_connections_resume_where_they_stopped() {
+    let setup = Setup::anonymous();
+    setup.proxy.faults().next_blob_gets([
+        BlobFault::Pass,
+        BlobFault::DropAfter(100_000),
+        BlobFault::DropAfter(200_000),
+        BlobFault::DropAfter(150_000),
+    ]);
+    ok(&setup.pull("rootfs", &[]));
+    assert_rootfs(&setup, "rootfs");
+    let transferred = setup.proxy.blob_bytes();
+    assert!(
+        transferred <= setup.total() + setup.total() / 20,
+        "{transferred} bytes for {} bytes of blobs",
+        setup.total()
+    );
+    let resumed = setup
+        .proxy
+        .requests()
+        .iter()
+        .filter(|r| r.range.as_deref().is_some_and(|v| v != "bytes=0-"))
+        .count();
+    assert!(resumed >= 2, "expected Range resumes");
+}
+
+#[test]
+fn a_server_that_ignores_range_restarts_that_blob_cleanly() {
+    let setup = Setup::anonymous();
+    setup.proxy.faults().ignore_range(true).next_blob_gets([
+        BlobFault::Pass,
+        BlobFault::Pass,
+        BlobFault::DropAfter(200_000),
+    ]);
+    ok(&setup.pull("rootfs", &[]));
+    assert_rootfs(&setup, "rootfs");
+    // The broken blob's first 200 kB were fetched twice, nothing else.
+    assert_eq!(setup.proxy.blob_bytes(), setup.total() + 200_000);
+}
+
+#[test]
+fn bursts_of_5xx_and_429_are_retried_honouring_retry_after() {
+    let setup = Setup::anonymous();
+    setup.proxy.faults().next_blob_gets([
+        BlobFault::Status(503, None),
+        BlobFault::Status(429, Some("1".into())),
+        BlobFault::Status(500, None),
+        BlobFault::Status(502, None),
+    ]);
+    let started = Instant::now();
+    ok(&setup.pull("rootfs", &[]));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was honoured"
+    );
+    assert_rootfs(&setup, "rootfs");
+    // Out of retries: a network failure, and nothing at the destination.
+    setup
+        .proxy
+        .faults()
+        .next_blob_gets(std::iter::repeat_n(BlobFault::Status(503, None), 8));
+    fails(&setup.pull("gave-up", &["--retries", "2"]), 5);
+    assert!(!setup.scratch.dest("gave-up").exists());
+}
+
+#[test]
+fn stalls_short_bodies_and_corruption() {
+    let setup = Setup::anonymous();
+    setup.proxy.faults().next_blob_gets([
+        BlobFault::Pass,
+        BlobFault::StallAfter(100_000, Duration::from_secs(4)),
+        BlobFault::ShortBody(1000),
+    ]);
+    ok(&setup.pull("stalled", &["--timeout", "1"]));
+    assert_rootfs(&setup, "stalled");
+    // A flipped byte is always caught, whatever the output format.
+    for format in ["rootfs", "oci"] {
+        setup.proxy.faults().next_blob_gets([
+            BlobFault::Pass,
+            BlobFault::Pass,
+            BlobFault::CorruptByte,
+        ]);
+        let name = format!("corrupt-{format}");
+        fails(&setup.pull(&name, &["--format", format]), 6);
+        assert!(!setup.scratch.dest(&name).exists());
+    }
+    let leftovers: Vec<String> = setup
+        .scratch
+        .out_entries()
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
+}
+
+#[test]
+fn blob_redirects_to_storage_never_carry_credentials() {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("alice:pw-123");
+    let setup = Setup::new(
+        RegistryOptions::anonymous().htpasswd("alice", "pw-123"),
+        Some(format!("Basic {basic}")),
+    );
+    setup.proxy.faults().redirect_blobs(true);
+    let dest = setup.scratch.dest("rootfs");
+    let output = run(
+        &setup.scratch.home(),
+        &[
+            "pull",
+            "--username",
+            "alice",
+            "--password-stdin",
+            &setup.image(),
+            dest.to_str().unwrap(),
+        ],
+        Some("pw-123"),
+    );
+    ok(&output);
+    assert_rootfs(&setup, "rootfs");
+    let requests = setup.proxy.requests();
+    let storage: Vec<_> = requests
+        .iter()
+        .filter(|r| r.listener == "storage")
+        .collect();
+    assert_eq!(
+        storage.len(),
+        4,
+        "config and three layers came from storage"
+    );
+    assert!(storage.iter().all(|r| !r.authorization && r.status == 200));
+    drop(setup.registry);
+}
