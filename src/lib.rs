@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod media_type;
 pub mod platform;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod report;

@@ -90,11 +90,93 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        cli::Command::Push(args) | cli::Command::Copy(args) => {
+            init_logging(args.verbose);
+            push_or_copy(args).await
+        }
         cli::Command::Token(args) => {
             init_logging(args.verbose);
             token(args).await
         }
     }
+}
+
+async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
+    let source: acrpull::SourceSpec = args.source.parse()?;
+    let platform = match args.platform.as_deref() {
+        None | Some("all") => acrpull::PlatformChoice::All,
+        Some(p) => acrpull::PlatformChoice::One(p.parse().map_err(
+            |e: acrpull::platform::PlatformParseError| acrpull::Error::Usage(e.to_string()),
+        )?),
+    };
+    let reporter: Arc<dyn Reporter> = if args.quiet || args.json {
+        Arc::new(acrpull::NoopReporter)
+    } else {
+        Arc::new(cli::progress::PlainReporter::default())
+    };
+    let client = args.registry.client_options();
+    let source_credential = match &source {
+        acrpull::SourceSpec::Registry(r) => {
+            acrpull::credential::resolve(
+                r.registry(),
+                &acrpull::credential::CredentialOptions::default(),
+                &acrpull::azure::Env::from_process(),
+            )
+            .map_err(acrpull::Error::from)?
+            .credential
+        }
+        acrpull::SourceSpec::Layout { .. } => acrpull::credential::Credential::Anonymous,
+    };
+    let destination: acrpull::SourceSpec = args.destination.parse()?;
+    let summary = match destination {
+        acrpull::SourceSpec::Layout { path, reference } => {
+            // Into a layout: the pull pipeline, keeping every platform by default.
+            let options = acrpull::PullOptions {
+                format: acrpull::OutputFormat::Oci,
+                platform,
+                jobs: usize::from(args.jobs),
+                client,
+                layout_tag: (!reference.is_empty() && !reference.contains(':'))
+                    .then_some(reference),
+                ..acrpull::PullOptions::default()
+            };
+            let outcome =
+                acrpull::pull(&source, source_credential, &path, &options, reporter).await?;
+            serde_json::to_value(&outcome)?
+        }
+        acrpull::SourceSpec::Registry(reference) => {
+            let credential = args.registry.credential_for(reference.registry())?;
+            let options = acrpull::push::PushOptions {
+                platform,
+                jobs: usize::from(args.jobs),
+                chunk_size: args.chunk_size.max(1) << 20,
+                client,
+            };
+            let outcome = acrpull::push::push(
+                &source,
+                source_credential,
+                &reference,
+                credential,
+                &options,
+                reporter,
+            )
+            .await?;
+            serde_json::to_value(&outcome)?
+        }
+    };
+    if args.json {
+        let mut stdout = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut stdout, &summary)?;
+        writeln!(stdout)?;
+    } else if !args.quiet {
+        eprintln!(
+            "{} -> {}: {}",
+            args.source,
+            args.destination,
+            summary["digest"].as_str().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn token(args: cli::TokenArgs) -> anyhow::Result<ExitCode> {

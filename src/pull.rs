@@ -120,6 +120,8 @@ pub struct PullOptions {
     pub bundle: bool,
     /// Registry connection settings.
     pub client: ClientOptions,
+    /// The tag to record in an OCI layout instead of the source's (`copy SRC oci:DIR:TAG`).
+    pub layout_tag: Option<String>,
 }
 
 impl Default for PullOptions {
@@ -131,6 +133,7 @@ impl Default for PullOptions {
             force: false,
             bundle: false,
             client: ClientOptions::default(),
+            layout_tag: None,
         }
     }
 }
@@ -502,7 +505,11 @@ async fn write_layout(
         writer.put_bytes(&image.manifest.digest, &image.manifest.bytes)?;
     }
     writer.put_bytes(&resolved.top.digest, &resolved.top.bytes)?;
-    let annotations = tag_of(spec).map(|tag| BTreeMap::from([(REF_NAME.to_string(), tag)]));
+    let annotations = options
+        .layout_tag
+        .clone()
+        .or_else(|| tag_of(spec))
+        .map(|tag| BTreeMap::from([(REF_NAME.to_string(), tag)]));
     writer.commit(Descriptor {
         media_type: resolved.top.media_type.clone(),
         digest: resolved.top.digest.clone(),

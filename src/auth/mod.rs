@@ -205,7 +205,7 @@ impl Authenticator {
             }
         }
         *cached = None;
-        let scopes = vec![scope.to_string()];
+        let scopes: Vec<String> = scope.split_whitespace().map(str::to_string).collect();
         let token = self.fetch_token(http, realm, service, &scopes).await?;
         let header = SentAuthorization(Secret::new(format!("Bearer {}", token.token.expose())));
         *cached = Some(token);

@@ -52,10 +52,47 @@ pub struct Cli {
 pub enum Command {
     /// Pull an image into a root filesystem or an OCI image layout.
     Pull(PullArgs),
+    /// Push an image (or a whole index) from an OCI layout to a registry:
+    /// `acrpull push oci:./layout:v1 registry.example/app:v1`.
+    Push(PushArgs),
+    /// Copy an image between registries and OCI layouts (`oci:DIR[:TAG]`); between two
+    /// registries blobs stream through without touching the disk.
+    Copy(PushArgs),
     /// Print a registry token minted from the Azure identity, as `az acr login --expose-token`
     /// does: `{"loginServer": ..., "accessToken": <ACR refresh token>}`. Log in elsewhere with
     /// the user 00000000-0000-0000-0000-000000000000 and that token as the password.
     Token(TokenArgs),
+}
+
+/// `acrpull push` and `acrpull copy`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Source: oci:PATH[:TAG|@DIGEST] or a registry reference.
+    pub source: String,
+    /// Destination: a registry reference (or, for `copy`, oci:PATH[:TAG]).
+    pub destination: String,
+    /// Platform os/arch[/variant] to copy from an index (default: all of them).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Blobs transferred at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Upload blobs larger than this many MiB in chunks.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub chunk_size: u64,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// More logging on stderr.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Connection settings and the destination's credentials (the source uses the Azure chain
+    /// for ACR hosts, else anonymous).
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// `acrpull token`.
@@ -162,7 +199,7 @@ pub struct PullArgs {
 }
 
 /// Known subcommand names, for `acrpull REF DEST` shorthand.
-const SUBCOMMANDS: &[&str] = &["pull", "token", "help"];
+const SUBCOMMANDS: &[&str] = &["pull", "push", "copy", "token", "help"];
 
 /// Parse the process arguments, inserting `pull` when no subcommand is named.
 pub fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
@@ -257,6 +294,7 @@ impl PullArgs {
                 force: self.force,
                 bundle: self.bundle,
                 client: self.registry.client_options(),
+                layout_tag: None,
             },
         ))
     }

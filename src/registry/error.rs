@@ -140,6 +140,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether trying the whole operation again may help (network trouble, server errors).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::Interrupted { .. } => true,
+            Error::Status { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+
     /// Whether this is an integrity failure (wrong digest, size, unsafe content).
     pub fn is_integrity(&self) -> bool {
         matches!(

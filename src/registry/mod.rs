@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod retry;
+mod upload;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -81,7 +82,12 @@ pub struct RegistryClient {
     options: ClientOptions,
     base: OnceCell<url::Url>,
     auth: Authenticator,
+    push: bool,
+    mount_from: Vec<String>,
 }
+
+/// Makes a request body afresh for each attempt.
+pub type BodyFactory<'a> = &'a (dyn Fn() -> reqwest::Body + Send + Sync);
 
 impl RegistryClient {
     /// A client for `repository` at `registry` (the reference's registry) using `host` for the
@@ -101,6 +107,8 @@ impl RegistryClient {
             options,
             base: OnceCell::new(),
             auth: Authenticator::new(registry, credential),
+            push: false,
+            mount_from: Vec::new(),
         }
     }
 
@@ -109,8 +117,26 @@ impl RegistryClient {
         &self.repository
     }
 
-    fn pull_scope(&self) -> String {
-        format!("repository:{}:pull", self.repository)
+    /// The token scope requests need: pull, or pull and push (plus pull on the repositories
+    /// blobs may be mounted from), space-separated.
+    fn scope(&self) -> String {
+        if self.push {
+            let mut scope = format!("repository:{}:pull,push", self.repository);
+            for from in &self.mount_from {
+                scope.push_str(&format!(" repository:{from}:pull"));
+            }
+            scope
+        } else {
+            format!("repository:{}:pull", self.repository)
+        }
+    }
+
+    /// This client, asking for push access too (and pull on `mount_from`, for blob mounts).
+    #[must_use]
+    pub fn for_push(mut self, mount_from: Vec<String>) -> Self {
+        self.push = true;
+        self.mount_from = mount_from;
+        self
     }
 
     /// The base URL (`scheme://host`), probing `/v2/` on first use.
@@ -187,6 +213,19 @@ impl RegistryClient {
         authorization: Option<&SentAuthorization>,
         headers: HeaderMap,
     ) -> Result<Response> {
+        self.send_body_with_retries(method, url, authorization, headers, None)
+            .await
+    }
+
+    /// [`Self::send_with_retries`] with a request body made afresh for every attempt.
+    async fn send_body_with_retries(
+        &self,
+        method: Method,
+        url: &url::Url,
+        authorization: Option<&SentAuthorization>,
+        headers: HeaderMap,
+        body: Option<BodyFactory<'_>>,
+    ) -> Result<Response> {
         let policy = &self.options.retry;
         let mut attempt = 0;
         loop {
@@ -197,6 +236,9 @@ impl RegistryClient {
                 .headers(headers.clone());
             if let Some(auth) = authorization {
                 request = request.header(AUTHORIZATION, auth.0.expose());
+            }
+            if let Some(body) = body {
+                request = request.body(body());
             }
             match request.send().await {
                 Ok(response) => {
@@ -243,20 +285,44 @@ impl RegistryClient {
         path: &str,
         headers: HeaderMap,
     ) -> Result<Response> {
-        let url = self
-            .base()
+        let url = self.url_for(path).await?;
+        self.send_authenticated_url(method, &url, headers, None)
+            .await
+    }
+
+    /// `path` (relative to the registry, or an absolute URL from a `Location` header).
+    async fn url_for(&self, path: &str) -> Result<url::Url> {
+        self.base()
             .await?
             .join(path)
             .map_err(|e| Error::Unsupported {
                 url: path.to_string(),
                 reason: e.to_string(),
-            })?;
-        let scope = self.pull_scope();
+            })
+    }
+
+    /// [`Self::send_authenticated`] for a full URL, with an optional body.
+    async fn send_authenticated_url(
+        &self,
+        method: Method,
+        url: &url::Url,
+        headers: HeaderMap,
+        body: Option<BodyFactory<'_>>,
+    ) -> Result<Response> {
+        if url.origin() != self.base().await?.origin() {
+            // An upload Location on another origin gets no credentials (the same rule as
+            // blob redirects).
+            tracing::debug!(to = %redact_url(url), "request to another origin without credentials");
+            return self
+                .send_body_with_retries(method, url, None, headers, body)
+                .await;
+        }
+        let scope = self.scope();
         let mut sent = self.auth.authorization(&self.http, &scope).await?;
         let mut retried_auth = false;
         loop {
             let response = self
-                .send_with_retries(method.clone(), &url, sent.as_ref(), headers.clone())
+                .send_body_with_retries(method.clone(), url, sent.as_ref(), headers.clone(), body)
                 .await?;
             if response.status() != StatusCode::UNAUTHORIZED || retried_auth {
                 return Ok(response);
@@ -369,9 +435,7 @@ impl RegistryClient {
                 });
             }
             let authorization = if target.origin() == registry_origin {
-                self.auth
-                    .authorization(&self.http, &self.pull_scope())
-                    .await?
+                self.auth.authorization(&self.http, &self.scope()).await?
             } else {
                 tracing::debug!(to = %redact_url(&target), "following blob redirect without credentials");
                 None

@@ -373,7 +373,8 @@ async fn forward(
     };
     let mut headers = HeaderMap::new();
     for (name, value) in request.headers() {
-        let skip = name == "host" || (ignore_range && name == "range");
+        // The Host header goes through, so the registry's upload Locations name the proxy.
+        let skip = ignore_range && name == "range";
         if !skip {
             headers.insert(name.clone(), value.clone());
         }
@@ -388,10 +389,13 @@ async fn forward(
         }
     }
     let method = request.method().clone();
+    let (parts, body) = request.into_parts();
+    let request = Request::from_parts(parts, Body::empty());
     let upstream = shared
         .http
         .request(method, &url)
         .headers(headers)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
         .send()
         .await;
     let upstream = match upstream {

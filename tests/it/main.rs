@@ -5,6 +5,7 @@
 mod azure;
 mod errors;
 mod pull_layout;
+mod push;
 mod resilience;
 mod rootfs;
 mod support;

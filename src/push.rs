@@ -1,0 +1,266 @@
+//! Push and copy: an image (or a whole index) from a local OCI layout or another registry into
+//! a registry. Blobs the destination already has are skipped (`HEAD`), blobs in another
+//! repository of the same registry are mounted, the rest are uploaded (chunked above a size);
+//! manifests go last, children before the index, so the destination never names a missing
+//! object. Between two registries, blobs stream through without touching the disk.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use serde::Serialize;
+
+use crate::credential::Credential;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::Descriptor;
+use crate::pull::{blobs_of, open_source, resolve, PlatformChoice, SourceSpec};
+use crate::reference::Reference;
+use crate::registry::{build_http, ClientOptions, RegistryClient};
+use crate::report::Reporter;
+use crate::source::ImageSource;
+
+/// How to push.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// Which platforms of an index (default: all of them).
+    pub platform: PlatformChoice,
+    /// Blobs uploaded at once.
+    pub jobs: usize,
+    /// Blobs larger than this go up in `PATCH` chunks of this size.
+    pub chunk_size: u64,
+    /// Connection settings for both ends.
+    pub client: ClientOptions,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        Self {
+            platform: PlatformChoice::All,
+            jobs: 4,
+            chunk_size: 64 << 20,
+            client: ClientOptions::default(),
+        }
+    }
+}
+
+/// What a push did (the `--json` summary).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushOutcome {
+    /// Source, normalised.
+    pub source: String,
+    /// Destination reference.
+    pub destination: String,
+    /// Digest of the manifest or index pushed under the tag.
+    pub digest: Digest,
+    /// Blobs uploaded.
+    pub uploaded: usize,
+    /// Blobs mounted from another repository.
+    pub mounted: usize,
+    /// Blobs the destination already had.
+    pub existing: usize,
+    /// Bytes uploaded.
+    pub bytes_uploaded: u64,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+enum Transfer {
+    Existing,
+    Mounted,
+    Uploaded(u64),
+}
+
+/// Push `source` (a layout or registry image) to `destination`.
+pub async fn push(
+    source: &SourceSpec,
+    source_credential: Credential,
+    destination: &Reference,
+    destination_credential: Credential,
+    options: &PushOptions,
+    reporter: Arc<dyn Reporter>,
+) -> Result<PushOutcome> {
+    let started = Instant::now();
+    let (from, reference) = open_source(source, source_credential, &options.client)?;
+    let display = source.to_string();
+    let resolved = resolve(from.as_ref(), &reference, &display, &options.platform).await?;
+    let mount_from = match source {
+        SourceSpec::Registry(r)
+            if r.registry() == destination.registry()
+                && r.repository() != destination.repository() =>
+        {
+            vec![r.repository().to_string()]
+        }
+        _ => Vec::new(),
+    };
+    let http = build_http(&options.client).map_err(|source| Error::Io {
+        path: PathBuf::from("<CA files>"),
+        source,
+    })?;
+    let to = Arc::new(
+        RegistryClient::new(
+            http,
+            destination.registry(),
+            destination.api_host(),
+            destination.repository(),
+            destination_credential,
+            options.client.clone(),
+        )
+        .for_push(mount_from.clone()),
+    );
+    let layout_root = match source {
+        SourceSpec::Layout { path, .. } => Some(path.clone()),
+        SourceSpec::Registry(_) => None,
+    };
+    let transfers: Vec<Transfer> = futures_util::stream::iter(blobs_of(&resolved))
+        .map(|(descriptor, kind)| {
+            let (to, from, reporter) = (to.clone(), from.clone(), reporter.clone());
+            let (mount_from, layout_root) = (mount_from.clone(), layout_root.clone());
+            async move {
+                reporter.on_blob_start(&descriptor.digest, kind, descriptor.size, false);
+                let transfer = transfer_blob(
+                    &to,
+                    from.as_ref(),
+                    &descriptor,
+                    &mount_from,
+                    layout_root,
+                    options,
+                )
+                .await?;
+                reporter.on_blob_done(&descriptor.digest);
+                Ok::<_, Error>(transfer)
+            }
+        })
+        .buffer_unordered(options.jobs.max(1))
+        .try_collect()
+        .await?;
+    // Children first, then what the tag names.
+    for image in &resolved.images {
+        if image.manifest.digest != resolved.top.digest {
+            to.put_manifest(
+                &image.manifest.digest.to_string(),
+                image.manifest.bytes.clone(),
+                &image.manifest.media_type,
+            )
+            .await?;
+            reporter.on_blob_done(&image.manifest.digest);
+        }
+    }
+    let top = &resolved.top;
+    let tag = destination
+        .tag()
+        .map(str::to_string)
+        .unwrap_or_else(|| top.digest.to_string());
+    if let Some(pinned) = destination.digest() {
+        if pinned != &top.digest {
+            return Err(Error::Integrity {
+                what: "manifest",
+                digest: pinned.clone(),
+                expected: pinned.to_string(),
+                actual: top.digest.to_string(),
+            });
+        }
+    }
+    to.put_manifest(&tag, top.bytes.clone(), &top.media_type)
+        .await?;
+    let count = |f: fn(&Transfer) -> bool| transfers.iter().filter(|t| f(t)).count();
+    Ok(PushOutcome {
+        source: display,
+        destination: destination.to_string(),
+        digest: top.digest.clone(),
+        uploaded: count(|t| matches!(t, Transfer::Uploaded(_))),
+        mounted: count(|t| matches!(t, Transfer::Mounted)),
+        existing: count(|t| matches!(t, Transfer::Existing)),
+        bytes_uploaded: transfers
+            .iter()
+            .map(|t| match t {
+                Transfer::Uploaded(n) => *n,
+                _ => 0,
+            })
+            .sum(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+async fn transfer_blob(
+    to: &RegistryClient,
+    from: &dyn ImageSource,
+    descriptor: &Descriptor,
+    mount_from: &[String],
+    layout_root: Option<PathBuf>,
+    options: &PushOptions,
+) -> Result<Transfer> {
+    let digest = &descriptor.digest;
+    if to.blob_exists(digest).await? {
+        return Ok(Transfer::Existing);
+    }
+    for repository in mount_from {
+        if to.mount_blob(digest, repository).await? {
+            return Ok(Transfer::Mounted);
+        }
+    }
+    if let Some(root) = layout_root {
+        let path = crate::layout::blob_path(&root, digest);
+        let size = std::fs::metadata(&path)
+            .map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?
+            .len();
+        if size != descriptor.size {
+            return Err(Error::Integrity {
+                what: "blob",
+                digest: digest.clone(),
+                expected: format!("{} bytes", descriptor.size),
+                actual: format!("{size} bytes in {}", path.display()),
+            });
+        }
+        if size > options.chunk_size {
+            let read = move |offset: u64, length: u64| read_range(&path, offset, length);
+            to.upload_blob_chunked(digest, size, options.chunk_size, &read)
+                .await?;
+        } else {
+            let body = move || match std::fs::read(&path) {
+                Ok(bytes) => reqwest::Body::from(bytes),
+                Err(e) => reqwest::Body::wrap_stream(futures_util::stream::once(async move {
+                    Err::<Bytes, _>(e)
+                })),
+            };
+            to.upload_blob(digest, size, &body).await?;
+        }
+        return Ok(Transfer::Uploaded(size));
+    }
+    // Registry to registry: stream the source body straight into the upload. A body can be
+    // sent once, so a failed attempt re-opens the source.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let body = from.open_blob(digest, 0).await?;
+        let once = std::sync::Mutex::new(Some(body.stream));
+        let factory = move || match once.lock().ok().and_then(|mut s| s.take()) {
+            Some(stream) => reqwest::Body::wrap_stream(stream),
+            None => reqwest::Body::wrap_stream(futures_util::stream::once(async {
+                Err::<Bytes, _>(std::io::Error::other("blob stream already consumed"))
+            })),
+        };
+        match to.upload_blob(digest, descriptor.size, &factory).await {
+            Ok(()) => return Ok(Transfer::Uploaded(descriptor.size)),
+            Err(e) if attempts <= options.client.retry.retries && e.is_retryable() => {
+                tracing::info!(%digest, error = %e, "retrying streamed upload");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn read_range(path: &std::path::Path, offset: u64, length: u64) -> std::io::Result<Bytes> {
+    use std::io::{Read as _, Seek as _};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    let mut buffer = vec![0u8; usize::try_from(length).map_err(std::io::Error::other)?];
+    file.read_exact(&mut buffer)?;
+    Ok(Bytes::from(buffer))
+}
