@@ -93,7 +93,33 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             init_logging(args.verbose);
             token(args).await
         }
+        cli::Command::CredentialHelper(args) => credential_helper(&args.action).await,
     }
+}
+
+/// The Docker credential-helper protocol: the answer on stdout, errors on stderr with a
+/// non-zero exit (through `report_error`).
+async fn credential_helper(action: &str) -> anyhow::Result<ExitCode> {
+    use acrpull::credential::credential_helper::{self, Action};
+    use std::io::Read as _;
+    init_logging(0);
+    let action: Action = action.parse()?;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| anyhow::anyhow!(e).context("reading standard input"))?;
+    let env = acrpull::azure::Env::from_process();
+    let output = credential_helper::run(
+        action,
+        &input,
+        &env,
+        &acrpull::registry::ClientOptions::default(),
+    )
+    .await?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(output.as_bytes())?;
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn token(args: cli::TokenArgs) -> anyhow::Result<ExitCode> {

@@ -56,6 +56,18 @@ pub enum Command {
     /// does: `{"loginServer": ..., "accessToken": <ACR refresh token>}`. Log in elsewhere with
     /// the user 00000000-0000-0000-0000-000000000000 and that token as the password.
     Token(TokenArgs),
+    /// Speak the Docker credential-helper protocol (also run as `docker-credential-acrpull`,
+    /// e.g. through a symlink): `get` reads a server URL on stdin and prints the null-GUID
+    /// username with an ACR refresh token minted from the Azure identity. `store` and `erase`
+    /// do nothing; `list` prints `{}`.
+    CredentialHelper(CredentialHelperArgs),
+}
+
+/// `acrpull credential-helper`.
+#[derive(Debug, Args)]
+pub struct CredentialHelperArgs {
+    /// get, store, erase or list.
+    pub action: String,
 }
 
 /// `acrpull token`.
@@ -105,6 +117,10 @@ pub struct RegistryArgs {
     /// ARM resource id of the user-assigned managed identity to use.
     #[arg(long, value_name = "ID", conflicts_with = "username")]
     pub resource_id: Option<String>,
+    /// Read credentials only from this auth file (Docker config.json or containers auth.json
+    /// format), instead of the default locations.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["username", "identity"])]
+    pub authfile: Option<PathBuf>,
     /// Audience of the Entra ID token exchanged at the registry.
     #[arg(long, value_name = "URI", default_value = acrpull::azure::ACR_AUDIENCE)]
     pub azure_audience: String,
@@ -162,11 +178,25 @@ pub struct PullArgs {
 }
 
 /// Known subcommand names, for `acrpull REF DEST` shorthand.
-const SUBCOMMANDS: &[&str] = &["pull", "token", "help"];
+const SUBCOMMANDS: &[&str] = &["pull", "token", "credential-helper", "help"];
 
-/// Parse the process arguments, inserting `pull` when no subcommand is named.
+/// The program name under which acrpull acts as a Docker credential helper.
+const HELPER_PROGRAM: &str = "docker-credential-acrpull";
+
+/// Parse the process arguments, inserting `pull` when no subcommand is named, and
+/// `credential-helper` when invoked as `docker-credential-acrpull`.
 pub fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
     let mut args = args;
+    let invoked_as = args
+        .first()
+        .and_then(|argv0| std::path::Path::new(argv0).file_name())
+        .and_then(|name| name.to_str())
+        .unwrap_or("");
+    if invoked_as == HELPER_PROGRAM {
+        args[0] = "acrpull".into();
+        args.insert(1, "credential-helper".into());
+        return Cli::try_parse_from(args);
+    }
     let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
     let is_top_level_flag = matches!(first, "-h" | "--help" | "-V" | "--version");
     if args.len() > 1 && !SUBCOMMANDS.contains(&first) && !is_top_level_flag {
@@ -218,6 +248,8 @@ impl RegistryArgs {
             identity: self.identity,
             user_assigned,
             audience: Some(self.azure_audience.clone()),
+            authfile: self.authfile.clone(),
+            files: acrpull::credential::ConfigFiles::from_process(),
         })
     }
 
