@@ -238,7 +238,10 @@ impl FakeAzure {
             .route("/msi/token", get(identity::app_service))
             .route("/{tenant}/oauth2/v2.0/token", post(identity::entra))
             .route("/oauth2/exchange", post(token_service::exchange))
-            .route("/oauth2/token", post(token_service::token))
+            .route(
+                "/oauth2/token",
+                post(token_service::token).get(token_service::token_basic),
+            )
             .layer(axum::middleware::from_fn_with_state(
                 shared.clone(),
                 log_authorization,
