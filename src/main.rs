@@ -97,8 +97,8 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The Docker credential-helper protocol: the answer on stdout, errors on stderr with a
-/// non-zero exit (through `report_error`).
+/// The Docker credential-helper protocol: the answer on stdout; on failure a one-line message
+/// on stdout (what docker shows and matches), the cause chain on stderr, and exit 1.
 async fn credential_helper(action: &str) -> anyhow::Result<ExitCode> {
     use acrpull::credential::credential_helper::{self, Action};
     use std::io::Read as _;
@@ -109,14 +109,22 @@ async fn credential_helper(action: &str) -> anyhow::Result<ExitCode> {
         .read_to_end(&mut input)
         .map_err(|e| anyhow::anyhow!(e).context("reading standard input"))?;
     let env = acrpull::azure::Env::from_process();
-    let output = credential_helper::run(
+    let result = credential_helper::run(
         action,
         &input,
         &env,
         &acrpull::registry::ClientOptions::default(),
     )
-    .await?;
+    .await;
     let mut stdout = std::io::stdout().lock();
+    let output = match result {
+        Ok(output) => output,
+        Err(error) => {
+            // Clients show (and match) the helper's stdout; the cause chain goes to stderr.
+            let _ = writeln!(stdout, "{}", error.protocol_message());
+            return Err(error.into());
+        }
+    };
     stdout.write_all(output.as_bytes())?;
     stdout.flush()?;
     Ok(ExitCode::SUCCESS)

@@ -17,6 +17,10 @@ use crate::registry::{build_http, ClientOptions, RegistryClient};
 /// The username ACR reads as "the password is an ACR token".
 pub const NULL_GUID_USERNAME: &str = "00000000-0000-0000-0000-000000000000";
 
+/// What clients (docker, containers/image) compare a helper's output with to mean "nothing
+/// stored for this server; go on anonymously".
+pub const NOT_FOUND_MESSAGE: &str = "credentials not found in native keychain";
+
 /// A credential-helper protocol action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -66,6 +70,16 @@ pub enum Error {
         #[source]
         source: Box<crate::registry::Error>,
     },
+    /// The registry does not run the ACR token exchange (no Bearer challenge), so there is
+    /// nothing to offer; clients go on without credentials.
+    #[error("credentials not found in native keychain")]
+    NotFound {
+        /// The registry.
+        registry: String,
+        /// Why there is nothing to offer.
+        #[source]
+        source: azure::Error,
+    },
     /// The Azure identity or the exchange failed.
     #[error("minting an ACR token for {registry} from the Azure identity")]
     Azure {
@@ -75,6 +89,15 @@ pub enum Error {
         #[source]
         source: azure::Error,
     },
+}
+
+impl Error {
+    /// The line to print on standard output: docker and containers/image read a helper's
+    /// error from there (and recognise [`NOT_FOUND_MESSAGE`] exactly); the full cause chain
+    /// goes to standard error.
+    pub fn protocol_message(&self) -> String {
+        self.to_string()
+    }
 }
 
 /// Run `action` with the bytes read from standard input; returns what to print on standard
@@ -133,7 +156,13 @@ pub async fn get(
     })?;
     let (refresh, _) = azure::acr::refresh_token_for_registry(&http, base, source.as_ref())
         .await
-        .map_err(azure_error)?;
+        .map_err(|error| match error {
+            azure::Error::NoBearerChallenge { .. } => Error::NotFound {
+                registry: host.clone(),
+                source: error,
+            },
+            other => azure_error(other),
+        })?;
     Ok(refresh)
 }
 

@@ -10,7 +10,8 @@
 use std::ffi::{OsStr, OsString};
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use super::docker_config::from_username_secret;
 use super::Credential;
@@ -18,6 +19,10 @@ use crate::secret::Secret;
 
 /// The message docker-credential-helpers print when they hold nothing for a server.
 const NOT_FOUND_MESSAGE: &str = "credentials not found";
+
+/// How long a helper may take. Helpers that prompt (a keychain unlock, a hardware key) can be
+/// slow, but one that never answers must not hang a pull forever.
+pub const HELPER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why a helper gave no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,14 @@ pub enum HelperError {
         /// Its message (stderr, else stdout), shortened.
         message: String,
     },
+    /// It did not finish in time (and was stopped).
+    #[error("`{program} get` did not answer within {} s", timeout.as_secs())]
+    TimedOut {
+        /// `docker-credential-<name>`.
+        program: String,
+        /// How long it had.
+        timeout: Duration,
+    },
     /// It succeeded but did not print the expected JSON.
     #[error("`{program} get` printed something other than {{\"Username\", \"Secret\"}} JSON")]
     BadOutput {
@@ -76,6 +89,15 @@ pub fn get(
     name: &str,
     server_url: &str,
     search_path: Option<&OsStr>,
+) -> Result<Option<Credential>, HelperError> {
+    get_within(name, server_url, search_path, HELPER_TIMEOUT)
+}
+
+fn get_within(
+    name: &str,
+    server_url: &str,
+    search_path: Option<&OsStr>,
+    timeout: Duration,
 ) -> Result<Option<Credential>, HelperError> {
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
         return Err(HelperError::BadName {
@@ -103,7 +125,15 @@ pub fn get(
         // A helper that exits without reading is judged by its exit status, not by EPIPE.
         let _ = stdin.write_all(server_url.as_bytes());
     }
-    let output = child.wait_with_output().map_err(io_error)?;
+    let output = match wait_with_timeout(child, timeout).map_err(io_error)? {
+        Some(output) => output,
+        None => {
+            return Err(HelperError::TimedOut {
+                program: program_name,
+                timeout,
+            })
+        }
+    };
     if !output.status.success() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -135,6 +165,42 @@ pub fn get(
         answer.username,
         Secret::new(answer.secret),
     )))
+}
+
+/// Collect the child's output, or kill it (our own child, by handle) after `timeout`. The
+/// pipes are drained on their own threads, which are left behind on a timeout: a grandchild
+/// the helper started may hold them open.
+fn wait_with_timeout(mut child: Child, timeout: Duration) -> std::io::Result<Option<Output>> {
+    fn drain(
+        pipe: Option<impl std::io::Read + Send + 'static>,
+    ) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Ok(Some(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }))
 }
 
 /// The first executable `program` in the directories of `search_path`.
@@ -203,5 +269,22 @@ esac"#,
             get("../x", "h", path),
             Err(HelperError::BadName { .. })
         ));
+    }
+
+    #[test]
+    fn a_hung_helper_is_stopped() {
+        let dir = helper_dir("slow", "exec sleep 30");
+        let started = Instant::now();
+        let result = get_within(
+            "slow",
+            "h",
+            Some(dir.path().as_os_str()),
+            Duration::from_millis(300),
+        );
+        assert!(
+            matches!(result, Err(HelperError::TimedOut { .. })),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }

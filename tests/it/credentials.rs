@@ -412,12 +412,52 @@ fn acrpull_as_credential_helper_lets_skopeo_pull_with_managed_identity() {
         "anonymous skopeo should be refused"
     );
 
-    // With no identity the helper fails on stderr with a non-zero exit and nothing on stdout.
+    // A registry without the ACR token exchange gets the protocol's "not found", so a
+    // `credsStore: acrpull` setup still pulls public images anonymously.
+    let plain = Registry::start(RegistryOptions::anonymous()).expect("registry starts");
+    seed(&plain, "simple", "it/public:v1").expect("seeded");
+    let not_found = helper(&["get"], &plain.host(), true);
+    assert_eq!(not_found.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&not_found.stdout).trim(),
+        "credentials not found in native keychain"
+    );
+    let store_config = scratch.dir.path().join("store-config");
+    write(
+        &store_config.join("config.json"),
+        r#"{"credsStore": "acrpull"}"#,
+    );
+    let mut command = Command::new("skopeo");
+    command
+        .env_clear()
+        .env("PATH", &path)
+        .env("HOME", &home)
+        .env("DOCKER_CONFIG", &store_config)
+        .env(azure_env.0, azure_env.1)
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://{}/it/public:v1", plain.host()),
+            &format!("oci:{}:v1", scratch.dest("public-layout").display()),
+        ]);
+    let output = finish(&mut command, None);
+    assert!(
+        output.status.success(),
+        "skopeo failed:\n{}",
+        stderr(&output)
+    );
+
+    // With no identity the helper fails: exit 1, a one-line message on stdout (what docker
+    // shows), the cause chain on stderr.
     fake.set_system_identity(None);
     let failed = helper(&["get"], &address, false);
-    assert!(!failed.status.success());
-    assert!(failed.stdout.is_empty());
+    assert_eq!(failed.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&failed.stdout);
+    assert_eq!(message.lines().count(), 1, "{message}");
     assert!(stderr(&failed).contains("error:"), "{}", stderr(&failed));
+    assert!(stderr(&failed).contains("Caused by"), "{}", stderr(&failed));
     drop(registry);
     drop(fake);
     drop(runtime);
