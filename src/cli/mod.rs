@@ -33,6 +33,13 @@ Examples:
   # Basic credentials (the password is read from stdin, never from the command line):
   echo \"$PASSWORD\" | acrpull pull --username me --password-stdin registry.example/app:v1 ./out
 
+  # Otherwise credentials come from Docker's config.json, containers' auth.json and the
+  # credential helpers they name (or only from --authfile PATH); -v says which source answered.
+
+  # Let docker, podman, skopeo, crictl, helm or oras pull from ACR with this machine's identity:
+  ln -s \"$(command -v acrpull)\" /usr/local/bin/docker-credential-acrpull
+  # and in ~/.docker/config.json: {\"credHelpers\": {\"myregistry.azurecr.io\": \"acrpull\"}}
+
 Exit codes:
   0 success, 1 other failure (I/O, destination), 2 usage error or bad reference,
   3 authentication or permission, 4 not found (repository, tag, blob, platform),
@@ -260,7 +267,12 @@ impl RegistryArgs {
         let env = acrpull::azure::Env::from_process();
         let resolved =
             acrpull::credential::resolve(registry, &options, &env).map_err(acrpull::Error::from)?;
-        tracing::info!(registry, source = %resolved.source, "credentials");
+        tracing::info!(
+            registry,
+            source = %resolved.source,
+            kind = %resolved.credential.kind(),
+            "credentials"
+        );
         Ok(resolved.credential)
     }
 }

@@ -462,3 +462,107 @@ fn acrpull_as_credential_helper_lets_skopeo_pull_with_managed_identity() {
     drop(fake);
     drop(runtime);
 }
+
+#[test]
+fn identity_tokens_and_the_null_guid_user_from_files_and_helpers() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (fake, registry) = runtime.block_on(async {
+        let fake = FakeAzure::start().await.unwrap();
+        let registry = TokenAuthRegistry::start(&fake.registry_auth_config())
+            .await
+            .unwrap();
+        (fake, registry)
+    });
+    let push_token = fake
+        .mint_registry_token("fixture-pusher", &[("app", &["pull", "push"])])
+        .unwrap();
+    let address = registry.address().to_string();
+    push_tiny_image(&address, "app", "v1", &push_token)
+        .unwrap_or_else(|error| panic!("{error:#}\nregistry log:\n{}", registry.log()));
+    fake.set_system_identity(Some("vm"));
+    fake.grant("vm", "app", &["pull"]);
+
+    // An ACR refresh token, as `acrpull credential-helper get` mints it.
+    let scratch = Scratch::new();
+    let home = scratch.home();
+    let mut command = acrpull(&home);
+    command
+        .args(["credential-helper", "get"])
+        .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", fake.url());
+    let answer: serde_json::Value =
+        serde_json::from_str(&ok(&finish(&mut command, Some(&address)))).unwrap();
+    let refresh = answer["Secret"].as_str().unwrap().to_string();
+
+    // From here on acrpull has no Azure environment: only the files speak.
+    let mut pulls = 0;
+    let mut pull = |envs: &[(&str, OsString)]| {
+        pulls += 1;
+        let dest = scratch.dest(&format!("pull-{pulls}"));
+        run_with(
+            &home,
+            envs,
+            &[
+                "pull",
+                "-v",
+                "-q",
+                "--format",
+                "oci",
+                &format!("{address}/app:v1"),
+                dest.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+    let config = home.join(".docker/config.json");
+    let no_secret = |output: &Output| {
+        ok(output);
+        assert!(!stderr(output).contains(&refresh), "{}", stderr(output));
+    };
+
+    // `identitytoken` is used as an OAuth2 refresh token.
+    write(
+        &config,
+        &format!(r#"{{"auths": {{"{address}": {{"identitytoken": "{refresh}"}}}}}}"#),
+    );
+    no_secret(&pull(&[]));
+
+    // The null-GUID user with the refresh token as password stays Basic; the token service
+    // accepts it (spec 3.4).
+    let auth = base64::engine::general_purpose::STANDARD
+        .encode(format!("00000000-0000-0000-0000-000000000000:{refresh}"));
+    write(
+        &config,
+        &format!(r#"{{"auths": {{"{address}": {{"auth": "{auth}"}}}}}}"#),
+    );
+    no_secret(&pull(&[]));
+
+    // A helper answering the `<token>` user hands over an identity token.
+    let store = scratch.dir.path().join("helper-store");
+    std::fs::create_dir_all(&store).unwrap();
+    write(
+        &store.join(address.replace(':', "_")),
+        &format!(r#"{{"ServerURL": "{address}", "Username": "<token>", "Secret": "{refresh}"}}"#),
+    );
+    write(
+        &config,
+        &format!(r#"{{"credHelpers": {{"{address}": "fake"}}}}"#),
+    );
+    let path = std::env::join_paths([helpers_dir(), "/usr/bin".into(), "/bin".into()]).unwrap();
+    let output = pull(&[("PATH", path), ("FAKE_HELPER_STORE", os(&store))]);
+    no_secret(&output);
+    assert!(
+        stderr(&output).contains("identity token"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A refresh token the service does not know is refused, not silently dropped.
+    write(
+        &config,
+        &format!(r#"{{"auths": {{"{address}": {{"identitytoken": "not-a-token"}}}}}}"#),
+    );
+    fails(&pull(&[]), 3);
+    drop(registry);
+    drop(fake);
+    drop(runtime);
+}
