@@ -184,6 +184,23 @@ fn class_of(error: &anyhow::Error) -> ErrorClass {
 }
 
 fn hint(error: &anyhow::Error) -> Option<String> {
+    use acrpull::credential::Error as CredentialError;
+    match error
+        .chain()
+        .find_map(|e| e.downcast_ref::<acrpull::Error>())
+    {
+        Some(acrpull::Error::Credential(CredentialError::File { .. })) => {
+            return Some(
+                "fix or move that file, or give credentials another way (--authfile, --username/--password-stdin)".into(),
+            )
+        }
+        Some(acrpull::Error::Credential(CredentialError::Helper { .. })) => {
+            return Some(
+                "install the helper on PATH, or remove it from credHelpers/credsStore in that file".into(),
+            )
+        }
+        _ => {}
+    }
     let class = class_of(error);
     let text = format!("{error:#}");
     match class {

@@ -90,7 +90,7 @@ impl AuthFile {
         serde_json::from_slice(bytes).map_err(ParseError::Json)
     }
 
-    /// Where to look for `registry` (host[:port], `docker.io` for Docker Hub), in the order
+    /// Where to look for `registry` (`host[:port]`, `docker.io` for Docker Hub), in the order
     /// to try: its `credHelpers` entry, its `auths` entry, then `credsStore`. Empty `auths`
     /// entries (docker writes `{}` when the secret lives in a store) are skipped.
     pub fn lookup(&self, registry: &str) -> Result<Vec<Lookup>, ParseError> {

@@ -193,7 +193,14 @@ pub enum Error {
     },
 }
 
-/// Choose the credential for `registry` (host[:port]).
+/// Choose the credential for `registry` (`host[:port]`, `docker.io` for Docker Hub).
+///
+/// In order: `--username`/`--password-stdin`; `--identity` or a user-assigned id (the Azure
+/// chain, files skipped); the credentials files of [`ConfigFiles::candidates`] (or only
+/// `--authfile`), where the first file with an answer for the registry wins, wrong
+/// credentials included; the Azure chain for ACR hosts; anonymous. A helper that says
+/// "credentials not found" passes to the next source; a missing or failing helper and a
+/// malformed file are errors naming the helper or file.
 pub fn resolve(
     registry: &str,
     options: &CredentialOptions,
