@@ -418,6 +418,19 @@ mod tests {
         write(&home.join(".docker/config.json"), "{\"auths\": ");
         let error = resolve_here(&options).unwrap_err().to_string();
         assert!(error.contains(".docker/config.json"), "{error}");
+        // An empty entry (docker's marker when a store holds the secret) is no answer: an ACR
+        // host goes on to the Azure chain.
+        write(
+            &home.join(".docker/config.json"),
+            r#"{"auths": {"myreg.azurecr.io": {}}}"#,
+        );
+        assert!(matches!(
+            resolve("myreg.azurecr.io", &options, &env)
+                .unwrap()
+                .credential,
+            Credential::AzureOrAnonymous(_)
+        ));
+        write(&home.join(".docker/config.json"), "{\"auths\": ");
         // The command line and --identity skip the files altogether.
         let identity = CredentialOptions {
             identity: true,
