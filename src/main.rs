@@ -98,6 +98,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             init_logging(args.verbose);
             token(args).await
         }
+        cli::Command::CredentialHelper(args) => credential_helper(&args.action).await,
     }
 }
 
@@ -119,7 +120,10 @@ async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
         acrpull::SourceSpec::Registry(r) => {
             acrpull::credential::resolve(
                 r.registry(),
-                &acrpull::credential::CredentialOptions::default(),
+                &acrpull::credential::CredentialOptions {
+                    files: acrpull::credential::ConfigFiles::from_process(),
+                    ..acrpull::credential::CredentialOptions::default()
+                },
                 &acrpull::azure::Env::from_process(),
             )
             .map_err(acrpull::Error::from)?
@@ -179,6 +183,39 @@ async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The Docker credential-helper protocol: the answer on stdout; on failure a one-line message
+/// on stdout (what docker shows and matches), the cause chain on stderr, and exit 1.
+async fn credential_helper(action: &str) -> anyhow::Result<ExitCode> {
+    use acrpull::credential::credential_helper::{self, Action};
+    use std::io::Read as _;
+    init_logging(0);
+    let action: Action = action.parse()?;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| anyhow::anyhow!(e).context("reading standard input"))?;
+    let env = acrpull::azure::Env::from_process();
+    let result = credential_helper::run(
+        action,
+        &input,
+        &env,
+        &acrpull::registry::ClientOptions::default(),
+    )
+    .await;
+    let mut stdout = std::io::stdout().lock();
+    let output = match result {
+        Ok(output) => output,
+        Err(error) => {
+            // Clients show (and match) the helper's stdout; the cause chain goes to stderr.
+            let _ = writeln!(stdout, "{}", error.protocol_message());
+            return Err(error.into());
+        }
+    };
+    stdout.write_all(output.as_bytes())?;
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn token(args: cli::TokenArgs) -> anyhow::Result<ExitCode> {
     let registry = args.registry.trim_end_matches('/');
     // Validate the host the same way image references are.
@@ -233,6 +270,23 @@ fn class_of(error: &anyhow::Error) -> ErrorClass {
 }
 
 fn hint(error: &anyhow::Error) -> Option<String> {
+    use acrpull::credential::Error as CredentialError;
+    match error
+        .chain()
+        .find_map(|e| e.downcast_ref::<acrpull::Error>())
+    {
+        Some(acrpull::Error::Credential(CredentialError::File { .. })) => {
+            return Some(
+                "fix or move that file, or give credentials another way (--authfile, --username/--password-stdin)".into(),
+            )
+        }
+        Some(acrpull::Error::Credential(CredentialError::Helper { .. })) => {
+            return Some(
+                "install the helper on PATH, or remove it from credHelpers/credsStore in that file".into(),
+            )
+        }
+        _ => {}
+    }
     let class = class_of(error);
     let text = format!("{error:#}");
     match class {

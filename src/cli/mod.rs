@@ -33,6 +33,13 @@ Examples:
   # Basic credentials (the password is read from stdin, never from the command line):
   echo \"$PASSWORD\" | acrpull pull --username me --password-stdin registry.example/app:v1 ./out
 
+  # Otherwise credentials come from Docker's config.json, containers' auth.json and the
+  # credential helpers they name (or only from --authfile PATH); -v says which source answered.
+
+  # Let docker, podman, skopeo, crictl, helm or oras pull from ACR with this machine's identity:
+  ln -s \"$(command -v acrpull)\" /usr/local/bin/docker-credential-acrpull
+  # and in ~/.docker/config.json: {\"credHelpers\": {\"myregistry.azurecr.io\": \"acrpull\"}}
+
 Exit codes:
   0 success, 1 other failure (I/O, destination), 2 usage error or bad reference,
   3 authentication or permission, 4 not found (repository, tag, blob, platform),
@@ -62,6 +69,18 @@ pub enum Command {
     /// does: `{"loginServer": ..., "accessToken": <ACR refresh token>}`. Log in elsewhere with
     /// the user 00000000-0000-0000-0000-000000000000 and that token as the password.
     Token(TokenArgs),
+    /// Speak the Docker credential-helper protocol (also run as `docker-credential-acrpull`,
+    /// e.g. through a symlink): `get` reads a server URL on stdin and prints the null-GUID
+    /// username with an ACR refresh token minted from the Azure identity. `store` and `erase`
+    /// do nothing; `list` prints `{}`.
+    CredentialHelper(CredentialHelperArgs),
+}
+
+/// `acrpull credential-helper`.
+#[derive(Debug, Args)]
+pub struct CredentialHelperArgs {
+    /// get, store, erase or list.
+    pub action: String,
 }
 
 /// `acrpull push` and `acrpull copy`.
@@ -142,6 +161,10 @@ pub struct RegistryArgs {
     /// ARM resource id of the user-assigned managed identity to use.
     #[arg(long, value_name = "ID", conflicts_with = "username")]
     pub resource_id: Option<String>,
+    /// Read credentials only from this auth file (Docker config.json or containers auth.json
+    /// format), instead of the default locations.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["username", "identity"])]
+    pub authfile: Option<PathBuf>,
     /// Audience of the Entra ID token exchanged at the registry.
     #[arg(long, value_name = "URI", default_value = acrpull::azure::ACR_AUDIENCE)]
     pub azure_audience: String,
@@ -199,11 +222,25 @@ pub struct PullArgs {
 }
 
 /// Known subcommand names, for `acrpull REF DEST` shorthand.
-const SUBCOMMANDS: &[&str] = &["pull", "push", "copy", "token", "help"];
+const SUBCOMMANDS: &[&str] = &["pull", "push", "copy", "token", "credential-helper", "help"];
 
-/// Parse the process arguments, inserting `pull` when no subcommand is named.
+/// The program name under which acrpull acts as a Docker credential helper.
+const HELPER_PROGRAM: &str = "docker-credential-acrpull";
+
+/// Parse the process arguments, inserting `pull` when no subcommand is named, and
+/// `credential-helper` when invoked as `docker-credential-acrpull`.
 pub fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
     let mut args = args;
+    let invoked_as = args
+        .first()
+        .and_then(|argv0| std::path::Path::new(argv0).file_name())
+        .and_then(|name| name.to_str())
+        .unwrap_or("");
+    if invoked_as == HELPER_PROGRAM {
+        args[0] = "acrpull".into();
+        args.insert(1, "credential-helper".into());
+        return Cli::try_parse_from(args);
+    }
     let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
     let is_top_level_flag = matches!(first, "-h" | "--help" | "-V" | "--version");
     if args.len() > 1 && !SUBCOMMANDS.contains(&first) && !is_top_level_flag {
@@ -255,6 +292,8 @@ impl RegistryArgs {
             identity: self.identity,
             user_assigned,
             audience: Some(self.azure_audience.clone()),
+            authfile: self.authfile.clone(),
+            files: acrpull::credential::ConfigFiles::from_process(),
         })
     }
 
@@ -265,7 +304,12 @@ impl RegistryArgs {
         let env = acrpull::azure::Env::from_process();
         let resolved =
             acrpull::credential::resolve(registry, &options, &env).map_err(acrpull::Error::from)?;
-        tracing::info!(registry, source = %resolved.source, "credentials");
+        tracing::info!(
+            registry,
+            source = %resolved.source,
+            kind = %resolved.credential.kind(),
+            "credentials"
+        );
         Ok(resolved.credential)
     }
 }

@@ -221,15 +221,59 @@ pub(super) async fn token(State(shared): State<Arc<Shared>>, body: String) -> Re
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return registry_error(status, "UNAVAILABLE", "scripted failure");
     }
-    let form = parse_form(&body);
-    if first(&form, "grant_type") != Some("refresh_token") {
+    grant(&shared, &parse_form(&body))
+}
+
+/// The username ACR reads as "the password is an ACR token" (spec 3.4).
+const NULL_GUID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// `GET /oauth2/token?service=..&scope=..` with `Authorization: Basic` of the null GUID and an
+/// ACR refresh token: what docker, skopeo and containerd send after `docker login` with the
+/// pair `az acr login --expose-token` prints (spec 3.4). Other Basic users are refused, as the
+/// fake knows no admin users or repository tokens.
+pub(super) async fn token_basic(
+    State(shared): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    if let Some(status) = shared.begin(Endpoint::Token) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return registry_error(status, "UNAVAILABLE", "scripted failure");
+    }
+    let basic = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Basic "))
+        .and_then(|encoded| {
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+        })
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    let Some((NULL_GUID, refresh_token)) = basic.as_deref().and_then(|b| b.split_once(':')) else {
+        return registry_error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "expected Basic credentials with the null-GUID username and an ACR refresh token",
+        );
+    };
+    let mut form = parse_form(query.as_deref().unwrap_or(""));
+    form.retain(|(key, _)| key != "grant_type" && key != "refresh_token");
+    form.push(("grant_type".into(), "refresh_token".into()));
+    form.push(("refresh_token".into(), refresh_token.to_string()));
+    grant(&shared, &form)
+}
+
+/// Refresh token + service + scopes -> an access token for what the roles allow.
+fn grant(shared: &Shared, form: &[(String, String)]) -> Response {
+    if first(form, "grant_type") != Some("refresh_token") {
         return registry_error(
             StatusCode::BAD_REQUEST,
             "UNSUPPORTED",
             "grant_type must be refresh_token",
         );
     }
-    if first(&form, "service") != Some(SERVICE) {
+    if first(form, "service") != Some(SERVICE) {
         return registry_error(
             StatusCode::BAD_REQUEST,
             "DENIED",
@@ -238,8 +282,8 @@ pub(super) async fn token(State(shared): State<Arc<Shared>>, body: String) -> Re
     }
     let (issued, roles, ttl, backdate) = {
         let knobs = shared.knobs();
-        let issued = first(&form, "refresh_token")
-            .and_then(|token| knobs.issued_refresh.get(token).cloned());
+        let issued =
+            first(form, "refresh_token").and_then(|token| knobs.issued_refresh.get(token).cloned());
         let roles = issued
             .as_ref()
             .and_then(|issued| knobs.roles.get(&issued.principal).cloned())
@@ -290,49 +334,4 @@ pub(super) async fn token(State(shared): State<Arc<Shared>>, body: String) -> Re
         Ok(token) => Json(json!({"access_token": token})).into_response(),
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{error:#}")).into_response(),
     }
-}
-
-/// The null GUID user name: the password is an ACR token (spec 3.4).
-const NULL_GUID: &str = "00000000-0000-0000-0000-000000000000";
-
-/// `GET /oauth2/token?service=..&scope=..` with `Authorization: Basic` (spec 3.3, the form
-/// Docker and skopeo use with a user name and password). With the null-GUID user the password
-/// is an ACR refresh token and is treated as the `refresh_token` grant.
-pub(super) async fn token_basic(
-    State(shared): State<Arc<Shared>>,
-    headers: axum::http::HeaderMap,
-    axum::extract::RawQuery(query): axum::extract::RawQuery,
-) -> Response {
-    let credentials = headers
-        .get("authorization")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Basic "))
-        .and_then(|encoded| {
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .ok()
-        })
-        .and_then(|bytes| String::from_utf8(bytes).ok());
-    let Some((user, password)) = credentials.as_deref().and_then(|text| text.split_once(':'))
-    else {
-        return registry_error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "basic credentials required",
-        );
-    };
-    if user != NULL_GUID {
-        return registry_error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "only ACR tokens (null GUID user) are accepted here",
-        );
-    }
-    let body = {
-        let mut form = url::form_urlencoded::Serializer::new(query.unwrap_or_default());
-        form.append_pair("grant_type", "refresh_token");
-        form.append_pair("refresh_token", password);
-        form.finish()
-    };
-    token(State(shared), body).await
 }

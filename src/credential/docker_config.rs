@@ -1,0 +1,347 @@
+//! Docker `config.json` and containers `auth.json`: one format, read the way docker and
+//! containers/image read it.
+//!
+//! Both files hold `auths` (registry key -> `{auth: base64("user:password")}` or
+//! `{identitytoken}`), `credHelpers` (registry -> helper name) and `credsStore` (the helper for
+//! every registry). Everything else in `config.json` (`proxies`, `psFormat`, `plugins`, ...) is
+//! ignored; inside an `auths` entry only the fields docker writes are accepted, so a misspelt
+//! `identityToken` is an error naming the file rather than a silent anonymous pull.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+
+use super::Credential;
+use crate::reference::DOCKER_HUB;
+use crate::secret::Secret;
+
+/// The key docker uses for Docker Hub in `auths`, and the server URL it gives helpers.
+pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+
+/// The username with which credential helpers mark the secret as an identity (refresh) token.
+pub const IDENTITY_TOKEN_USERNAME: &str = "<token>";
+
+/// A parsed `config.json` / `auth.json`.
+#[derive(Default, serde::Deserialize)]
+pub struct AuthFile {
+    #[serde(default)]
+    auths: BTreeMap<String, AuthEntry>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: BTreeMap<String, String>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
+}
+
+/// One `auths` entry. No `Debug`: it holds secrets.
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthEntry {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    identitytoken: Option<String>,
+    // Written by docker, not used for pulling.
+    #[allow(dead_code)]
+    email: Option<String>,
+    #[allow(dead_code)]
+    serveraddress: Option<String>,
+    #[allow(dead_code)]
+    registrytoken: Option<String>,
+}
+
+/// Why a file's content is unusable (the file itself is named by the caller).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// Not JSON, or JSON of the wrong shape (serde's message names the line, column and field,
+    /// never a value it accepted).
+    #[error("not a valid credentials file")]
+    Json(#[source] serde_json::Error),
+    /// An `auth` value that is not base64 of `user:password`.
+    #[error("the `auth` value for `{key}` is not base64 of `user:password`")]
+    BadAuth {
+        /// The `auths` key.
+        key: String,
+    },
+}
+
+/// What a file says about one registry.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Credentials stored in the file (`auths`).
+    Stored {
+        /// The `auths` key that matched.
+        key: String,
+        /// The credential.
+        credential: Credential,
+    },
+    /// A helper to ask: from `credHelpers` (`per_registry`) or `credsStore`.
+    Helper {
+        /// The helper's name (`docker-credential-<name>`).
+        name: String,
+        /// Whether it came from `credHelpers` rather than `credsStore`.
+        per_registry: bool,
+    },
+}
+
+impl AuthFile {
+    /// Parse a file's bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
+        serde_json::from_slice(bytes).map_err(ParseError::Json)
+    }
+
+    /// Where to look for `registry` (`host[:port]`, `docker.io` for Docker Hub), in the order
+    /// to try: its `credHelpers` entry, its `auths` entry, then `credsStore`. Empty `auths`
+    /// entries (docker writes `{}` when the secret lives in a store) are skipped.
+    pub fn lookup(&self, registry: &str) -> Result<Vec<Lookup>, ParseError> {
+        let host = normalize_host(registry);
+        let mut found = Vec::new();
+        let helper = self
+            .cred_helpers
+            .get(registry)
+            .or_else(|| {
+                self.cred_helpers
+                    .iter()
+                    .find(|(key, _)| normalize_host(key) == host)
+                    .map(|(_, name)| name)
+            })
+            .filter(|name| !name.is_empty());
+        if let Some(name) = helper {
+            found.push(Lookup::Helper {
+                name: name.clone(),
+                per_registry: true,
+            });
+        }
+        let entry = self.auths.get_key_value(registry).or_else(|| {
+            self.auths
+                .iter()
+                .find(|(key, _)| normalize_host(key) == host)
+        });
+        if let Some((key, entry)) = entry {
+            if let Some(credential) = entry.credential(key)? {
+                found.push(Lookup::Stored {
+                    key: key.clone(),
+                    credential,
+                });
+            }
+        }
+        if let Some(name) = self.creds_store.as_ref().filter(|name| !name.is_empty()) {
+            found.push(Lookup::Helper {
+                name: name.clone(),
+                per_registry: false,
+            });
+        }
+        Ok(found)
+    }
+}
+
+impl AuthEntry {
+    fn credential(&self, key: &str) -> Result<Option<Credential>, ParseError> {
+        if let Some(token) = self.identitytoken.as_ref().filter(|t| !t.is_empty()) {
+            return Ok(Some(Credential::RefreshToken(Secret::new(token.clone()))));
+        }
+        let (username, password) = match (&self.auth, &self.username, &self.password) {
+            (Some(auth), _, _) if !auth.is_empty() => {
+                decode_auth(auth).ok_or_else(|| ParseError::BadAuth {
+                    key: key.to_string(),
+                })?
+            }
+            (_, Some(username), Some(password)) if !username.is_empty() => {
+                (username.clone(), password.clone())
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(from_username_secret(username, Secret::new(password))))
+    }
+}
+
+/// `user:password` from base64 (standard alphabet, padding optional, as docker accepts).
+fn decode_auth(auth: &str) -> Option<(String, String)> {
+    let trimmed = auth.trim().trim_end_matches('=');
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(trimmed)
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (username, password) = text.split_once(':')?;
+    if username.is_empty() {
+        return None;
+    }
+    Some((
+        username.to_string(),
+        password.trim_end_matches(['\n', '\r']).to_string(),
+    ))
+}
+
+/// The credential a username + secret pair stands for: username `<token>` marks an identity
+/// token (used as an OAuth2 refresh token); anything else, including ACR's null GUID, is Basic.
+pub fn from_username_secret(username: String, secret: Secret) -> Credential {
+    if username == IDENTITY_TOKEN_USERNAME {
+        Credential::RefreshToken(secret)
+    } else {
+        Credential::Basic {
+            username,
+            password: secret,
+        }
+    }
+}
+
+/// A registry key as docker compares it: scheme and path dropped, lower case, and every
+/// Docker Hub spelling folded into `docker.io`.
+pub fn normalize_host(key: &str) -> String {
+    let key = key.trim();
+    let without_scheme = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    let host = without_scheme
+        .split('/')
+        .next()
+        .unwrap_or(without_scheme)
+        .to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "docker.io" => DOCKER_HUB.to_string(),
+        _ => host,
+    }
+}
+
+/// The server URL docker hands a credential helper for `registry`.
+pub fn helper_server_url(registry: &str) -> String {
+    if normalize_host(registry) == DOCKER_HUB {
+        DOCKER_HUB_KEY.to_string()
+    } else {
+        registry.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(text: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(text)
+    }
+
+    fn parse(json: &str) -> AuthFile {
+        AuthFile::parse(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn host_matching_like_docker() {
+        assert_eq!(
+            normalize_host("http://127.0.0.1:5000/v2/"),
+            "127.0.0.1:5000"
+        );
+        assert_eq!(
+            normalize_host("https://Registry.Example/"),
+            "registry.example"
+        );
+        assert_eq!(normalize_host(DOCKER_HUB_KEY), "docker.io");
+        assert_eq!(normalize_host("registry-1.docker.io"), "docker.io");
+        assert_eq!(normalize_host("myreg.azurecr.io"), "myreg.azurecr.io");
+        assert_eq!(helper_server_url("docker.io"), DOCKER_HUB_KEY);
+        assert_eq!(helper_server_url("127.0.0.1:5000"), "127.0.0.1:5000");
+    }
+
+    #[test]
+    fn auth_identitytoken_and_docker_hub_key() {
+        let file = parse(&format!(
+            r#"{{"auths": {{
+                "http://127.0.0.1:5000/v2/": {{"auth": "{}"}},
+                "https://index.docker.io/v1/": {{"auth": "{}", "email": "x@example"}},
+                "myreg.azurecr.io": {{"auth": "{}", "identitytoken": "refresh"}},
+                "nullguid.azurecr.io": {{"auth": "{}"}}
+            }}, "psFormat": "table", "proxies": {{}}}}"#,
+            b64("alice:pa:ss"),
+            b64("hub:hubpass"),
+            b64("<token>:"),
+            b64("00000000-0000-0000-0000-000000000000:acr-refresh"),
+        ));
+        let one = |registry: &str| match file.lookup(registry).unwrap().pop() {
+            Some(Lookup::Stored { credential, .. }) => credential,
+            other => panic!("{registry}: {other:?}"),
+        };
+        match one("127.0.0.1:5000") {
+            Credential::Basic { username, password } => {
+                assert_eq!(username, "alice");
+                assert_eq!(password.expose(), "pa:ss");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(one("docker.io"), Credential::Basic { username, .. } if username == "hub")
+        );
+        assert!(
+            matches!(one("myreg.azurecr.io"), Credential::RefreshToken(t) if t.expose() == "refresh")
+        );
+        assert!(matches!(
+            one("nullguid.azurecr.io"),
+            Credential::Basic { username, .. } if username == "00000000-0000-0000-0000-000000000000"
+        ));
+        assert!(file.lookup("127.0.0.1:5001").unwrap().is_empty());
+    }
+
+    #[test]
+    fn helpers_order_and_empty_entries() {
+        let file = parse(
+            r#"{"auths": {"a.example": {}, "b.example": {"username": "u", "password": "p"}},
+                "credHelpers": {"https://a.example": "fake"}, "credsStore": "store"}"#,
+        );
+        let names: Vec<String> = file
+            .lookup("a.example")
+            .unwrap()
+            .into_iter()
+            .map(|l| match l {
+                Lookup::Helper { name, per_registry } => format!("{name}/{per_registry}"),
+                Lookup::Stored { key, .. } => format!("stored {key}"),
+            })
+            .collect();
+        assert_eq!(names, ["fake/true", "store/false"]);
+        let b = file.lookup("b.example").unwrap();
+        assert!(matches!(&b[0], Lookup::Stored { .. }));
+        assert!(matches!(
+            &b[1],
+            Lookup::Helper {
+                per_registry: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn token_username_means_identity_token() {
+        assert!(matches!(
+            from_username_secret("<token>".into(), Secret::new("t")),
+            Credential::RefreshToken(_)
+        ));
+    }
+
+    #[test]
+    fn bad_files_are_errors_without_secrets() {
+        let unknown = AuthFile::parse(br#"{"auths": {"h": {"identityToken": "s3cret"}}}"#)
+            .err()
+            .unwrap();
+        let text = format!("{:#}", anyhow_like(&unknown));
+        assert!(text.contains("identityToken"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(AuthFile::parse(b"{not json").is_err());
+        assert!(AuthFile::parse(br#"{"auths": []}"#).is_err());
+        let bad = parse(r#"{"auths": {"h": {"auth": "!!!notbase64"}}}"#);
+        assert!(matches!(bad.lookup("h"), Err(ParseError::BadAuth { .. })));
+        let no_colon = parse(&format!(
+            r#"{{"auths": {{"h": {{"auth": "{}"}}}}}}"#,
+            b64("x")
+        ));
+        assert!(no_colon.lookup("h").is_err());
+    }
+
+    fn anyhow_like(error: &dyn std::error::Error) -> String {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+}
