@@ -118,11 +118,11 @@ fn registry_hint(error: &RegistryError, image: Option<&SourceSpec>) -> Option<St
                  (--client-id)"
                     .into()
             }
-            Azure::AcrRefused { status: 401 | 403, .. } => {
-                "the registry refused the Entra ID token: assign the AcrPull role to the \
+            Azure::AcrRefused {
+                status: 401 | 403, ..
+            } => "the registry refused the Entra ID token: assign the AcrPull role to the \
                  identity on this registry (role assignments can take minutes to apply)"
-                    .into()
-            }
+                .into(),
             _ => return None,
         },
         RegistryError::Tls { .. } => {
@@ -131,7 +131,7 @@ fn registry_hint(error: &RegistryError, image: Option<&SourceSpec>) -> Option<St
                 .into()
         }
         RegistryError::Transport { .. } | RegistryError::Interrupted { .. } => {
-            "the registry could not be reached reliably; check the address, proxy settings \
+            "the registry could not be reached; check the address, proxy settings \
              (HTTPS_PROXY, NO_PROXY) and firewall, or raise --retries and --timeout"
                 .into()
         }
@@ -177,9 +177,9 @@ pub fn hint(error: &anyhow::Error, image: Option<&SourceSpec>) -> Option<String>
         acrpull::Error::Unsupported(message) if message.contains("root filesystem") => Some(
             "--format oci writes the image as an OCI layout without applying its layers".into(),
         ),
-        acrpull::Error::Rootfs(e) if e.is_integrity() => Some(
-            "the layer is unsafe or corrupt, so the root filesystem was not written".into(),
-        ),
+        acrpull::Error::Rootfs(e) if e.is_integrity() => {
+            Some("the layer is unsafe or corrupt, so the root filesystem was not written".into())
+        }
         acrpull::Error::Task(_) => {
             Some("this is a bug in acrpull; please report it with the output of -vv".into())
         }

@@ -150,11 +150,15 @@ async fn read_config(source: &dyn ImageSource, config: &Descriptor) -> anyhow::R
 fn describe_image(image: &ResolvedImage, config: &[u8]) -> Image {
     let value: serde_json::Value = serde_json::from_slice(config).unwrap_or_default();
     let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_string);
-    let platform = image.platform.as_ref().map(ToString::to_string).or_else(|| {
-        let os = text("os")?;
-        let architecture = text("architecture")?;
-        Some(Platform::new(&os, &architecture, text("variant").as_deref()).to_string())
-    });
+    let platform = image
+        .platform
+        .as_ref()
+        .map(ToString::to_string)
+        .or_else(|| {
+            let os = text("os")?;
+            let architecture = text("architecture")?;
+            Some(Platform::new(&os, &architecture, text("variant").as_deref()).to_string())
+        });
     Image {
         digest: image.manifest.digest.to_string(),
         media_type: image.manifest.media_type.clone(),

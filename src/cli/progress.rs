@@ -390,7 +390,9 @@ impl Reporter for Tee {
             .for_each(|r| r.on_blob_start(digest, kind, size, cached));
     }
     fn on_blob_progress(&self, digest: &Digest, bytes: u64) {
-        self.0.iter().for_each(|r| r.on_blob_progress(digest, bytes));
+        self.0
+            .iter()
+            .for_each(|r| r.on_blob_progress(digest, bytes));
     }
     fn on_blob_retry(&self, digest: &Digest, offset: u64, reason: &str) {
         self.0
