@@ -50,7 +50,7 @@ Examples:
 Exit codes:
   0 success, 1 other failure (I/O, destination), 2 usage error or bad reference,
   3 authentication or permission, 4 not found (repository, tag, blob, platform),
-  5 network failure after retries, 6 integrity failure or unsafe content";
+  5 network failure after retries, 6 integrity failure, unsafe or unusable content";
 
 /// `--version`: the crate version and the git commit it was built from (see `build.rs`).
 pub const VERSION: &str = concat!(
