@@ -21,22 +21,47 @@ fn main() -> ExitCode {
             };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Kept for the error report: hints name the image asked for.
+    let image = image_of(&cli.command);
+    let events = matches!(&cli.command, cli::Command::Pull(args) if args.json_events);
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            report_error(&anyhow::Error::new(e).context("starting the async runtime"));
-            return ExitCode::from(ErrorClass::Other.exit_code());
-        }
-    };
-    match runtime.block_on(run(cli)) {
+        .map_err(|e| anyhow::Error::new(e).context("starting the async runtime"))
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match result {
         Ok(code) => code,
-        Err(e) => {
-            report_error(&e);
-            ExitCode::from(class_of(&e).exit_code())
+        // `acrpull man | head`: the reader left; that is not a failure (as ripgrep does).
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
         }
+        Err(e) => {
+            let class = cli::errors::class_of(&e);
+            let hint = cli::errors::hint(&e, image.as_ref());
+            let _ = std::io::stderr().write_all(cli::errors::render(&e, image.as_ref()).as_bytes());
+            if events {
+                cli::events::emit(&cli::events::Event::Error {
+                    class: cli::errors::class_name(class),
+                    exit_code: class.exit_code(),
+                    message: cli::errors::one_line(&e),
+                    hint,
+                });
+            }
+            ExitCode::from(class.exit_code())
+        }
+    }
+}
+
+fn image_of(command: &cli::Command) -> Option<acrpull::SourceSpec> {
+    match command {
+        cli::Command::Pull(args) => args.image.parse().ok(),
+        cli::Command::Inspect(args) => args.image.parse().ok(),
+        _ => None,
     }
 }
 
@@ -60,43 +85,40 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Pull(args) => {
             init_logging(args.verbose);
-            let (source, options) = args.to_request()?;
+            pull(args).await
+        }
+        cli::Command::Token(args) => {
+            init_logging(args.verbose);
+            token(args).await
+        }
+        cli::Command::Inspect(args) => {
+            init_logging(args.verbose);
+            let (source, platform, output) = args.to_request()?;
             let credential = match &source {
                 acrpull::SourceSpec::Registry(reference) => {
                     args.registry.credential_for(reference.registry())?
                 }
                 acrpull::SourceSpec::Layout { .. } => acrpull::credential::Credential::Anonymous,
             };
-            let reporter: Arc<dyn Reporter> = if args.quiet || args.json {
-                Arc::new(acrpull::NoopReporter)
-            } else {
-                Arc::new(cli::progress::PlainReporter::default())
-            };
-            let outcome =
-                acrpull::pull(&source, credential, &args.destination, &options, reporter).await?;
-            if args.json {
-                let mut stdout = std::io::stdout().lock();
-                serde_json::to_writer_pretty(&mut stdout, &outcome)?;
-                writeln!(stdout)?;
-            } else if !args.quiet {
-                eprintln!(
-                    "{}: wrote {} to {} ({}, {:.2} s)",
-                    outcome.reference,
-                    outcome.digest,
-                    outcome.destination.display(),
-                    cli::progress::human_bytes(outcome.bytes_downloaded),
-                    outcome.seconds
-                );
-            }
+            let client = args.registry.client_options();
+            cli::inspect::inspect(&source, credential, &client, platform.as_ref(), output).await?;
             Ok(ExitCode::SUCCESS)
         }
         cli::Command::Push(args) | cli::Command::Copy(args) => {
             init_logging(args.verbose);
             push_or_copy(args).await
         }
-        cli::Command::Token(args) => {
-            init_logging(args.verbose);
-            token(args).await
+        cli::Command::Completions { shell } => {
+            let mut command = <cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "acrpull", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Man => {
+            let command = <cli::Cli as clap::CommandFactory>::command();
+            let mut stdout = std::io::stdout().lock();
+            clap_mangen::Man::new(command).render(&mut stdout)?;
+            stdout.flush()?;
+            Ok(ExitCode::SUCCESS)
         }
         cli::Command::CredentialHelper(args) => credential_helper(&args.action).await,
     }
@@ -183,6 +205,60 @@ async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn pull(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
+    use cli::progress::{ProgressMode, Style};
+    let (source, options) = args.to_request()?;
+    let credential = match &source {
+        acrpull::SourceSpec::Registry(reference) => {
+            args.registry.credential_for(reference.registry())?
+        }
+        acrpull::SourceSpec::Layout { .. } => acrpull::credential::Credential::Anonymous,
+    };
+    // With --json-events, stdout carries the progress; stderr stays quiet unless asked.
+    let quiet = args.quiet || (args.json_events && args.progress == ProgressMode::Auto);
+    let style = cli::progress::choose(args.progress, quiet, cli::progress::Terminal::detect());
+    let bars = (style == Style::Bars)
+        .then(|| Arc::new(cli::progress::BarsReporter::new(&source.to_string())));
+    let mut reporters: Vec<Arc<dyn Reporter>> = Vec::new();
+    if let Some(bars) = &bars {
+        reporters.push(bars.clone());
+    }
+    if style == Style::Plain {
+        reporters.push(Arc::new(cli::progress::PlainReporter::default()));
+    }
+    if args.json_events {
+        reporters.push(Arc::new(cli::events::EventsReporter::default()));
+    }
+    let reporter: Arc<dyn Reporter> = match reporters.len() {
+        0 => Arc::new(acrpull::NoopReporter),
+        1 => reporters.remove(0),
+        _ => Arc::new(cli::progress::Tee(reporters)),
+    };
+    let result = acrpull::pull(&source, credential, &args.destination, &options, reporter).await;
+    if let Some(bars) = &bars {
+        bars.finish();
+    }
+    let outcome = result?;
+    if args.json {
+        let mut stdout = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut stdout, &outcome)?;
+        writeln!(stdout)?;
+    } else if args.json_events {
+        cli::events::emit(&cli::events::Event::Done { outcome: &outcome });
+    }
+    if style != Style::Silent && !args.json {
+        eprintln!(
+            "{}: wrote {} to {} ({}, {:.2} s)",
+            outcome.reference,
+            outcome.digest,
+            outcome.destination.display(),
+            cli::progress::human_bytes(outcome.bytes_downloaded),
+            outcome.seconds
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The Docker credential-helper protocol: the answer on stdout; on failure a one-line message
 /// on stdout (what docker shows and matches), the cause chain on stderr, and exit 1.
 async fn credential_helper(action: &str) -> anyhow::Result<ExitCode> {
@@ -260,62 +336,4 @@ async fn token(args: cli::TokenArgs) -> anyhow::Result<ExitCode> {
     serde_json::to_writer(&mut stdout, &output)?;
     writeln!(stdout)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn class_of(error: &anyhow::Error) -> ErrorClass {
-    error
-        .chain()
-        .find_map(|e| e.downcast_ref::<acrpull::Error>())
-        .map_or(ErrorClass::Other, acrpull::Error::class)
-}
-
-fn hint(error: &anyhow::Error) -> Option<String> {
-    use acrpull::credential::Error as CredentialError;
-    match error
-        .chain()
-        .find_map(|e| e.downcast_ref::<acrpull::Error>())
-    {
-        Some(acrpull::Error::Credential(CredentialError::File { .. })) => {
-            return Some(
-                "fix or move that file, or give credentials another way (--authfile, --username/--password-stdin)".into(),
-            )
-        }
-        Some(acrpull::Error::Credential(CredentialError::Helper { .. })) => {
-            return Some(
-                "install the helper on PATH, or remove it from credHelpers/credsStore in that file".into(),
-            )
-        }
-        _ => {}
-    }
-    let class = class_of(error);
-    let text = format!("{error:#}");
-    match class {
-        ErrorClass::Auth if text.contains("insufficient_scope") => None,
-        ErrorClass::Auth => Some(
-            "check the credentials (--username/--password-stdin, Docker config) and that they may pull this repository".into(),
-        ),
-        ErrorClass::NotFound if text.contains("platform") => {
-            Some("choose one of the listed platforms with --platform".into())
-        }
-        ErrorClass::NotFound => Some("check the registry, repository and tag spelling".into()),
-        ErrorClass::Network if text.contains("TLS") => None,
-        ErrorClass::Network => Some(
-            "the registry could not be reached reliably; check the address, proxy settings (HTTPS_PROXY/NO_PROXY) or try again".into(),
-        ),
-        ErrorClass::Integrity => Some(
-            "the registry served content that does not match its digest or is unsafe; nothing was written".into(),
-        ),
-        _ => None,
-    }
-}
-
-fn report_error(error: &anyhow::Error) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "error: {error}");
-    for cause in error.chain().skip(1) {
-        let _ = writeln!(stderr, "  Caused by: {cause}");
-    }
-    if let Some(hint) = hint(error) {
-        let _ = writeln!(stderr, "  hint: {hint}");
-    }
 }

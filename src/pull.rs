@@ -342,7 +342,8 @@ pub async fn pull(
 ) -> Result<PullOutcome> {
     let started = Instant::now();
     if options.format == OutputFormat::Rootfs && options.platform == PlatformChoice::All {
-        return Err(Error::Unsupported(
+        // A usage error (exit 2), not unsupported content: the flags contradict each other.
+        return Err(Error::Usage(
             "--platform all needs --format oci: a root filesystem holds one platform".into(),
         ));
     }

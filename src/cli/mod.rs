@@ -1,6 +1,9 @@
 //! Command-line definitions (clap) and their translation into library requests.
 //! Only the binary sees this module.
 
+pub mod errors;
+pub mod events;
+pub mod inspect;
 pub mod progress;
 
 use std::io::Read as _;
@@ -26,9 +29,20 @@ Examples:
   acrpull pull --format oci myregistry.azurecr.io/app:v1 ./app-layout
   acrpull pull oci:./app-layout:v1 ./rootfs
 
+  # With one of several user-assigned managed identities:
+  acrpull pull --client-id 11111111-2222-3333-4444-555555555555 myregistry.azurecr.io/app:v1 ./rootfs
+
   # Another platform, or every platform of an index:
   acrpull pull --platform linux/arm64 --format oci registry.example/app:v1 ./layout
   acrpull pull --platform all --format oci registry.example/app:v1 ./layout
+
+  # What a tag points at (digest, platforms, layers), or the exact manifest or config:
+  acrpull inspect myregistry.azurecr.io/app:v1
+  acrpull inspect --raw --platform linux/arm64 myregistry.azurecr.io/app:v1
+
+  # For scripts: a JSON summary, or JSON lines for every step, on stdout:
+  acrpull pull --json myregistry.azurecr.io/app:v1 ./rootfs
+  acrpull pull --json-events myregistry.azurecr.io/app:v1 ./rootfs
 
   # Basic credentials (the password is read from stdin, never from the command line):
   echo \"$PASSWORD\" | acrpull pull --username me --password-stdin registry.example/app:v1 ./out
@@ -43,11 +57,19 @@ Examples:
 Exit codes:
   0 success, 1 other failure (I/O, destination), 2 usage error or bad reference,
   3 authentication or permission, 4 not found (repository, tag, blob, platform),
-  5 network failure after retries, 6 integrity failure or unsafe content";
+  5 network failure after retries, 6 integrity failure, unsafe or unusable content";
+
+/// `--version`: the crate version and the git commit it was built from (see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("ACRPULL_GIT_COMMIT"),
+    ")"
+);
 
 /// Pull container images without Docker.
 #[derive(Debug, Parser)]
-#[command(name = "acrpull", version, about, after_help = AFTER_HELP)]
+#[command(name = "acrpull", version = VERSION, about, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The command (`pull` when omitted: `acrpull REF DEST`).
     #[command(subcommand)]
@@ -74,6 +96,18 @@ pub enum Command {
     /// username with an ACR refresh token minted from the Azure identity. `store` and `erase`
     /// do nothing; `list` prints `{}`.
     CredentialHelper(CredentialHelperArgs),
+    /// Show what an image reference points at: manifest digest, media type, platforms of an
+    /// index, config and layers (JSON on stdout), or the exact manifest (--raw) or config
+    /// (--config) bytes.
+    Inspect(InspectArgs),
+    /// Print a shell completion script (e.g. `acrpull completions bash > /etc/bash_completion.d/acrpull`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `acrpull man > /usr/local/share/man/man1/acrpull.1`.
+    Man,
 }
 
 /// `acrpull credential-helper`.
@@ -110,6 +144,28 @@ pub struct PushArgs {
     pub verbose: u8,
     /// Connection settings and the destination's credentials (the source uses the Azure chain
     /// for ACR hosts, else anonymous).
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `acrpull inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Image: REGISTRY/REPOSITORY[:TAG][@DIGEST], or oci:PATH[:TAG|@DIGEST] for a local layout.
+    pub image: String,
+    /// Describe this platform's image of an index (default: this machine's, if listed).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Print the manifest exactly as served (the chosen platform's with --platform).
+    #[arg(long, conflicts_with = "config")]
+    pub raw: bool,
+    /// Print the image config blob exactly as stored.
+    #[arg(long)]
+    pub config: bool,
+    /// More logging on stderr.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Registry connection and credentials.
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -207,10 +263,19 @@ pub struct PullArgs {
     /// Write an OCI runtime bundle: DEST/rootfs plus DEST/config.json.
     #[arg(long)]
     pub bundle: bool,
-    /// Print a JSON summary on stdout.
-    #[arg(long)]
+    /// Print a JSON summary on stdout (fields in docs/cli.md).
+    #[arg(long, conflicts_with = "json_events")]
     pub json: bool,
-    /// No progress output.
+    /// Print one JSON object per line on stdout for every step, ending with a `done` or
+    /// `error` event (for tools that drive acrpull).
+    #[arg(long)]
+    pub json_events: bool,
+    /// Progress on stderr: `auto` draws bars on a terminal and prints only the final line
+    /// elsewhere; `plain` prints a line per step (CI logs). ACRPULL_NO_PROGRESS=1 turns bars
+    /// off; NO_COLOR and TERM=dumb do too.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub progress: progress::ProgressMode,
+    /// Print nothing but errors on stderr.
     #[arg(short, long)]
     pub quiet: bool,
     /// More logging on stderr (-v info, -vv debug); RUST_LOG also works.
@@ -222,7 +287,17 @@ pub struct PullArgs {
 }
 
 /// Known subcommand names, for `acrpull REF DEST` shorthand.
-const SUBCOMMANDS: &[&str] = &["pull", "push", "copy", "token", "credential-helper", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "pull",
+    "push",
+    "copy",
+    "token",
+    "credential-helper",
+    "inspect",
+    "completions",
+    "man",
+    "help",
+];
 
 /// The program name under which acrpull acts as a Docker credential helper.
 const HELPER_PROGRAM: &str = "docker-credential-acrpull";
@@ -311,6 +386,31 @@ impl RegistryArgs {
             "credentials"
         );
         Ok(resolved.credential)
+    }
+}
+
+impl InspectArgs {
+    /// The source, the platform asked for, and what to print.
+    pub fn to_request(
+        &self,
+    ) -> Result<(SourceSpec, Option<acrpull::Platform>, inspect::Output), acrpull::Error> {
+        let source: SourceSpec = self.image.parse()?;
+        let platform = self
+            .platform
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: acrpull::platform::PlatformParseError| {
+                acrpull::Error::Usage(e.to_string())
+            })?;
+        let output = if self.raw {
+            inspect::Output::RawManifest
+        } else if self.config {
+            inspect::Output::Config
+        } else {
+            inspect::Output::Summary
+        };
+        Ok((source, platform, output))
     }
 }
 

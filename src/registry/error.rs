@@ -58,7 +58,8 @@ pub enum Error {
         source: reqwest::Error,
     },
     /// A TLS problem talking to the registry.
-    #[error("TLS connection to {url} failed (use --ca-file to trust a private CA, or --insecure / --plain-http for a test registry)")]
+    /// (The remedy, `--ca-file` or `--insecure`, is the binary's hint, not part of the message.)
+    #[error("TLS connection to {url} failed")]
     Tls {
         /// The URL asked.
         url: String,

@@ -1,0 +1,214 @@
+//! Errors for people: one line saying what failed, the `Caused by:` chain, and a hint naming
+//! the remedy where there is one. Hints are chosen by matching on the library's error
+//! variants (never on their text where the variant says enough), with the image the user
+//! asked for as context, so they can name the repository, tag and registry tried.
+
+use std::fmt::Write as _;
+
+use acrpull::registry::Error as RegistryError;
+use acrpull::{ErrorClass, SourceSpec};
+
+/// The exit-code class of an error: the first [`acrpull::Error`] in its chain, else `Other`.
+pub fn class_of(error: &anyhow::Error) -> ErrorClass {
+    error
+        .chain()
+        .find_map(|e| e.downcast_ref::<acrpull::Error>())
+        .map_or(ErrorClass::Other, acrpull::Error::class)
+}
+
+/// The stable name of a class in `--json-events` error lines.
+pub fn class_name(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::Other => "other",
+        ErrorClass::Usage => "usage",
+        ErrorClass::Auth => "auth",
+        ErrorClass::NotFound => "not_found",
+        ErrorClass::Network => "network",
+        ErrorClass::Integrity => "integrity",
+    }
+}
+
+fn registry_error(error: &anyhow::Error) -> Option<&RegistryError> {
+    error.chain().find_map(|e| {
+        e.downcast_ref::<RegistryError>().or_else(|| {
+            e.downcast_ref::<acrpull::Error>().and_then(|e| match e {
+                acrpull::Error::Registry(r) => Some(r),
+                _ => None,
+            })
+        })
+    })
+}
+
+fn not_found_hint(what: &str, url: &str, image: Option<&SourceSpec>) -> String {
+    match image {
+        Some(SourceSpec::Layout { path, reference }) => {
+            if what.starts_with("OCI layout file") {
+                format!(
+                    "`{}` is not an OCI image layout; create one with `acrpull pull --format oci REF {}`",
+                    path.display(),
+                    path.display()
+                )
+            } else if what.starts_with("tag") {
+                format!(
+                    "the layout at `{}` has no image tagged `{reference}`; its tags are the \
+                     `org.opencontainers.image.ref.name` annotations in `index.json`",
+                    path.display()
+                )
+            } else {
+                format!(
+                    "the layout at `{}` is incomplete: `{url}` is missing; pull it again",
+                    path.display()
+                )
+            }
+        }
+        Some(SourceSpec::Registry(reference)) if what.starts_with("blob") => format!(
+            "`{}` is reachable and has the manifest, but not this blob: the image at the \
+             registry is incomplete",
+            reference.registry()
+        ),
+        Some(SourceSpec::Registry(reference)) => {
+            let tried = reference
+                .digest()
+                .map(|d| format!("digest `{d}`"))
+                .or_else(|| reference.tag().map(|t| format!("tag `{t}`")))
+                .unwrap_or_else(|| "the default tag".into());
+            format!(
+                "`{}` is reachable but has no {tried} in repository `{}`; check the spelling \
+                 (registries also answer 404 when anonymous pulls of private repositories \
+                 are refused: pass credentials)",
+                reference.registry(),
+                reference.repository()
+            )
+        }
+        None => "check the registry, repository and tag spelling".into(),
+    }
+}
+
+fn registry_hint(error: &RegistryError, image: Option<&SourceSpec>) -> Option<String> {
+    use acrpull::azure::Error as Azure;
+    Some(match error {
+        RegistryError::NotFound { what, url } => not_found_hint(what, url, image),
+        RegistryError::Unauthorized {
+            detail: Some(detail),
+            ..
+        } if detail.contains("insufficient_scope") => {
+            // The message already names the role to assign (AcrPull) for Azure identities.
+            return None;
+        }
+        RegistryError::Unauthorized { status: 403, .. } => {
+            "the credentials were accepted but may not pull this repository: grant pull \
+             permission (on ACR, assign the AcrPull role to the identity)"
+                .into()
+        }
+        RegistryError::Unauthorized { .. } | RegistryError::Token { .. } => {
+            "check the credentials: --username with --password-stdin, a Docker config \
+             (`~/.docker/config.json`), or an Azure identity (--identity, --client-id)"
+                .into()
+        }
+        RegistryError::Azure { source, .. } => match source {
+            Azure::EndpointUnreachable { .. } => {
+                "no managed identity here: run on an Azure VM, VMSS, ACI or App Service with a \
+                 managed identity enabled, or set AZURE_CLIENT_ID, AZURE_TENANT_ID and \
+                 AZURE_CLIENT_SECRET (service principal) or AZURE_FEDERATED_TOKEN_FILE \
+                 (workload identity)"
+                    .into()
+            }
+            Azure::IdentityNotAssigned { .. } => {
+                "assign the identity to this machine, or pass the client id of one that is \
+                 (--client-id)"
+                    .into()
+            }
+            Azure::AcrRefused {
+                status: 401 | 403, ..
+            } => "the registry refused the Entra ID token: assign the AcrPull role to the \
+                 identity on this registry (role assignments can take minutes to apply)"
+                .into(),
+            _ => return None,
+        },
+        RegistryError::Tls { .. } => {
+            "trust the registry's CA with --ca-file PEM (or SSL_CERT_FILE); for a test \
+             registry only, --insecure skips verification and --plain-http drops TLS"
+                .into()
+        }
+        RegistryError::Transport { .. } | RegistryError::Interrupted { .. } => {
+            "the registry could not be reached; check the address, proxy settings \
+             (HTTPS_PROXY, NO_PROXY) and firewall, or raise --retries and --timeout"
+                .into()
+        }
+        RegistryError::Status { status, .. } if *status == 429 || *status >= 500 => {
+            "the registry is failing or throttling; try again later".into()
+        }
+        RegistryError::Integrity { .. } | RegistryError::ManifestTooLarge { .. } => {
+            "the registry served content that does not match its digest; nothing was \
+             written. Try again; if it persists, the image at the registry is corrupt"
+                .into()
+        }
+        RegistryError::Unsupported { .. } => {
+            "acrpull reads OCI and Docker v2 schema 2 manifests and indexes".into()
+        }
+        _ => return None,
+    })
+}
+
+/// What to do about `error`, if known. `image` is the reference the user asked for.
+pub fn hint(error: &anyhow::Error, image: Option<&SourceSpec>) -> Option<String> {
+    if let Some(registry) = registry_error(error) {
+        return registry_hint(registry, image);
+    }
+    let library = error
+        .chain()
+        .find_map(|e| e.downcast_ref::<acrpull::Error>())?;
+    match library {
+        acrpull::Error::Reference(_) => Some(
+            "images look like REGISTRY/REPOSITORY[:TAG][@DIGEST], e.g. \
+             myregistry.azurecr.io/app:v1, or oci:PATH[:TAG] for a local layout"
+                .into(),
+        ),
+        acrpull::Error::PlatformNotFound { available, .. } => Some(match available.first() {
+            Some(first) => format!("choose one of the listed platforms, e.g. --platform {first}"),
+            None => "the index lists no platforms; pull it whole with --platform all --format oci"
+                .into(),
+        }),
+        acrpull::Error::Integrity { .. } => Some(
+            "the content does not match its digest; nothing was written. Try again; if it \
+             persists, the image is corrupt at its source"
+                .into(),
+        ),
+        acrpull::Error::Unsupported(message) if message.contains("root filesystem") => Some(
+            "--format oci writes the image as an OCI layout without applying its layers".into(),
+        ),
+        acrpull::Error::Rootfs(e) if e.is_integrity() => {
+            Some("the layer is unsafe or corrupt, so the root filesystem was not written".into())
+        }
+        acrpull::Error::Credential(acrpull::credential::Error::File { .. }) => Some(
+            "fix or move that file, or give credentials another way (--authfile, \
+             --username/--password-stdin)"
+                .into(),
+        ),
+        acrpull::Error::Credential(acrpull::credential::Error::Helper { .. }) => Some(
+            "install the helper on PATH, or remove it from credHelpers/credsStore in that file"
+                .into(),
+        ),
+        acrpull::Error::Task(_) => {
+            Some("this is a bug in acrpull; please report it with the output of -vv".into())
+        }
+        _ => None,
+    }
+}
+
+/// The message, cause chain and hint, as printed on stderr.
+pub fn render(error: &anyhow::Error, image: Option<&SourceSpec>) -> String {
+    let mut out = format!("error: {error}\n");
+    for cause in error.chain().skip(1) {
+        let _ = writeln!(out, "  Caused by: {cause}");
+    }
+    if let Some(hint) = hint(error, image) {
+        let _ = writeln!(out, "  hint: {hint}");
+    }
+    out
+}
+
+/// The message and its causes on one line (for JSON).
+pub fn one_line(error: &anyhow::Error) -> String {
+    format!("{error:#}")
+}

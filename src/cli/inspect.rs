@@ -1,0 +1,261 @@
+//! `acrpull inspect`: what a reference points at, without pulling it (as `crane manifest`,
+//! `crane config` and `skopeo inspect` do), for registries and `oci:` layouts alike.
+//!
+//! - default: a JSON summary on stdout: the manifest the reference names (digest, media
+//!   type, size), an index's entries and platforms, and for one image (the `--platform`
+//!   asked for, else this machine's platform when the index has it) its config, layers and
+//!   the config's os/architecture/created/labels.
+//! - `--raw`: the exact manifest bytes (of the chosen platform's image with `--platform`).
+//! - `--config`: the exact config blob bytes (digest-verified).
+
+use std::io::Write as _;
+
+use acrpull::digest::Digester;
+use acrpull::manifest::Descriptor;
+use acrpull::media_type::ManifestKind;
+use acrpull::pull::{open_source, resolve, ResolvedImage};
+use acrpull::source::{FetchedManifest, ImageSource};
+use acrpull::{Platform, PlatformChoice, SourceSpec};
+use futures_util::StreamExt as _;
+use serde::Serialize;
+
+/// Largest config blob `inspect` reads (configs are a few KiB; this only bounds a bad one).
+const CONFIG_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// One entry of an index.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry {
+    digest: String,
+    media_type: String,
+    size: u64,
+    platform: Option<String>,
+}
+
+/// One image.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Image {
+    digest: String,
+    media_type: String,
+    size: u64,
+    platform: Option<String>,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+    layers_size: u64,
+    created: Option<String>,
+    labels: serde_json::Value,
+}
+
+/// The `inspect` JSON document.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Inspection {
+    reference: String,
+    digest: String,
+    media_type: String,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manifests: Option<Vec<Entry>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platforms: Option<Vec<String>>,
+    image: Option<Image>,
+}
+
+/// What to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The JSON summary.
+    Summary,
+    /// The manifest bytes.
+    RawManifest,
+    /// The config blob bytes.
+    Config,
+}
+
+fn json_error(manifest: &FetchedManifest, e: &serde_json::Error) -> acrpull::Error {
+    acrpull::Error::Unsupported(format!(
+        "manifest {} ({}) is not valid: {e}",
+        manifest.digest, manifest.media_type
+    ))
+}
+
+/// The image to describe: the one the reference names, or the index's entry for `wanted`
+/// (this machine's platform when `wanted` is none; `None` if the index lacks it).
+async fn pick_image(
+    source: &dyn ImageSource,
+    root: &FetchedManifest,
+    display: &str,
+    wanted: Option<&Platform>,
+) -> anyhow::Result<Option<ResolvedImage>> {
+    if root.kind == ManifestKind::Image {
+        return Ok(Some(ResolvedImage {
+            parsed: serde_json::from_slice(&root.bytes).map_err(|e| json_error(root, &e))?,
+            manifest: root.clone(),
+            platform: None,
+        }));
+    }
+    let platform = wanted.cloned().unwrap_or_else(Platform::host);
+    // Pinned to the digest already fetched, so a moving tag cannot mix two indexes.
+    let pinned = root.digest.to_string();
+    match resolve(source, &pinned, display, &PlatformChoice::One(platform)).await {
+        Ok(mut resolved) => Ok(resolved.images.pop()),
+        Err(acrpull::Error::PlatformNotFound { .. }) if wanted.is_none() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn read_config(source: &dyn ImageSource, config: &Descriptor) -> anyhow::Result<Vec<u8>> {
+    let integrity = |expected: String, actual: String| acrpull::Error::Integrity {
+        what: "config",
+        digest: config.digest.clone(),
+        expected,
+        actual,
+    };
+    if config.size > CONFIG_LIMIT {
+        return Err(integrity(
+            format!("at most {CONFIG_LIMIT} bytes"),
+            format!("{} bytes", config.size),
+        )
+        .into());
+    }
+    let mut body = source
+        .open_blob(&config.digest, 0)
+        .await
+        .map_err(acrpull::Error::from)?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.stream.next().await {
+        let chunk = chunk.map_err(|source| acrpull::Error::Io {
+            path: format!("config {}", config.digest).into(),
+            source,
+        })?;
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() as u64 > config.size {
+            break;
+        }
+    }
+    let mut digester = Digester::new(config.digest.algorithm());
+    digester.update(&bytes);
+    let actual = digester.finish();
+    if actual != config.digest || bytes.len() as u64 != config.size {
+        return Err(integrity(
+            format!("{} ({} bytes)", config.digest, config.size),
+            format!("{actual} ({} bytes)", bytes.len()),
+        )
+        .into());
+    }
+    Ok(bytes)
+}
+
+fn describe_image(image: &ResolvedImage, config: &[u8]) -> Image {
+    let value: serde_json::Value = serde_json::from_slice(config).unwrap_or_default();
+    let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    let platform = image
+        .platform
+        .as_ref()
+        .map(ToString::to_string)
+        .or_else(|| {
+            let os = text("os")?;
+            let architecture = text("architecture")?;
+            Some(Platform::new(&os, &architecture, text("variant").as_deref()).to_string())
+        });
+    Image {
+        digest: image.manifest.digest.to_string(),
+        media_type: image.manifest.media_type.clone(),
+        size: image.manifest.bytes.len() as u64,
+        platform,
+        config: image.parsed.config.clone(),
+        layers: image.parsed.layers.clone(),
+        layers_size: image.parsed.layers.iter().map(|l| l.size).sum(),
+        created: text("created"),
+        labels: value
+            .get("config")
+            .and_then(|c| c.get("Labels"))
+            .cloned()
+            .filter(|l| !l.is_null())
+            .unwrap_or_else(|| serde_json::json!({})),
+    }
+}
+
+/// Inspect `spec` and print the chosen output on stdout.
+pub async fn inspect(
+    spec: &SourceSpec,
+    credential: acrpull::credential::Credential,
+    client: &acrpull::registry::ClientOptions,
+    platform: Option<&Platform>,
+    output: Output,
+) -> anyhow::Result<()> {
+    let (source, reference) = open_source(spec, credential, client)?;
+    let display = spec.to_string();
+    let root = source
+        .manifest(&reference)
+        .await
+        .map_err(acrpull::Error::from)?;
+    let mut stdout = std::io::stdout().lock();
+    if output == Output::RawManifest && platform.is_none() {
+        stdout.write_all(&root.bytes)?;
+        stdout.flush()?;
+        return Ok(());
+    }
+    let image = pick_image(source.as_ref(), &root, &display, platform).await?;
+    match output {
+        Output::RawManifest => {
+            // `platform` is set here, so `pick_image` found the image or failed.
+            if let Some(image) = &image {
+                stdout.write_all(&image.manifest.bytes)?;
+            }
+        }
+        Output::Config => {
+            let Some(image) = &image else {
+                let host = Platform::host();
+                return Err(acrpull::Error::Usage(format!(
+                    "{display} has no image for this machine ({host}); choose one with --platform"
+                ))
+                .into());
+            };
+            stdout.write_all(&read_config(source.as_ref(), &image.parsed.config).await?)?;
+        }
+        Output::Summary => {
+            let entries = if root.kind == ManifestKind::Index {
+                let index: acrpull::manifest::ImageIndex =
+                    serde_json::from_slice(&root.bytes).map_err(|e| json_error(&root, &e))?;
+                Some(
+                    index
+                        .manifests
+                        .into_iter()
+                        .map(|d| Entry {
+                            platform: d.platform.as_ref().map(|p| p.to_platform().to_string()),
+                            digest: d.digest.to_string(),
+                            media_type: d.media_type,
+                            size: d.size,
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            } else {
+                None
+            };
+            let image = match &image {
+                Some(image) => Some(describe_image(
+                    image,
+                    &read_config(source.as_ref(), &image.parsed.config).await?,
+                )),
+                None => None,
+            };
+            let inspection = Inspection {
+                reference: display,
+                digest: root.digest.to_string(),
+                media_type: root.media_type.clone(),
+                size: root.bytes.len() as u64,
+                platforms: entries
+                    .as_ref()
+                    .map(|e| e.iter().filter_map(|e| e.platform.clone()).collect()),
+                manifests: entries,
+                image,
+            };
+            serde_json::to_writer_pretty(&mut stdout, &inspection)?;
+            writeln!(stdout)?;
+        }
+    }
+    stdout.flush()?;
+    Ok(())
+}
