@@ -3,7 +3,7 @@
 # registry, skopeo and umoci for interop checks. Idempotent; skips apt when all are present.
 set -euo pipefail
 need=()
-for pair in docker-registry:docker-registry skopeo:skopeo umoci:umoci python3:python3 setpriv:util-linux; do
+for pair in docker-registry:docker-registry skopeo:skopeo umoci:umoci podman:podman python3:python3 setpriv:util-linux script:util-linux; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -7,6 +7,7 @@
 //!
 //! The entry point is [`pull::pull`].
 
+pub mod archive;
 pub mod auth;
 pub mod azure;
 pub mod credential;

@@ -94,6 +94,10 @@ pub enum OutputFormat {
     Rootfs,
     /// An OCI image layout.
     Oci,
+    /// A tar of an OCI image layout (`oci-archive:`).
+    OciArchive,
+    /// A `docker save` tar (`docker load`, `podman load`).
+    DockerArchive,
 }
 
 /// Which platform(s) to pull from an index.
@@ -365,6 +369,9 @@ pub async fn pull(
         OutputFormat::Rootfs => {
             crate::unpack::write_rootfs(&resolved, source, destination, options, &reporter).await?
         }
+        OutputFormat::OciArchive | OutputFormat::DockerArchive => {
+            write_archive(spec, &resolved, source, destination, options, &reporter).await?
+        }
     };
     let first = &resolved.images[0].parsed;
     Ok(PullOutcome {
@@ -519,6 +526,71 @@ async fn write_layout(
         annotations,
         platform: None,
     })?;
+    Ok(transferred)
+}
+
+/// An archive: the layout is built in a staging directory beside `destination`, then tarred.
+async fn write_archive(
+    spec: &SourceSpec,
+    resolved: &Resolved,
+    source: Arc<dyn ImageSource>,
+    destination: &Path,
+    options: &PullOptions,
+    reporter: &Arc<dyn Reporter>,
+) -> Result<u64> {
+    if destination.is_dir() {
+        return Err(layout::DestinationError::Unusable {
+            path: destination.to_path_buf(),
+            reason: "is a directory; an archive is written as a file".into(),
+        }
+        .into());
+    }
+    if options.format == OutputFormat::DockerArchive && resolved.images.len() != 1 {
+        return Err(Error::Unsupported(
+            "a docker-archive holds one image: choose one platform with --platform".into(),
+        ));
+    }
+    let staging = layout::staging_dir_beside(destination)?;
+    let layout_dir = staging.path().join("layout");
+    let transferred = write_layout(spec, resolved, source, &layout_dir, options, reporter).await?;
+    let destination = destination.to_path_buf();
+    let format = options.format;
+    let image = resolved.images[0].parsed.clone();
+    let repo_tag = match spec {
+        SourceSpec::Registry(r) => r
+            .tag()
+            .map(|t| format!("{}/{}:{t}", r.registry(), r.repository())),
+        SourceSpec::Layout { .. } => None,
+    };
+    let written = tokio::task::spawn_blocking(move || {
+        let _staging = staging;
+        match format {
+            OutputFormat::DockerArchive => {
+                let config_path = layout::blob_path(&layout_dir, &image.config.digest);
+                let config: crate::manifest::ImageConfigSummary = std::fs::read(&config_path)
+                    .map_err(|source| Error::Io {
+                        path: config_path.clone(),
+                        source,
+                    })
+                    .and_then(|bytes| {
+                        serde_json::from_slice(&bytes)
+                            .map_err(|e| Error::Unsupported(format!("image config: {e}")))
+                    })?;
+                let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+                crate::archive::write_docker_archive(
+                    &layout_dir,
+                    &image,
+                    &diff_ids,
+                    repo_tag.as_deref(),
+                    &destination,
+                )
+            }
+            _ => crate::archive::write_oci_archive(&layout_dir, &destination),
+        }
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))?;
+    written?;
     Ok(transferred)
 }
 

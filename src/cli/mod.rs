@@ -193,6 +193,10 @@ pub enum FormatArg {
     Rootfs,
     /// An OCI image layout (what skopeo, umoci and podman read).
     Oci,
+    /// A tar of an OCI image layout (skopeo `oci-archive:`, `podman load`).
+    OciArchive,
+    /// A `docker save` tar (`docker load`, `podman load`).
+    DockerArchive,
 }
 
 /// Connection and credential flags shared by commands that talk to registries.
@@ -428,6 +432,8 @@ impl PullArgs {
         let format = match self.format {
             FormatArg::Rootfs => OutputFormat::Rootfs,
             FormatArg::Oci => OutputFormat::Oci,
+            FormatArg::OciArchive => OutputFormat::OciArchive,
+            FormatArg::DockerArchive => OutputFormat::DockerArchive,
         };
         Ok((
             source,

@@ -383,3 +383,86 @@ fn tls_registry_needs_its_ca_or_insecure() {
         .env("SSL_CERT_FILE", &ca);
     must(&mut command);
 }
+
+#[test]
+fn archives_for_the_air_gap_load_in_skopeo_and_podman() {
+    let registry = registry_with("simple", "it/archived");
+    let scratch = Scratch::new();
+    let image = format!("{}/it/archived:v1", registry.host());
+    let served = skopeo_raw_digest(&format!("docker://{image}"));
+    let oci = scratch.dest("image.oci.tar");
+    ok(&run(
+        &scratch.home(),
+        &[
+            "pull",
+            "-q",
+            "--format",
+            "oci-archive",
+            &image,
+            oci.to_str().unwrap(),
+        ],
+        None,
+    ));
+    assert_eq!(
+        skopeo_raw_digest(&format!("oci-archive:{}:v1", oci.display())),
+        served
+    );
+
+    let docker = scratch.dest("image.docker.tar");
+    ok(&run(
+        &scratch.home(),
+        &[
+            "pull",
+            "-q",
+            "--format",
+            "docker-archive",
+            &image,
+            docker.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let inspect = acrpull_testenv::registry::skopeo(&[
+        "inspect",
+        &format!("docker-archive:{}", docker.display()),
+    ])
+    .expect("skopeo reads the docker-archive");
+    let inspect: serde_json::Value = serde_json::from_slice(&inspect).unwrap();
+    assert_eq!(inspect["Layers"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        scratch.out_entries(),
+        vec!["image.docker.tar", "image.oci.tar"]
+    );
+
+    // podman loads it (vfs storage in a scratch root, as root).
+    if std::process::Command::new("podman")
+        .arg("--version")
+        .output()
+        .is_ok()
+        && rustix_is_root()
+    {
+        let root = scratch.dir.path().join("podman");
+        let base = [
+            "--root".to_string(),
+            root.join("root").display().to_string(),
+            "--runroot".to_string(),
+            root.join("run").display().to_string(),
+            "--storage-driver".to_string(),
+            "vfs".to_string(),
+        ];
+        let mut load = std::process::Command::new("podman");
+        load.args(&base)
+            .args(["load", "-q", "-i", docker.to_str().unwrap()]);
+        let output = must(&mut load);
+        let said = String::from_utf8_lossy(&output.stdout);
+        assert!(said.contains("it/archived:v1"), "podman load: {said}");
+    }
+}
+
+fn rustix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
