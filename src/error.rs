@@ -16,6 +16,9 @@ pub enum Error {
     /// No usable credential could be formed (e.g. a bad Azure identity configuration).
     #[error(transparent)]
     Credential(#[from] crate::credential::Error),
+    /// The mirror configuration is unusable or blocks the registry.
+    #[error(transparent)]
+    Mirror(#[from] crate::mirror::ConfigError),
     /// Talking to the registry (or reading the source layout) failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::Error),
@@ -102,6 +105,7 @@ impl Error {
         match self {
             Error::Reference(_) | Error::Usage(_) => ErrorClass::Usage,
             Error::Credential(_) => ErrorClass::Auth,
+            Error::Mirror(_) => ErrorClass::Usage,
             Error::PlatformNotFound { .. } => ErrorClass::NotFound,
             Error::Integrity { .. } => ErrorClass::Integrity,
             Error::Registry(e) => match e {

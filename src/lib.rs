@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod layout;
 pub mod manifest;
 pub mod media_type;
+pub mod mirror;
 pub mod platform;
 pub mod pull;
 pub mod push;

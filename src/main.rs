@@ -207,13 +207,16 @@ async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
 
 async fn pull(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
     use cli::progress::{ProgressMode, Style};
-    let (source, options) = args.to_request()?;
+    let (source, mut options) = args.to_request()?;
     let credential = match &source {
         acrpull::SourceSpec::Registry(reference) => {
             args.registry.credential_for(reference.registry())?
         }
         acrpull::SourceSpec::Layout { .. } => acrpull::credential::Credential::Anonymous,
     };
+    if let acrpull::SourceSpec::Registry(reference) = &source {
+        options.mirrors = args.mirrors(reference, &credential)?;
+    }
     // With --json-events, stdout carries the progress; stderr stays quiet unless asked.
     let quiet = args.quiet || (args.json_events && args.progress == ProgressMode::Auto);
     let style = cli::progress::choose(args.progress, quiet, cli::progress::Terminal::detect());

@@ -126,6 +126,9 @@ pub struct PullOptions {
     pub client: ClientOptions,
     /// The tag to record in an OCI layout instead of the source's (`copy SRC oci:DIR:TAG`).
     pub layout_tag: Option<String>,
+    /// Mirrors to try before the origin, each with its credential, and the origin last
+    /// (empty: the origin alone, with the credential given to [`pull`]).
+    pub mirrors: Vec<(crate::mirror::Endpoint, Credential)>,
 }
 
 impl Default for PullOptions {
@@ -138,6 +141,7 @@ impl Default for PullOptions {
             bundle: false,
             client: ClientOptions::default(),
             layout_tag: None,
+            mirrors: Vec::new(),
         }
     }
 }
@@ -174,6 +178,9 @@ pub struct PullOutcome {
     pub layers: Vec<LayerSummary>,
     /// Bytes transferred.
     pub bytes_downloaded: u64,
+    /// Which endpoint served each manifest and blob, when mirrors were configured.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub served_by: BTreeMap<String, String>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -205,8 +212,37 @@ pub fn open_source(
     spec: &SourceSpec,
     credential: Credential,
     client: &ClientOptions,
+    mirrors: &[(crate::mirror::Endpoint, Credential)],
 ) -> Result<(Arc<dyn ImageSource>, String)> {
     match spec {
+        SourceSpec::Registry(reference) if !mirrors.is_empty() => {
+            let mut endpoints = Vec::new();
+            for (endpoint, credential) in mirrors {
+                let mut options = client.clone();
+                options.http_fallback |= endpoint.insecure;
+                options.insecure |= endpoint.insecure;
+                let http = build_http(&options).map_err(|source| Error::Io {
+                    path: PathBuf::from("<CA files>"),
+                    source,
+                })?;
+                let api_host = if endpoint.origin {
+                    reference.api_host()
+                } else {
+                    &endpoint.host
+                };
+                let registry = RegistryClient::new(
+                    http,
+                    &endpoint.host,
+                    api_host,
+                    &endpoint.repository,
+                    credential.clone(),
+                    options,
+                );
+                endpoints.push((endpoint.clone(), Arc::new(registry)));
+            }
+            let source = crate::mirror::MirroredSource::new(endpoints);
+            Ok((Arc::new(source), reference.manifest_reference()))
+        }
         SourceSpec::Registry(reference) => {
             let http = build_http(client).map_err(|source| Error::Io {
                 path: PathBuf::from("<CA files>"),
@@ -351,7 +387,8 @@ pub async fn pull(
             "--platform all needs --format oci: a root filesystem holds one platform".into(),
         ));
     }
-    let (source, reference) = open_source(spec, credential, &options.client)?;
+    let (source, reference) = open_source(spec, credential, &options.client, &options.mirrors)?;
+    let source_for_report = source.clone();
     let display = spec.to_string();
     let resolved = resolve(source.as_ref(), &reference, &display, &options.platform).await?;
     let platform = match (&options.platform, resolved.root.kind) {
@@ -391,6 +428,7 @@ pub async fn pull(
             })
             .collect(),
         bytes_downloaded,
+        served_by: source_for_report.served_by(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

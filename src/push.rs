@@ -84,7 +84,7 @@ pub async fn push(
     reporter: Arc<dyn Reporter>,
 ) -> Result<PushOutcome> {
     let started = Instant::now();
-    let (from, reference) = open_source(source, source_credential, &options.client)?;
+    let (from, reference) = open_source(source, source_credential, &options.client, &[])?;
     let display = source.to_string();
     let resolved = resolve(from.as_ref(), &reference, &display, &options.platform).await?;
     let mount_from = match source {

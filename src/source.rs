@@ -113,6 +113,10 @@ pub trait ImageSource: Send + Sync {
     async fn manifest(&self, reference: &str) -> Result<FetchedManifest>;
     /// A blob body starting at `offset` (or 0).
     async fn open_blob(&self, digest: &Digest, offset: u64) -> Result<BlobBody>;
+    /// Which endpoint served each manifest and blob, when there is a choice (mirrors).
+    fn served_by(&self) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::new()
+    }
 }
 
 #[async_trait::async_trait]

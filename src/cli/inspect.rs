@@ -185,7 +185,7 @@ pub async fn inspect(
     platform: Option<&Platform>,
     output: Output,
 ) -> anyhow::Result<()> {
-    let (source, reference) = open_source(spec, credential, client)?;
+    let (source, reference) = open_source(spec, credential, client, &[])?;
     let display = spec.to_string();
     let root = source
         .manifest(&reference)

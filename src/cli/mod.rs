@@ -258,6 +258,14 @@ pub struct PullArgs {
     /// Platform os/arch[/variant] (default: this machine's), or `all` (with --format oci).
     #[arg(long)]
     pub platform: Option<String>,
+    /// Try this mirror or pull-through cache (host[:port][/path]) before the registry
+    /// (repeatable; tried before those in registries.conf).
+    #[arg(long, value_name = "HOST")]
+    pub mirror: Vec<String>,
+    /// Mirror configuration in containers registries.conf (v2) format (default:
+    /// CONTAINERS_REGISTRIES_CONF, then /etc/containers/registries.conf).
+    #[arg(long, value_name = "PATH")]
+    pub registries_conf: Option<PathBuf>,
     /// Blobs downloaded at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
@@ -340,6 +348,7 @@ impl RegistryArgs {
                 ..RetryPolicy::default()
             },
             read_timeout: Some(Duration::from_secs(self.timeout.max(1))),
+            http_fallback: false,
         }
     }
 
@@ -419,6 +428,46 @@ impl InspectArgs {
 }
 
 impl PullArgs {
+    /// Mirrors for `reference` from `--mirror` and registries.conf, each with its credential
+    /// (`origin` for the registry itself); empty when there are none.
+    pub fn mirrors(
+        &self,
+        reference: &acrpull::Reference,
+        origin: &Credential,
+    ) -> Result<Vec<(acrpull::mirror::Endpoint, Credential)>, acrpull::Error> {
+        use acrpull::mirror::{config_path, MirrorConfig};
+        let path = config_path(
+            self.registries_conf.as_deref(),
+            std::env::var_os("CONTAINERS_REGISTRIES_CONF").map(PathBuf::from),
+        );
+        let config = match path {
+            Some(path) => MirrorConfig::load(&path)?,
+            None => MirrorConfig::default(),
+        };
+        let endpoints = config.endpoints(reference, &self.mirror)?;
+        if endpoints.len() == 1 && endpoints[0].origin && endpoints[0].host == reference.registry()
+        {
+            return Ok(Vec::new());
+        }
+        let env = acrpull::azure::Env::from_process();
+        let options = CredentialOptions {
+            files: acrpull::credential::ConfigFiles::from_process(),
+            ..CredentialOptions::default()
+        };
+        endpoints
+            .into_iter()
+            .map(|endpoint| {
+                let credential = if endpoint.host == reference.registry() {
+                    origin.clone()
+                } else {
+                    acrpull::credential::resolve(&endpoint.host, &options, &env)?.credential
+                };
+                tracing::info!(endpoint = %endpoint.host, repository = %endpoint.repository, "endpoint");
+                Ok((endpoint, credential))
+            })
+            .collect()
+    }
+
     /// The validated request: source, destination and options.
     pub fn to_request(&self) -> Result<(SourceSpec, PullOptions), acrpull::Error> {
         let source: SourceSpec = self.image.parse()?;
@@ -445,6 +494,7 @@ impl PullArgs {
                 bundle: self.bundle,
                 client: self.registry.client_options(),
                 layout_tag: None,
+                mirrors: Vec::new(),
             },
         ))
     }

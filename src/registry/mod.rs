@@ -36,6 +36,8 @@ pub struct ClientOptions {
     pub plain_http: bool,
     /// Accept any TLS certificate.
     pub insecure: bool,
+    /// Fall back to plain HTTP when HTTPS fails, for any host (loopback hosts always may).
+    pub http_fallback: bool,
     /// Extra PEM files with CA certificates to trust.
     pub ca_files: Vec<PathBuf>,
     /// Retry policy.
@@ -148,7 +150,7 @@ impl RegistryClient {
         let loopback = crate::reference::is_loopback_host(crate::reference::host_of(&self.host));
         let schemes: &[&str] = if self.options.plain_http {
             &["http"]
-        } else if loopback {
+        } else if loopback || self.options.http_fallback {
             &["https", "http"]
         } else {
             &["https"]

@@ -6,6 +6,7 @@ mod azure;
 mod cli;
 mod credentials;
 mod errors;
+mod mirrors;
 mod pull_layout;
 mod push;
 mod resilience;
