@@ -59,7 +59,7 @@ fn main() -> ExitCode {
 
 fn image_of(command: &cli::Command) -> Option<acrpull::SourceSpec> {
     match command {
-        cli::Command::Pull(args) => args.image.parse().ok(),
+        cli::Command::Pull(args) if args.from_file.is_none() => args.image.parse().ok(),
         cli::Command::Inspect(args) => args.image.parse().ok(),
         _ => None,
     }
@@ -205,8 +205,63 @@ async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `pull -f refs.txt DEST`: every listed image into one OCI layout, blobs stored once.
+async fn pull_listed(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
+    let (_, options) = args.to_request()?;
+    if options.format != acrpull::OutputFormat::Oci {
+        return Err(acrpull::Error::Usage(
+            "-f pulls several images into one OCI layout: add --format oci".into(),
+        )
+        .into());
+    }
+    let destination = args.destination()?;
+    let credential_options = args.registry.credential_options()?;
+    let env = acrpull::azure::Env::from_process();
+    let reporter: Arc<dyn Reporter> = if args.quiet || args.json {
+        Arc::new(acrpull::NoopReporter)
+    } else {
+        Arc::new(cli::progress::PlainReporter::default())
+    };
+    let mut outcomes = Vec::new();
+    for source in args.listed_references()? {
+        let mut options = options.clone();
+        let credential = match &source {
+            acrpull::SourceSpec::Registry(reference) => {
+                let credential =
+                    acrpull::credential::resolve(reference.registry(), &credential_options, &env)
+                        .map_err(acrpull::Error::from)?
+                        .credential;
+                options.mirrors = args.mirrors(reference, &credential)?;
+                credential
+            }
+            acrpull::SourceSpec::Layout { .. } => acrpull::credential::Credential::Anonymous,
+        };
+        let outcome = acrpull::pull(
+            &source,
+            credential,
+            &destination,
+            &options,
+            reporter.clone(),
+        )
+        .await?;
+        if !args.quiet && !args.json {
+            eprintln!("{}: {}", outcome.reference, outcome.digest);
+        }
+        outcomes.push(outcome);
+    }
+    if args.json {
+        let mut stdout = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut stdout, &outcomes)?;
+        writeln!(stdout)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn pull(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
     use cli::progress::{ProgressMode, Style};
+    if args.from_file.is_some() {
+        return pull_listed(args).await;
+    }
     let (source, mut options) = args.to_request()?;
     let credential = match &source {
         acrpull::SourceSpec::Registry(reference) => {
@@ -237,7 +292,8 @@ async fn pull(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
         1 => reporters.remove(0),
         _ => Arc::new(cli::progress::Tee(reporters)),
     };
-    let result = acrpull::pull(&source, credential, &args.destination, &options, reporter).await;
+    let destination = args.destination()?;
+    let result = acrpull::pull(&source, credential, &destination, &options, reporter).await;
     if let Some(bars) = &bars {
         bars.finish();
     }

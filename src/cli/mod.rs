@@ -250,8 +250,12 @@ pub struct RegistryArgs {
 pub struct PullArgs {
     /// Image: REGISTRY/REPOSITORY[:TAG][@DIGEST], or oci:PATH[:TAG|@DIGEST] for a local layout.
     pub image: String,
-    /// Destination directory.
-    pub destination: PathBuf,
+    /// Destination directory (or file, for the archive formats).
+    pub destination: Option<PathBuf>,
+    /// Pull every reference listed in FILE (one per line; `#` comments) into the one OCI
+    /// layout given as the only positional argument; shared blobs are stored once.
+    #[arg(short = 'f', long = "from-file", value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
     /// What to write.
     #[arg(long, value_enum, default_value = "rootfs")]
     pub format: FormatArg,
@@ -428,6 +432,48 @@ impl InspectArgs {
 }
 
 impl PullArgs {
+    /// The destination: the second positional argument, or the only one with `-f`.
+    pub fn destination(&self) -> Result<PathBuf, acrpull::Error> {
+        match (&self.from_file, &self.destination) {
+            (None, Some(destination)) => Ok(destination.clone()),
+            (Some(_), None) => Ok(PathBuf::from(&self.image)),
+            (None, None) => Err(acrpull::Error::Usage(
+                "missing DEST: acrpull pull IMAGE DEST".into(),
+            )),
+            (Some(_), Some(_)) => Err(acrpull::Error::Usage(
+                "with -f, give only the destination layout: acrpull pull --format oci -f refs.txt DEST".into(),
+            )),
+        }
+    }
+
+    /// The references listed in `-f FILE`.
+    pub fn listed_references(&self) -> anyhow::Result<Vec<SourceSpec>> {
+        let Some(file) = &self.from_file else {
+            return Ok(Vec::new());
+        };
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the reference list {}", file.display()))?;
+        let mut references = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let spec: SourceSpec = line.parse().map_err(|e| {
+                anyhow::Error::new(acrpull::Error::from(e)).context(format!(
+                    "{}:{}",
+                    file.display(),
+                    number + 1
+                ))
+            })?;
+            references.push(spec);
+        }
+        if references.is_empty() {
+            bail!("{} lists no references", file.display());
+        }
+        Ok(references)
+    }
+
     /// Mirrors for `reference` from `--mirror` and registries.conf, each with its credential
     /// (`origin` for the registry itself); empty when there are none.
     pub fn mirrors(
@@ -470,7 +516,16 @@ impl PullArgs {
 
     /// The validated request: source, destination and options.
     pub fn to_request(&self) -> Result<(SourceSpec, PullOptions), acrpull::Error> {
-        let source: SourceSpec = self.image.parse()?;
+        let source: SourceSpec = if self.from_file.is_some() {
+            // Placeholder until the listed references are pulled one by one.
+            SourceSpec::Layout {
+                path: PathBuf::from(&self.image),
+                reference: String::new(),
+            }
+        } else {
+            self.image.parse()?
+        };
+        self.destination()?;
         let platform = match self.platform.as_deref() {
             None => PlatformChoice::One(acrpull::Platform::host()),
             Some("all") => PlatformChoice::All,

@@ -466,3 +466,78 @@ fn rustix_is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+#[test]
+fn a_list_of_references_stages_into_one_layout_with_shared_blobs_once() {
+    let registry = registry_with("simple", "it/one");
+    seed(&registry, "multiarch", "it/two:v1").expect("seeded");
+    skopeo_copy(
+        &format!("docker://{}/it/one:v1", registry.host()),
+        &format!("docker://{}/it/one:v2", registry.host()),
+        &["--preserve-digests"],
+    )
+    .expect("retagged");
+    let scratch = Scratch::new();
+    let list = scratch.dir.path().join("refs.txt");
+    std::fs::write(
+        &list,
+        format!(
+            "# images for the disconnected site\n{0}/it/one:v1\n\n{0}/it/one:v2  # same blobs\n{0}/it/two:v1\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let dest = scratch.dest("staged");
+    let out = ok(&run(
+        &scratch.home(),
+        &[
+            "pull",
+            "--format",
+            "oci",
+            "--json",
+            "--platform",
+            "all",
+            "-f",
+            list.to_str().unwrap(),
+            dest.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let outcomes: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(outcomes.as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        outcomes[1]["bytesDownloaded"], 0,
+        "v2 shares every blob with v1"
+    );
+    let tags: Vec<String> = index_json(&dest)["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // Tags name layout entries, as with skopeo: it/two:v1 replaces it/one:v1's entry.
+    assert_eq!(tags, vec!["v2", "v1"]);
+    let bad = scratch.dir.path().join("bad.txt");
+    std::fs::write(&bad, "Not A Reference\n").unwrap();
+    let stderr = fails(
+        &run(
+            &scratch.home(),
+            &[
+                "pull",
+                "--format",
+                "oci",
+                "-f",
+                bad.to_str().unwrap(),
+                scratch.dest("x").to_str().unwrap(),
+            ],
+            None,
+        ),
+        2,
+    );
+    assert!(stderr.contains("bad.txt:1"), "{stderr}");
+}
