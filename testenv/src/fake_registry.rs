@@ -16,7 +16,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,7 +24,6 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::Router;
-use tokio::sync::oneshot;
 
 use crate::fixtures::{sha256_digest, Layout};
 
@@ -303,8 +301,7 @@ pub struct FakeRegistry {
     addr: SocketAddr,
     shared: Arc<Shared>,
     storage: StorageServer,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _background: crate::serve::Background,
 }
 
 impl std::fmt::Debug for FakeRegistry {
@@ -349,50 +346,13 @@ impl FakeRegistry {
         let storage_app = Router::new()
             .fallback(storage_handler)
             .with_state(shared.clone());
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
-        let thread = std::thread::Builder::new()
-            .name(format!("fake-registry-{}", addr.port()))
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        let _ = ready_tx.send(Err(error.into()));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let listeners = (|| -> anyhow::Result<_> {
-                        Ok((
-                            tokio::net::TcpListener::from_std(registry_listener)?,
-                            tokio::net::TcpListener::from_std(storage_listener)?,
-                        ))
-                    })();
-                    let (registry, storage) = match listeners {
-                        Ok(pair) => pair,
-                        Err(error) => {
-                            let _ = ready_tx.send(Err(error));
-                            return;
-                        }
-                    };
-                    tokio::spawn(async move {
-                        let _ = axum::serve(registry, registry_app).await;
-                    });
-                    tokio::spawn(async move {
-                        let _ = axum::serve(storage, storage_app).await;
-                    });
-                    let _ = ready_tx.send(Ok(()));
-                    let _ = stopped.await;
-                });
-                // Dropping the runtime aborts the servers and open connections.
-            })
-            .context("spawning the fake registry thread")?;
-        ready_rx
-            .recv()
-            .context("fake registry thread died during start")??;
+        let background = crate::serve::spawn(
+            &format!("fake-registry-{}", addr.port()),
+            vec![
+                (registry_listener, registry_app),
+                (storage_listener, storage_app),
+            ],
+        )?;
         Ok(FakeRegistry {
             addr,
             storage: StorageServer {
@@ -400,8 +360,7 @@ impl FakeRegistry {
                 log: shared.storage_log.clone(),
             },
             shared,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _background: background,
         })
     }
 
@@ -443,17 +402,6 @@ impl FakeRegistry {
     /// The storage listener that blob GETs can be redirected to.
     pub fn storage(&self) -> &StorageServer {
         &self.storage
-    }
-}
-
-impl Drop for FakeRegistry {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -8,3 +8,4 @@ pub mod fake_registry;
 pub mod fixtures;
 pub mod proxy;
 pub mod registry;
+mod serve;

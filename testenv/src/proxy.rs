@@ -12,17 +12,14 @@ use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Router;
 use futures_util::StreamExt as _;
-use tokio::sync::oneshot;
 
 /// One scripted answer to a blob GET.
 #[derive(Debug, Clone)]
@@ -113,8 +110,7 @@ pub struct FaultProxy {
     addr: SocketAddr,
     storage_addr: SocketAddr,
     shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _background: crate::serve::Background,
 }
 
 impl FaultProxy {
@@ -153,53 +149,15 @@ impl FaultProxy {
         let storage_app = Router::new()
             .fallback(storage_handler)
             .with_state(shared.clone());
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
-        let thread = std::thread::Builder::new()
-            .name(format!("fault-proxy-{}", addr.port()))
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        let _ = ready_tx.send(Err(error.into()));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let listeners = (|| -> anyhow::Result<_> {
-                        Ok((
-                            tokio::net::TcpListener::from_std(listener)?,
-                            tokio::net::TcpListener::from_std(storage)?,
-                        ))
-                    })();
-                    let (registry, storage) = match listeners {
-                        Ok(pair) => pair,
-                        Err(error) => {
-                            let _ = ready_tx.send(Err(error));
-                            return;
-                        }
-                    };
-                    tokio::spawn(async move {
-                        let _ = axum::serve(registry, registry_app).await;
-                    });
-                    tokio::spawn(async move {
-                        let _ = axum::serve(storage, storage_app).await;
-                    });
-                    let _ = ready_tx.send(Ok(()));
-                    let _ = stopped.await;
-                });
-            })
-            .context("spawning the proxy thread")?;
-        ready_rx.recv().context("proxy thread died")??;
+        let background = crate::serve::spawn(
+            &format!("fault-proxy-{}", addr.port()),
+            vec![(listener, registry_app), (storage, storage_app)],
+        )?;
         Ok(FaultProxy {
             addr,
             storage_addr,
             shared,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _background: background,
         })
     }
 
@@ -230,17 +188,6 @@ impl FaultProxy {
     /// `127.0.0.1:PORT` of the storage listener.
     pub fn storage_host(&self) -> String {
         self.storage_addr.to_string()
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -1,0 +1,72 @@
+//! Serving axum apps on their own thread and runtime, so they keep answering while a test
+//! blocks (on a CLI child process, say), and stop when the handle is dropped.
+
+use std::net::TcpListener;
+use std::thread::JoinHandle;
+
+use anyhow::Context as _;
+use axum::Router;
+use tokio::sync::oneshot;
+
+/// Apps running in the background; dropping it stops them and their connections.
+#[derive(Debug)]
+pub(crate) struct Background {
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Serve each `(listener, app)` pair (listeners already bound, non-blocking) until dropped.
+pub(crate) fn spawn(name: &str, apps: Vec<(TcpListener, Router)>) -> anyhow::Result<Background> {
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let thread = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = ready_tx.send(Err(error.into()));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                for (listener, app) in apps {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => listener,
+                        Err(error) => {
+                            let _ = ready_tx.send(Err(error.into()));
+                            return;
+                        }
+                    };
+                    tokio::spawn(async move {
+                        let _ = axum::serve(listener, app).await;
+                    });
+                }
+                let _ = ready_tx.send(Ok(()));
+                let _ = stopped.await;
+            });
+            // Dropping the runtime aborts the servers and open connections.
+        })
+        .with_context(|| format!("spawning the {name} thread"))?;
+    ready_rx
+        .recv()
+        .with_context(|| format!("{name} thread died during start"))??;
+    Ok(Background {
+        shutdown: Some(shutdown),
+        thread: Some(thread),
+    })
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
