@@ -73,15 +73,26 @@ impl Target<'_> {
         data: &mut impl Read,
         meta: &Metadata,
         degraded: &mut Degraded,
+        buffer: &mut [u8],
     ) -> Result<(), FileError> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rfs::openat(self.dir, self.name, flags, Mode::from_raw_mode(0o600))
             .map_err(self.io("create"))?;
-        let mut file = File::from(fd);
-        let mut buffer = vec![0u8; 64 * 1024];
+        self.write_file(File::from(fd), data, meta, degraded, buffer)
+    }
+
+    /// Copy `data` into the freshly created `file` and apply its metadata.
+    pub(crate) fn write_file(
+        &self,
+        mut file: File,
+        data: &mut impl Read,
+        meta: &Metadata,
+        degraded: &mut Degraded,
+        buffer: &mut [u8],
+    ) -> Result<(), FileError> {
         loop {
-            let read = match data.read(&mut buffer) {
+            let read = match data.read(buffer) {
                 Ok(0) => break,
                 Ok(read) => read,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
