@@ -59,6 +59,9 @@ pub(crate) struct Target<'a> {
     /// The normalised entry path, for error messages.
     pub(crate) path: &'a [u8],
     pub(crate) rootless: bool,
+    /// The owner a regular file created in `dir` already has, when known: `chown` to the
+    /// same owner is then skipped.
+    pub(crate) created_owner: Option<(u32, u32)>,
 }
 
 impl Target<'_> {
@@ -172,6 +175,10 @@ impl Target<'_> {
         degraded: &mut Degraded,
     ) -> Result<(), Error> {
         if !self.rootless {
+            if fd.is_some() && self.created_owner == Some((meta.uid, meta.gid)) {
+                // A file we just created with O_EXCL: the kernel gave it this owner already.
+                return Ok(());
+            }
             let (uid, gid) = (Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)));
             let result = match fd {
                 Some(fd) => rfs::fchown(fd, uid, gid),

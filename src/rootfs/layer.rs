@@ -38,6 +38,23 @@ struct Layer<'a> {
     stats: LayerStats,
     /// Reused for copying file contents.
     buffer: Vec<u8>,
+    /// The parent directory of the previous entry, reused while entries share it (tar
+    /// streams are mostly grouped by directory). Dropped whenever anything is removed or
+    /// replaced, since that may change what a path resolves to.
+    parent: Option<Parent>,
+    /// Set when the current entry removed something: the cached parent must not be kept.
+    removed: bool,
+    /// Our effective user and group: the owner of what we create.
+    owner: (u32, u32),
+}
+
+/// A resolved parent directory and who owns what is created in it.
+struct Parent {
+    path: Vec<u8>,
+    fd: OwnedFd,
+    /// The owner the kernel gives a new file in this directory (root extraction), when it is
+    /// certain: the directory is setgid or already has our group.
+    created_owner: Option<(u32, u32)>,
 }
 
 /// Apply one layer blob; see [`super::Applier::apply_layer`]. Decompression runs on a scoped
@@ -67,6 +84,12 @@ pub(crate) fn apply(
             deferred: BTreeMap::new(),
             stats: LayerStats::default(),
             buffer: vec![0; FILE_BUFFER],
+            parent: None,
+            removed: false,
+            owner: (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            ),
         };
         let mut archive = tar::Archive::new(reader);
         layer.apply_entries(&mut archive, &budget, options)?;
@@ -217,8 +240,14 @@ impl Layer<'_> {
                 self.stats.skipped += 1;
                 return Ok(());
             }
-            Kind::Opaque => return Ok(self.opaque(split(&path).0)?),
-            Kind::Whiteout(target) => return Ok(self.whiteout(split(&path).0, target)?),
+            Kind::Opaque => {
+                self.parent = None;
+                return Ok(self.opaque(split(&path).0)?);
+            }
+            Kind::Whiteout(target) => {
+                self.parent = None;
+                return Ok(self.whiteout(split(&path).0, target)?);
+            }
         }
         if path.is_empty() {
             if kind == EntryKind::Directory {
@@ -232,24 +261,54 @@ impl Layer<'_> {
         }
         let meta = metadata(entry, &path)?;
         let (parent, base) = split(&path);
-        let dir = self
-            .resolver
-            .open_dir(parent, true)
-            .map_err(|error| resolve_error(&path, error))?;
+        let dir = match self.parent.take() {
+            Some(cached) if cached.path == parent => cached,
+            _ => self.open_parent(parent, &path)?,
+        };
         self.resolver
-            .widen(dir.as_fd())
+            .widen(dir.fd.as_fd())
             .map_err(|error| Error::io("open", parent, error))?;
-        if kind == EntryKind::Hardlink {
+        self.removed = false;
+        let result = if kind == EntryKind::Hardlink {
             let link = entry
                 .link_name_bytes()
                 .map(|link| link.into_owned())
                 .unwrap_or_default();
-            self.hardlink(&dir, base, &path, &link)?;
+            self.hardlink(&dir.fd, base, &path, &link)
+                .map_err(FileError::from)
         } else {
-            self.create(entry, kind, &dir, base, &path, meta)?;
+            self.create(entry, kind, &dir, base, &path, meta)
+        };
+        if !self.removed {
+            self.parent = Some(dir);
         }
+        result?;
         self.upper.extend(with_ancestors(&path).map(<[u8]>::to_vec));
         Ok(())
+    }
+
+    /// Resolve (creating missing directories) the parent of an entry.
+    fn open_parent(&mut self, parent: &[u8], path: &[u8]) -> Result<Parent, Error> {
+        let fd = self
+            .resolver
+            .open_dir(parent, true)
+            .map_err(|error| resolve_error(path, error))?;
+        let created_owner = if self.resolver.rootless() {
+            None
+        } else {
+            let stat =
+                rfs::fstat(&fd).map_err(|errno| Error::io("inspect", parent, errno.into()))?;
+            let (uid, gid) = (self.owner.0, self.owner.1);
+            // New files take the directory's group when it is setgid (or, with the `grpid`
+            // mount option, always): only predict when both rules agree.
+            let setgid = stat.st_mode & 0o2000 != 0;
+            (setgid || stat.st_gid == gid).then_some((uid, if setgid { stat.st_gid } else { gid }))
+        };
+        Ok(Parent {
+            path: parent.to_vec(),
+            fd,
+            created_owner,
+        })
     }
 
     /// Create a non-hardlink entry, replacing whatever was there unless both are directories.
@@ -257,16 +316,18 @@ impl Layer<'_> {
         &mut self,
         entry: &mut tar::Entry<'_, R>,
         kind: EntryKind,
-        dir: &OwnedFd,
+        parent: &Parent,
         base: &[u8],
         path: &[u8],
         meta: Metadata,
     ) -> Result<(), FileError> {
+        let dir = &parent.fd;
         let target = Target {
             dir: dir.as_fd(),
             name: base,
             path,
             rootless: self.resolver.rootless(),
+            created_owner: parent.created_owner,
         };
         // Fast paths for the common case, nothing there yet: `O_CREAT|O_EXCL` and `mkdirat`
         // fail with EEXIST whatever exists (a dangling symlink included), and only then is it
@@ -434,7 +495,8 @@ impl Layer<'_> {
         Ok(Some(dir))
     }
 
-    fn remover(&self) -> Remover {
+    fn remover(&mut self) -> Remover {
+        self.removed = true;
         Remover {
             rootless: self.resolver.rootless(),
         }
@@ -481,6 +543,7 @@ impl Layer<'_> {
             name: base,
             path,
             rootless: self.resolver.rootless(),
+            created_owner: None,
         };
         target.set_times(meta)
     }
