@@ -66,12 +66,18 @@ done
 mkdir -p "$OUT/trash" "$OUT/raw"
 MIN_FREE_GB=${MIN_FREE_GB:-30}
 COOLDOWN=${COOLDOWN:-370}
-if (( $(df --output=avail -B1G "$OUT" | tail -1) < MIN_FREE_GB )); then
-    # Deleting many inodes slows ext4 inode allocation for minutes (harness README).
-    echo "== purging $OUT/trash, then a ${COOLDOWN}s cooldown"
+LAST_DELETE=${LAST_DELETE:-/var/tmp/acrbench-perf/last_delete}
+if (( $(df --output=avail -B1G "$OUT" | tail -1) < MIN_FREE_GB )) && [[ -n $(ls -A "$OUT/trash") ]]; then
+    echo "== purging $OUT/trash"
     rm -rf "${OUT:?}/trash"/*
     sync
-    sleep "$COOLDOWN"
+    date +%s >"$LAST_DELETE"
+fi
+# Deleting many inodes slows ext4 inode allocation for minutes (harness README): wait.
+wait_s=$(( $(cat "$LAST_DELETE" 2>/dev/null || echo 0) + COOLDOWN - $(date +%s) ))
+if (( wait_s > 0 )); then
+    echo "== cooldown ${wait_s}s after a big delete"
+    sleep "$wait_s"
 fi
 
 has_job() { [[ ",$JOBS," == *",$1,"* ]]; }

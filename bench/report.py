@@ -55,7 +55,7 @@ def load(image_dir, job):
         return None
     result = json.load(open(path))["results"][0]
     row = {"median": result["median"], "min": result["min"], "max": result["max"],
-           "runs": len(result["times"])}
+           "runs": len(result["times"]), "cpu": result.get("user", 0) + result.get("system", 0)}
     tpath = os.path.join(image_dir, job + ".time")
     if os.path.exists(tpath):
         fields = open(tpath).read().split()
@@ -89,13 +89,15 @@ for image in images:
         comp = sum(l["size"] for l in m["layers"])
         unc = sum(uncompressed_of.get(l["digest"], 0) for l in m["layers"])
         kinds = sorted({l["mediaType"].rsplit("+", 1)[-1] for l in m["layers"]})
-        desc = f" — {len(m['layers'])} layers, {comp/1e6:.1f} MB compressed ({'/'.join(kinds)})"
+        def size(b):
+            return f"{b/1e6:.1f} MB" if b >= 1e6 else f"{b/1e3:.1f} kB"
+        desc = f" — {len(m['layers'])} layer(s), {size(comp)} compressed ({'/'.join(kinds)})"
         if unc:
-            desc += f", {unc/1e6:.1f} MB uncompressed"
+            desc += f", {size(unc)} uncompressed"
     lines.append(f"#### `{image.replace('_', ':', 1)}`{desc}")
     lines.append("")
-    lines.append("| job | median s | min–max s | runs | peak RSS MiB | " + " | ".join(r[1] for r in REFS) + " |")
-    lines.append("|---|---:|---:|---:|---:|" + "---:|" * len(REFS))
+    lines.append("| job | median s | min–max s | runs | CPU s | peak RSS MiB | " + " | ".join(r[1] for r in REFS) + " |")
+    lines.append("|---|---:|---:|---:|---:|---:|" + "---:|" * len(REFS))
     for job, title, _ in JOBS:
         row = rows[job]
         if not row:
@@ -108,7 +110,7 @@ for image in images:
                 ratios.append("")
             else:
                 ratios.append(f"{row['median']/base['median']:.2f}x")
-        lines.append(f"| {title} | {fmt_s(row['median'])} | {fmt_s(row['min'])}–{fmt_s(row['max'])} | {row['runs']} | {rss} | "
+        lines.append(f"| {title} | {fmt_s(row['median'])} | {fmt_s(row['min'])}–{fmt_s(row['max'])} | {row['runs']} | {row['cpu']:.2f} | {rss} | "
                      + " | ".join(ratios) + " |")
     lines.append("")
     # Targets from the issue, checked where the rows exist.
@@ -117,16 +119,19 @@ for image in images:
     def ratio(a, b):
         return rows[a]["median"] / rows[b]["median"] if rows.get(a) and rows.get(b) else None
 
-    for job, ref, limit in [("acr_oci", "skopeo_oci", 0.8), ("acr_oci", "floor_fetch", 1.1),
-                            ("acr_rootfs", "skopeo_umoci", 0.25), ("acr_rootfs", "podman_overlay", 0.6),
-                            ("acr_rootfs", "floor_untar", 1.25)]:
+    # The issue sets its time targets on debianish and its memory target on big.
+    ratio_targets = [("acr_oci", "skopeo_oci", 0.8), ("acr_oci", "floor_fetch", 1.1),
+                     ("acr_rootfs", "skopeo_umoci", 0.25), ("acr_rootfs", "podman_overlay", 0.6),
+                     ("acr_rootfs", "floor_untar", 1.25)]
+    for job, ref, limit in ratio_targets if image.startswith("debianish") else []:
         r = ratio(job, ref)
         if r is not None:
             checks.append(f"{job} ÷ {ref} = {r:.2f} (target ≤ {limit}: {'met' if r <= limit else 'NOT met'})")
     for job in ("acr_oci", "acr_rootfs"):
         if rows.get(job) and "rss_kib" in rows[job]:
             mib = rows[job]["rss_kib"] / 1024
-            checks.append(f"{job} peak RSS = {mib:.1f} MiB (target < 64 MiB{' on big' if image.startswith('big') else ''}: {'met' if mib < 64 else 'NOT met'})")
+            target = f" (target < 64 MiB: {'met' if mib < 64 else 'NOT met'})" if image.startswith("big") else ""
+            checks.append(f"{job} peak RSS = {mib:.1f} MiB{target}")
     if rows.get("acr_repull_oci"):
         ms = rows["acr_repull_oci"]["median"] * 1000
         checks.append(f"acr_repull_oci = {ms:.0f} ms (target < 50 ms: {'met' if ms < 50 else 'NOT met'})")
@@ -135,6 +140,9 @@ for image in images:
         lines.append("")
     summary.append(image)
 
+lines.append("CPU s = mean user + system time of the job's processes (hyperfine), which the load of other")
+lines.append("tenants inflates less than wall time. Ratios use medians of wall time.")
+lines.append("")
 lines.append("Rows: " + "; ".join(f"**{t}** = {d}" for _, t, d in JOBS) + ".")
 lines.append(f"<!-- bench:{args.label} end -->")
 section = "\n".join(lines) + "\n"

@@ -283,7 +283,15 @@ impl Layer<'_> {
             self.parent = Some(dir);
         }
         result?;
-        self.upper.extend(with_ancestors(&path).map(<[u8]>::to_vec));
+        // Deepest first: once an ancestor is present, so are all of its own ancestors (every
+        // insertion adds the whole chain), which saves an allocation per level and entry.
+        let ancestors: Vec<&[u8]> = with_ancestors(&path).collect();
+        for ancestor in ancestors.into_iter().rev() {
+            if self.upper.contains(ancestor) {
+                break;
+            }
+            self.upper.insert(ancestor.to_vec());
+        }
         Ok(())
     }
 
