@@ -133,8 +133,10 @@ for img in "${IMAGES[@]}"; do
     bench "$id" skopeo_umoci "$TRASH $W/layout $W/bundle" \
         "$SK oci:$W/layout:$tag && umoci unpack --rootless --image $W/layout:$tag $W/bundle" "$runs" "$warmup"
     if command -v podman >/dev/null; then
-        P="podman --root $W/podman/root --runroot $W/podman/run --tmpdir $W/podman/tmp"
-        bench "$id" podman_overlay "$TRASH $W/podman" \
+        # podman refuses a runroot longer than 50 characters: keep it on /run (tmpfs).
+        R=/run/acrbench-perf/$id
+        P="podman --root $W/podman/root --runroot $R --tmpdir $W/podman/tmp"
+        bench "$id" podman_overlay "$TRASH $W/podman && rm -rf $R" \
             "$P --storage-driver overlay pull -q --tls-verify=false $REG/$img" "$runs" "$warmup"
     fi
     bench "$id" floor_fetch "$TRASH $W/blobs" "$HARNESS/fetch_blobs.sh $img $W/blobs --verify" "$runs" "$warmup"
