@@ -1,17 +1,41 @@
 //! Downloading one blob to a file: verified while it streams, resumed with `Range` when the
 //! body breaks, and renamed into place only after the digest and size match.
+//!
+//! The async task only receives. Each chunk goes through a bounded channel to a blocking
+//! writer that hashes and writes it: `tokio::fs` would cost a blocking-pool round trip per
+//! write. A [`BlobTap`] lets a consumer read the file while it grows (the rootfs applier starts
+//! on a layer as soon as its first bytes arrive); the consumer sees end-of-file only once the
+//! whole blob is verified, and an error if the download fails or is cancelled.
 
+use std::fs::File;
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-use crate::digest::Digester;
+use crate::digest::{Algorithm, Digest, Digester};
 use crate::error::{Error, Result};
 use crate::manifest::Descriptor;
 use crate::registry::retry::RetryPolicy;
 use crate::report::Reporter;
 use crate::source::ImageSource;
+
+/// Chunks in flight between the network task and the writer (a chunk is what one socket
+/// read returned: at most a few hundred KiB).
+const WRITE_QUEUE: usize = 4;
+
+/// How to store one blob.
+#[derive(Debug, Clone, Default)]
+pub struct FetchOptions {
+    /// `fsync` the file before it is renamed into place (layout output). Staging files that
+    /// are deleted after use skip it.
+    pub sync: bool,
+    /// Share the file with a reader while it downloads.
+    pub tap: Option<Arc<BlobTap>>,
+}
 
 /// Download `descriptor` from `source` to `final_path` (atomically). Returns the number of
 /// bytes transferred (more than the size if a server made us restart).
@@ -21,29 +45,44 @@ pub async fn fetch_blob(
     final_path: &Path,
     reporter: &dyn Reporter,
     retry: &RetryPolicy,
+    options: &FetchOptions,
 ) -> Result<u64> {
+    // Whatever happens to this future (error, abort), a tap reader is released.
+    let _tap_guard = options.tap.clone().map(TapGuard);
     let digest = &descriptor.digest;
     let dir = final_path.parent().unwrap_or(Path::new("."));
     tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
     let temp_path = dir.join(format!(".tmp-{}-{:08x}", digest.hex(), fastrand::u32(..)));
-    let result = download(source, descriptor, &temp_path, reporter, retry).await;
-    match result {
-        Ok(transferred) => {
-            tokio::fs::rename(&temp_path, final_path)
-                .await
-                .map_err(io(final_path))?;
-            Ok(transferred)
-        }
+    let result = download(source, descriptor, &temp_path, reporter, retry, options).await;
+    let result = match result {
+        Ok(transferred) => std::fs::rename(&temp_path, final_path)
+            .map_err(io(final_path))
+            .map(|()| transferred),
         Err(e) => {
-            let _ = tokio::fs::remove_file(&temp_path).await;
+            let _ = std::fs::remove_file(&temp_path);
             Err(e)
         }
+    };
+    if let Some(tap) = &options.tap {
+        tap.finish(result.as_ref().map(|_| ()).map_err(ToString::to_string));
     }
+    result
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let path: PathBuf = path.to_path_buf();
     move |source| Error::Io { path, source }
+}
+
+/// What the network task tells the writer.
+enum Message {
+    /// The next bytes of the body.
+    Data(Bytes),
+    /// The server ignored a range request: the body starts over at 0. The bytes already in
+    /// the file are not rewritten; their replay is hashed and must match.
+    Replay,
+    /// The body is complete: sync if asked, and return.
+    Finish,
 }
 
 async fn download(
@@ -52,84 +91,65 @@ async fn download(
     temp_path: &Path,
     reporter: &dyn Reporter,
     retry: &RetryPolicy,
+    options: &FetchOptions,
 ) -> Result<u64> {
     let digest = &descriptor.digest;
     let size = descriptor.size;
-    let file = tokio::fs::File::create(temp_path)
-        .await
+    // Readable too: a tap reads through a clone of this descriptor.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(temp_path)
         .map_err(io(temp_path))?;
-    let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    let mut digester = Digester::new(digest.algorithm());
-    let mut written: u64 = 0;
-    let mut transferred: u64 = 0;
-    let mut attempts: u32 = 0;
-    loop {
-        attempts += 1;
-        let body = source.open_blob(digest, written).await?;
-        if body.offset != written {
-            // The source ignored our range: start this blob over.
-            tracing::debug!(%digest, offset = written, "range ignored, restarting blob");
-            writer.flush().await.map_err(io(temp_path))?;
-            let file = writer.get_mut();
-            file.set_len(0).await.map_err(io(temp_path))?;
-            file.seek(std::io::SeekFrom::Start(0))
-                .await
-                .map_err(io(temp_path))?;
-            digester = Digester::new(digest.algorithm());
-            written = 0;
-        }
-        if let Some(length) = body.content_length {
-            // Only the bytes themselves are held against the descriptor (below): a wrong
-            // Content-Length is the server's problem, and a short body is resumed.
-            if written + length != size {
-                tracing::debug!(%digest, offset = written, length, size, "Content-Length disagrees with the descriptor");
-            }
-        }
-        let mut stream = body.stream;
-        let mut failure = None;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => {
-                    if written + bytes.len() as u64 > size {
-                        return Err(too_long(descriptor, written + bytes.len() as u64));
-                    }
-                    digester.update(&bytes);
-                    writer.write_all(&bytes).await.map_err(io(temp_path))?;
-                    written += bytes.len() as u64;
-                    transferred += bytes.len() as u64;
-                    reporter.on_blob_progress(digest, bytes.len() as u64);
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        // Every promised byte arrived: the digest decides, whatever the connection did after.
-        if written == size {
-            break;
-        }
-        if attempts > retry.retries {
-            return Err(Error::Registry(crate::registry::Error::Interrupted {
-                digest: digest.clone(),
-                source_name: source.describe(),
-                received: written,
-                expected: size,
-                attempts,
-                source: failure,
-            }));
-        }
-        let reason = match &failure {
-            Some(e) => format!("stream failed: {e}"),
-            None => "stream ended early".to_string(),
-        };
-        tracing::info!(%digest, offset = written, %reason, "resuming blob");
-        reporter.on_blob_retry(digest, written, &reason);
-        tokio::time::sleep(retry.delay(attempts, None)).await;
+    if let Some(tap) = &options.tap {
+        let shared = file.try_clone().map_err(io(temp_path))?;
+        tap.open(shared);
     }
-    writer.flush().await.map_err(io(temp_path))?;
-    writer.get_ref().sync_all().await.map_err(io(temp_path))?;
-    let actual = digester.finish();
+    let (sender, receiver) = tokio::sync::mpsc::channel(WRITE_QUEUE);
+    let writer = {
+        let path = temp_path.to_path_buf();
+        let algorithm = digest.algorithm();
+        let sync = options.sync;
+        let tap = options.tap.clone();
+        let digest = digest.clone();
+        tokio::task::spawn_blocking(move || {
+            write_blob(
+                receiver,
+                file,
+                &path,
+                algorithm,
+                &digest,
+                sync,
+                tap.as_deref(),
+            )
+        })
+    };
+    let received = receive(source, descriptor, &sender, reporter, retry).await;
+    let finished = match received {
+        Ok(transferred) => sender
+            .send(Message::Finish)
+            .await
+            .map(|()| transferred)
+            .map_err(|_| ()),
+        Err(e) => {
+            // The writer stops when the channel closes. If it stopped first, its error is
+            // the one that explains the failure.
+            drop(sender);
+            return match writer.await {
+                Ok(Err(writer_error)) if is_writer_gone(&e) => Err(writer_error),
+                _ => Err(e),
+            };
+        }
+    };
+    drop(sender);
+    let written = writer.await.map_err(|e| Error::Task(e.to_string()))??;
+    let transferred = finished.map_err(|()| Error::Task(WRITER_GONE.into()))?;
+    let actual = written.digester.finish();
+    if written.bytes != size {
+        return Err(too_long(descriptor, written.bytes));
+    }
     if &actual != digest {
         return Err(Error::Integrity {
             what: "blob",
@@ -141,11 +161,488 @@ async fn download(
     Ok(transferred)
 }
 
+/// Receive the body, resuming with `Range` until `size` bytes arrived or retries run out.
+/// Returns the bytes transferred. A send error means the writer failed: stop receiving and let
+/// the caller collect the writer's error.
+async fn receive(
+    source: &dyn ImageSource,
+    descriptor: &Descriptor,
+    sender: &tokio::sync::mpsc::Sender<Message>,
+    reporter: &dyn Reporter,
+    retry: &RetryPolicy,
+) -> Result<u64> {
+    let digest = &descriptor.digest;
+    let size = descriptor.size;
+    // Offset in the blob of the next byte we receive.
+    let mut position: u64 = 0;
+    let mut transferred: u64 = 0;
+    let mut attempts: u32 = 0;
+    let writer_gone = || Error::Task(WRITER_GONE.into());
+    loop {
+        attempts += 1;
+        let body = source.open_blob(digest, position).await?;
+        if body.offset != position {
+            // The source ignored our range: the body starts over.
+            tracing::debug!(%digest, offset = position, "range ignored, replaying blob");
+            sender
+                .send(Message::Replay)
+                .await
+                .map_err(|_| writer_gone())?;
+            position = 0;
+        }
+        if let Some(length) = body.content_length {
+            // Only the bytes themselves are held against the descriptor (below): a wrong
+            // Content-Length is the server's problem, and a short body is resumed.
+            if position + length != size {
+                tracing::debug!(%digest, offset = position, length, size, "Content-Length disagrees with the descriptor");
+            }
+        }
+        let mut stream = body.stream;
+        let mut failure = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    let length = bytes.len() as u64;
+                    if position + length > size {
+                        return Err(too_long(descriptor, position + length));
+                    }
+                    sender
+                        .send(Message::Data(bytes))
+                        .await
+                        .map_err(|_| writer_gone())?;
+                    position += length;
+                    transferred += length;
+                    reporter.on_blob_progress(digest, length);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        // Every promised byte arrived: the digest decides, whatever the connection did after.
+        if position == size {
+            return Ok(transferred);
+        }
+        if attempts > retry.retries {
+            return Err(Error::Registry(crate::registry::Error::Interrupted {
+                digest: digest.clone(),
+                source_name: source.describe(),
+                received: position,
+                expected: size,
+                attempts,
+                source: failure,
+            }));
+        }
+        let reason = match &failure {
+            Some(e) => format!("stream failed: {e}"),
+            None => "stream ended early".to_string(),
+        };
+        tracing::info!(%digest, offset = position, %reason, "resuming blob");
+        reporter.on_blob_retry(digest, position, &reason);
+        tokio::time::sleep(retry.delay(attempts, None)).await;
+    }
+}
+
+const WRITER_GONE: &str = "blob writer stopped";
+
+fn is_writer_gone(error: &Error) -> bool {
+    matches!(error, Error::Task(message) if message == WRITER_GONE)
+}
+
+/// What the writer produced.
+struct Written {
+    digester: Digester,
+    bytes: u64,
+}
+
+/// A replay of bytes already written (after a server ignored `Range`).
+struct Replay {
+    digester: Digester,
+    remaining: u64,
+    expected: Digest,
+}
+
+/// The blocking writer: hash and append each chunk, publish progress to the tap.
+fn write_blob(
+    mut receiver: tokio::sync::mpsc::Receiver<Message>,
+    mut file: File,
+    path: &Path,
+    algorithm: Algorithm,
+    digest: &Digest,
+    sync: bool,
+    tap: Option<&BlobTap>,
+) -> Result<Written> {
+    let mut digester = Digester::new(algorithm);
+    let mut bytes: u64 = 0;
+    let mut replay: Option<Replay> = None;
+    while let Some(message) = receiver.blocking_recv() {
+        let data = match message {
+            Message::Data(data) => data,
+            Message::Replay => {
+                if bytes > 0 {
+                    let expected = match replay.take() {
+                        Some(previous) => previous.expected,
+                        None => digester.clone().finish(),
+                    };
+                    replay = Some(Replay {
+                        digester: Digester::new(algorithm),
+                        remaining: bytes,
+                        expected,
+                    });
+                }
+                continue;
+            }
+            Message::Finish => {
+                if sync {
+                    file.sync_all().map_err(io(path))?;
+                }
+                return Ok(Written { digester, bytes });
+            }
+        };
+        let mut data = &data[..];
+        if let Some(current) = &mut replay {
+            let take = data
+                .len()
+                .min(usize::try_from(current.remaining).unwrap_or(usize::MAX));
+            current.digester.update(&data[..take]);
+            current.remaining -= take as u64;
+            data = &data[take..];
+            if current.remaining == 0 {
+                let Some(done) = replay.take() else {
+                    unreachable!("replay is set")
+                };
+                let actual = done.digester.clone().finish();
+                if actual != done.expected {
+                    return Err(Error::Integrity {
+                        what: "blob",
+                        digest: digest.clone(),
+                        expected: format!("the first {bytes} bytes as first received"),
+                        actual: "different bytes when the download restarted".into(),
+                    });
+                }
+                digester = done.digester;
+            }
+        }
+        if data.is_empty() {
+            continue;
+        }
+        digester.update(data);
+        file.write_all(data).map_err(io(path))?;
+        bytes += data.len() as u64;
+        if let Some(tap) = tap {
+            tap.advance(bytes);
+        }
+    }
+    // The network task stopped without finishing: it reports why.
+    Err(Error::Task("blob download stopped".into()))
+}
+
 fn too_long(descriptor: &Descriptor, at_least: u64) -> Error {
     Error::Integrity {
         what: "blob",
         digest: descriptor.digest.clone(),
         expected: format!("{} bytes", descriptor.size),
         actual: format!("at least {at_least} bytes"),
+    }
+}
+
+/// A blob file shared, while it downloads, with one or more blocking readers
+/// ([`BlobTap::reader`]). Readers see the bytes written so far, wait for more, reach
+/// end-of-file only when the download finished *and verified*, and fail if it failed.
+#[derive(Debug, Default)]
+pub struct BlobTap {
+    state: Mutex<TapState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct TapState {
+    file: Option<Arc<File>>,
+    written: u64,
+    end: Option<std::result::Result<(), String>>,
+}
+
+impl BlobTap {
+    fn lock(&self) -> MutexGuard<'_, TapState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn open(&self, file: File) {
+        let mut state = self.lock();
+        state.file = Some(Arc::new(file));
+        state.written = 0;
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    fn advance(&self, written: u64) {
+        self.lock().written = written;
+        self.changed.notify_all();
+    }
+
+    /// Mark the download finished; the first call wins.
+    pub fn finish(&self, result: std::result::Result<(), String>) {
+        let mut state = self.lock();
+        if state.end.is_none() {
+            state.end = Some(result);
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Whether the download failed (or was cancelled).
+    pub fn failed(&self) -> bool {
+        matches!(self.lock().end, Some(Err(_)))
+    }
+
+    /// Use an already complete and verified file (a blob that was present).
+    pub fn complete(&self, file: File) {
+        let length = file.metadata().map(|m| m.len());
+        let mut state = self.lock();
+        match length {
+            Ok(length) => {
+                state.file = Some(Arc::new(file));
+                state.written = length;
+                state.end.get_or_insert(Ok(()));
+            }
+            Err(e) => {
+                state.end.get_or_insert(Err(e.to_string()));
+            }
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// A reader from the start of the blob. It blocks: use it on a blocking thread.
+    pub fn reader(self: &Arc<Self>) -> TapReader {
+        TapReader {
+            tap: Arc::clone(self),
+            position: 0,
+        }
+    }
+}
+
+/// Marks the tap failed if the download future is dropped before it finished.
+struct TapGuard(Arc<BlobTap>);
+
+impl Drop for TapGuard {
+    fn drop(&mut self) {
+        self.0.finish(Err("the download was cancelled".into()));
+    }
+}
+
+/// A blocking reader over a [`BlobTap`].
+#[derive(Debug)]
+pub struct TapReader {
+    tap: Arc<BlobTap>,
+    position: u64,
+}
+
+impl std::io::Read for TapReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut state = self.tap.lock();
+        loop {
+            if let Some(Err(message)) = &state.end {
+                return Err(std::io::Error::other(format!("download failed: {message}")));
+            }
+            if state.written > self.position {
+                let available = state.written - self.position;
+                let length = buf
+                    .len()
+                    .min(usize::try_from(available).unwrap_or(usize::MAX));
+                let Some(file) = state.file.clone() else {
+                    return Err(std::io::Error::other("blob tap has no file"));
+                };
+                drop(state);
+                let read = file.read_at(&mut buf[..length], self.position)?;
+                if read == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                self.position += read as u64;
+                return Ok(read);
+            }
+            if state.end.is_some() {
+                return Ok(0);
+            }
+            state = self
+                .tap
+                .changed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::BlobBody;
+    use std::io::Read as _;
+
+    #[test]
+    fn tap_reader_follows_a_growing_file_until_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("blob"))
+            .unwrap();
+        let tap = Arc::new(BlobTap::default());
+        tap.open(file.try_clone().unwrap());
+        let mut reader = tap.reader();
+        let consumer = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).map(|_| out)
+        });
+        for part in [&b"hello "[..], b"growing ", b"world"] {
+            file.write_all(part).unwrap();
+            let length = file.metadata().unwrap().len();
+            tap.advance(length);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        tap.finish(Ok(()));
+        assert_eq!(consumer.join().unwrap().unwrap(), b"hello growing world");
+    }
+
+    #[test]
+    fn tap_reader_fails_when_the_download_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("blob"))
+            .unwrap();
+        let tap = Arc::new(BlobTap::default());
+        tap.open(file.try_clone().unwrap());
+        file.write_all(b"partial").unwrap();
+        tap.advance(7);
+        let mut reader = tap.reader();
+        let consumer = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        drop(TapGuard(Arc::clone(&tap)));
+        assert!(consumer.join().unwrap().is_err());
+    }
+
+    /// Serves one blob, ignoring `Range`; the first response breaks after `break_at` bytes and
+    /// the later ones serve `later` (the same bytes, or different ones).
+    struct Flaky {
+        first: Vec<u8>,
+        later: Vec<u8>,
+        break_at: usize,
+        calls: Mutex<u32>,
+    }
+
+    #[async_trait::async_trait]
+    impl ImageSource for Flaky {
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+
+        async fn manifest(
+            &self,
+            _reference: &str,
+        ) -> crate::registry::Result<crate::source::FetchedManifest> {
+            Err(crate::registry::Error::NotFound {
+                what: "manifest".into(),
+                url: "flaky".into(),
+            })
+        }
+
+        async fn open_blob(
+            &self,
+            _digest: &Digest,
+            _offset: u64,
+        ) -> crate::registry::Result<BlobBody> {
+            let call = {
+                let mut calls = self.calls.lock().unwrap();
+                *calls += 1;
+                *calls
+            };
+            let (data, failing) = if call == 1 {
+                (self.first[..self.break_at].to_vec(), true)
+            } else {
+                (self.later.clone(), false)
+            };
+            let chunks: Vec<std::io::Result<Bytes>> = data
+                .chunks(1000)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .chain(failing.then(|| Err(std::io::Error::other("reset"))))
+                .collect();
+            Ok(BlobBody {
+                offset: 0,
+                content_length: None,
+                stream: futures_util::stream::iter(chunks).boxed(),
+            })
+        }
+    }
+
+    async fn fetch_flaky(later_differs: bool) -> (Result<u64>, Vec<u8>, std::io::Result<Vec<u8>>) {
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+        let mut later = data.clone();
+        if later_differs {
+            later[10] ^= 1;
+        }
+        let source = Flaky {
+            first: data.clone(),
+            later,
+            break_at: 20_000,
+            calls: Mutex::new(0),
+        };
+        let descriptor = Descriptor {
+            media_type: "application/octet-stream".into(),
+            digest: Digest::sha256_of(&data),
+            size: data.len() as u64,
+            urls: None,
+            annotations: None,
+            platform: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let tap = Arc::new(BlobTap::default());
+        let mut reader = tap.reader();
+        let consumer = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).map(|_| out)
+        });
+        let retry = RetryPolicy {
+            base_delay: std::time::Duration::from_millis(1),
+            ..RetryPolicy::default()
+        };
+        let options = FetchOptions {
+            sync: false,
+            tap: Some(tap),
+        };
+        let result = fetch_blob(
+            &source,
+            &descriptor,
+            &path,
+            &crate::report::NoopReporter,
+            &retry,
+            &options,
+        )
+        .await;
+        (result, data, consumer.join().unwrap())
+    }
+
+    #[tokio::test]
+    async fn ignored_range_replays_without_rewriting() {
+        let (result, data, read) = fetch_flaky(false).await;
+        assert_eq!(result.unwrap(), 20_000 + data.len() as u64);
+        assert_eq!(read.unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn a_replay_with_different_bytes_is_refused() {
+        let (result, _, read) = fetch_flaky(true).await;
+        assert!(matches!(result, Err(Error::Integrity { .. })), "{result:?}");
+        assert!(read.is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! concurrently (the only place that spawns download tasks), and hand verified blobs to the
 //! output writer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::credential::Credential;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::fetch::{BlobTap, FetchOptions};
 use crate::layout::{self, LayoutWriter};
 use crate::manifest::{Descriptor, ImageIndex, ImageManifest, REF_NAME};
 use crate::media_type::ManifestKind;
@@ -460,7 +461,7 @@ pub fn blobs_of(resolved: &Resolved) -> Vec<(Descriptor, BlobKind)> {
 }
 
 /// Download `blobs` into `dir` (layout-style paths) with `jobs` at once, skipping blobs already
-/// present. Returns bytes transferred.
+/// present. Each blob is synced before it is renamed into place. Returns bytes transferred.
 pub async fn download_all(
     source: Arc<dyn ImageSource>,
     blobs: Vec<(Descriptor, BlobKind)>,
@@ -468,36 +469,43 @@ pub async fn download_all(
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
 ) -> Result<u64> {
-    download_all_notifying(source, blobs, dir, options, reporter, None).await
+    download_all_tapped(source, blobs, dir, options, reporter, &HashMap::new(), true).await
 }
 
-/// [`download_all`], sending each blob's digest to `done` as soon as it is in place (already
-/// present blobs first), so a consumer can start on early blobs while later ones download.
-pub async fn download_all_notifying(
+/// [`download_all`], sharing each blob listed in `taps` with its readers while it downloads
+/// (already present blobs are handed over whole), so a consumer can start on a blob as soon
+/// as its first bytes arrive. With `sync` false, files are not synced (staging files that are
+/// deleted after use).
+pub async fn download_all_tapped(
     source: Arc<dyn ImageSource>,
     blobs: Vec<(Descriptor, BlobKind)>,
     dir: &Path,
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
-    done: Option<tokio::sync::mpsc::UnboundedSender<Digest>>,
+    taps: &HashMap<Digest, Arc<BlobTap>>,
+    sync: bool,
 ) -> Result<u64> {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (descriptor, kind) in blobs {
         let path = layout::blob_path(dir, &descriptor.digest);
+        let tap = taps.get(&descriptor.digest).cloned();
         if path.is_file() {
             reporter.on_blob_start(&descriptor.digest, kind, descriptor.size, true);
-            reporter.on_blob_done(&descriptor.digest);
-            if let Some(done) = &done {
-                let _ = done.send(descriptor.digest.clone());
+            if let Some(tap) = tap {
+                match std::fs::File::open(&path) {
+                    Ok(file) => tap.complete(file),
+                    Err(e) => tap.finish(Err(e.to_string())),
+                }
             }
+            reporter.on_blob_done(&descriptor.digest);
             continue;
         }
         let source = source.clone();
         let reporter = reporter.clone();
         let semaphore = semaphore.clone();
         let retry = options.client.retry.clone();
-        let done = done.clone();
+        let fetch_options = FetchOptions { sync, tap };
         tasks.spawn(async move {
             let _permit = semaphore
                 .acquire_owned()
@@ -510,12 +518,10 @@ pub async fn download_all_notifying(
                 &path,
                 reporter.as_ref(),
                 &retry,
+                &fetch_options,
             )
             .await?;
             reporter.on_blob_done(&descriptor.digest);
-            if let Some(done) = &done {
-                let _ = done.send(descriptor.digest.clone());
-            }
             Ok::<u64, Error>(n)
         });
     }

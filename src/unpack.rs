@@ -1,17 +1,24 @@
-//! Root filesystem output: download the layers concurrently and apply them strictly in order
-//! as soon as each one (and all below it) is verified, into a staging directory beside the
-//! destination that is swapped into place only when the whole image applied.
+//! Root filesystem output: download the layers concurrently and apply them strictly in order,
+//! into a staging directory beside the destination that is swapped into place only when the
+//! whole image applied.
+//!
+//! Application streams: each layer is downloaded to a staging file (hashed as it arrives, not
+//! synced), and the applier reads that file while it grows through a [`BlobTap`], so layer *i*
+//! is decompressed and applied as its bytes arrive, overlapping the downloads of later layers.
+//! The tap reaches end-of-file only once the layer's digest is verified and fails otherwise, so
+//! a layer whose digest fails fails its application, and the whole staging tree is discarded.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::fetch::BlobTap;
 use crate::layout::{self, DestinationError};
 use crate::manifest::{Descriptor, ImageConfigSummary};
 use crate::media_type::{layer_compression, LayerCompression};
-use crate::pull::{download_all, download_all_notifying, PullOptions, Resolved};
+use crate::pull::{download_all_tapped, PullOptions, Resolved};
 use crate::report::{BlobKind, Reporter};
 use crate::rootfs::{Applier, ApplyOptions};
 use crate::source::ImageSource;
@@ -89,12 +96,14 @@ async fn build(
         source,
     })?;
     // The config first: its diff_ids are needed before any layer can be checked.
-    let mut transferred = download_all(
+    let mut transferred = download_all_tapped(
         source.clone(),
         vec![(config.clone(), BlobKind::Config)],
         &blobs,
         options,
         reporter,
+        &HashMap::new(),
+        false,
     )
     .await?;
     let config_path = layout::blob_path(&blobs, &config.digest);
@@ -115,23 +124,34 @@ async fn build(
         )));
     }
 
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    // One tap per distinct layer blob; a blob listed twice is downloaded once.
+    let mut taps: HashMap<Digest, Arc<BlobTap>> = HashMap::new();
+    let mut list = Vec::new();
+    for (layer, _) in &layers {
+        if !taps.contains_key(&layer.digest) {
+            taps.insert(layer.digest.clone(), Arc::new(BlobTap::default()));
+            list.push((layer.clone(), BlobKind::Layer));
+        }
+    }
     let downloads = tokio::spawn({
         let blobs_dir = blobs.clone();
         let options = options.clone();
         let reporter = reporter.clone();
-        let list = layers
-            .iter()
-            .map(|(d, _)| (d.clone(), BlobKind::Layer))
-            .collect();
+        let taps = taps.clone();
         async move {
-            download_all_notifying(source, list, &blobs_dir, &options, &reporter, Some(done_tx))
-                .await
+            download_all_tapped(source, list, &blobs_dir, &options, &reporter, &taps, false).await
         }
     });
-    let applied = apply_in_order(&layers, &diff_ids, &blobs, &rootfs, reporter, &mut done_rx).await;
-    if applied.is_err() {
-        downloads.abort();
+    let mut applied = apply_in_order(&layers, &diff_ids, &taps, &rootfs, reporter).await;
+    if let Err(e) = applied {
+        if !taps.values().any(|tap| tap.failed()) {
+            // The layer itself was refused: stop the downloads and report why.
+            downloads.abort();
+            let _ = downloads.await;
+            return Err(e);
+        }
+        // A download failed: its error (reported first, below) explains the apply error.
+        applied = Err(e);
     }
     match (applied, downloads.await) {
         (Ok(()), Ok(Ok(n))) => transferred += n,
@@ -156,48 +176,28 @@ async fn build(
 async fn apply_in_order(
     layers: &[(Descriptor, LayerCompression)],
     diff_ids: &[Digest],
-    blobs: &Path,
+    taps: &HashMap<Digest, Arc<BlobTap>>,
     rootfs: &Path,
     reporter: &Arc<dyn Reporter>,
-    done: &mut tokio::sync::mpsc::UnboundedReceiver<Digest>,
 ) -> Result<()> {
     let mut applier = Some(Applier::new(rootfs, ApplyOptions::default())?);
-    let mut ready: HashSet<Digest> = HashSet::new();
     let mut warned = 0;
     for (index, ((layer, compression), diff_id)) in layers.iter().zip(diff_ids).enumerate() {
-        while !ready.contains(&layer.digest) {
-            match done.recv().await {
-                Some(digest) => {
-                    ready.insert(digest);
-                }
-                // Downloads stopped; the caller reports their error first, if any.
-                None => {
-                    return Err(Error::Task(format!(
-                        "downloads ended without layer {}",
-                        layer.digest
-                    )))
-                }
-            }
-        }
+        let tap = taps
+            .get(&layer.digest)
+            .ok_or_else(|| Error::Task(format!("no download for layer {}", layer.digest)))?;
+        // Starts as soon as the layer's first bytes arrive; see the module docs.
+        let reader = tap.reader();
         reporter.on_layer_apply_start(&layer.digest, index, layers.len());
-        let path = layout::blob_path(blobs, &layer.digest);
         let mut current = applier
             .take()
             .ok_or_else(|| Error::Task("applier lost".into()))?;
         let compression = *compression;
         let diff_id = diff_id.clone();
         let (returned, result) = tokio::task::spawn_blocking(move || {
-            let result = std::fs::File::open(&path)
-                .map_err(|source| Error::Io {
-                    path: path.clone(),
-                    source,
-                })
-                .and_then(|file| {
-                    let reader = std::io::BufReader::with_capacity(1 << 20, file);
-                    current
-                        .apply_layer(reader, compression, &diff_id)
-                        .map_err(Error::from)
-                });
+            let result = current
+                .apply_layer(reader, compression, &diff_id)
+                .map_err(Error::from);
             (current, result)
         })
         .await

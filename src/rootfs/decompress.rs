@@ -1,5 +1,10 @@
 //! The layer byte pipeline: blob → decompressor → diff_id hasher → limits → tar parser.
 //!
+//! Decompression and the diff_id hash run on their own thread ([`LayerReader::spawn`]), which
+//! hands the tar parser fixed-size chunks through a bounded channel (with the buffers sent back
+//! for reuse), so inflating overlaps with the file system work of the applier and memory stays
+//! bounded whatever the layer size. [`LayerReader::new`] runs the same pipeline inline.
+//!
 //! Limits live in the reader because the tar crate buffers PAX and GNU long-name headers with
 //! `read_all` and no cap (unpack.md 3.5). The applier opens a *header window* around each call
 //! to the entry iterator: bytes read while it is open are extension headers (plus a few header
@@ -10,11 +15,17 @@
 use std::cell::RefCell;
 use std::io::{self, BufReader, Read};
 use std::rc::Rc;
+use std::sync::mpsc;
 
 use flate2::read::MultiGzDecoder;
 
-use crate::digest::{Algorithm, Digest, HashingReader};
+use crate::digest::{Algorithm, Digest, Digester};
 use crate::media_type::LayerCompression;
+
+/// Uncompressed bytes per chunk handed from the decompression thread to the applier.
+const CHUNK: usize = 256 * 1024;
+/// Chunks queued between the two threads (the memory bound is about `CHUNK * (QUEUE + 2)`).
+const QUEUE: usize = 4;
 
 /// Which guard stopped the stream, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,11 +64,11 @@ pub(crate) fn tripped(budget: &SharedBudget) -> Option<Tripped> {
     budget.borrow().tripped
 }
 
-/// Counts compressed bytes and records a failure of the blob source.
+/// Counts compressed bytes and remembers whether the blob source itself failed.
 pub(crate) struct BlobReader<R> {
     inner: R,
     count: u64,
-    budget: SharedBudget,
+    failed: bool,
 }
 
 impl<R: Read> Read for BlobReader<R> {
@@ -69,7 +80,7 @@ impl<R: Read> Read for BlobReader<R> {
             }
             Err(error) => {
                 if error.kind() != io::ErrorKind::Interrupted {
-                    self.budget.borrow_mut().tripped = Some(Tripped::BlobRead);
+                    self.failed = true;
                 }
                 Err(error)
             }
@@ -95,49 +106,225 @@ impl<R: Read> Read for Decoder<R> {
 }
 
 impl<R: Read> Decoder<R> {
+    fn blob_failed(&self) -> bool {
+        match self {
+            Decoder::Plain(reader) => reader.failed,
+            Decoder::Gzip(reader) => reader.get_ref().failed,
+            Decoder::Zstd(reader) => reader.get_ref().get_ref().failed,
+        }
+    }
+
     /// Drain the compressed blob to EOF (after the decompressor reached its end) and return
-    /// the number of compressed bytes read.
-    pub(crate) fn finish(self) -> io::Result<u64> {
+    /// the number of compressed bytes read, or the error and whether the blob source failed.
+    fn finish(self) -> Result<u64, StreamError> {
         let mut blob = match self {
             Decoder::Plain(reader) => reader,
             Decoder::Gzip(reader) => reader.into_inner(),
             Decoder::Zstd(reader) => reader.finish().into_inner(),
         };
-        io::copy(&mut blob, &mut io::sink())?;
-        Ok(blob.count)
+        match io::copy(&mut blob, &mut io::sink()) {
+            Ok(_) => Ok(blob.count),
+            Err(error) => Err(StreamError {
+                error,
+                blob: blob.failed,
+            }),
+        }
     }
 }
 
-/// The reader handed to the tar parser: hashes for the diff_id and enforces the limits.
+/// A failure of the pipeline, and whether it came from the blob source.
+#[derive(Debug)]
+pub(crate) struct StreamError {
+    error: io::Error,
+    blob: bool,
+}
+
+/// What the pipeline reports at its end: diff_id, uncompressed and compressed byte counts.
+type Totals = (Digest, u64, u64);
+
+/// Decompression plus the diff_id hash.
+struct Pipeline<R: Read> {
+    decoder: Decoder<R>,
+    digester: Digester,
+    count: u64,
+}
+
+impl<R: Read> Pipeline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
+        match self.decoder.read(buf) {
+            Ok(read) => {
+                self.digester.update(&buf[..read]);
+                self.count += read as u64;
+                Ok(read)
+            }
+            Err(error) => Err(StreamError {
+                error,
+                blob: self.decoder.blob_failed(),
+            }),
+        }
+    }
+
+    /// The totals once the uncompressed stream was read to its end; drains the blob.
+    fn finish(self) -> Result<Totals, StreamError> {
+        let compressed = self.decoder.finish()?;
+        Ok((self.digester.finish(), self.count, compressed))
+    }
+}
+
+/// A message from the decompression thread.
+enum Chunk {
+    /// `.1` bytes of uncompressed data at the start of `.0`.
+    Data(Vec<u8>, usize),
+    /// The end of the stream, after the blob was drained.
+    End(Totals),
+    /// The pipeline failed.
+    Failed(StreamError),
+}
+
+/// The decompression thread: fill chunks until the end of the stream.
+fn run_pipeline<R: Read>(
+    mut pipeline: Pipeline<R>,
+    sender: mpsc::SyncSender<Chunk>,
+    recycled: mpsc::Receiver<Vec<u8>>,
+) {
+    loop {
+        let mut buffer = recycled.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match pipeline.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(read) => filled += read,
+                Err(error) if error.error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    let _ = sender.send(Chunk::Failed(error));
+                    return;
+                }
+            }
+        }
+        if filled == 0 {
+            let last = match pipeline.finish() {
+                Ok(totals) => Chunk::End(totals),
+                Err(error) => Chunk::Failed(error),
+            };
+            let _ = sender.send(last);
+            return;
+        }
+        if sender.send(Chunk::Data(buffer, filled)).is_err() {
+            // The applier stopped reading (it failed): nothing more to do.
+            return;
+        }
+    }
+}
+
+/// Where the uncompressed bytes come from.
+enum Upstream<R: Read> {
+    /// The pipeline runs in the reading thread (the unit tests of the limits use it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Inline(Box<Pipeline<R>>),
+    /// The pipeline runs on its own thread.
+    Thread(ThreadReader),
+}
+
+/// The applier's end of the channel from the decompression thread.
+struct ThreadReader {
+    receiver: mpsc::Receiver<Chunk>,
+    recycle: mpsc::Sender<Vec<u8>>,
+    current: Vec<u8>,
+    start: usize,
+    end: usize,
+    totals: Option<Totals>,
+    failed: bool,
+}
+
+impl ThreadReader {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
+        while self.start == self.end {
+            if self.totals.is_some() {
+                return Ok(0);
+            }
+            if self.failed {
+                return Err(StreamError {
+                    error: io::Error::other("the layer stream failed earlier"),
+                    blob: false,
+                });
+            }
+            match self.receiver.recv() {
+                Ok(Chunk::Data(data, length)) => {
+                    let used = std::mem::replace(&mut self.current, data);
+                    if used.capacity() > 0 {
+                        let _ = self.recycle.send(used);
+                    }
+                    self.start = 0;
+                    self.end = length;
+                }
+                Ok(Chunk::End(totals)) => self.totals = Some(totals),
+                Ok(Chunk::Failed(error)) => {
+                    self.failed = true;
+                    return Err(error);
+                }
+                Err(mpsc::RecvError) => {
+                    self.failed = true;
+                    return Err(StreamError {
+                        error: io::Error::other("the decompression thread stopped"),
+                        blob: false,
+                    });
+                }
+            }
+        }
+        let length = buf.len().min(self.end - self.start);
+        buf[..length].copy_from_slice(&self.current[self.start..self.start + length]);
+        self.start += length;
+        Ok(length)
+    }
+}
+
+/// The reader handed to the tar parser: enforces the limits on the uncompressed stream.
 pub(crate) struct LayerReader<R: Read> {
-    inner: HashingReader<Decoder<R>>,
+    upstream: Upstream<R>,
     budget: SharedBudget,
 }
 
+fn pipeline<R: Read>(
+    blob: R,
+    compression: LayerCompression,
+    algorithm: Algorithm,
+) -> io::Result<Pipeline<R>> {
+    let blob = BlobReader {
+        inner: blob,
+        count: 0,
+        failed: false,
+    };
+    let decoder = match compression {
+        LayerCompression::None => Decoder::Plain(blob),
+        LayerCompression::Gzip => Decoder::Gzip(Box::new(MultiGzDecoder::new(blob))),
+        LayerCompression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::new(blob)?),
+    };
+    Ok(Pipeline {
+        decoder,
+        digester: Digester::new(algorithm),
+        count: 0,
+    })
+}
+
+fn new_budget(total_limit: u64) -> SharedBudget {
+    Rc::new(RefCell::new(Budget {
+        total_limit,
+        ..Budget::default()
+    }))
+}
+
 impl<R: Read> LayerReader<R> {
-    /// Build the pipeline for one blob.
+    /// Build the pipeline for one blob, run inline by the reading thread.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn new(
         blob: R,
         compression: LayerCompression,
         algorithm: Algorithm,
         total_limit: u64,
     ) -> io::Result<(Self, SharedBudget)> {
-        let budget = Rc::new(RefCell::new(Budget {
-            total_limit,
-            ..Budget::default()
-        }));
-        let blob = BlobReader {
-            inner: blob,
-            count: 0,
-            budget: Rc::clone(&budget),
-        };
-        let decoder = match compression {
-            LayerCompression::None => Decoder::Plain(blob),
-            LayerCompression::Gzip => Decoder::Gzip(Box::new(MultiGzDecoder::new(blob))),
-            LayerCompression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::new(blob)?),
-        };
+        let budget = new_budget(total_limit);
         let reader = LayerReader {
-            inner: HashingReader::new(decoder, algorithm),
+            upstream: Upstream::Inline(Box::new(pipeline(blob, compression, algorithm)?)),
             budget: Rc::clone(&budget),
         };
         Ok((reader, budget))
@@ -147,15 +334,73 @@ impl<R: Read> LayerReader<R> {
     /// then the blob; returns (diff_id, uncompressed bytes, compressed bytes).
     pub(crate) fn finish(mut self) -> io::Result<(Digest, u64, u64)> {
         io::copy(&mut self, &mut io::sink())?;
-        let (digest, uncompressed, decoder) = self.inner.finish();
-        let compressed = decoder.finish()?;
-        Ok((digest, uncompressed, compressed))
+        let result = match self.upstream {
+            Upstream::Inline(pipeline) => pipeline.finish(),
+            Upstream::Thread(mut reader) => reader.totals.take().ok_or_else(|| StreamError {
+                error: io::Error::other("the layer stream ended without its totals"),
+                blob: false,
+            }),
+        };
+        result.map_err(|error| {
+            if error.blob {
+                self.budget.borrow_mut().tripped = Some(Tripped::BlobRead);
+            }
+            error.error
+        })
+    }
+}
+
+impl<R: Read + Send> LayerReader<R> {
+    /// Build the pipeline for one blob on a new thread of `scope`. When this reader is
+    /// dropped early, the thread stops at its next chunk.
+    pub(crate) fn spawn<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        blob: R,
+        compression: LayerCompression,
+        algorithm: Algorithm,
+        total_limit: u64,
+    ) -> io::Result<(Self, SharedBudget)>
+    where
+        R: 'scope,
+    {
+        let pipeline = pipeline(blob, compression, algorithm)?;
+        let (sender, receiver) = mpsc::sync_channel(QUEUE);
+        let (recycle, recycled) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("acrpull-inflate".into())
+            .spawn_scoped(scope, move || run_pipeline(pipeline, sender, recycled))?;
+        let budget = new_budget(total_limit);
+        let reader = LayerReader {
+            upstream: Upstream::Thread(ThreadReader {
+                receiver,
+                recycle,
+                current: Vec::new(),
+                start: 0,
+                end: 0,
+                totals: None,
+                failed: false,
+            }),
+            budget: Rc::clone(&budget),
+        };
+        Ok((reader, budget))
     }
 }
 
 impl<R: Read> Read for LayerReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let read = self.inner.read(buf)?;
+        let result = match &mut self.upstream {
+            Upstream::Inline(pipeline) => pipeline.read(buf),
+            Upstream::Thread(reader) => reader.read(buf),
+        };
+        let read = match result {
+            Ok(read) => read,
+            Err(error) => {
+                if error.blob {
+                    self.budget.borrow_mut().tripped = Some(Tripped::BlobRead);
+                }
+                return Err(error.error);
+            }
+        };
         let mut budget = self.budget.borrow_mut();
         budget.total += read as u64;
         if budget.total > budget.total_limit {
@@ -245,5 +490,95 @@ mod tests {
         let mut buf = [0u8; 4096];
         assert!(reader.read(&mut buf).is_err());
         assert_eq!(tripped(&budget), Some(Tripped::ExtensionHeader));
+    }
+
+    #[test]
+    fn threaded_pipeline_matches_inline() {
+        let data: Vec<u8> = (0..3 * CHUNK + 123).map(|i| (i % 251) as u8).collect();
+        let blob = gzip(&data);
+        std::thread::scope(|scope| {
+            let (mut reader, budget) = LayerReader::spawn(
+                scope,
+                &blob[..],
+                LayerCompression::Gzip,
+                Algorithm::Sha256,
+                1 << 30,
+            )
+            .unwrap();
+            let mut out = Vec::new();
+            let mut small = [0u8; 1000];
+            loop {
+                let read = reader.read(&mut small).unwrap();
+                if read == 0 {
+                    break;
+                }
+                out.extend_from_slice(&small[..read]);
+            }
+            let (digest, uncompressed, compressed) = reader.finish().unwrap();
+            assert_eq!(out, data);
+            assert_eq!(digest, Digest::sha256_of(&data));
+            assert_eq!(uncompressed, data.len() as u64);
+            assert_eq!(compressed, blob.len() as u64);
+            assert_eq!(tripped(&budget), None);
+        });
+    }
+
+    /// Yields `good` bytes of its data, then fails.
+    struct FailingBlob {
+        data: Vec<u8>,
+        good: usize,
+    }
+
+    impl Read for FailingBlob {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.good == 0 {
+                return Err(io::Error::other("connection reset"));
+            }
+            let length = buf.len().min(self.good);
+            buf[..length].copy_from_slice(&self.data[..length]);
+            self.data.drain(..length);
+            self.good -= length;
+            Ok(length)
+        }
+    }
+
+    #[test]
+    fn threaded_pipeline_reports_a_failing_blob() {
+        let data = vec![3u8; 100_000];
+        let blob = FailingBlob {
+            data: data.clone(),
+            good: 50_000,
+        };
+        std::thread::scope(|scope| {
+            let (mut reader, budget) = LayerReader::spawn(
+                scope,
+                blob,
+                LayerCompression::None,
+                Algorithm::Sha256,
+                1 << 30,
+            )
+            .unwrap();
+            assert!(io::copy(&mut reader, &mut io::sink()).is_err());
+            assert_eq!(tripped(&budget), Some(Tripped::BlobRead));
+        });
+    }
+
+    #[test]
+    fn dropping_a_threaded_reader_stops_its_thread() {
+        let blob = gzip(&vec![1u8; 64 * CHUNK]);
+        std::thread::scope(|scope| {
+            let (mut reader, _) = LayerReader::spawn(
+                scope,
+                &blob[..],
+                LayerCompression::Gzip,
+                Algorithm::Sha256,
+                1 << 30,
+            )
+            .unwrap();
+            let mut buf = [0u8; 10];
+            assert_eq!(reader.read(&mut buf).unwrap(), 10);
+            drop(reader);
+            // The scope joins the thread: this returns only if it stopped.
+        });
     }
 }

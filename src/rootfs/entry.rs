@@ -59,6 +59,9 @@ pub(crate) struct Target<'a> {
     /// The normalised entry path, for error messages.
     pub(crate) path: &'a [u8],
     pub(crate) rootless: bool,
+    /// The owner a regular file created in `dir` already has, when known: `chown` to the
+    /// same owner is then skipped.
+    pub(crate) created_owner: Option<(u32, u32)>,
 }
 
 impl Target<'_> {
@@ -73,15 +76,26 @@ impl Target<'_> {
         data: &mut impl Read,
         meta: &Metadata,
         degraded: &mut Degraded,
+        buffer: &mut [u8],
     ) -> Result<(), FileError> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rfs::openat(self.dir, self.name, flags, Mode::from_raw_mode(0o600))
             .map_err(self.io("create"))?;
-        let mut file = File::from(fd);
-        let mut buffer = vec![0u8; 64 * 1024];
+        self.write_file(File::from(fd), data, meta, degraded, buffer)
+    }
+
+    /// Copy `data` into the freshly created `file` and apply its metadata.
+    pub(crate) fn write_file(
+        &self,
+        mut file: File,
+        data: &mut impl Read,
+        meta: &Metadata,
+        degraded: &mut Degraded,
+        buffer: &mut [u8],
+    ) -> Result<(), FileError> {
         loop {
-            let read = match data.read(&mut buffer) {
+            let read = match data.read(buffer) {
                 Ok(0) => break,
                 Ok(read) => read,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -161,6 +175,10 @@ impl Target<'_> {
         degraded: &mut Degraded,
     ) -> Result<(), Error> {
         if !self.rootless {
+            if fd.is_some() && self.created_owner == Some((meta.uid, meta.gid)) {
+                // A file we just created with O_EXCL: the kernel gave it this owner already.
+                return Ok(());
+            }
             let (uid, gid) = (Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)));
             let result = match fd {
                 Some(fd) => rfs::fchown(fd, uid, gid),

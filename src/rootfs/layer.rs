@@ -7,6 +7,7 @@
 //! exact.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -25,6 +26,8 @@ use crate::media_type::LayerCompression;
 
 /// Header blocks and padding allowed on top of the extension headers in one header window.
 const HEADER_SLACK: u64 = 16 * 512;
+/// Bytes copied per write into a regular file.
+const FILE_BUFFER: usize = 256 * 1024;
 
 /// The state of one layer application.
 struct Layer<'a> {
@@ -33,48 +36,78 @@ struct Layer<'a> {
     upper: HashSet<Vec<u8>>,
     deferred: BTreeMap<Vec<u8>, Metadata>,
     stats: LayerStats,
+    /// Reused for copying file contents.
+    buffer: Vec<u8>,
+    /// The parent directory of the previous entry, reused while entries share it (tar
+    /// streams are mostly grouped by directory). Dropped whenever anything is removed or
+    /// replaced, since that may change what a path resolves to.
+    parent: Option<Parent>,
+    /// Set when the current entry removed something: the cached parent must not be kept.
+    removed: bool,
+    /// Our effective user and group: the owner of what we create.
+    owner: (u32, u32),
 }
 
-/// Apply one layer blob; see [`super::Applier::apply_layer`].
+/// A resolved parent directory and who owns what is created in it.
+struct Parent {
+    path: Vec<u8>,
+    fd: OwnedFd,
+    /// The owner the kernel gives a new file in this directory (root extraction), when it is
+    /// certain: the directory is setgid or already has our group.
+    created_owner: Option<(u32, u32)>,
+}
+
+/// Apply one layer blob; see [`super::Applier::apply_layer`]. Decompression runs on a scoped
+/// thread of its own, which ends with this call.
 pub(crate) fn apply(
     resolver: &mut Resolver,
     options: &ApplyOptions,
     degraded: &mut Degraded,
-    blob: impl Read,
+    blob: impl Read + Send,
     compression: LayerCompression,
     diff_id: &Digest,
 ) -> Result<LayerStats, Error> {
     resolver.restore.clear();
-    let (reader, budget) = LayerReader::new(
-        blob,
-        compression,
-        diff_id.algorithm(),
-        options.max_uncompressed_bytes,
-    )
-    .map_err(Error::CorruptLayer)?;
-    let mut layer = Layer {
-        resolver,
-        degraded,
-        upper: HashSet::new(),
-        deferred: BTreeMap::new(),
-        stats: LayerStats::default(),
-    };
-    let mut archive = tar::Archive::new(reader);
-    layer.apply_entries(&mut archive, &budget, options)?;
-    layer.finish_directories()?;
-    let reader = archive.into_inner();
-    let (actual, uncompressed, compressed) = reader
-        .finish()
-        .map_err(|error| stream_error(error, &budget, options))?;
-    if actual != *diff_id {
-        return Err(Error::DiffIdMismatch {
-            expected: diff_id.clone(),
-            actual,
-        });
-    }
-    layer.stats.uncompressed_bytes = uncompressed;
-    layer.stats.compressed_bytes = compressed;
-    Ok(layer.stats)
+    std::thread::scope(|scope| {
+        let (reader, budget) = LayerReader::spawn(
+            scope,
+            blob,
+            compression,
+            diff_id.algorithm(),
+            options.max_uncompressed_bytes,
+        )
+        .map_err(Error::CorruptLayer)?;
+        let mut layer = Layer {
+            resolver,
+            degraded,
+            upper: HashSet::new(),
+            deferred: BTreeMap::new(),
+            stats: LayerStats::default(),
+            buffer: vec![0; FILE_BUFFER],
+            parent: None,
+            removed: false,
+            owner: (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            ),
+        };
+        let mut archive = tar::Archive::new(reader);
+        layer.apply_entries(&mut archive, &budget, options)?;
+        layer.finish_directories()?;
+        let reader = archive.into_inner();
+        let (actual, uncompressed, compressed) = reader
+            .finish()
+            .map_err(|error| stream_error(error, &budget, options))?;
+        if actual != *diff_id {
+            return Err(Error::DiffIdMismatch {
+                expected: diff_id.clone(),
+                actual,
+            });
+        }
+        layer.stats.uncompressed_bytes = uncompressed;
+        layer.stats.compressed_bytes = compressed;
+        Ok(layer.stats)
+    })
 }
 
 /// Map a read error of the layer stream to the limit that tripped, or to corruption.
@@ -207,8 +240,14 @@ impl Layer<'_> {
                 self.stats.skipped += 1;
                 return Ok(());
             }
-            Kind::Opaque => return Ok(self.opaque(split(&path).0)?),
-            Kind::Whiteout(target) => return Ok(self.whiteout(split(&path).0, target)?),
+            Kind::Opaque => {
+                self.parent = None;
+                return Ok(self.opaque(split(&path).0)?);
+            }
+            Kind::Whiteout(target) => {
+                self.parent = None;
+                return Ok(self.whiteout(split(&path).0, target)?);
+            }
         }
         if path.is_empty() {
             if kind == EntryKind::Directory {
@@ -222,24 +261,62 @@ impl Layer<'_> {
         }
         let meta = metadata(entry, &path)?;
         let (parent, base) = split(&path);
-        let dir = self
-            .resolver
-            .open_dir(parent, true)
-            .map_err(|error| resolve_error(&path, error))?;
+        let dir = match self.parent.take() {
+            Some(cached) if cached.path == parent => cached,
+            _ => self.open_parent(parent, &path)?,
+        };
         self.resolver
-            .widen(dir.as_fd())
+            .widen(dir.fd.as_fd())
             .map_err(|error| Error::io("open", parent, error))?;
-        if kind == EntryKind::Hardlink {
+        self.removed = false;
+        let result = if kind == EntryKind::Hardlink {
             let link = entry
                 .link_name_bytes()
                 .map(|link| link.into_owned())
                 .unwrap_or_default();
-            self.hardlink(&dir, base, &path, &link)?;
+            self.hardlink(&dir.fd, base, &path, &link)
+                .map_err(FileError::from)
         } else {
-            self.create(entry, kind, &dir, base, &path, meta)?;
+            self.create(entry, kind, &dir, base, &path, meta)
+        };
+        if !self.removed {
+            self.parent = Some(dir);
         }
-        self.upper.extend(with_ancestors(&path).map(<[u8]>::to_vec));
+        result?;
+        // Deepest first: once an ancestor is present, so are all of its own ancestors (every
+        // insertion adds the whole chain), which saves an allocation per level and entry.
+        let ancestors: Vec<&[u8]> = with_ancestors(&path).collect();
+        for ancestor in ancestors.into_iter().rev() {
+            if self.upper.contains(ancestor) {
+                break;
+            }
+            self.upper.insert(ancestor.to_vec());
+        }
         Ok(())
+    }
+
+    /// Resolve (creating missing directories) the parent of an entry.
+    fn open_parent(&mut self, parent: &[u8], path: &[u8]) -> Result<Parent, Error> {
+        let fd = self
+            .resolver
+            .open_dir(parent, true)
+            .map_err(|error| resolve_error(path, error))?;
+        let created_owner = if self.resolver.rootless() {
+            None
+        } else {
+            let stat =
+                rfs::fstat(&fd).map_err(|errno| Error::io("inspect", parent, errno.into()))?;
+            let (uid, gid) = (self.owner.0, self.owner.1);
+            // New files take the directory's group when it is setgid (or, with the `grpid`
+            // mount option, always): only predict when both rules agree.
+            let setgid = stat.st_mode & 0o2000 != 0;
+            (setgid || stat.st_gid == gid).then_some((uid, if setgid { stat.st_gid } else { gid }))
+        };
+        Ok(Parent {
+            path: parent.to_vec(),
+            fd,
+            created_owner,
+        })
     }
 
     /// Create a non-hardlink entry, replacing whatever was there unless both are directories.
@@ -247,11 +324,54 @@ impl Layer<'_> {
         &mut self,
         entry: &mut tar::Entry<'_, R>,
         kind: EntryKind,
-        dir: &OwnedFd,
+        parent: &Parent,
         base: &[u8],
         path: &[u8],
         meta: Metadata,
     ) -> Result<(), FileError> {
+        let dir = &parent.fd;
+        let target = Target {
+            dir: dir.as_fd(),
+            name: base,
+            path,
+            rootless: self.resolver.rootless(),
+            created_owner: parent.created_owner,
+        };
+        // Fast paths for the common case, nothing there yet: `O_CREAT|O_EXCL` and `mkdirat`
+        // fail with EEXIST whatever exists (a dangling symlink included), and only then is it
+        // inspected and replaced below. This saves an `fstatat` per entry.
+        match kind {
+            EntryKind::File => {
+                let flags = OFlags::WRONLY
+                    | OFlags::CREATE
+                    | OFlags::EXCL
+                    | OFlags::NOFOLLOW
+                    | OFlags::CLOEXEC;
+                match rfs::openat(dir, base, flags, Mode::from_raw_mode(0o600)) {
+                    Ok(fd) => {
+                        return target.write_file(
+                            File::from(fd),
+                            entry,
+                            &meta,
+                            self.degraded,
+                            &mut self.buffer,
+                        );
+                    }
+                    Err(Errno::EXIST) => {}
+                    Err(errno) => return Err(Error::io("create", path, errno.into()).into()),
+                }
+            }
+            EntryKind::Directory => match rfs::mkdirat(dir, base, Mode::from_raw_mode(0o700)) {
+                Ok(()) => {
+                    target.create_dir(true, &meta, self.degraded)?;
+                    self.deferred.insert(path.to_vec(), meta);
+                    return Ok(());
+                }
+                Err(Errno::EXIST) => {}
+                Err(errno) => return Err(Error::io("create", path, errno.into()).into()),
+            },
+            _ => {}
+        }
         let existing = match rfs::statat(dir, base, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) => Some(FileType::from_raw_mode(stat.st_mode)),
             Err(Errno::NOENT) => None,
@@ -263,14 +383,10 @@ impl Layer<'_> {
                 .remove_tree(dir.as_fd(), base)
                 .map_err(|error| Error::io("remove", path, error))?;
         }
-        let target = Target {
-            dir: dir.as_fd(),
-            name: base,
-            path,
-            rootless: self.resolver.rootless(),
-        };
         match kind {
-            EntryKind::File => target.create_file(entry, &meta, self.degraded)?,
+            EntryKind::File => {
+                target.create_file(entry, &meta, self.degraded, &mut self.buffer)?;
+            }
             EntryKind::Directory => {
                 target.create_dir(merge, &meta, self.degraded)?;
                 self.deferred.insert(path.to_vec(), meta);
@@ -387,7 +503,8 @@ impl Layer<'_> {
         Ok(Some(dir))
     }
 
-    fn remover(&self) -> Remover {
+    fn remover(&mut self) -> Remover {
+        self.removed = true;
         Remover {
             rootless: self.resolver.rootless(),
         }
@@ -434,6 +551,7 @@ impl Layer<'_> {
             name: base,
             path,
             rootless: self.resolver.rootless(),
+            created_owner: None,
         };
         target.set_times(meta)
     }

@@ -117,12 +117,13 @@ impl Applier {
 
     /// Apply one layer. `blob` yields the compressed bytes (the caller verifies their digest);
     /// they are decompressed per `compression`, the uncompressed stream is verified against
-    /// `diff_id` (both drained to EOF), and the tar is applied as a changeset.
+    /// `diff_id` (both drained to EOF), and the tar is applied as a changeset. Decompression
+    /// runs on a thread of its own for the duration of the call.
     ///
     /// On error the root may be partly modified; the caller must discard the whole tree.
     pub fn apply_layer(
         &mut self,
-        blob: impl std::io::Read,
+        blob: impl std::io::Read + Send,
         compression: LayerCompression,
         diff_id: &Digest,
     ) -> Result<LayerStats, Error> {

@@ -593,3 +593,33 @@ fn measure_pax_bomb_and_many_files() {
         start.elapsed()
     );
 }
+
+#[test]
+fn files_in_a_setgid_directory_get_the_owner_the_layer_names() {
+    // New files inherit a setgid directory's group: the applier must still chown them to
+    // the owner in the layer (it only skips a chown that would change nothing).
+    if !is_root() {
+        return;
+    }
+    let mut sandbox = Sandbox::new();
+    let shared = sandbox.root().join("shared");
+    fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(0), Some(5)).unwrap();
+    let mode = <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o2775);
+    fs::set_permissions(&shared, mode).unwrap();
+    let tar = Tar::new()
+        .file_owned("shared/root-group", b"a", 0o644, 0, 0)
+        .file_owned("shared/dir-group", b"b", 0o644, 0, 5)
+        .file_owned("plain/other", b"c", 0o644, 7, 8)
+        .file_owned("plain/root", b"d", 0o644, 0, 0)
+        .bytes();
+    sandbox.apply_checked(&tar).unwrap();
+    let owner = |path: &str| {
+        let meta = fs::metadata(sandbox.root().join(path)).unwrap();
+        (meta.uid(), meta.gid())
+    };
+    assert_eq!(owner("shared/root-group"), (0, 0));
+    assert_eq!(owner("shared/dir-group"), (0, 5));
+    assert_eq!(owner("plain/other"), (7, 8));
+    assert_eq!(owner("plain/root"), (0, 0));
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# bench/bench.sh [IMAGE[:TAG] ...]        (default: small debianish)
+#
+# Times acrpull against its peers and the physical floors, in the same run and on the same
+# images, using the shared acrbench harness (../shared/bench: local registry on 127.0.0.1:5000,
+# image corpus, trash.sh clean destinations). Not a test: it prints and records numbers.
+#
+#   acr_oci          acrpull --format oci                  → OCI layout
+#   acr_rootfs       acrpull (default --format rootfs)      → root filesystem
+#   acr_repull_oci   acrpull --format oci into the finished layout of the previous run (cache-less
+#                    "re-pull": manifest request + blob existence checks)
+#   skopeo_oci       skopeo copy docker:// oci:             (peer, OCI layout)
+#   skopeo_umoci     skopeo copy + umoci unpack --rootless  (peer, rootfs)
+#   podman_overlay   podman pull --storage-driver overlay  (peer, container storage)
+#   floor_fetch      fetch_blobs.sh --verify: curl --parallel + sha256sum -c  (network+hash floor)
+#   floor_untar      untar_layers.sh: pigz|zstd -dc | tar -x per layer, from local blobs
+#                    (decompress+extract floor; no network, no digests, no whiteouts)
+#
+# Every timed run starts from a fresh destination: hyperfine --prepare renames the previous
+# output into the trash (trash.sh: no `rm -rf`, see the harness README "Clean destination").
+# Peak RSS: one extra run under /usr/bin/time -f %M (largest single process).
+#
+# Environment:
+#   RUNS=5 WARMUP=1       hyperfine runs per job (big images: BIG_RUNS=2, BIG_WARMUP=0)
+#   JOBS=a,b,...          subset of jobs (default: all above)
+#   ACRPULL=path          binary (default: target/release/acrpull of this worktree)
+#   OUT=/var/tmp/acrbench-perf   outputs, trash and raw results (kept out of the repository)
+#   LABEL=latest          section of BENCHMARKS.md to (re)write; WRITE=0 to only print
+#   COMMIT=<hash>         recorded with the numbers (default: git rev-parse --short HEAD, +dirty)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+HARNESS=${HARNESS:-$(cd "$ROOT/../shared/bench" && pwd)}
+OUT=${OUT:-/var/tmp/acrbench-perf}
+REG=127.0.0.1:5000
+RUNS=${RUNS:-5}
+WARMUP=${WARMUP:-1}
+BIG_RUNS=${BIG_RUNS:-2}
+BIG_WARMUP=${BIG_WARMUP:-0}
+ALL_JOBS=acr_oci,acr_rootfs,acr_repull_oci,skopeo_oci,skopeo_umoci,podman_overlay,floor_fetch,floor_untar
+JOBS=${JOBS:-$ALL_JOBS}
+ACRPULL=${ACRPULL:-$ROOT/target/release/acrpull}
+LABEL=${LABEL:-latest}
+WRITE=${WRITE:-1}
+if [[ -z ${COMMIT:-} ]]; then
+    COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
+    git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || COMMIT="$COMMIT+dirty"
+fi
+IMAGES=("$@")
+[[ ${#IMAGES[@]} -gt 0 ]] || IMAGES=(small debianish)
+
+# The trash and the outputs live under $OUT (same file system as the harness's /var/tmp).
+export ACRBENCH=$OUT
+TRASH="$HARNESS/trash.sh"
+
+REGISTRY_ACRBENCH=${REGISTRY_ACRBENCH:-/var/tmp/acrbench}
+ACRBENCH=$REGISTRY_ACRBENCH "$HARNESS/registry.sh" status >/dev/null || {
+    echo "registry not running: (cd $HARNESS && ./make_images.sh) or ./registry.sh start" >&2
+    exit 1
+}
+for t in hyperfine skopeo umoci curl jq pigz zstd /usr/bin/time python3; do
+    command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
+done
+[[ -x $ACRPULL ]] || { echo "no acrpull binary at $ACRPULL: cargo build --release --bin acrpull" >&2; exit 1; }
+mkdir -p "$OUT/trash" "$OUT/raw"
+MIN_FREE_GB=${MIN_FREE_GB:-30}
+COOLDOWN=${COOLDOWN:-370}
+LAST_DELETE=${LAST_DELETE:-/var/tmp/acrbench-perf/last_delete}
+if (( $(df --output=avail -B1G "$OUT" | tail -1) < MIN_FREE_GB )) && [[ -n $(ls -A "$OUT/trash") ]]; then
+    echo "== purging $OUT/trash"
+    rm -rf "${OUT:?}/trash"/*
+    sync
+    date +%s >"$LAST_DELETE"
+fi
+# Deleting many inodes slows ext4 inode allocation for minutes (harness README): wait.
+wait_s=$(( $(cat "$LAST_DELETE" 2>/dev/null || echo 0) + COOLDOWN - $(date +%s) ))
+if (( wait_s > 0 )); then
+    echo "== cooldown ${wait_s}s after a big delete"
+    sleep "$wait_s"
+fi
+
+has_job() { [[ ",$JOBS," == *",$1,"* ]]; }
+
+bench() { # IMAGE_ID JOB PREPARE COMMAND
+    local id=$1 job=$2 prep=$3 cmd=$4 runs=$5 warmup=$6
+    has_job "$job" || return 0
+    local raw="$OUT/raw/$id"
+    mkdir -p "$raw"
+    rm -f "$raw/$job".*
+    echo "---- [$id] $job: $cmd"
+    local c0 c1
+    c0=$(awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat)
+    if ! hyperfine --shell bash --style basic --warmup "$warmup" --runs "$runs" \
+        --prepare "$prep" -n "$job" --export-json "$raw/$job.json" "$cmd"; then
+        echo "     FAILED" >&2
+        rm -f "$raw/$job.json"
+    fi
+    c1=$(awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat)
+    bash -c "$prep"
+    /usr/bin/time -f '%M %e %U %S %x' -o "$raw/$job.time" bash -c "$cmd" >/dev/null 2>"$raw/$job.stderr" || true
+    bash -c "$prep"
+    [[ -s $raw/$job.stderr ]] || rm -f "$raw/$job.stderr"
+    jq -n --arg cmd "$cmd" --arg commit "$COMMIT" --argjson busy "$(( c1 - c0 ))" \
+        --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+        '{command:$cmd, commit:$commit, machine_busy_ticks:$busy, loadavg_after:$load}' >"$raw/$job.info.json"
+}
+
+for img in "${IMAGES[@]}"; do
+    [[ $img == *:* ]] || img=$img:v1
+    name=${img%%:*} tag=${img#*:}
+    id=${name}_${tag}
+    W=$OUT/w/$id
+    runs=$RUNS warmup=$WARMUP
+    if [[ $name == big ]]; then runs=$BIG_RUNS warmup=$BIG_WARMUP; fi
+    "$TRASH" "$W"
+    mkdir -p "$W"
+    echo "== $img: static blobs for the local floors"
+    "$HARNESS/fetch_blobs.sh" "$img" "$W/blobs-static" --verify
+    cp "$W/blobs-static/manifest.json" "$OUT/raw/$id.manifest.json"
+    mkdir -p "$OUT/raw/$id"
+
+    A="$ACRPULL --quiet $REG/$img"
+    bench "$id" acr_oci "$TRASH $W/layout" "$A $W/layout --format oci" "$runs" "$warmup"
+    if has_job acr_repull_oci; then
+        "$TRASH" "$W/cached"
+        $A "$W/cached" --format oci
+        bench "$id" acr_repull_oci ":" "$A $W/cached --format oci" "$runs" 1
+    fi
+    bench "$id" acr_rootfs "$TRASH $W/rootfs" "$A $W/rootfs" "$runs" "$warmup"
+    SK="skopeo copy --quiet --src-tls-verify=false docker://$REG/$img"
+    bench "$id" skopeo_oci "$TRASH $W/layout" "$SK oci:$W/layout:$tag" "$runs" "$warmup"
+    bench "$id" skopeo_umoci "$TRASH $W/layout $W/bundle" \
+        "$SK oci:$W/layout:$tag && umoci unpack --rootless --image $W/layout:$tag $W/bundle" "$runs" "$warmup"
+    if command -v podman >/dev/null; then
+        # podman refuses a runroot longer than 50 characters: keep it on /run (tmpfs).
+        R=/run/acrbench-perf/$id
+        P="podman --root $W/podman/root --runroot $R --tmpdir $W/podman/tmp"
+        bench "$id" podman_overlay "$TRASH $W/podman && rm -rf $R" \
+            "$P --storage-driver overlay pull -q --tls-verify=false $REG/$img" "$runs" "$warmup"
+    fi
+    bench "$id" floor_fetch "$TRASH $W/blobs" "$HARNESS/fetch_blobs.sh $img $W/blobs --verify" "$runs" "$warmup"
+    bench "$id" floor_untar "$TRASH $W/untar" "$HARNESS/untar_layers.sh $W/blobs-static $W/untar" "$runs" "$warmup"
+
+    # never delete through a mount (podman); then move everything to the trash
+    awk -v w="$W" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r | while read -r mp; do
+        umount "$mp" 2>/dev/null || umount -l "$mp" || true
+    done
+    "$TRASH" "$W"
+done
+
+args=("$OUT/raw" --label "$LABEL" --commit "$COMMIT")
+[[ $WRITE == 1 ]] && args+=(--write "$ROOT/BENCHMARKS.md")
+python3 "$HERE/report.py" "${args[@]}"
