@@ -4,6 +4,8 @@
 
 mod azure;
 mod errors;
+mod fuzz_regressions;
+mod properties;
 mod pull_layout;
 mod rootfs;
 mod support;
