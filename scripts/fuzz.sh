@@ -92,10 +92,15 @@ for target in "${targets[@]}"; do
     mkdir -p "$artifacts"
     before=$(ls "$artifacts" | wc -l)
     log="$logs/$target.log"
+    dict=()
+    case $target in
+    manifest | jwt_expiry | token_response) dict=(-dict="$repo/fuzz/dict/json.dict") ;;
+    www_authenticate | http_headers) dict=(-dict="$repo/fuzz/dict/headers.dict") ;;
+    esac
     start=$(date +%s)
     nice -n 19 cargo +nightly fuzz run -s "$sanitizer" "$target" "fuzz/corpus/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=512 -timeout=10 -print_final_stats=1 \
-        -artifact_prefix="$artifacts/" >"$log" 2>&1
+        "${dict[@]}" >"$log" 2>&1
     elapsed=$(($(date +%s) - start))
     executions=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
     last=$(grep -E '^#[0-9]+' "$log" | tail -1)
