@@ -137,8 +137,13 @@ pub fn jwt_expiry(data: &[u8]) {
     let _ = fuzzing::jwt_expiry(&format!("eyJhbGciOiJub25lIn0.{payload}.sig"));
 }
 
-/// IMDS, App Service and Entra ID token responses, and their error bodies.
+/// Token responses: IMDS, App Service and Entra ID (with their error bodies), and a registry's
+/// token endpoint (Docker token protocol).
 pub fn token_response(data: &[u8]) {
+    if let Ok(token) = acrpull::auth::token::parse_response(data) {
+        assert!(!token.token.expose().is_empty());
+        let _ = token.is_fresh();
+    }
     let _ = fuzzing::azure_token_response(data, now());
     let (described, _description) = fuzzing::azure_error_body(data);
     // Messages are shortened, so a huge error body cannot flood the terminal.
