@@ -35,3 +35,42 @@ pub use platform::Platform;
 pub use pull::{pull, OutputFormat, PlatformChoice, PullOptions, PullOutcome, SourceSpec};
 pub use reference::Reference;
 pub use report::{NoopReporter, Reporter};
+
+/// Entry points for the fuzz targets in `fuzz/` and the tests that replay their regression
+/// corpus (`tests/it/fuzz_regressions.rs`, `tests/it/properties.rs`). These parsers are private
+/// because nothing else should call them; this block makes them reachable from outside the
+/// crate without widening the API. Not stable, not part of the documented API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::collections::BTreeMap;
+    use std::time::SystemTime;
+
+    pub use crate::registry::parse_content_range_start;
+    pub use crate::registry::retry::parse_retry_after;
+    pub use crate::secret::jwt_expiry;
+
+    /// The parameters of the first `Bearer` challenge, as `acrpull token` reads them.
+    pub fn azure_bearer_challenge(header: &str) -> Option<BTreeMap<String, String>> {
+        crate::azure::challenge::parse_bearer(header).map(|challenge| challenge.parameters)
+    }
+
+    /// The expiry of an IMDS / App Service / Entra ID token response received at `now`.
+    pub fn azure_token_response(body: &[u8], now: SystemTime) -> Result<SystemTime, String> {
+        crate::azure::response::parse_token_response("fuzz", body, now)
+            .map(|token| token.expires_at)
+            .map_err(|error| error.to_string())
+    }
+
+    /// How an Azure error body is described in messages, and its `error_description`.
+    pub fn azure_error_body(body: &[u8]) -> (String, Option<String>) {
+        (
+            crate::azure::response::describe_error_body(body),
+            crate::azure::response::error_description(body),
+        )
+    }
+
+    /// A layer entry name normalised inside the root (`rootfs/whiteout.rs`).
+    pub fn normalize_entry_name(name: &[u8]) -> Result<Vec<u8>, &'static str> {
+        crate::rootfs::whiteout::normalize(name)
+    }
+}

@@ -63,7 +63,8 @@ pub fn jwt_expiry(token: &str) -> Option<std::time::SystemTime> {
         serde_json::Value::String(s) => s.parse().ok()?,
         _ => return None,
     };
-    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp))
+    // An `exp` beyond what `SystemTime` can hold is treated as absent: adding it would panic.
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(exp))
 }
 
 #[cfg(test)]
@@ -88,5 +89,13 @@ mod tests {
         );
         assert_eq!(jwt_expiry("not-a-jwt"), None);
         assert_eq!(jwt_expiry("a.!!!.c"), None);
+    }
+
+    /// Found by the `jwt_expiry` fuzz target: an `exp` past what `SystemTime` holds panicked.
+    #[test]
+    fn jwt_exp_beyond_system_time_is_ignored() {
+        // {"alg":"none"}.{"exp":18446744073709551615}.
+        let token = "eyJhbGciOiJub25lIn0.eyJleHAiOjE4NDQ2NzQ0MDczNzA5NTUxNjE1fQ.";
+        assert_eq!(jwt_expiry(token), None);
     }
 }

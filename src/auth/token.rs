@@ -18,7 +18,11 @@ pub struct CachedToken {
 
 impl CachedToken {
     /// A token valid for `lifetime`, refreshed a margin early (10% or 5 minutes, whichever is less).
+    /// Lifetimes over a year count as a year: `Instant + lifetime` would otherwise overflow (and
+    /// panic) for the `expires_in` values a token endpoint can send.
     pub fn new(token: Secret, lifetime: Duration) -> Self {
+        const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
+        let lifetime = lifetime.min(LONGEST);
         let margin = (lifetime / 10).min(Duration::from_secs(300));
         Self {
             token,
@@ -153,7 +157,13 @@ pub async fn fetch(
         });
     }
     let bytes = response.bytes().await.map_err(TokenError::Transport)?;
-    let parsed: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| TokenError::NoToken)?;
+    parse_response(&bytes)
+}
+
+/// Read a token endpoint's successful answer: `token` or `access_token`, and how long it lives
+/// (`expires_in`, else the JWT's `exp`, else the Docker token spec's 60 seconds).
+pub fn parse_response(bytes: &[u8]) -> Result<CachedToken, TokenError> {
+    let parsed: TokenResponse = serde_json::from_slice(bytes).map_err(|_| TokenError::NoToken)?;
     let token = parsed
         .token
         .filter(|t| !t.is_empty())
@@ -177,5 +187,25 @@ pub fn excerpt(body: &str) -> String {
         format!("{cut}…")
     } else {
         one_line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `token_response` fuzz target's corpus: `Instant::now() + expires_in`
+    /// overflowed and panicked for the largest `expires_in` a registry can send.
+    #[test]
+    fn huge_expires_in_is_capped_not_a_panic() {
+        for body in [
+            &br#"{"token":"t","expires_in":9223372036854775807}"#[..],
+            br#"{"access_token":"t","expires_in":9223372036854775807}"#,
+        ] {
+            let token = parse_response(body).unwrap();
+            assert!(token.is_fresh());
+            assert_eq!(token.token.expose(), "t");
+        }
+        assert!(matches!(parse_response(b"{}"), Err(TokenError::NoToken)));
     }
 }

@@ -20,13 +20,13 @@ use crate::secret::Secret;
 pub mod acr;
 pub mod app_service;
 mod cache;
-mod challenge;
+pub(crate) mod challenge;
 pub mod client_secret;
 mod entra;
 pub mod env;
 mod error;
 pub mod imds;
-mod response;
+pub(crate) mod response;
 mod retry;
 pub mod workload;
 

@@ -43,7 +43,7 @@ pub(crate) fn parse_token_response(
         .and_then(parse_expires_on)
         .or_else(|| {
             let seconds = raw.expires_in.as_ref().and_then(json_integer)?;
-            Some(now + Duration::from_secs(seconds))
+            now.checked_add(Duration::from_secs(seconds))
         })
         .or_else(|| jwt_expiry(&token))
         .ok_or_else(|| invalid("no usable expires_on, expires_in or JWT exp".to_string()))?;
@@ -63,12 +63,13 @@ fn json_integer(value: &serde_json::Value) -> Option<u64> {
 }
 
 /// `expires_on` as epoch seconds (number or string) or one of the date forms MSAL accepts.
+/// Times `SystemTime` cannot hold count as absent (adding them would panic).
 fn parse_expires_on(value: &serde_json::Value) -> Option<SystemTime> {
     if let Some(seconds) = json_integer(value) {
-        return Some(UNIX_EPOCH + Duration::from_secs(seconds));
+        return UNIX_EPOCH.checked_add(Duration::from_secs(seconds));
     }
     let text = value.as_str()?.trim();
-    parse_utc_date(text).map(|seconds| UNIX_EPOCH + Duration::from_secs(seconds))
+    parse_utc_date(text).and_then(|seconds| UNIX_EPOCH.checked_add(Duration::from_secs(seconds)))
 }
 
 /// Epoch seconds of `yyyy-MM-dd HH:mm:ss`, `yyyy-MM-ddTHH:mm:ss[.fff]Z` (RFC 3339 in UTC, or with
@@ -99,7 +100,13 @@ fn parse_utc_date(text: &str) -> Option<u64> {
     let hour: u64 = parts.next()?.parse().ok()?;
     let minute: u64 = parts.next()?.parse().ok()?;
     let second: u64 = parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+    // Years past 9999 are not dates any endpoint sends, and would overflow the day count.
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || year > 9999
+    {
         return None;
     }
     let days = days_from_civil(year, month, day)?;
@@ -256,5 +263,28 @@ mod tests {
             .as_deref(),
             Some("Multiple user assigned identities exist")
         );
+    }
+
+    /// Found by the `token_response` fuzz target's corpus: expiries `SystemTime` cannot hold
+    /// used to panic (`Instant`/`SystemTime` overflow) instead of being treated as absent.
+    #[test]
+    fn expiry_beyond_system_time_is_refused_not_a_panic() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        for body in [
+            &br#"{"access_token":"a","expires_on":18446744073709551615}"#[..],
+            br#"{"access_token":"a","expires_in":"18446744073709551615"}"#,
+            br#"{"access_token":"a","expires_on":"9223372036854775807-01-01 00:00:00"}"#,
+            br#"{"access_token":"a","expires_on":"99999999999-01-01 00:00:00"}"#,
+        ] {
+            assert!(parse_token_response("e", body, now).is_err());
+        }
+        // A representable expires_on still wins; an absurd one falls back to expires_in.
+        let token = parse_token_response(
+            "e",
+            br#"{"access_token":"a","expires_on":18446744073709551615,"expires_in":60}"#,
+            now,
+        )
+        .unwrap();
+        assert_eq!(epoch(token.expires_at), 1_060);
     }
 }

@@ -20,7 +20,7 @@ mod error;
 mod layer;
 mod path;
 mod remove;
-mod whiteout;
+pub(crate) mod whiteout;
 
 #[cfg(test)]
 mod hostile_tests;
