@@ -127,6 +127,9 @@ pub struct PullOptions {
     pub client: ClientOptions,
     /// The tag to record in an OCI layout instead of the source's (`copy SRC oci:DIR:TAG`).
     pub layout_tag: Option<String>,
+    /// Make the output durable: each layout blob is fsynced before its rename, a root
+    /// filesystem gets one `syncfs` at the end (`--no-sync` turns both off).
+    pub sync: bool,
     /// Mirrors to try before the origin, each with its credential, and the origin last
     /// (empty: the origin alone, with the credential given to [`pull`]).
     pub mirrors: Vec<(crate::mirror::Endpoint, Credential)>,
@@ -142,6 +145,7 @@ impl Default for PullOptions {
             bundle: false,
             client: ClientOptions::default(),
             layout_tag: None,
+            sync: true,
             mirrors: Vec::new(),
         }
     }
@@ -469,7 +473,16 @@ pub async fn download_all(
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
 ) -> Result<u64> {
-    download_all_tapped(source, blobs, dir, options, reporter, &HashMap::new(), true).await
+    download_all_tapped(
+        source,
+        blobs,
+        dir,
+        options,
+        reporter,
+        &HashMap::new(),
+        options.sync,
+    )
+    .await
 }
 
 /// [`download_all`], sharing each blob listed in `taps` with its readers while it downloads

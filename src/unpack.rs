@@ -61,6 +61,9 @@ pub async fn write_rootfs(
     .await;
     match result {
         Ok((transferred, out)) => {
+            if options.sync {
+                sync_filesystem(&out)?;
+            }
             swap_into_place(&out, destination)?;
             remove_tree(staging.keep());
             Ok(transferred)
@@ -233,6 +236,16 @@ fn check_destination(destination: &Path, force: bool) -> Result<()> {
 
 /// Put the finished tree at `destination`: a rename when it is absent or empty, an atomic
 /// exchange when it holds an old tree (`--force`), which is then removed.
+/// One `syncfs` for the whole tree instead of an fsync per file.
+fn sync_filesystem(tree: &Path) -> Result<()> {
+    let io = |source: std::io::Error| Error::Io {
+        path: tree.to_path_buf(),
+        source,
+    };
+    let dir = std::fs::File::open(tree).map_err(io)?;
+    rustix::fs::syncfs(&dir).map_err(|e| io(e.into()))
+}
+
 fn swap_into_place(out: &Path, destination: &Path) -> Result<()> {
     let io = |source: std::io::Error| {
         Error::from(DestinationError::Io {

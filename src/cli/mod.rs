@@ -252,6 +252,9 @@ pub struct PullArgs {
     pub image: String,
     /// Destination directory (or file, for the archive formats).
     pub destination: Option<PathBuf>,
+    /// Skip the final sync to disk (faster; the output may be incomplete after a power loss).
+    #[arg(long)]
+    pub no_sync: bool,
     /// Pull every reference listed in FILE (one per line; `#` comments) into the one OCI
     /// layout given as the only positional argument; shared blobs are stored once.
     #[arg(short = 'f', long = "from-file", value_name = "FILE")]
@@ -549,6 +552,7 @@ impl PullArgs {
                 bundle: self.bundle,
                 client: self.registry.client_options(),
                 layout_tag: None,
+                sync: !self.no_sync,
                 mirrors: Vec::new(),
             },
         ))

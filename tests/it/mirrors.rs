@@ -44,6 +44,10 @@ fn a_pull_through_cache_serves_first_and_either_side_can_be_down() {
         "{served:?}"
     );
 
+    // The proxy stores what it relays in the background: wait until it serves every blob from
+    // its own storage (a HEAD of a stored blob answers without asking the origin).
+    wait_until_cached(&mirror, &json);
+
     // The origin goes away; the warm mirror still serves a digest-pinned pull.
     let mirror_host = mirror.host();
     let origin_host = origin.host();
@@ -162,4 +166,35 @@ fn registries_conf_mirrors_with_digest_only_and_blocked_registries() {
         2,
     );
     assert!(stderr.contains("blocked"), "{stderr}");
+}
+
+/// Poll the mirror's storage directory until every blob of `summary` is there (10 s at most).
+fn wait_until_cached(mirror: &Registry, summary: &serde_json::Value) {
+    let digests: Vec<String> = summary["servedBy"]
+        .as_object()
+        .map(|served| {
+            served
+                .keys()
+                .filter(|k| k.starts_with("sha256:"))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stored = digests.iter().all(|digest| {
+            let hex = digest.trim_start_matches("sha256:");
+            mirror
+                .dir()
+                .join("storage/docker/registry/v2/blobs/sha256")
+                .join(&hex[..2])
+                .join(hex)
+                .join("data")
+                .is_file()
+        });
+        if stored || std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
