@@ -540,17 +540,21 @@ pub async fn download_all_tapped(
     }
     let mut total = 0;
     while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(n)) => total += n,
-            Ok(Err(e)) => {
-                tasks.abort_all();
-                return Err(e);
+        let failure = match joined {
+            Ok(Ok(n)) => {
+                total += n;
+                continue;
             }
-            Err(e) => {
-                tasks.abort_all();
-                return Err(Error::Task(e.to_string()));
-            }
+            Ok(Err(e)) => e,
+            Err(e) => Error::Task(e.to_string()),
+        };
+        tasks.abort_all();
+        // Downloads that never started hold no guard: release their readers here (a tap
+        // that already finished keeps its result).
+        for tap in taps.values() {
+            tap.finish(Err(format!("the pull stopped: {failure}")));
         }
+        return Err(failure);
     }
     Ok(total)
 }
