@@ -91,21 +91,16 @@ impl AppServiceSource {
     }
 
     fn request_url(&self) -> Url {
-        let mut url = self.endpoint.clone();
-        {
-            let mut query = url.query_pairs_mut();
-            query.append_pair("api-version", API_VERSION);
-            query.append_pair("resource", &self.resource);
-            if let Some(selector) = &self.selector {
-                let name = match selector {
-                    UserAssignedId::ClientId(_) => "client_id",
-                    UserAssignedId::ObjectId(_) => "principal_id",
-                    UserAssignedId::ResourceId(_) => "mi_res_id",
-                };
-                query.append_pair(name, selector.value());
-            }
-        }
-        url
+        super::identity_request_url(
+            &self.endpoint,
+            API_VERSION,
+            &self.resource,
+            self.selector.as_ref(),
+            &super::SelectorNames {
+                object_id: "principal_id",
+                resource_id: "mi_res_id",
+            },
+        )
     }
 
     async fn fetch(&self) -> Result<AadToken, Error> {

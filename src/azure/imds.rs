@@ -92,21 +92,16 @@ impl ImdsSource {
     }
 
     fn request_url(&self) -> Url {
-        let mut url = self.endpoint.clone();
-        {
-            let mut query = url.query_pairs_mut();
-            query.append_pair("api-version", API_VERSION);
-            query.append_pair("resource", &self.resource);
-            if let Some(selector) = &self.selector {
-                let name = match selector {
-                    UserAssignedId::ClientId(_) => "client_id",
-                    UserAssignedId::ObjectId(_) => "object_id",
-                    UserAssignedId::ResourceId(_) => "msi_res_id",
-                };
-                query.append_pair(name, selector.value());
-            }
-        }
-        url
+        super::identity_request_url(
+            &self.endpoint,
+            API_VERSION,
+            &self.resource,
+            self.selector.as_ref(),
+            &super::SelectorNames {
+                object_id: "object_id",
+                resource_id: "msi_res_id",
+            },
+        )
     }
 
     async fn fetch(&self) -> Result<AadToken, Error> {
