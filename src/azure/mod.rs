@@ -222,6 +222,38 @@ pub(crate) fn resource_of(audience: &str) -> String {
         .to_string()
 }
 
+/// The query parameter names one managed-identity endpoint uses for each selector (they differ:
+/// IMDS says `object_id`/`msi_res_id`, App Service `principal_id`/`mi_res_id`; spec 1.2).
+pub(crate) struct SelectorNames {
+    pub(crate) object_id: &'static str,
+    pub(crate) resource_id: &'static str,
+}
+
+/// `endpoint?api-version=..&resource=..[&<selector>=..]`.
+pub(crate) fn identity_request_url(
+    endpoint: &url::Url,
+    api_version: &str,
+    resource: &str,
+    selector: Option<&UserAssignedId>,
+    names: &SelectorNames,
+) -> url::Url {
+    let mut url = endpoint.clone();
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("api-version", api_version);
+        query.append_pair("resource", resource);
+        if let Some(selector) = selector {
+            let name = match selector {
+                UserAssignedId::ClientId(_) => "client_id",
+                UserAssignedId::ObjectId(_) => names.object_id,
+                UserAssignedId::ResourceId(_) => names.resource_id,
+            };
+            query.append_pair(name, selector.value());
+        }
+    }
+    url
+}
+
 #[cfg(test)]
 mod unit_tests {
     use super::*;
@@ -359,36 +391,4 @@ mod unit_tests {
         let error = chosen(&[("IDENTITY_ENDPOINT", "http://127.0.0.1:1/t")]).unwrap_err();
         assert!(error.contains("IDENTITY_HEADER"), "{error}");
     }
-}
-
-/// The query parameter names one managed-identity endpoint uses for each selector (they differ:
-/// IMDS says `object_id`/`msi_res_id`, App Service `principal_id`/`mi_res_id`; spec 1.2).
-pub(crate) struct SelectorNames {
-    pub(crate) object_id: &'static str,
-    pub(crate) resource_id: &'static str,
-}
-
-/// `endpoint?api-version=..&resource=..[&<selector>=..]`.
-pub(crate) fn identity_request_url(
-    endpoint: &url::Url,
-    api_version: &str,
-    resource: &str,
-    selector: Option<&UserAssignedId>,
-    names: &SelectorNames,
-) -> url::Url {
-    let mut url = endpoint.clone();
-    {
-        let mut query = url.query_pairs_mut();
-        query.append_pair("api-version", api_version);
-        query.append_pair("resource", resource);
-        if let Some(selector) = selector {
-            let name = match selector {
-                UserAssignedId::ClientId(_) => "client_id",
-                UserAssignedId::ObjectId(_) => names.object_id,
-                UserAssignedId::ResourceId(_) => names.resource_id,
-            };
-            query.append_pair(name, selector.value());
-        }
-    }
-    url
 }
