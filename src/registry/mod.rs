@@ -409,8 +409,26 @@ impl RegistryClient {
                 format!("bytes={offset}-").parse().expect("valid header"),
             );
         }
+        // A redirect target (blob storage) that refuses with 400/403 has usually seen its
+        // signed URL expire: ask the registry once more for a fresh one.
+        let mut response = self.blob_response(&path, &headers).await?;
+        if matches!(
+            response.status(),
+            StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST
+        ) && response.url().origin() != self.base().await?.origin()
+        {
+            tracing::info!(to = %redact_url(response.url()), status = %response.status(), "blob storage refused; asking the registry for a new redirect");
+            response = self.blob_response(&path, &headers).await?;
+        }
+        let what = || format!("blob {digest} in repository `{}`", self.repository);
+        let response = self.check_status(response, what).await?;
+        self.blob_body(response, offset)
+    }
+
+    /// GET a blob path, following redirects (no credentials to other origins).
+    async fn blob_response(&self, path: &str, headers: &HeaderMap) -> Result<Response> {
         let mut response = self
-            .send_authenticated(Method::GET, &path, headers.clone())
+            .send_authenticated(Method::GET, path, headers.clone())
             .await?;
         let registry_origin = self.base().await?.origin();
         for _ in 0..MAX_REDIRECTS {
@@ -457,8 +475,11 @@ impl RegistryClient {
                 reason: format!("more than {MAX_REDIRECTS} redirects"),
             });
         }
-        let what = || format!("blob {digest} in repository `{}`", self.repository);
-        let response = self.check_status(response, what).await?;
+        Ok(response)
+    }
+
+    /// The body of a successful blob response, with where it starts.
+    fn blob_body(&self, response: Response, offset: u64) -> Result<BlobBody> {
         let start = match response.status() {
             StatusCode::PARTIAL_CONTENT => {
                 let range = response

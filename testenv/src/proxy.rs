@@ -46,6 +46,8 @@ struct FaultState {
     blob_faults: VecDeque<BlobFault>,
     ignore_range: bool,
     redirect_blobs: bool,
+    /// Storage requests still to refuse with 403 (an expired signature).
+    storage_refusals: u32,
 }
 
 /// Shared fault switches; setters apply from the next request.
@@ -68,6 +70,13 @@ impl ProxyFaults {
     /// Ignore `Range` request headers (strip them before forwarding).
     pub fn ignore_range(&self, on: bool) -> &Self {
         self.lock().ignore_range = on;
+        self
+    }
+
+    /// Refuse the next `count` storage requests with `403`, as blob storage does when a
+    /// redirect's signature has expired.
+    pub fn expire_storage(&self, count: u32) -> &Self {
+        self.lock().storage_refusals = count;
         self
     }
 
@@ -282,6 +291,16 @@ async fn storage_handler(State(shared): State<Arc<Shared>>, request: Request) ->
         // Azure Blob Storage refuses requests carrying the registry's bearer token.
         record(&shared, "storage", &request, 400);
         return plain(StatusCode::BAD_REQUEST, &[]);
+    }
+    let expired = {
+        let mut faults = shared.faults.lock();
+        let expired = faults.storage_refusals > 0;
+        faults.storage_refusals = faults.storage_refusals.saturating_sub(1);
+        expired
+    };
+    if expired {
+        record(&shared, "storage", &request, 403);
+        return plain(StatusCode::FORBIDDEN, &[]);
     }
     forward(&shared, "storage", request, false, None).await
 }

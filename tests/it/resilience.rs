@@ -221,3 +221,28 @@ fn blob_redirects_to_storage_never_carry_credentials() {
     assert!(storage.iter().all(|r| !r.authorization && r.status == 200));
     drop(setup.registry);
 }
+
+#[test]
+fn an_expired_storage_redirect_is_replaced_by_a_fresh_one() {
+    let setup = Setup::anonymous();
+    setup.proxy.faults().redirect_blobs(true).expire_storage(1);
+    ok(&setup.pull("rootfs", &[]));
+    assert_rootfs(&setup, "rootfs");
+    let requests = setup.proxy.requests();
+    let refused = requests
+        .iter()
+        .filter(|r| r.listener == "storage" && r.status == 403)
+        .count();
+    assert_eq!(refused, 1);
+    let served = requests
+        .iter()
+        .filter(|r| r.listener == "storage" && r.status == 200)
+        .count();
+    assert_eq!(
+        served, 4,
+        "config and three layers, each in the end from storage"
+    );
+    // Storage that keeps refusing is an error after one fresh redirect, not a loop.
+    setup.proxy.faults().expire_storage(100);
+    fails(&setup.pull("refused", &[]), 3);
+}
