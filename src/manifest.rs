@@ -112,6 +112,14 @@ pub struct ImageConfigSummary {
     pub rootfs: Option<RootFs>,
 }
 
+impl ImageConfigSummary {
+    /// `os/arch[/variant]`, normalised, when the config names both.
+    pub fn platform(&self) -> Option<Platform> {
+        (!self.os.is_empty() && !self.architecture.is_empty())
+            .then(|| Platform::new(&self.os, &self.architecture, self.variant.as_deref()))
+    }
+}
+
 /// `rootfs` of an image config.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RootFs {

@@ -190,6 +190,15 @@ pub struct PullOutcome {
     pub seconds: f64,
 }
 
+/// What an output writer did.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    /// Bytes transferred.
+    pub transferred: u64,
+    /// The image's platform from its config (`os/arch[/variant]`), when it names one.
+    pub platform: Option<String>,
+}
+
 /// One image manifest to materialise.
 #[derive(Debug, Clone)]
 pub struct ResolvedImage {
@@ -404,7 +413,7 @@ pub async fn pull(
             .map(ToString::to_string),
     };
     reporter.on_resolved(&display, &resolved.top.digest, platform.as_deref());
-    let bytes_downloaded = match options.format {
+    let written = match options.format {
         OutputFormat::Oci => {
             write_layout(spec, &resolved, source, destination, options, &reporter).await?
         }
@@ -415,6 +424,8 @@ pub async fn pull(
             write_archive(spec, &resolved, source, destination, options, &reporter).await?
         }
     };
+    let bytes_downloaded = written.transferred;
+    let platform = platform.or(written.platform);
     let first = &resolved.images[0].parsed;
     Ok(PullOutcome {
         reference: display,
@@ -566,10 +577,18 @@ async fn write_layout(
     destination: &Path,
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
-) -> Result<u64> {
+) -> Result<Written> {
     let writer = LayoutWriter::prepare(destination)?;
     let blobs = blobs_of(resolved);
     let transferred = download_all(source, blobs, writer.root(), options, reporter).await?;
+    let config = layout::blob_path(writer.root(), &resolved.images[0].parsed.config.digest);
+    let platform = std::fs::read(&config)
+        .ok()
+        .and_then(|bytes| {
+            serde_json::from_slice::<crate::manifest::ImageConfigSummary>(&bytes).ok()
+        })
+        .and_then(|summary| summary.platform())
+        .map(|p| p.to_string());
     for image in &resolved.images {
         writer.put_bytes(&image.manifest.digest, &image.manifest.bytes)?;
     }
@@ -587,7 +606,10 @@ async fn write_layout(
         annotations,
         platform: None,
     })?;
-    Ok(transferred)
+    Ok(Written {
+        transferred,
+        platform,
+    })
 }
 
 /// An archive: the layout is built in a staging directory beside `destination`, then tarred.
@@ -598,7 +620,7 @@ async fn write_archive(
     destination: &Path,
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
-) -> Result<u64> {
+) -> Result<Written> {
     if destination.is_dir() {
         return Err(layout::DestinationError::Unusable {
             path: destination.to_path_buf(),
@@ -613,7 +635,7 @@ async fn write_archive(
     }
     let staging = layout::staging_dir_beside(destination)?;
     let layout_dir = staging.path().join("layout");
-    let transferred = write_layout(spec, resolved, source, &layout_dir, options, reporter).await?;
+    let written = write_layout(spec, resolved, source, &layout_dir, options, reporter).await?;
     let destination = destination.to_path_buf();
     let format = options.format;
     let image = resolved.images[0].parsed.clone();
@@ -623,7 +645,7 @@ async fn write_archive(
             .map(|t| format!("{}/{}:{t}", r.registry(), r.repository())),
         SourceSpec::Layout { .. } => None,
     };
-    let written = tokio::task::spawn_blocking(move || {
+    let archived = tokio::task::spawn_blocking(move || {
         let _staging = staging;
         match format {
             OutputFormat::DockerArchive => {
@@ -651,8 +673,8 @@ async fn write_archive(
     })
     .await
     .map_err(|e| Error::Task(e.to_string()))?;
-    written?;
-    Ok(transferred)
+    archived?;
+    Ok(written)
 }
 
 #[cfg(test)]

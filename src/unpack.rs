@@ -18,7 +18,7 @@ use crate::fetch::BlobTap;
 use crate::layout::{self, DestinationError};
 use crate::manifest::{Descriptor, ImageConfigSummary};
 use crate::media_type::{layer_compression, LayerCompression};
-use crate::pull::{download_all_tapped, PullOptions, Resolved};
+use crate::pull::{download_all_tapped, PullOptions, Resolved, Written};
 use crate::report::{BlobKind, Reporter};
 use crate::rootfs::{Applier, ApplyOptions};
 use crate::source::ImageSource;
@@ -31,7 +31,7 @@ pub async fn write_rootfs(
     destination: &Path,
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
-) -> Result<u64> {
+) -> Result<Written> {
     check_destination(destination, options.force)?;
     let image = &resolved.images[0];
     let layers: Vec<(Descriptor, LayerCompression)> = image
@@ -60,13 +60,13 @@ pub async fn write_rootfs(
     )
     .await;
     match result {
-        Ok((transferred, out)) => {
+        Ok((written, out)) => {
             if options.sync {
                 sync_filesystem(&out)?;
             }
             swap_into_place(&out, destination)?;
             remove_tree(staging.keep());
-            Ok(transferred)
+            Ok(written)
         }
         Err(e) => {
             remove_tree(staging.keep());
@@ -86,7 +86,7 @@ async fn build(
     staging: &Path,
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
-) -> Result<(u64, PathBuf)> {
+) -> Result<(Written, PathBuf)> {
     let blobs = staging.join("blobs");
     let out = staging.join("out");
     let rootfs = if options.bundle {
@@ -117,6 +117,7 @@ async fn build(
     let summary: ImageConfigSummary = serde_json::from_slice(&config_bytes).map_err(|e| {
         Error::Unsupported(format!("image config {} is not valid: {e}", config.digest))
     })?;
+    let platform = summary.platform().map(|p| p.to_string());
     let diff_ids = summary.rootfs.map(|r| r.diff_ids).unwrap_or_default();
     if diff_ids.len() != layers.len() {
         return Err(Error::Unsupported(format!(
@@ -173,7 +174,13 @@ async fn build(
             .map_err(|e| Error::Unsupported(format!("runtime config: {e}")))?;
         layout::write_atomic(&out.join("config.json"), &bytes)?;
     }
-    Ok((transferred, out))
+    Ok((
+        Written {
+            transferred,
+            platform,
+        },
+        out,
+    ))
 }
 
 async fn apply_in_order(

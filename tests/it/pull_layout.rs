@@ -237,6 +237,8 @@ fn docker_v2_schema2_image() {
         summary["mediaType"],
         "application/vnd.docker.distribution.manifest.v2+json"
     );
+    // A single-platform manifest: the platform comes from the image config.
+    assert_eq!(summary["platform"], "linux/amd64");
     assert_eq!(
         summary["digest"],
         skopeo_raw_digest(&format!("docker://{image}")).as_str()
