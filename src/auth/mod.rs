@@ -219,47 +219,14 @@ impl Authenticator {
         service: Option<&str>,
         scopes: &[String],
     ) -> Result<CachedToken> {
-        let token_error = |source: token::TokenError| Error::Token {
-            realm: realm.to_string(),
-            source: Box::new(source),
-        };
-        match &self.credential {
-            Credential::Anonymous => {
-                token::fetch(http, realm, service, scopes, TokenGrant::Anonymous)
-                    .await
-                    .map_err(token_error)
-            }
-            Credential::Basic { username, password } => {
-                if !realm_may_receive_secrets(realm) {
-                    return Err(plain_http_realm(realm));
-                }
-                token::fetch(
-                    http,
-                    realm,
-                    service,
-                    scopes,
-                    TokenGrant::Basic { username, password },
-                )
-                .await
-                .map_err(token_error)
-            }
-            Credential::RefreshToken(refresh) => {
-                if !realm_may_receive_secrets(realm) {
-                    return Err(plain_http_realm(realm));
-                }
-                token::fetch(
-                    http,
-                    realm,
-                    service,
-                    scopes,
-                    TokenGrant::RefreshToken(refresh),
-                )
-                .await
-                .map_err(token_error)
-            }
+        let grant = match &self.credential {
+            Credential::Anonymous => TokenGrant::Anonymous,
+            Credential::Basic { username, password } => TokenGrant::Basic { username, password },
+            Credential::RefreshToken(refresh) => TokenGrant::RefreshToken(refresh),
             Credential::Azure(source) => {
-                self.azure_token(http, realm, service, scopes, source.as_ref())
-                    .await
+                return self
+                    .azure_token(http, realm, service, scopes, source.as_ref())
+                    .await;
             }
             Credential::AzureOrAnonymous(source) => {
                 match self
@@ -274,14 +241,22 @@ impl Authenticator {
                             registry = %self.registry,
                             "no Azure identity endpoint reachable; pulling anonymously"
                         );
-                        token::fetch(http, realm, service, scopes, TokenGrant::Anonymous)
-                            .await
-                            .map_err(token_error)
+                        TokenGrant::Anonymous
                     }
-                    other => other,
+                    other => return other,
                 }
             }
+        };
+        // Credentials (anything but anonymous) only go to HTTPS or loopback realms.
+        if !matches!(grant, TokenGrant::Anonymous) && !realm_may_receive_secrets(realm) {
+            return Err(plain_http_realm(realm));
         }
+        token::fetch(http, realm, service, scopes, grant)
+            .await
+            .map_err(|source| Error::Token {
+                realm: realm.to_string(),
+                source: Box::new(source),
+            })
     }
 
     /// AAD token -> ACR refresh token (cached per registry) -> access token for `scopes`.

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use url::Url;
 
 use super::cache::TokenCache;
-use super::env::{Env, AZURE_CLIENT_ID, IDENTITY_ENDPOINT, IDENTITY_HEADER};
+use super::env::{Env, IDENTITY_ENDPOINT, IDENTITY_HEADER};
 use super::error::display_url;
 use super::response::{describe_error_body, error_description, parse_token_response};
 use super::retry::{self, RetryPolicy, RetryStatuses};
@@ -59,25 +59,9 @@ impl AppServiceSource {
         let header = env
             .get(IDENTITY_HEADER)
             .ok_or_else(|| missing(IDENTITY_HEADER))?;
-        let endpoint = Url::parse(raw_endpoint)
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
-            .ok_or_else(|| Error::Configuration {
-                detail: format!("{IDENTITY_ENDPOINT} is not an http(s) URL: {raw_endpoint}"),
-            })?;
-        let selector = selector.or_else(|| {
-            env.get(AZURE_CLIENT_ID)
-                .map(|id| UserAssignedId::ClientId(id.to_string()))
-        });
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(policy.connect_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|source| Error::Transport {
-                url: display_url(&endpoint),
-                source,
-            })?;
+        let endpoint = super::identity_endpoint(raw_endpoint, IDENTITY_ENDPOINT)?;
+        let selector = super::selector_or_env(selector, env);
+        let http = super::identity_http_client(policy.connect_timeout, &endpoint)?;
         Ok(Self {
             endpoint,
             header: Secret::new(header),

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use url::Url;
 
 use super::cache::TokenCache;
-use super::env::{Env, AZURE_CLIENT_ID, AZURE_POD_IDENTITY_AUTHORITY_HOST};
+use super::env::{Env, AZURE_POD_IDENTITY_AUTHORITY_HOST};
 use super::error::display_url;
 use super::response::{describe_error_body, error_description, parse_token_response};
 use super::retry::{self, RetryPolicy, RetryStatuses};
@@ -54,27 +54,12 @@ impl ImdsSource {
         let host = env
             .get(AZURE_POD_IDENTITY_AUTHORITY_HOST)
             .unwrap_or(DEFAULT_IMDS_HOST);
-        let endpoint = Url::parse(&format!("{}{TOKEN_PATH}", host.trim_end_matches('/')))
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
-            .ok_or_else(|| Error::Configuration {
-                detail: format!(
-                    "{AZURE_POD_IDENTITY_AUTHORITY_HOST} is not an http(s) URL: {host}"
-                ),
-            })?;
-        let selector = selector.or_else(|| {
-            env.get(AZURE_CLIENT_ID)
-                .map(|id| UserAssignedId::ClientId(id.to_string()))
-        });
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(policy.connect_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|source| Error::Transport {
-                url: display_url(&endpoint),
-                source,
-            })?;
+        let endpoint = super::identity_endpoint(
+            &format!("{}{TOKEN_PATH}", host.trim_end_matches('/')),
+            AZURE_POD_IDENTITY_AUTHORITY_HOST,
+        )?;
+        let selector = super::selector_or_env(selector, env);
+        let http = super::identity_http_client(policy.connect_timeout, &endpoint)?;
         Ok(Self {
             endpoint,
             resource: resource_of(audience),
@@ -175,6 +160,7 @@ impl AadTokenSource for ImdsSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::azure::env::AZURE_CLIENT_ID;
 
     fn source(pairs: &[(&str, &str)], selector: Option<UserAssignedId>) -> ImdsSource {
         ImdsSource::new(

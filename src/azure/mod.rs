@@ -254,6 +254,44 @@ pub(crate) fn identity_request_url(
     url
 }
 
+/// A managed-identity endpoint from `variable`'s value: an http(s) URL with a host.
+pub(crate) fn identity_endpoint(raw: &str, variable: &str) -> Result<url::Url, Error> {
+    url::Url::parse(raw)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+        .ok_or_else(|| Error::Configuration {
+            detail: format!("{variable} is not an http(s) URL: {raw}"),
+        })
+}
+
+/// The user-assigned identity to ask for: the flag's, else `AZURE_CLIENT_ID` as a client id.
+pub(crate) fn selector_or_env(
+    selector: Option<UserAssignedId>,
+    env: &Env,
+) -> Option<UserAssignedId> {
+    selector.or_else(|| {
+        env.get(env::AZURE_CLIENT_ID)
+            .map(|id| UserAssignedId::ClientId(id.to_string()))
+    })
+}
+
+/// The HTTP client for a local identity endpoint: never through a proxy (the docs say so for
+/// IMDS), a short connect timeout, no redirects.
+pub(crate) fn identity_http_client(
+    connect_timeout: std::time::Duration,
+    endpoint: &url::Url,
+) -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|source| Error::Transport {
+            url: error::display_url(endpoint),
+            source,
+        })
+}
+
 #[cfg(test)]
 mod unit_tests {
     use super::*;
