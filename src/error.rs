@@ -62,6 +62,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The shared blob cache could not be used.
+    #[error("blob cache: {0}")]
+    Cache(#[from] crate::cache::CacheError),
     /// A background task failed unexpectedly.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -124,7 +127,9 @@ impl Error {
             Error::Unsupported(_) => ErrorClass::Integrity,
             Error::Rootfs(e) if e.is_integrity() => ErrorClass::Integrity,
             Error::Rootfs(_) => ErrorClass::Other,
-            Error::Destination(_) | Error::Io { .. } | Error::Task(_) => ErrorClass::Other,
+            Error::Destination(_) | Error::Io { .. } | Error::Cache(_) | Error::Task(_) => {
+                ErrorClass::Other
+            }
         }
     }
 }

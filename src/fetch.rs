@@ -8,7 +8,7 @@
 //! whole blob is verified, and an error if the download fails or is cancelled.
 
 use std::fs::File;
-use std::io::Write as _;
+use std::io::{Seek as _, Write as _};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -37,6 +37,42 @@ pub struct FetchOptions {
     pub tap: Option<Arc<BlobTap>>,
 }
 
+/// Download `descriptor` into the fixed file `partial`, continuing from the bytes it already
+/// holds (re-hashed first: a download interrupted in an earlier run resumes with `Range`), and
+/// leave it there verified for the caller to move into place. On failure the file stays for
+/// the next try, unless its bytes proved wrong. The caller must hold the file's lock.
+pub async fn fetch_blob_resumable(
+    source: &dyn ImageSource,
+    descriptor: &Descriptor,
+    partial: &Path,
+    reporter: &dyn Reporter,
+    retry: &RetryPolicy,
+    options: &FetchOptions,
+) -> Result<u64> {
+    let _tap_guard = options.tap.clone().map(TapGuard);
+    let dir = partial.parent().unwrap_or(Path::new("."));
+    tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
+    let held = std::fs::metadata(partial).map_or(0, |m| m.len());
+    let mut result = download(source, descriptor, partial, held, reporter, retry, options).await;
+    if held > 0 && matches!(result, Err(Error::Integrity { .. })) {
+        // The bytes kept from an earlier run were wrong (a crash can leave a torn tail):
+        // start over once.
+        tracing::info!(digest = %descriptor.digest, held, "discarding a partial download that does not verify");
+        let _ = std::fs::remove_file(partial);
+        if let Some(tap) = &options.tap {
+            tap.restart();
+        }
+        result = download(source, descriptor, partial, 0, reporter, retry, options).await;
+    }
+    if matches!(result, Err(Error::Integrity { .. })) {
+        let _ = std::fs::remove_file(partial);
+    }
+    if let Some(tap) = &options.tap {
+        tap.finish(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+    }
+    result
+}
+
 /// Download `descriptor` from `source` to `final_path` (atomically). Returns the number of
 /// bytes transferred (more than the size if a server made us restart).
 pub async fn fetch_blob(
@@ -53,7 +89,7 @@ pub async fn fetch_blob(
     let dir = final_path.parent().unwrap_or(Path::new("."));
     tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
     let temp_path = dir.join(format!(".tmp-{}-{:08x}", digest.hex(), fastrand::u32(..)));
-    let result = download(source, descriptor, &temp_path, reporter, retry, options).await;
+    let result = download(source, descriptor, &temp_path, 0, reporter, retry, options).await;
     let result = match result {
         Ok(transferred) => std::fs::rename(&temp_path, final_path)
             .map_err(io(final_path))
@@ -85,10 +121,12 @@ enum Message {
     Finish,
 }
 
+/// Download into `temp_path`, keeping its first `held` bytes (re-hashed, then resumed after).
 async fn download(
     source: &dyn ImageSource,
     descriptor: &Descriptor,
     temp_path: &Path,
+    held: u64,
     reporter: &dyn Reporter,
     retry: &RetryPolicy,
     options: &FetchOptions,
@@ -96,12 +134,16 @@ async fn download(
     let digest = &descriptor.digest;
     let size = descriptor.size;
     // Readable too: a tap reads through a clone of this descriptor.
-    let file = std::fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .open(temp_path)
+        .map_err(io(temp_path))?;
+    let held = if held > size { 0 } else { held };
+    file.set_len(held).map_err(io(temp_path))?;
+    file.seek(std::io::SeekFrom::Start(held))
         .map_err(io(temp_path))?;
     if let Some(tap) = &options.tap {
         let shared = file.try_clone().map_err(io(temp_path))?;
@@ -118,6 +160,7 @@ async fn download(
             write_blob(
                 receiver,
                 file,
+                held,
                 &path,
                 algorithm,
                 &digest,
@@ -126,7 +169,11 @@ async fn download(
             )
         })
     };
-    let received = receive(source, descriptor, &sender, reporter, retry).await;
+    if held > 0 {
+        tracing::info!(%digest, offset = held, "continuing an interrupted download");
+        reporter.on_blob_progress(digest, held);
+    }
+    let received = receive(source, descriptor, held, &sender, reporter, retry).await;
     let finished = match received {
         Ok(transferred) => sender
             .send(Message::Finish)
@@ -167,6 +214,7 @@ async fn download(
 async fn receive(
     source: &dyn ImageSource,
     descriptor: &Descriptor,
+    start: u64,
     sender: &tokio::sync::mpsc::Sender<Message>,
     reporter: &dyn Reporter,
     retry: &RetryPolicy,
@@ -174,10 +222,14 @@ async fn receive(
     let digest = &descriptor.digest;
     let size = descriptor.size;
     // Offset in the blob of the next byte we receive.
-    let mut position: u64 = 0;
+    let mut position: u64 = start;
     let mut transferred: u64 = 0;
     let mut attempts: u32 = 0;
     let writer_gone = || Error::Task(WRITER_GONE.into());
+    if position == size {
+        // Everything was kept from an earlier run: the digest decides.
+        return Ok(0);
+    }
     loop {
         attempts += 1;
         let body = source.open_blob(digest, position).await?;
@@ -264,9 +316,11 @@ struct Replay {
 }
 
 /// The blocking writer: hash and append each chunk, publish progress to the tap.
+#[allow(clippy::too_many_arguments)]
 fn write_blob(
     mut receiver: tokio::sync::mpsc::Receiver<Message>,
     mut file: File,
+    held: u64,
     path: &Path,
     algorithm: Algorithm,
     digest: &Digest,
@@ -274,7 +328,11 @@ fn write_blob(
     tap: Option<&BlobTap>,
 ) -> Result<Written> {
     let mut digester = Digester::new(algorithm);
-    let mut bytes: u64 = 0;
+    crate::cache::hash_prefix(&file, held, &mut digester).map_err(io(path))?;
+    let mut bytes: u64 = held;
+    if let (Some(tap), true) = (tap, held > 0) {
+        tap.advance(held);
+    }
     let mut replay: Option<Replay> = None;
     while let Some(message) = receiver.blocking_recv() {
         let data = match message {
@@ -361,6 +419,8 @@ struct TapState {
     file: Option<Arc<File>>,
     written: u64,
     end: Option<std::result::Result<(), String>>,
+    /// Bumped when the download starts over ([`BlobTap::restart`]).
+    generation: u32,
 }
 
 impl BlobTap {
@@ -393,6 +453,17 @@ impl BlobTap {
         self.changed.notify_all();
     }
 
+    /// The download starts over in a new file: readers must not have consumed anything yet
+    /// (a reader that did fails).
+    fn restart(&self) {
+        let mut state = self.lock();
+        state.file = None;
+        state.written = 0;
+        state.generation += 1;
+        drop(state);
+        self.changed.notify_all();
+    }
+
     /// Whether the download failed (or was cancelled).
     pub fn failed(&self) -> bool {
         matches!(self.lock().end, Some(Err(_)))
@@ -421,6 +492,7 @@ impl BlobTap {
         TapReader {
             tap: Arc::clone(self),
             position: 0,
+            generation: 0,
         }
     }
 }
@@ -439,12 +511,21 @@ impl Drop for TapGuard {
 pub struct TapReader {
     tap: Arc<BlobTap>,
     position: u64,
+    /// The download generation this reader's bytes came from.
+    generation: u32,
 }
 
 impl std::io::Read for TapReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let mut state = self.tap.lock();
         loop {
+            if self.position == 0 {
+                self.generation = state.generation;
+            } else if self.generation != state.generation {
+                return Err(std::io::Error::other(
+                    "the download started over after these bytes were read",
+                ));
+            }
             if let Some(Err(message)) = &state.end {
                 return Err(std::io::Error::other(format!("download failed: {message}")));
             }

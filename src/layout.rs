@@ -67,8 +67,34 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
     }
 }
 
-/// A temporary directory beside `dest` (same filesystem, so a rename can publish it).
-pub fn staging_dir_beside(dest: &Path) -> Result<tempfile::TempDir, DestinationError> {
+/// A staging directory beside a destination: locked (`flock` on the directory) while its
+/// pull runs, removed on drop unless it was renamed away. A pull killed with `kill -9` leaves
+/// its staging directory behind with the lock released; the next pull to the same destination
+/// removes it.
+#[derive(Debug)]
+pub struct Staging {
+    path: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl Staging {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if std::fs::symlink_metadata(&self.path).is_ok() {
+            crate::unpack::remove_tree(self.path.clone());
+        }
+    }
+}
+
+/// A temporary directory beside `dest` (same filesystem, so a rename can publish it). Staging
+/// directories of earlier pulls to `dest` that died are removed first.
+pub fn staging_dir_beside(dest: &Path) -> Result<Staging, DestinationError> {
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -78,14 +104,51 @@ pub fn staging_dir_beside(dest: &Path) -> Result<tempfile::TempDir, DestinationE
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
+    let prefix = format!(".{name}.acrpull-");
+    remove_abandoned_staging(&parent, &prefix);
     let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.acrpull-"))
+        .prefix(&prefix)
         .tempdir_in(&parent)
         .map_err(io_error("creating a staging directory in", &parent))?;
+    let path = staging.keep();
+    let lock = std::fs::File::open(&path)
+        .and_then(|dir| crate::cache::lock_exclusive(&dir).map(|()| dir))
+        .map_err(io_error("locking a staging directory in", &parent));
+    let lock = match lock {
+        Ok(lock) => lock,
+        Err(e) => {
+            let _ = std::fs::remove_dir(&path);
+            return Err(e);
+        }
+    };
+    let staging = Staging { path, _lock: lock };
     // tempfile creates 0700; the published directory should look like any other.
     std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o755))
         .map_err(io_error("creating a staging directory in", &parent))?;
     Ok(staging)
+}
+
+/// Remove the staging directories named `prefix*` in `parent` whose lock nobody holds (their
+/// pull died).
+fn remove_abandoned_staging(parent: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(prefix)
+            || !entry.file_type().is_ok_and(|t| t.is_dir())
+        {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(dir) = std::fs::File::open(&path) else {
+            continue;
+        };
+        if crate::cache::try_lock_exclusive(&dir) {
+            tracing::info!(path = %path.display(), "removing the staging directory of a pull that died");
+            crate::unpack::remove_tree(path);
+        }
+    }
 }
 
 /// Whether `path` is an empty directory.
@@ -95,11 +158,10 @@ pub fn is_empty_dir(path: &Path) -> bool {
 
 /// Publish a finished staging directory at `dest`: a rename, which also replaces an empty
 /// directory atomically.
-pub fn publish(staging: tempfile::TempDir, dest: &Path) -> Result<(), DestinationError> {
-    let path = staging.keep();
-    sync_dir(&path);
-    if let Err(source) = std::fs::rename(&path, dest) {
-        let _ = std::fs::remove_dir_all(&path);
+pub fn publish(staging: Staging, dest: &Path) -> Result<(), DestinationError> {
+    let path = staging.path();
+    sync_dir(path);
+    if let Err(source) = std::fs::rename(path, dest) {
         return Err(DestinationError::Io {
             action: "renaming the finished output to",
             path: dest.to_path_buf(),
@@ -123,7 +185,40 @@ fn sync_dir(path: &Path) {
 pub struct LayoutWriter {
     dest: PathBuf,
     root: PathBuf,
-    staging: Option<tempfile::TempDir>,
+    staging: Option<Staging>,
+    /// The lock on an existing layout, held until the pull is done with it.
+    _lock: Option<std::fs::File>,
+}
+
+/// Lock an existing layout for writing (`flock` on its directory), waiting for another acrpull
+/// that holds it.
+fn lock_layout(dest: &Path) -> Result<std::fs::File, DestinationError> {
+    let dir = std::fs::File::open(dest).map_err(io_error("opening", dest))?;
+    if !crate::cache::try_lock_exclusive(&dir) {
+        tracing::info!(path = %dest.display(), "waiting for another acrpull writing to this layout");
+        crate::cache::lock_exclusive(&dir).map_err(io_error("locking", dest))?;
+    }
+    Ok(dir)
+}
+
+/// Remove the temporary files a killed writer left in a layout we hold the lock of.
+fn remove_temporary_files(root: &Path) {
+    let mut dirs = vec![root.to_path_buf()];
+    if let Ok(algorithms) = std::fs::read_dir(root.join("blobs")) {
+        dirs.extend(algorithms.flatten().map(|entry| entry.path()));
+    }
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".tmp-")
+                && entry.file_type().is_ok_and(|t| t.is_file())
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 impl LayoutWriter {
@@ -139,11 +234,15 @@ impl LayoutWriter {
             });
         }
         if existing_layout {
+            // One writer at a time: `index.json` is read, changed and replaced.
+            let lock = lock_layout(dest)?;
+            remove_temporary_files(dest);
             read_index(dest).map_err(io_error("reading the existing layout", dest))?;
             return Ok(Self {
                 dest: dest.to_path_buf(),
                 root: dest.to_path_buf(),
                 staging: None,
+                _lock: Some(lock),
             });
         }
         let staging = staging_dir_beside(dest)?;
@@ -156,6 +255,7 @@ impl LayoutWriter {
             dest: dest.to_path_buf(),
             root,
             staging: Some(staging),
+            _lock: None,
         })
     }
 

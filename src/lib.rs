@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod auth;
 pub mod azure;
+pub mod cache;
 pub mod credential;
 pub mod digest;
 pub mod error;

@@ -121,6 +121,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         cli::Command::CredentialHelper(args) => credential_helper(&args.action).await,
+        cli::Command::Cache(command) => cache(command),
     }
 }
 
@@ -315,6 +316,35 @@ async fn pull(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
             outcome.seconds
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `acrpull cache info|prune`: JSON on stdout.
+fn cache(command: cli::CacheCommand) -> anyhow::Result<ExitCode> {
+    let (dir, prune) = match command {
+        cli::CacheCommand::Info(dir) => (dir, None),
+        cli::CacheCommand::Prune(args) => {
+            let policy = args.policy();
+            (args.dir, Some(policy))
+        }
+    };
+    let dir = dir
+        .cache_dir
+        .or_else(acrpull::cache::BlobCache::default_dir)
+        .ok_or_else(|| {
+            acrpull::Error::Usage("no cache directory: set --cache-dir or HOME".into())
+        })?;
+    let cache = acrpull::cache::BlobCache::open(&dir).map_err(acrpull::Error::from)?;
+    let summary = match prune {
+        None => serde_json::json!({"cacheDir": dir, "held": cache.usage()}),
+        Some(policy) => {
+            let removed = cache.prune(&policy);
+            serde_json::json!({"cacheDir": dir, "removed": removed, "held": cache.usage()})
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, &summary)?;
+    writeln!(stdout)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::cache::{BlobCache, CachedManifests};
 use crate::credential::Credential;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -133,6 +134,9 @@ pub struct PullOptions {
     /// Mirrors to try before the origin, each with its credential, and the origin last
     /// (empty: the origin alone, with the credential given to [`pull`]).
     pub mirrors: Vec<(crate::mirror::Endpoint, Credential)>,
+    /// The shared blob cache: blobs it holds are not downloaded, downloads land in it (and
+    /// resume from it after an interrupted run). Not used for layout sources.
+    pub cache: Option<BlobCache>,
 }
 
 impl Default for PullOptions {
@@ -147,6 +151,7 @@ impl Default for PullOptions {
             layout_tag: None,
             sync: true,
             mirrors: Vec::new(),
+            cache: None,
         }
     }
 }
@@ -401,7 +406,16 @@ pub async fn pull(
             "--platform all needs --format oci: a root filesystem holds one platform".into(),
         ));
     }
-    let (source, reference) = open_source(spec, credential, &options.client, &options.mirrors)?;
+    let (mut source, reference) = open_source(spec, credential, &options.client, &options.mirrors)?;
+    let mut options = options.clone();
+    if matches!(spec, SourceSpec::Layout { .. }) {
+        // A local layout is its own cache.
+        options.cache = None;
+    }
+    if let Some(cache) = &options.cache {
+        source = Arc::new(CachedManifests::new(source, cache.clone()));
+    }
+    let options = &options;
     let source_for_report = source.clone();
     let display = spec.to_string();
     let resolved = resolve(source.as_ref(), &reference, &display, &options.platform).await?;
@@ -487,7 +501,7 @@ pub async fn download_all(
     download_all_tapped(
         source,
         blobs,
-        dir,
+        Some(dir),
         options,
         reporter,
         &HashMap::new(),
@@ -496,28 +510,54 @@ pub async fn download_all(
     .await
 }
 
+/// Where a blob downloaded by [`download_all_tapped`] can be read: in `dir` when given, else
+/// in the cache.
+pub fn blob_file(dir: Option<&Path>, options: &PullOptions, digest: &Digest) -> PathBuf {
+    match (dir, &options.cache) {
+        (None, Some(cache)) => cache.blob_path(digest),
+        (dir, _) => layout::blob_path(dir.unwrap_or(Path::new(".")), digest),
+    }
+}
+
 /// [`download_all`], sharing each blob listed in `taps` with its readers while it downloads
 /// (already present blobs are handed over whole), so a consumer can start on a blob as soon
 /// as its first bytes arrive. With `sync` false, files are not synced (staging files that are
 /// deleted after use).
+///
+/// With a cache in `options`, blobs it holds are not downloaded, and downloads go into it
+/// first (resumable across runs, one process per blob at a time); `dir` then receives a
+/// reflink, hardlink or copy, and may be `None` when the caller only reads through `taps`.
 pub async fn download_all_tapped(
     source: Arc<dyn ImageSource>,
     blobs: Vec<(Descriptor, BlobKind)>,
-    dir: &Path,
+    dir: Option<&Path>,
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
     taps: &HashMap<Digest, Arc<BlobTap>>,
     sync: bool,
 ) -> Result<u64> {
+    let dir = match (dir, &options.cache) {
+        (None, None) => return Err(Error::Task("blobs need a directory or a cache".into())),
+        (dir, _) => dir.map(Path::to_path_buf),
+    };
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (descriptor, kind) in blobs {
-        let path = layout::blob_path(dir, &descriptor.digest);
+        let path = dir
+            .as_deref()
+            .map(|d| layout::blob_path(d, &descriptor.digest));
         let tap = taps.get(&descriptor.digest).cloned();
-        if path.is_file() {
+        let held = match (&path, &options.cache) {
+            (Some(path), _) if path.is_file() => Some(std::fs::File::open(path)),
+            (path, Some(cache)) if cache.contains(&descriptor.digest, descriptor.size) => {
+                place_from_cache(cache, &descriptor, path.as_deref(), sync)
+            }
+            _ => None,
+        };
+        if let Some(file) = held {
             reporter.on_blob_start(&descriptor.digest, kind, descriptor.size, true);
             if let Some(tap) = tap {
-                match std::fs::File::open(&path) {
+                match file {
                     Ok(file) => tap.complete(file),
                     Err(e) => tap.finish(Err(e.to_string())),
                 }
@@ -529,24 +569,41 @@ pub async fn download_all_tapped(
         let reporter = reporter.clone();
         let semaphore = semaphore.clone();
         let retry = options.client.retry.clone();
+        let cache = options.cache.clone();
         let fetch_options = FetchOptions { sync, tap };
         tasks.spawn(async move {
             let _permit = semaphore
                 .acquire_owned()
                 .await
                 .map_err(|e| Error::Task(e.to_string()))?;
-            reporter.on_blob_start(&descriptor.digest, kind, descriptor.size, false);
-            let n = crate::fetch::fetch_blob(
+            let Some(cache) = cache else {
+                let Some(path) = path else {
+                    return Err(Error::Task("no place for a blob".into()));
+                };
+                reporter.on_blob_start(&descriptor.digest, kind, descriptor.size, false);
+                let n = crate::fetch::fetch_blob(
+                    source.as_ref(),
+                    &descriptor,
+                    &path,
+                    reporter.as_ref(),
+                    &retry,
+                    &fetch_options,
+                )
+                .await?;
+                reporter.on_blob_done(&descriptor.digest);
+                return Ok(n);
+            };
+            fetch_through_cache(
                 source.as_ref(),
+                &cache,
                 &descriptor,
-                &path,
+                kind,
+                path.as_deref(),
                 reporter.as_ref(),
                 &retry,
                 &fetch_options,
             )
-            .await?;
-            reporter.on_blob_done(&descriptor.digest);
-            Ok::<u64, Error>(n)
+            .await
         });
     }
     let mut total = 0;
@@ -568,6 +625,89 @@ pub async fn download_all_tapped(
         return Err(failure);
     }
     Ok(total)
+}
+
+/// A blob the cache holds, placed at `path` (when given) and opened for a tap. `None` when it
+/// vanished (a concurrent prune): download it.
+fn place_from_cache(
+    cache: &BlobCache,
+    descriptor: &Descriptor,
+    path: Option<&Path>,
+    sync: bool,
+) -> Option<std::io::Result<std::fs::File>> {
+    match path {
+        Some(path) => match cache.place(&descriptor.digest, path, sync) {
+            Ok(how) => {
+                tracing::debug!(digest = %descriptor.digest, ?how, "blob from the cache");
+                Some(std::fs::File::open(path))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(Err(e)),
+        },
+        None => cache.open_blob(&descriptor.digest, descriptor.size).map(Ok),
+    }
+}
+
+/// Download one blob into the cache under its lock (another process downloading it makes us
+/// wait, then find it there), continuing a partial download, then place it at `path`.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_through_cache(
+    source: &dyn ImageSource,
+    cache: &BlobCache,
+    descriptor: &Descriptor,
+    kind: BlobKind,
+    path: Option<&Path>,
+    reporter: &dyn Reporter,
+    retry: &crate::registry::retry::RetryPolicy,
+    fetch_options: &FetchOptions,
+) -> Result<u64> {
+    let digest = &descriptor.digest;
+    let lock = {
+        let cache = cache.clone();
+        let digest = digest.clone();
+        tokio::task::spawn_blocking(move || cache.lock(&digest))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+            .map_err(Error::Cache)?
+    };
+    let placed = cache
+        .contains(digest, descriptor.size)
+        .then(|| place_from_cache(cache, descriptor, path, fetch_options.sync))
+        .flatten();
+    if let Some(file) = placed {
+        // Another process finished it while we waited.
+        reporter.on_blob_start(digest, kind, descriptor.size, true);
+        if let Some(tap) = &fetch_options.tap {
+            match file {
+                Ok(file) => tap.complete(file),
+                Err(e) => tap.finish(Err(e.to_string())),
+            }
+        }
+        reporter.on_blob_done(digest);
+        return Ok(0);
+    }
+    reporter.on_blob_start(digest, kind, descriptor.size, false);
+    let transferred = crate::fetch::fetch_blob_resumable(
+        source,
+        descriptor,
+        &cache.partial_path(digest),
+        reporter,
+        retry,
+        fetch_options,
+    )
+    .await?;
+    cache.commit(digest).map_err(Error::Cache)?;
+    drop(lock);
+    if let Some(path) = path {
+        cache
+            .place(digest, path, fetch_options.sync)
+            .map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+    }
+    reporter.on_blob_done(digest);
+    Ok(transferred)
 }
 
 async fn write_layout(

@@ -18,7 +18,7 @@ use crate::fetch::BlobTap;
 use crate::layout::{self, DestinationError};
 use crate::manifest::{Descriptor, ImageConfigSummary};
 use crate::media_type::{layer_compression, LayerCompression};
-use crate::pull::{download_all_tapped, PullOptions, Resolved, Written};
+use crate::pull::{blob_file, download_all_tapped, PullOptions, Resolved, Written};
 use crate::report::{BlobKind, Reporter};
 use crate::rootfs::{Applier, ApplyOptions};
 use crate::source::ImageSource;
@@ -64,14 +64,11 @@ pub async fn write_rootfs(
             if options.sync {
                 sync_filesystem(&out)?;
             }
+            // Dropping the staging directory removes it (with the old tree after --force).
             swap_into_place(&out, destination)?;
-            remove_tree(staging.keep());
             Ok(written)
         }
-        Err(e) => {
-            remove_tree(staging.keep());
-            Err(e)
-        }
+        Err(e) => Err(e),
     }
 }
 
@@ -98,18 +95,22 @@ async fn build(
         path: rootfs.clone(),
         source,
     })?;
+    // Blobs go to the cache when there is one (kept, so synced like any output), else to
+    // staging files deleted after use (not synced).
+    let blobs = options.cache.is_none().then_some(blobs);
+    let sync = options.sync && options.cache.is_some();
     // The config first: its diff_ids are needed before any layer can be checked.
     let mut transferred = download_all_tapped(
         source.clone(),
         vec![(config.clone(), BlobKind::Config)],
-        &blobs,
+        blobs.as_deref(),
         options,
         reporter,
         &HashMap::new(),
-        false,
+        sync,
     )
     .await?;
-    let config_path = layout::blob_path(&blobs, &config.digest);
+    let config_path = blob_file(blobs.as_deref(), options, &config.digest);
     let config_bytes = std::fs::read(&config_path).map_err(|source| Error::Io {
         path: config_path.clone(),
         source,
@@ -143,7 +144,16 @@ async fn build(
         let reporter = reporter.clone();
         let taps = taps.clone();
         async move {
-            download_all_tapped(source, list, &blobs_dir, &options, &reporter, &taps, false).await
+            download_all_tapped(
+                source,
+                list,
+                blobs_dir.as_deref(),
+                &options,
+                &reporter,
+                &taps,
+                sync,
+            )
+            .await
         }
     });
     let mut applied = apply_in_order(&layers, &diff_ids, &taps, &rootfs, reporter).await;

@@ -100,6 +100,9 @@ pub enum Command {
     /// index, config and layers (JSON on stdout), or the exact manifest (--raw) or config
     /// (--config) bytes.
     Inspect(InspectArgs),
+    /// Show or trim the shared blob cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Print a shell completion script (e.g. `acrpull completions bash > /etc/bash_completion.d/acrpull`).
     Completions {
         /// The shell.
@@ -108,6 +111,83 @@ pub enum Command {
     },
     /// Print the man page (roff), e.g. `acrpull man > /usr/local/share/man/man1/acrpull.1`.
     Man,
+}
+
+/// `acrpull cache`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Print where the cache is and what it holds (JSON).
+    Info(CacheDirArg),
+    /// Remove incomplete downloads nobody is working on and blobs not used for 30 days (or
+    /// as chosen below). Safe while pulls run.
+    Prune(PruneArgs),
+}
+
+/// The cache to act on.
+#[derive(Debug, Args)]
+pub struct CacheDirArg {
+    /// The cache directory (default as for `pull`).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// `acrpull cache prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove every blob.
+    #[arg(long, conflicts_with_all = ["older_than", "max_size"])]
+    pub all: bool,
+    /// Remove blobs not used for this many days.
+    #[arg(long, value_name = "DAYS")]
+    pub older_than: Option<u64>,
+    /// Then remove the least recently used blobs until the cache holds at most this much
+    /// (bytes, or with a K, M, G or T suffix: 10G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+    /// The cache.
+    #[command(flatten)]
+    pub dir: CacheDirArg,
+}
+
+impl PruneArgs {
+    /// The policy the flags describe (30 days unused when none is given).
+    pub fn policy(&self) -> acrpull::cache::PrunePolicy {
+        const DAY: u64 = 86_400;
+        let older_than = match (self.older_than, self.max_size, self.all) {
+            (None, None, false) => Some(30),
+            (days, _, _) => days,
+        };
+        acrpull::cache::PrunePolicy {
+            all: self.all,
+            unused_for: older_than.map(|days| std::time::Duration::from_secs(days * DAY)),
+            max_bytes: self.max_size,
+        }
+    }
+}
+
+/// `10G`, `512M`, `1500`: bytes with an optional binary suffix.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, shift) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("unknown size suffix `{c}` (use K, M, G or T)")),
+            };
+            (&text[..i], shift)
+        }
+        _ => (text, 0),
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. 10G)"))?;
+    number
+        .checked_shl(shift)
+        .filter(|n| n >> shift == number)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 /// `acrpull credential-helper`.
@@ -255,6 +335,14 @@ pub struct PullArgs {
     /// Skip the final sync to disk (faster; the output may be incomplete after a power loss).
     #[arg(long)]
     pub no_sync: bool,
+    /// The shared blob cache (default: ACRPULL_CACHE_DIR, else $XDG_CACHE_HOME/acrpull, else
+    /// ~/.cache/acrpull). Blobs it holds are not downloaded again; an interrupted download
+    /// continues from it on the next run.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not use the blob cache (every blob is downloaded; nothing is kept).
+    #[arg(long)]
+    pub no_cache: bool,
     /// Pull every reference listed in FILE (one per line; `#` comments) into the one OCI
     /// layout given as the only positional argument; shared blobs are stored once.
     #[arg(short = 'f', long = "from-file", value_name = "FILE")]
@@ -313,6 +401,7 @@ const SUBCOMMANDS: &[&str] = &[
     "token",
     "credential-helper",
     "inspect",
+    "cache",
     "completions",
     "man",
     "help",
@@ -517,6 +606,25 @@ impl PullArgs {
             .collect()
     }
 
+    /// The blob cache to use, if any. A cache that cannot be used is skipped with a warning:
+    /// the pull works without it.
+    pub fn cache(&self) -> Option<acrpull::cache::BlobCache> {
+        if self.no_cache {
+            return None;
+        }
+        let dir = self
+            .cache_dir
+            .clone()
+            .or_else(acrpull::cache::BlobCache::default_dir)?;
+        match acrpull::cache::BlobCache::open(&dir) {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                tracing::warn!("not using the blob cache: {e}");
+                None
+            }
+        }
+    }
+
     /// The validated request: source, destination and options.
     pub fn to_request(&self) -> Result<(SourceSpec, PullOptions), acrpull::Error> {
         let source: SourceSpec = if self.from_file.is_some() {
@@ -554,6 +662,7 @@ impl PullArgs {
                 layout_tag: None,
                 sync: !self.no_sync,
                 mirrors: Vec::new(),
+                cache: self.cache(),
             },
         ))
     }

@@ -3,6 +3,7 @@
 //! Everything runs on loopback.
 
 mod azure;
+mod cache;
 mod cli;
 mod credentials;
 mod errors;

@@ -67,7 +67,8 @@ impl Setup {
     /// first; layer order may vary, so faults fire below the smallest layer's size).
     fn pull(&self, name: &str, extra: &[&str]) -> std::process::Output {
         let dest = self.scratch.dest(name);
-        let mut args = vec!["pull", "--jobs", "1"];
+        // No cache: every pull here must cross the faulty network.
+        let mut args = vec!["pull", "--jobs", "1", "--no-cache"];
         args.extend_from_slice(extra);
         let image = self.image();
         args.push(&image);

@@ -27,6 +27,8 @@ const INHERITED: &[&str] = &[
     "https_proxy",
     "http_proxy",
     "RUST_LOG",
+    "XDG_CACHE_HOME",
+    "ACRPULL_CACHE_DIR",
 ];
 
 /// A command for the binary with a clean environment and an empty HOME.

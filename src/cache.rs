@@ -1,0 +1,635 @@
+//! The shared blob cache: verified blobs and manifests by digest, shared by every pull on the
+//! machine, so a second pull of an image (or of one sharing layers) downloads only what is new.
+//!
+//! ```text
+//! <root>/blobs/<alg>/<hex>          verified content, read-only, renamed in whole
+//! <root>/partial/<alg>/<hex>        a download in progress (or interrupted: resumed next time)
+//! <root>/partial/<alg>/<hex>.lock   held (flock) by the process downloading that blob
+//! ```
+//!
+//! Only verified bytes are ever renamed into `blobs/`, so a reader never sees a torn file. The
+//! partial file has a fixed name, so a pull killed with `kill -9` leaves it for the next run,
+//! which re-hashes the prefix and asks the registry for the rest. Two processes that want the
+//! same blob serialise on its lock file: the second finds the blob complete when it gets the
+//! lock. Files reach outputs by reflink, else hardlink (cache files are read-only, so an
+//! in-place edit of a hardlinked copy is refused), else copy.
+
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::digest::{Digest, Digester};
+use crate::registry::MANIFEST_LIMIT;
+use crate::source::{BlobBody, FetchedManifest, ImageSource};
+
+/// Why the cache could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {path}: {source}")]
+pub struct CacheError {
+    action: &'static str,
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+fn err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CacheError {
+    let path = path.to_path_buf();
+    move |source| CacheError {
+        action,
+        path,
+        source,
+    }
+}
+
+/// How a blob reached an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// It was already there.
+    Present,
+    /// A copy-on-write clone (`FICLONE`).
+    Reflink,
+    /// A second name for the cache's file.
+    Hardlink,
+    /// A byte copy.
+    Copy,
+}
+
+/// A blob cache directory.
+#[derive(Debug, Clone)]
+pub struct BlobCache {
+    root: PathBuf,
+}
+
+/// The exclusive right to download one blob into the cache; released on drop (or when the
+/// process dies, whatever way it dies).
+#[derive(Debug)]
+pub struct BlobLock {
+    _file: File,
+}
+
+impl BlobCache {
+    /// The default location: `$ACRPULL_CACHE_DIR`, else `$XDG_CACHE_HOME/acrpull`, else
+    /// `~/.cache/acrpull`.
+    pub fn default_dir() -> Option<PathBuf> {
+        let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(dir) = non_empty("ACRPULL_CACHE_DIR") {
+            return Some(PathBuf::from(dir));
+        }
+        if let Some(dir) = non_empty("XDG_CACHE_HOME") {
+            return Some(PathBuf::from(dir).join("acrpull"));
+        }
+        non_empty("HOME").map(|home| PathBuf::from(home).join(".cache").join("acrpull"))
+    }
+
+    /// Open (creating if needed) the cache at `root`.
+    pub fn open(root: &Path) -> Result<Self, CacheError> {
+        for dir in ["blobs", "partial"] {
+            let path = root.join(dir);
+            std::fs::create_dir_all(&path).map_err(err("creating", &path))?;
+        }
+        // A cache we cannot write is no cache: find out now, not in the middle of a pull.
+        let probe = root.join("partial");
+        tempfile::tempfile_in(&probe).map_err(err("writing in", &probe))?;
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// The cache directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a verified blob lives.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(digest.hex())
+    }
+
+    /// Where the download of a blob in progress lives (fixed, so that it can be resumed).
+    pub fn partial_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("partial")
+            .join(digest.algorithm().as_str())
+            .join(digest.hex())
+    }
+
+    /// Whether the blob is held, with the expected size.
+    pub fn contains(&self, digest: &Digest, size: u64) -> bool {
+        std::fs::metadata(self.blob_path(digest)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// Open a held blob for reading, marking it used (for `prune`).
+    pub fn open_blob(&self, digest: &Digest, size: u64) -> Option<File> {
+        let file = File::open(self.blob_path(digest)).ok()?;
+        if file.metadata().ok()?.len() != size {
+            return None;
+        }
+        mark_used(&file);
+        Some(file)
+    }
+
+    /// A small held blob (a manifest), checked against its digest on the way out.
+    pub fn read_small(&self, digest: &Digest, limit: u64) -> Option<Vec<u8>> {
+        let file = File::open(self.blob_path(digest)).ok()?;
+        let mut bytes = Vec::new();
+        file.take(limit + 1).read_to_end(&mut bytes).ok()?;
+        if bytes.len() as u64 > limit || !digest.matches(&bytes) {
+            return None;
+        }
+        Some(bytes)
+    }
+
+    /// Store a small blob (a manifest) whose digest the caller verified.
+    pub fn put_small(&self, digest: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
+        let path = self.blob_path(digest);
+        if path.is_file() {
+            return Ok(());
+        }
+        let dir = path.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir).map_err(err("creating", dir))?;
+        let mut file = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .map_err(err("writing in", dir))?;
+        file.write_all(bytes).map_err(err("writing in", dir))?;
+        read_only(file.as_file()).map_err(err("writing in", dir))?;
+        file.persist(&path)
+            .map_err(|e| CacheError {
+                action: "storing",
+                path: path.clone(),
+                source: e.error,
+            })
+            .map(drop)
+    }
+
+    /// Take the download lock of a blob, waiting for another process that holds it. Blocks:
+    /// call it from a blocking thread.
+    pub fn lock(&self, digest: &Digest) -> Result<BlobLock, CacheError> {
+        let partial = self.partial_path(digest);
+        let dir = partial.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir).map_err(err("creating", dir))?;
+        let path = lock_path(&partial);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(err("opening", &path))?;
+        lock_exclusive(&file).map_err(err("locking", &path))?;
+        Ok(BlobLock { _file: file })
+    }
+
+    /// Move a verified partial download into the cache (the caller holds its lock).
+    pub fn commit(&self, digest: &Digest) -> Result<PathBuf, CacheError> {
+        let partial = self.partial_path(digest);
+        let path = self.blob_path(digest);
+        let dir = path.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir).map_err(err("creating", dir))?;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o444))
+            .map_err(err("storing", &partial))?;
+        std::fs::rename(&partial, &path).map_err(err("storing", &path))?;
+        Ok(path)
+    }
+
+    /// Give `destination` the content of a held blob: reflink, else hardlink, else copy (to a
+    /// temporary name, synced if `sync`, then renamed). `NotFound` when the blob is gone (a
+    /// concurrent prune): download it instead.
+    pub fn place(
+        &self,
+        digest: &Digest,
+        destination: &Path,
+        sync: bool,
+    ) -> std::io::Result<Placement> {
+        if destination.is_file() {
+            return Ok(Placement::Present);
+        }
+        let source_path = self.blob_path(digest);
+        let source = File::open(&source_path)?;
+        mark_used(&source);
+        let dir = destination.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+        if rustix::fs::ioctl_ficlone(temp.as_file(), &source).is_ok() {
+            finish_copy(temp, destination, sync)?;
+            return Ok(Placement::Reflink);
+        }
+        match std::fs::hard_link(&source_path, destination) {
+            Ok(()) => return Ok(Placement::Hardlink),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Ok(Placement::Present)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(e),
+            Err(_) => {}
+        }
+        let mut from = &source;
+        std::io::copy(&mut from, &mut temp.as_file())?;
+        finish_copy(temp, destination, sync)?;
+        Ok(Placement::Copy)
+    }
+
+    /// What the cache holds.
+    pub fn usage(&self) -> Usage {
+        let mut usage = Usage::default();
+        for entry in files_under(&self.root.join("blobs")) {
+            usage.blobs += 1;
+            usage.bytes += entry.size;
+        }
+        for entry in files_under(&self.root.join("partial")) {
+            if !is_lock(&entry.path) {
+                usage.partial += 1;
+                usage.partial_bytes += entry.size;
+            }
+        }
+        usage
+    }
+
+    /// Trim the cache. Incomplete downloads nobody is working on, and temporary files, always
+    /// go; blobs go when `policy` says so (least recently used first). Safe while other pulls
+    /// run: a blob removed under a pull is downloaded again by it.
+    pub fn prune(&self, policy: &PrunePolicy) -> Usage {
+        let mut removed = Usage::default();
+        let now = SystemTime::now();
+        // Partial downloads whose lock is free (nobody downloading them now).
+        for entry in files_under(&self.root.join("partial")) {
+            if is_lock(&entry.path) {
+                continue;
+            }
+            let lock = File::options()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(lock_path(&entry.path));
+            let Ok(lock) = lock else { continue };
+            if !try_lock_exclusive(&lock) {
+                continue;
+            }
+            if std::fs::remove_file(&entry.path).is_ok() {
+                removed.partial += 1;
+                removed.partial_bytes += entry.size;
+            }
+            let _ = std::fs::remove_file(lock_path(&entry.path));
+        }
+        // Locks left without a partial file (the download finished or was pruned).
+        for entry in files_under(&self.root.join("partial")) {
+            let partial = entry.path.with_extension("");
+            if is_lock(&entry.path) && !partial.exists() {
+                if let Ok(lock) = File::options().write(true).open(&entry.path) {
+                    if try_lock_exclusive(&lock) {
+                        let _ = std::fs::remove_file(&entry.path);
+                    }
+                }
+            }
+        }
+        let mut blobs: Vec<FileEntry> = files_under(&self.root.join("blobs"))
+            .into_iter()
+            .filter(|entry| {
+                let temporary = entry
+                    .path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"));
+                if temporary {
+                    let stale = now
+                        .duration_since(entry.used)
+                        .is_ok_and(|age| age > Duration::from_secs(3600));
+                    if stale {
+                        let _ = std::fs::remove_file(&entry.path);
+                    }
+                }
+                !temporary
+            })
+            .collect();
+        // Least recently used first.
+        blobs.sort_by_key(|entry| entry.used);
+        let mut total: u64 = blobs.iter().map(|entry| entry.size).sum();
+        for entry in blobs {
+            let too_old = policy
+                .unused_for
+                .is_some_and(|limit| now.duration_since(entry.used).is_ok_and(|age| age > limit));
+            let too_big = policy.max_bytes.is_some_and(|limit| total > limit);
+            if (policy.all || too_old || too_big) && std::fs::remove_file(&entry.path).is_ok() {
+                removed.blobs += 1;
+                removed.bytes += entry.size;
+                total -= entry.size;
+            }
+        }
+        removed
+    }
+}
+
+/// What `prune` removes besides incomplete downloads.
+#[derive(Debug, Clone, Default)]
+pub struct PrunePolicy {
+    /// Every blob.
+    pub all: bool,
+    /// Blobs not used for this long.
+    pub unused_for: Option<Duration>,
+    /// Least recently used blobs until the cache holds at most this many bytes.
+    pub max_bytes: Option<u64>,
+}
+
+/// Counts of cache content (what is held, or what a prune removed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Complete blobs.
+    pub blobs: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Incomplete downloads.
+    pub partial: u64,
+    /// Their bytes.
+    pub partial_bytes: u64,
+}
+
+/// Take an exclusive `flock` on `file`, waiting for its holder. Released when every descriptor
+/// of that open file is closed, which includes the holder's death.
+pub(crate) fn lock_exclusive(file: &File) -> std::io::Result<()> {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::LockExclusive).map_err(Into::into)
+}
+
+/// Take an exclusive `flock` on `file` if nobody holds it.
+pub(crate) fn try_lock_exclusive(file: &File) -> bool {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+}
+
+fn lock_path(partial: &Path) -> PathBuf {
+    let mut name = partial.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+fn is_lock(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "lock")
+}
+
+/// Record a use: `prune` removes the least recently used blobs first. Best effort (a cache
+/// shared read-only still works).
+fn mark_used(file: &File) {
+    let _ = file.set_modified(SystemTime::now());
+}
+
+fn read_only(file: &File) -> std::io::Result<()> {
+    file.set_permissions(std::fs::Permissions::from_mode(0o444))
+}
+
+fn finish_copy(
+    temp: tempfile::NamedTempFile,
+    destination: &Path,
+    sync: bool,
+) -> std::io::Result<()> {
+    if sync {
+        temp.as_file().sync_all()?;
+    }
+    read_only(temp.as_file())?;
+    temp.persist(destination).map_err(|e| e.error)?;
+    Ok(())
+}
+
+struct FileEntry {
+    path: PathBuf,
+    size: u64,
+    used: SystemTime,
+}
+
+/// Regular files one level below each algorithm directory of `dir`.
+fn files_under(dir: &Path) -> Vec<FileEntry> {
+    let mut out = Vec::new();
+    let Ok(algorithms) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for algorithm in algorithms.flatten() {
+        let Ok(files) = std::fs::read_dir(algorithm.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let Ok(meta) = file.metadata() else { continue };
+            if meta.is_file() {
+                out.push(FileEntry {
+                    path: file.path(),
+                    size: meta.len(),
+                    used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// An image source whose manifests by digest come from the cache when it holds them, and
+/// whose manifests (by tag or digest) are stored in it once fetched and verified. With the
+/// blobs cached too, a re-pull of an unchanged tag makes one manifest request.
+pub struct CachedManifests {
+    inner: std::sync::Arc<dyn ImageSource>,
+    cache: BlobCache,
+}
+
+impl CachedManifests {
+    /// Wrap `inner`.
+    pub fn new(inner: std::sync::Arc<dyn ImageSource>, cache: BlobCache) -> Self {
+        Self { inner, cache }
+    }
+}
+
+#[async_trait::async_trait]
+impl ImageSource for CachedManifests {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn manifest(&self, reference: &str) -> crate::registry::Result<FetchedManifest> {
+        if let Ok(digest) = reference.parse::<Digest>() {
+            if let Some(bytes) = self.cache.read_small(&digest, MANIFEST_LIMIT) {
+                let cached =
+                    FetchedManifest::verify(bytes.into(), None, Some(&digest), None, "cache");
+                if let Ok(manifest) = cached {
+                    tracing::debug!(%digest, "manifest from the cache");
+                    return Ok(manifest);
+                }
+            }
+        }
+        let manifest = self.inner.manifest(reference).await?;
+        if let Err(e) = self.cache.put_small(&manifest.digest, &manifest.bytes) {
+            tracing::debug!(error = %e, "could not cache a manifest");
+        }
+        Ok(manifest)
+    }
+
+    async fn open_blob(&self, digest: &Digest, offset: u64) -> crate::registry::Result<BlobBody> {
+        self.inner.open_blob(digest, offset).await
+    }
+
+    fn served_by(&self) -> std::collections::BTreeMap<String, String> {
+        self.inner.served_by()
+    }
+}
+
+/// Read the first `length` bytes of `file` into a digester (resuming a partial download).
+pub(crate) fn hash_prefix(
+    file: &File,
+    length: u64,
+    digester: &mut Digester,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    while offset < length {
+        let want = buffer
+            .len()
+            .min(usize::try_from(length - offset).unwrap_or(usize::MAX));
+        let read = file.read_at(&mut buffer[..want], offset)?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        digester.update(&buffer[..read]);
+        offset += read as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> (tempfile::TempDir, BlobCache) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(&dir.path().join("cache")).unwrap();
+        (dir, cache)
+    }
+
+    fn put(cache: &BlobCache, bytes: &[u8]) -> Digest {
+        let digest = Digest::sha256_of(bytes);
+        let _lock = cache.lock(&digest).unwrap();
+        std::fs::write(cache.partial_path(&digest), bytes).unwrap();
+        cache.commit(&digest).unwrap();
+        digest
+    }
+
+    #[test]
+    fn committed_blobs_are_read_only_and_placed_whole() {
+        let (dir, cache) = cache();
+        let digest = put(&cache, b"layer bytes");
+        assert!(cache.contains(&digest, 11));
+        assert!(!cache.contains(&digest, 12));
+        let mode = std::fs::metadata(cache.blob_path(&digest))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o222, 0, "cache blobs are read-only");
+        let out = dir.path().join("out/blobs/sha256/x");
+        let how = cache.place(&digest, &out, false).unwrap();
+        assert_ne!(how, Placement::Present);
+        assert_eq!(std::fs::read(&out).unwrap(), b"layer bytes");
+        assert_eq!(
+            cache.place(&digest, &out, false).unwrap(),
+            Placement::Present
+        );
+        assert!(!dir
+            .path()
+            .join("out/blobs/sha256")
+            .read_dir()
+            .unwrap()
+            .any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".tmp-")));
+    }
+
+    #[test]
+    fn placing_a_pruned_blob_says_not_found() {
+        let (dir, cache) = cache();
+        let digest = Digest::sha256_of(b"gone");
+        let error = cache
+            .place(&digest, &dir.path().join("out"), false)
+            .unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn small_blobs_are_checked_on_the_way_out() {
+        let (_dir, cache) = cache();
+        let digest = Digest::sha256_of(b"{}");
+        cache.put_small(&digest, b"{}").unwrap();
+        assert_eq!(cache.read_small(&digest, 100).unwrap(), b"{}");
+        assert!(cache.read_small(&digest, 1).is_none(), "over the limit");
+        let other = Digest::sha256_of(b"[]");
+        // A file that does not match its name is never served.
+        std::fs::write(cache.blob_path(&other), b"{}").unwrap();
+        assert!(cache.read_small(&other, 100).is_none());
+    }
+
+    #[test]
+    fn a_second_locker_waits_for_the_first() {
+        let (_dir, cache) = cache();
+        let digest = Digest::sha256_of(b"contended");
+        let first = cache.lock(&digest).unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let waiter = {
+            let cache = cache.clone();
+            let digest = digest.clone();
+            std::thread::spawn(move || {
+                let _second = cache.lock(&digest).unwrap();
+                sender.send(()).unwrap();
+            })
+        };
+        assert!(receiver.recv_timeout(Duration::from_millis(200)).is_err());
+        drop(first);
+        receiver.recv_timeout(Duration::from_secs(5)).unwrap();
+        waiter.join().unwrap();
+    }
+
+    #[test]
+    fn prune_keeps_locked_partials_and_trims_least_recently_used() {
+        let (_dir, cache) = cache();
+        let old = put(&cache, &[1u8; 1000]);
+        let new = put(&cache, &[2u8; 1000]);
+        let past = SystemTime::now() - Duration::from_secs(3 * 86_400);
+        File::open(cache.blob_path(&old))
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+        let busy = Digest::sha256_of(b"busy");
+        let idle = Digest::sha256_of(b"idle");
+        let _busy_lock = cache.lock(&busy).unwrap();
+        std::fs::write(cache.partial_path(&busy), b"bu").unwrap();
+        std::fs::write(cache.partial_path(&idle), b"id").unwrap();
+
+        let removed = cache.prune(&PrunePolicy {
+            max_bytes: Some(1500),
+            ..PrunePolicy::default()
+        });
+        assert_eq!(
+            removed,
+            Usage {
+                blobs: 1,
+                bytes: 1000,
+                partial: 1,
+                partial_bytes: 2
+            }
+        );
+        assert!(!cache.blob_path(&old).exists());
+        assert!(cache.blob_path(&new).exists());
+        assert!(
+            cache.partial_path(&busy).exists(),
+            "a download in progress stays"
+        );
+        assert!(!cache.partial_path(&idle).exists());
+
+        let removed = cache.prune(&PrunePolicy {
+            unused_for: Some(Duration::from_secs(86_400)),
+            ..PrunePolicy::default()
+        });
+        assert_eq!(removed.blobs, 0, "recently used");
+        let removed = cache.prune(&PrunePolicy {
+            all: true,
+            ..PrunePolicy::default()
+        });
+        assert_eq!(removed.blobs, 1);
+        assert_eq!(cache.usage().blobs, 0);
+    }
+}
