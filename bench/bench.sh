@@ -5,10 +5,10 @@
 # images, using the shared acrbench harness (../shared/bench: local registry on 127.0.0.1:5000,
 # image corpus, trash.sh clean destinations). Not a test: it prints and records numbers.
 #
-#   acr_oci          acrpull --format oci                  → OCI layout
-#   acr_rootfs       acrpull (default --format rootfs)      → root filesystem
-#   acr_repull_oci   acrpull --format oci into the finished layout of the previous run (cache-less
-#                    "re-pull": manifest request + blob existence checks)
+#   acr_oci          acrpull --format oci                  → OCI layout (cold blob cache)
+#   acr_rootfs       acrpull (default --format rootfs)      → root filesystem (cold blob cache)
+#   acr_repull_oci   acrpull --format oci into a fresh directory with the blob cache warm
+#                    (one manifest request; blobs hardlinked from the cache)
 #   skopeo_oci       skopeo copy docker:// oci:             (peer, OCI layout)
 #   skopeo_umoci     skopeo copy + umoci unpack --rootless  (peer, rootfs)
 #   podman_overlay   podman pull --storage-driver overlay  (peer, container storage)
@@ -121,13 +121,14 @@ for img in "${IMAGES[@]}"; do
     mkdir -p "$OUT/raw/$id"
 
     A="$ACRPULL --quiet $REG/$img"
-    bench "$id" acr_oci "$TRASH $W/layout" "$A $W/layout --format oci" "$runs" "$warmup"
+    # Cold runs: the default mode (blobs go through the cache), with the cache emptied first.
+    bench "$id" acr_oci "$TRASH $W/layout $W/cache" "$A $W/layout --format oci --cache-dir $W/cache" "$runs" "$warmup"
     if has_job acr_repull_oci; then
-        "$TRASH" "$W/cached"
-        $A "$W/cached" --format oci
-        bench "$id" acr_repull_oci ":" "$A $W/cached --format oci" "$runs" 1
+        "$TRASH" "$W/warm-cache"
+        $A "$W/warm" --format oci --cache-dir "$W/warm-cache"
+        bench "$id" acr_repull_oci "$TRASH $W/repull" "$A $W/repull --format oci --cache-dir $W/warm-cache" "$runs" 1
     fi
-    bench "$id" acr_rootfs "$TRASH $W/rootfs" "$A $W/rootfs" "$runs" "$warmup"
+    bench "$id" acr_rootfs "$TRASH $W/rootfs $W/cache" "$A $W/rootfs --cache-dir $W/cache" "$runs" "$warmup"
     SK="skopeo copy --quiet --src-tls-verify=false docker://$REG/$img"
     bench "$id" skopeo_oci "$TRASH $W/layout" "$SK oci:$W/layout:$tag" "$runs" "$warmup"
     bench "$id" skopeo_umoci "$TRASH $W/layout $W/bundle" \

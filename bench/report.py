@@ -23,7 +23,7 @@ args = ap.parse_args()
 
 JOBS = [
     ("acr_oci", "acrpull → OCI layout", "`acrpull --format oci`"),
-    ("acr_repull_oci", "acrpull re-pull → same layout", "`acrpull --format oci` into the complete layout (no cache yet)"),
+    ("acr_repull_oci", "acrpull re-pull from the cache → new layout", "`acrpull --format oci` into a fresh directory with every blob in the blob cache (one manifest request)"),
     ("acr_rootfs", "acrpull → rootfs", "`acrpull` (rootfs, layers applied with whiteouts, digests verified)"),
     ("skopeo_oci", "skopeo → OCI layout", "`skopeo copy docker:// oci:`"),
     ("skopeo_umoci", "skopeo + umoci → rootfs", "`skopeo copy` + `umoci unpack --rootless`"),
