@@ -20,7 +20,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::digest::{Digest, Digester};
+use crate::digest::Digest;
 use crate::registry::MANIFEST_LIMIT;
 use crate::source::{BlobBody, FetchedManifest, ImageSource};
 
@@ -459,36 +459,22 @@ impl ImageSource for CachedManifests {
         Ok(manifest)
     }
 
-    async fn open_blob(&self, digest: &Digest, offset: u64) -> crate::registry::Result<BlobBody> {
-        self.inner.open_blob(digest, offset).await
+    async fn open_blob(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        end: Option<u64>,
+    ) -> crate::registry::Result<BlobBody> {
+        self.inner.open_blob(digest, offset, end).await
+    }
+
+    fn honours_ranges(&self) -> bool {
+        self.inner.honours_ranges()
     }
 
     fn served_by(&self) -> std::collections::BTreeMap<String, String> {
         self.inner.served_by()
     }
-}
-
-/// Read the first `length` bytes of `file` into a digester (resuming a partial download).
-pub(crate) fn hash_prefix(
-    file: &File,
-    length: u64,
-    digester: &mut Digester,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt as _;
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut offset = 0u64;
-    while offset < length {
-        let want = buffer
-            .len()
-            .min(usize::try_from(length - offset).unwrap_or(usize::MAX));
-        let read = file.read_at(&mut buffer[..want], offset)?;
-        if read == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        digester.update(&buffer[..read]);
-        offset += read as u64;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

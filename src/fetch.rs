@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::manifest::Descriptor;
 use crate::registry::retry::RetryPolicy;
 use crate::report::Reporter;
-use crate::source::ImageSource;
+use crate::source::{BlobBody, ImageSource};
 
 /// Chunks in flight between the network task and the writer (a chunk is what one socket
 /// read returned: at most a few hundred KiB).
@@ -117,6 +117,13 @@ enum Message {
     /// The server ignored a range request: the body starts over at 0. The bytes already in
     /// the file are not rewritten; their replay is hashed and must match.
     Replay,
+    /// Bytes of a segment, at their offset in the blob (parallel ranges).
+    At {
+        /// Offset in the blob.
+        offset: u64,
+        /// The bytes.
+        bytes: Bytes,
+    },
     /// The body is complete: sync if asked, and return.
     Finish,
 }
@@ -208,9 +215,18 @@ async fn download(
     Ok(transferred)
 }
 
-/// Receive the body, resuming with `Range` until `size` bytes arrived or retries run out.
-/// Returns the bytes transferred. A send error means the writer failed: stop receiving and let
-/// the caller collect the writer's error.
+/// Blobs with at least this much left to fetch are fetched as several ranges at once when the
+/// source honours `Range` (containerd 2.1 does the same): one connection rarely fills a long
+/// fat pipe, and blob storage caps the rate of each connection.
+pub const PARALLEL_THRESHOLD: u64 = 32 << 20;
+/// The size of each range.
+const SEGMENT_SIZE: u64 = 16 << 20;
+/// Ranges of one blob in flight at once. They are issued in order, so the writer hashes the
+/// first from memory and reads back at most this many segments' worth from the page cache.
+const SEGMENTS_IN_FLIGHT: usize = 4;
+
+/// Receive the blob from `start`: in segments when it is large and the source honours
+/// `Range`, else as one body. Returns the bytes transferred.
 async fn receive(
     source: &dyn ImageSource,
     descriptor: &Descriptor,
@@ -219,21 +235,112 @@ async fn receive(
     reporter: &dyn Reporter,
     retry: &RetryPolicy,
 ) -> Result<u64> {
+    let size = descriptor.size;
+    let whole = Span {
+        start,
+        end: size,
+        segment: false,
+    };
+    if size - start < PARALLEL_THRESHOLD || !source.honours_ranges() || !parallel_ranges_enabled() {
+        return receive_span(source, descriptor, whole, None, sender, reporter, retry).await;
+    }
+    // The first segment's answer says whether the source honours a bounded range.
+    let first_end = (start + SEGMENT_SIZE).min(size);
+    let body = source
+        .open_blob(&descriptor.digest, start, Some(first_end))
+        .await?;
+    if body.offset != start || body.content_length != Some(first_end - start) {
+        tracing::debug!(digest = %descriptor.digest, "no bounded ranges: one stream");
+        return receive_span(
+            source,
+            descriptor,
+            whole,
+            Some(body),
+            sender,
+            reporter,
+            retry,
+        )
+        .await;
+    }
+    let mut first = Some(body);
+    let spans = (start..size)
+        .step_by(SEGMENT_SIZE as usize)
+        .map(|from| Span {
+            start: from,
+            end: (from + SEGMENT_SIZE).min(size),
+            segment: true,
+        });
+    let mut segments = futures_util::stream::iter(spans.map(|span| {
+        let body = first.take();
+        receive_span(source, descriptor, span, body, sender, reporter, retry)
+    }))
+    .buffered(SEGMENTS_IN_FLIGHT);
+    let mut transferred = 0;
+    while let Some(result) = segments.next().await {
+        transferred += result?;
+    }
+    Ok(transferred)
+}
+
+/// `ACRPULL_PARALLEL_RANGES=0` turns parallel ranges off (to compare, or for a server that
+/// handles them badly).
+fn parallel_ranges_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var_os("ACRPULL_PARALLEL_RANGES").is_none_or(|v| v != "0"))
+}
+
+/// Bytes `start..end` of a blob: the whole rest of it (appended in order, a server that
+/// ignores `Range` replays from 0), or one segment of a parallel fetch (written at its
+/// offsets, and a source that ignores `Range` is an error).
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u64,
+    end: u64,
+    segment: bool,
+}
+
+/// Receive one span, resuming with `Range` until it is complete or retries run out. Returns
+/// the bytes transferred. A send error means the writer failed: stop receiving and let the
+/// caller collect the writer's error.
+async fn receive_span(
+    source: &dyn ImageSource,
+    descriptor: &Descriptor,
+    span: Span,
+    mut opened: Option<BlobBody>,
+    sender: &tokio::sync::mpsc::Sender<Message>,
+    reporter: &dyn Reporter,
+    retry: &RetryPolicy,
+) -> Result<u64> {
     let digest = &descriptor.digest;
     let size = descriptor.size;
     // Offset in the blob of the next byte we receive.
-    let mut position: u64 = start;
+    let mut position: u64 = span.start;
     let mut transferred: u64 = 0;
     let mut attempts: u32 = 0;
     let writer_gone = || Error::Task(WRITER_GONE.into());
-    if position == size {
+    if position == span.end {
         // Everything was kept from an earlier run: the digest decides.
         return Ok(0);
     }
     loop {
         attempts += 1;
-        let body = source.open_blob(digest, position).await?;
+        let body = match opened.take() {
+            Some(body) => body,
+            None => {
+                let end = span.segment.then_some(span.end);
+                source.open_blob(digest, position, end).await?
+            }
+        };
         if body.offset != position {
+            if span.segment {
+                return Err(Error::Registry(crate::registry::Error::Unsupported {
+                    url: source.describe(),
+                    reason: format!(
+                        "blob {digest}: asked for bytes from {position}, got a body from {}",
+                        body.offset
+                    ),
+                }));
+            }
             // The source ignored our range: the body starts over.
             tracing::debug!(%digest, offset = position, "range ignored, replaying blob");
             sender
@@ -245,26 +352,39 @@ async fn receive(
         if let Some(length) = body.content_length {
             // Only the bytes themselves are held against the descriptor (below): a wrong
             // Content-Length is the server's problem, and a short body is resumed.
-            if position + length != size {
-                tracing::debug!(%digest, offset = position, length, size, "Content-Length disagrees with the descriptor");
+            if position + length != span.end {
+                tracing::debug!(%digest, offset = position, length, end = span.end, "Content-Length disagrees with the request");
             }
         }
         let mut stream = body.stream;
         let mut failure = None;
         while let Some(chunk) = stream.next().await {
             match chunk {
-                Ok(bytes) => {
-                    let length = bytes.len() as u64;
-                    if position + length > size {
-                        return Err(too_long(descriptor, position + length));
+                Ok(mut bytes) => {
+                    let mut length = bytes.len() as u64;
+                    if position + length > span.end {
+                        if !span.segment {
+                            return Err(too_long(descriptor, position + length));
+                        }
+                        // A segment ends where we chose: the rest belongs to another.
+                        length = span.end - position;
+                        bytes.truncate(usize::try_from(length).unwrap_or(usize::MAX));
                     }
-                    sender
-                        .send(Message::Data(bytes))
-                        .await
-                        .map_err(|_| writer_gone())?;
+                    let message = if span.segment {
+                        Message::At {
+                            offset: position,
+                            bytes,
+                        }
+                    } else {
+                        Message::Data(bytes)
+                    };
+                    sender.send(message).await.map_err(|_| writer_gone())?;
                     position += length;
                     transferred += length;
                     reporter.on_blob_progress(digest, length);
+                    if span.segment && position == span.end {
+                        break;
+                    }
                 }
                 Err(e) => {
                     failure = Some(e);
@@ -273,7 +393,7 @@ async fn receive(
             }
         }
         // Every promised byte arrived: the digest decides, whatever the connection did after.
-        if position == size {
+        if position == span.end {
             return Ok(transferred);
         }
         if attempts > retry.retries {
@@ -328,15 +448,50 @@ fn write_blob(
     tap: Option<&BlobTap>,
 ) -> Result<Written> {
     let mut digester = Digester::new(algorithm);
-    crate::cache::hash_prefix(&file, held, &mut digester).map_err(io(path))?;
+    hash_range(&file, 0, held, &mut digester).map_err(io(path))?;
     let mut bytes: u64 = held;
     if let (Some(tap), true) = (tap, held > 0) {
         tap.advance(held);
     }
     let mut replay: Option<Replay> = None;
+    // Segments written ahead of `bytes` (start -> end), hashed once the gap before them fills.
+    let mut ahead: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
     while let Some(message) = receiver.blocking_recv() {
         let data = match message {
             Message::Data(data) => data,
+            Message::At {
+                offset,
+                bytes: data,
+            } => {
+                file.write_all_at(&data, offset).map_err(io(path))?;
+                let end = offset + data.len() as u64;
+                if offset == bytes {
+                    digester.update(&data);
+                    bytes = end;
+                } else {
+                    // Extend the run this continues, or start one.
+                    match ahead.range_mut(..offset).next_back() {
+                        Some((_, run_end)) if *run_end == offset => *run_end = end,
+                        _ => {
+                            ahead.insert(offset, end);
+                        }
+                    }
+                }
+                while let Some((&start, &end)) = ahead.first_key_value() {
+                    if start > bytes {
+                        break;
+                    }
+                    ahead.pop_first();
+                    if end > bytes {
+                        hash_range(&file, bytes, end, &mut digester).map_err(io(path))?;
+                        bytes = end;
+                    }
+                }
+                if let Some(tap) = tap {
+                    tap.advance(bytes);
+                }
+                continue;
+            }
             Message::Replay => {
                 if bytes > 0 {
                     let expected = match replay.take() {
@@ -352,6 +507,11 @@ fn write_blob(
                 continue;
             }
             Message::Finish => {
+                if let Some((&start, _)) = ahead.first_key_value() {
+                    return Err(Error::Task(format!(
+                        "blob {digest}: bytes from {start} arrived but not those from {bytes}"
+                    )));
+                }
                 if sync {
                     file.sync_all().map_err(io(path))?;
                 }
@@ -394,6 +554,24 @@ fn write_blob(
     }
     // The network task stopped without finishing: it reports why.
     Err(Error::Task("blob download stopped".into()))
+}
+
+/// Hash bytes `start..end` of `file` (a resumed prefix, or segments written ahead).
+fn hash_range(file: &File, start: u64, end: u64, digester: &mut Digester) -> std::io::Result<()> {
+    let mut buffer = vec![0u8; (end - start).min(1 << 20) as usize];
+    let mut offset = start;
+    while offset < end {
+        let want = buffer
+            .len()
+            .min(usize::try_from(end - offset).unwrap_or(usize::MAX));
+        let read = file.read_at(&mut buffer[..want], offset)?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        digester.update(&buffer[..read]);
+        offset += read as u64;
+    }
+    Ok(())
 }
 
 fn too_long(descriptor: &Descriptor, at_least: u64) -> Error {
@@ -641,6 +819,7 @@ mod tests {
             &self,
             _digest: &Digest,
             _offset: u64,
+            _end: Option<u64>,
         ) -> crate::registry::Result<BlobBody> {
             let call = {
                 let mut calls = self.calls.lock().unwrap();
@@ -725,5 +904,159 @@ mod tests {
         let (result, _, read) = fetch_flaky(true).await;
         assert!(matches!(result, Err(Error::Integrity { .. })), "{result:?}");
         assert!(read.is_err());
+    }
+
+    /// Serves one blob honouring bounded ranges, in chunks of odd sizes with pauses that make
+    /// segments finish out of order; the response for `break_at` (an offset) breaks once.
+    struct Ranged {
+        data: Vec<u8>,
+        break_at: u64,
+        broken: Mutex<bool>,
+        requests: Mutex<Vec<(u64, Option<u64>)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl ImageSource for Ranged {
+        fn describe(&self) -> String {
+            "ranged".into()
+        }
+
+        async fn manifest(
+            &self,
+            _reference: &str,
+        ) -> crate::registry::Result<crate::source::FetchedManifest> {
+            unreachable!("blobs only")
+        }
+
+        async fn open_blob(
+            &self,
+            _digest: &Digest,
+            offset: u64,
+            end: Option<u64>,
+        ) -> crate::registry::Result<BlobBody> {
+            self.requests.lock().unwrap().push((offset, end));
+            let end = end.unwrap_or(self.data.len() as u64);
+            let mut body = self.data[offset as usize..end as usize].to_vec();
+            let mut failing = false;
+            {
+                let mut broken = self.broken.lock().unwrap();
+                if !*broken && offset <= self.break_at && self.break_at < end {
+                    *broken = true;
+                    failing = true;
+                    body.truncate((self.break_at - offset) as usize + 12_345);
+                }
+            }
+            // Later segments answer faster: they complete before earlier ones.
+            let pause = std::time::Duration::from_micros(4000 - (offset >> 14).min(3000));
+            let chunks: Vec<std::io::Result<Bytes>> = body
+                .chunks(100_003)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .chain(failing.then(|| Err(std::io::Error::other("reset"))))
+                .collect();
+            let length = end - offset;
+            Ok(BlobBody {
+                offset,
+                content_length: Some(length),
+                stream: futures_util::stream::iter(chunks)
+                    .then(move |chunk| async move {
+                        tokio::time::sleep(pause).await;
+                        chunk
+                    })
+                    .boxed(),
+            })
+        }
+
+        fn honours_ranges(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_blobs_arrive_in_parallel_ranges_hashed_in_order() {
+        let size = PARALLEL_THRESHOLD as usize + 3 * SEGMENT_SIZE as usize + 777;
+        let mut rng = fastrand::Rng::with_seed(7);
+        let data: Vec<u8> = (0..size).map(|_| rng.u8(..)).collect();
+        let source = Ranged {
+            data: data.clone(),
+            break_at: SEGMENT_SIZE * 3 + 1000,
+            broken: Mutex::new(false),
+            requests: Mutex::new(Vec::new()),
+        };
+        let descriptor = Descriptor {
+            media_type: "application/octet-stream".into(),
+            digest: Digest::sha256_of(&data),
+            size: size as u64,
+            urls: None,
+            annotations: None,
+            platform: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let tap = Arc::new(BlobTap::default());
+        let mut reader = tap.reader();
+        let consumer = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).map(|_| out)
+        });
+        let retry = RetryPolicy {
+            base_delay: std::time::Duration::from_millis(1),
+            ..RetryPolicy::default()
+        };
+        let options = FetchOptions {
+            sync: false,
+            tap: Some(tap),
+        };
+        let transferred = fetch_blob(
+            &source,
+            &descriptor,
+            &dir.path().join("blob"),
+            &crate::report::NoopReporter,
+            &retry,
+            &options,
+        )
+        .await
+        .unwrap();
+        assert_eq!(transferred, size as u64, "no byte fetched twice");
+        assert_eq!(consumer.join().unwrap().unwrap(), data);
+        assert_eq!(std::fs::read(dir.path().join("blob")).unwrap(), data);
+        let requests = source.requests.lock().unwrap().clone();
+        let segments = size.div_ceil(SEGMENT_SIZE as usize);
+        // One request per segment, plus the resumed one.
+        assert_eq!(requests.len(), segments + 1, "{requests:?}");
+        assert!(requests.iter().all(|(_, end)| end.is_some()));
+        assert!(requests.contains(&(SEGMENT_SIZE * 3 + 1000 + 12_345, Some(SEGMENT_SIZE * 4))));
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_segment_fails_the_digest() {
+        let size = PARALLEL_THRESHOLD as usize + 5;
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let mut served = data.clone();
+        served[SEGMENT_SIZE as usize + 3] ^= 1;
+        let source = Ranged {
+            data: served,
+            break_at: u64::MAX,
+            broken: Mutex::new(false),
+            requests: Mutex::new(Vec::new()),
+        };
+        let descriptor = Descriptor {
+            media_type: "application/octet-stream".into(),
+            digest: Digest::sha256_of(&data),
+            size: size as u64,
+            urls: None,
+            annotations: None,
+            platform: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let result = fetch_blob(
+            &source,
+            &descriptor,
+            &dir.path().join("blob"),
+            &crate::report::NoopReporter,
+            &RetryPolicy::default(),
+            &FetchOptions::default(),
+        )
+        .await;
+        assert!(matches!(result, Err(Error::Integrity { .. })), "{result:?}");
+        assert!(!dir.path().join("blob").exists());
     }
 }

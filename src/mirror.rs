@@ -276,10 +276,10 @@ impl ImageSource for MirroredSource {
         }))
     }
 
-    async fn open_blob(&self, digest: &Digest, offset: u64) -> Result<BlobBody> {
+    async fn open_blob(&self, digest: &Digest, offset: u64, end: Option<u64>) -> Result<BlobBody> {
         let mut last = None;
         for (endpoint, client) in &self.endpoints {
-            match client.open_blob(digest, offset).await {
+            match client.open_blob(digest, offset, end).await {
                 Ok(body) => {
                     self.record(digest.to_string(), endpoint);
                     return Ok(body);
@@ -294,6 +294,10 @@ impl ImageSource for MirroredSource {
             what: format!("blob {digest}"),
             url: self.describe(),
         }))
+    }
+
+    fn honours_ranges(&self) -> bool {
+        true
     }
 
     fn served_by(&self) -> BTreeMap<String, String> {

@@ -238,7 +238,7 @@ async fn transfer_blob(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let body = from.open_blob(digest, 0).await?;
+        let body = from.open_blob(digest, 0, None).await?;
         let once = std::sync::Mutex::new(Some(body.stream));
         let factory = move || match once.lock().ok().and_then(|mut s| s.take()) {
             Some(stream) => reqwest::Body::wrap_stream(stream),

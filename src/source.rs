@@ -111,8 +111,13 @@ pub trait ImageSource: Send + Sync {
     fn describe(&self) -> String;
     /// A manifest by tag or digest (`""` for a layout's only image).
     async fn manifest(&self, reference: &str) -> Result<FetchedManifest>;
-    /// A blob body starting at `offset` (or 0).
-    async fn open_blob(&self, digest: &Digest, offset: u64) -> Result<BlobBody>;
+    /// A blob body starting at `offset` (or 0 if the source ignores ranges), ending at `end`
+    /// when given (a source may send more: the caller stops reading).
+    async fn open_blob(&self, digest: &Digest, offset: u64, end: Option<u64>) -> Result<BlobBody>;
+    /// Whether fetching ranges of one blob concurrently can pay off (a network source).
+    fn honours_ranges(&self) -> bool {
+        false
+    }
     /// Which endpoint served each manifest and blob, when there is a choice (mirrors).
     fn served_by(&self) -> std::collections::BTreeMap<String, String> {
         std::collections::BTreeMap::new()
@@ -129,8 +134,12 @@ impl ImageSource for crate::registry::RegistryClient {
         crate::registry::RegistryClient::manifest(self, reference).await
     }
 
-    async fn open_blob(&self, digest: &Digest, offset: u64) -> Result<BlobBody> {
-        crate::registry::RegistryClient::open_blob(self, digest, offset).await
+    async fn open_blob(&self, digest: &Digest, offset: u64, end: Option<u64>) -> Result<BlobBody> {
+        crate::registry::RegistryClient::open_blob(self, digest, offset, end).await
+    }
+
+    fn honours_ranges(&self) -> bool {
+        true
     }
 }
 
@@ -236,7 +245,7 @@ impl ImageSource for LayoutSource {
         )
     }
 
-    async fn open_blob(&self, digest: &Digest, offset: u64) -> Result<BlobBody> {
+    async fn open_blob(&self, digest: &Digest, offset: u64, _end: Option<u64>) -> Result<BlobBody> {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let path = self.blob_path(digest);
         let mut file = tokio::fs::File::open(&path)

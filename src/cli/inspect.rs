@@ -120,7 +120,7 @@ async fn read_config(source: &dyn ImageSource, config: &Descriptor) -> anyhow::R
         .into());
     }
     let mut body = source
-        .open_blob(&config.digest, 0)
+        .open_blob(&config.digest, 0, None)
         .await
         .map_err(acrpull::Error::from)?;
     let mut bytes = Vec::new();

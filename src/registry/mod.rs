@@ -399,15 +399,23 @@ impl RegistryClient {
         )
     }
 
-    /// Open a blob at `offset`. Follows redirects without sending credentials to other origins.
-    pub async fn open_blob(&self, digest: &Digest, offset: u64) -> Result<BlobBody> {
+    /// Open a blob at `offset`, up to `end` (exclusive) when given. Follows redirects without
+    /// sending credentials to other origins.
+    pub async fn open_blob(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        end: Option<u64>,
+    ) -> Result<BlobBody> {
         let path = format!("v2/{}/blobs/{digest}", self.repository);
         let mut headers = HeaderMap::new();
-        if offset > 0 {
-            headers.insert(
-                RANGE,
-                format!("bytes={offset}-").parse().expect("valid header"),
-            );
+        let range = match end {
+            Some(end) if end > offset => Some(format!("bytes={offset}-{}", end - 1)),
+            _ if offset > 0 => Some(format!("bytes={offset}-")),
+            _ => None,
+        };
+        if let Some(range) = range {
+            headers.insert(RANGE, range.parse().expect("valid header"));
         }
         // A redirect target (blob storage) that refuses with 400/403 has usually seen its
         // signed URL expire: ask the registry once more for a fresh one.

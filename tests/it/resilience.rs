@@ -247,3 +247,54 @@ fn an_expired_storage_redirect_is_replaced_by_a_fresh_one() {
     setup.proxy.faults().expire_storage(100);
     fails(&setup.pull("refused", &[]), 3);
 }
+
+#[test]
+fn large_blobs_come_in_parallel_ranges_and_a_broken_range_resumes() {
+    let registry = Registry::start(RegistryOptions::anonymous()).expect("registry");
+    let scratch = Scratch::new();
+    let layout = scratch.dir.path().join("layout");
+    let big = noise(7, 40 << 20);
+    let sizes = make_layout(&layout, &[vec![("big.bin", big.clone())]]);
+    skopeo_copy(
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/it/huge:v1", registry.host()),
+        &["--preserve-digests"],
+    )
+    .expect("seeded");
+    let proxy = FaultProxy::start(&registry.url()).expect("proxy");
+    // The config, the first range, then one range cut short.
+    proxy.faults().next_blob_gets([
+        BlobFault::Pass,
+        BlobFault::Pass,
+        BlobFault::DropAfter(3 << 20),
+    ]);
+    let dest = scratch.dest("rootfs");
+    let image = format!("{}/it/huge:v1", proxy.host());
+    ok(&run(
+        &scratch.home(),
+        &["pull", "--no-cache", &image, &dest.display().to_string()],
+        None,
+    ));
+    assert_eq!(std::fs::read(dest.join("big.bin")).unwrap(), big);
+    let total: u64 = sizes.iter().sum();
+    assert!(
+        proxy.blob_bytes() <= total + total / 20,
+        "{} bytes for {total}",
+        proxy.blob_bytes()
+    );
+    let ranges: Vec<String> = proxy
+        .requests()
+        .iter()
+        .filter_map(|r| r.range.clone())
+        .collect();
+    // 16 MiB ranges: bytes=0-16777215, bytes=16777216-33554431, ... and one resume.
+    assert!(
+        ranges.contains(&"bytes=0-16777215".to_string()),
+        "{ranges:?}"
+    );
+    assert!(
+        ranges.contains(&"bytes=16777216-33554431".to_string()),
+        "{ranges:?}"
+    );
+    assert!(ranges.len() >= 4, "three ranges and a resume: {ranges:?}");
+}
