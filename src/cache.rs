@@ -468,8 +468,8 @@ impl ImageSource for CachedManifests {
         self.inner.open_blob(digest, offset, end).await
     }
 
-    fn honours_ranges(&self) -> bool {
-        self.inner.honours_ranges()
+    fn prefers_parallel_ranges(&self) -> bool {
+        self.inner.prefers_parallel_ranges()
     }
 
     fn served_by(&self) -> std::collections::BTreeMap<String, String> {

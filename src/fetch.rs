@@ -241,7 +241,7 @@ async fn receive(
         end: size,
         segment: false,
     };
-    if size - start < PARALLEL_THRESHOLD || !source.honours_ranges() || !parallel_ranges_enabled() {
+    if size - start < PARALLEL_THRESHOLD || !parallel_ranges(source) {
         return receive_span(source, descriptor, whole, None, sender, reporter, retry).await;
     }
     // The first segment's answer says whether the source honours a bounded range.
@@ -282,11 +282,17 @@ async fn receive(
     Ok(transferred)
 }
 
-/// `ACRPULL_PARALLEL_RANGES=0` turns parallel ranges off (to compare, or for a server that
-/// handles them badly).
-fn parallel_ranges_enabled() -> bool {
-    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ENABLED.get_or_init(|| std::env::var_os("ACRPULL_PARALLEL_RANGES").is_none_or(|v| v != "0"))
+/// Whether to fetch a large blob of `source` in parallel ranges: when the source prefers it,
+/// unless `ACRPULL_PARALLEL_RANGES=0` (a server that handles them badly); `=1` forces them
+/// (measurements, tests against loopback registries).
+fn parallel_ranges(source: &dyn ImageSource) -> bool {
+    static FORCED: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
+    let forced = FORCED.get_or_init(|| {
+        std::env::var("ACRPULL_PARALLEL_RANGES")
+            .ok()
+            .map(|value| value != "0")
+    });
+    forced.unwrap_or_else(|| source.prefers_parallel_ranges())
 }
 
 /// Bytes `start..end` of a blob: the whole rest of it (appended in order, a server that
@@ -966,7 +972,7 @@ mod tests {
             })
         }
 
-        fn honours_ranges(&self) -> bool {
+        fn prefers_parallel_ranges(&self) -> bool {
             true
         }
     }

@@ -296,8 +296,10 @@ impl ImageSource for MirroredSource {
         }))
     }
 
-    fn honours_ranges(&self) -> bool {
-        true
+    fn prefers_parallel_ranges(&self) -> bool {
+        self.endpoints
+            .iter()
+            .any(|(_, client)| client.prefers_parallel_ranges())
     }
 
     fn served_by(&self) -> BTreeMap<String, String> {

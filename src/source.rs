@@ -114,8 +114,10 @@ pub trait ImageSource: Send + Sync {
     /// A blob body starting at `offset` (or 0 if the source ignores ranges), ending at `end`
     /// when given (a source may send more: the caller stops reading).
     async fn open_blob(&self, digest: &Digest, offset: u64, end: Option<u64>) -> Result<BlobBody>;
-    /// Whether fetching ranges of one blob concurrently can pay off (a network source).
-    fn honours_ranges(&self) -> bool {
+    /// Whether fetching ranges of one blob concurrently can pay off: a source across a
+    /// network that honours `Range`. Not a local layout, nor a loopback registry, where one
+    /// stream is already as fast as the CPU (`ACRPULL_PARALLEL_RANGES=1` forces them).
+    fn prefers_parallel_ranges(&self) -> bool {
         false
     }
     /// Which endpoint served each manifest and blob, when there is a choice (mirrors).
@@ -138,8 +140,8 @@ impl ImageSource for crate::registry::RegistryClient {
         crate::registry::RegistryClient::open_blob(self, digest, offset, end).await
     }
 
-    fn honours_ranges(&self) -> bool {
-        true
+    fn prefers_parallel_ranges(&self) -> bool {
+        !self.is_loopback()
     }
 }
 

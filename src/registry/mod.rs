@@ -146,6 +146,11 @@ impl RegistryClient {
         self.base.get_or_try_init(|| self.probe()).await
     }
 
+    /// Whether the registry is on this machine (127.0.0.0/8, ::1, localhost).
+    pub fn is_loopback(&self) -> bool {
+        crate::reference::is_loopback_host(crate::reference::host_of(&self.host))
+    }
+
     async fn probe(&self) -> Result<url::Url> {
         let loopback = crate::reference::is_loopback_host(crate::reference::host_of(&self.host));
         let schemes: &[&str] = if self.options.plain_http {

@@ -270,11 +270,12 @@ fn large_blobs_come_in_parallel_ranges_and_a_broken_range_resumes() {
     ]);
     let dest = scratch.dest("rootfs");
     let image = format!("{}/it/huge:v1", proxy.host());
-    ok(&run(
-        &scratch.home(),
-        &["pull", "--no-cache", &image, &dest.display().to_string()],
-        None,
-    ));
+    // Loopback registries get one stream per blob unless parallel ranges are forced.
+    ok(&crate::support::acrpull(&scratch.home())
+        .env("ACRPULL_PARALLEL_RANGES", "1")
+        .args(["pull", "--no-cache", &image, &dest.display().to_string()])
+        .output()
+        .unwrap());
     assert_eq!(std::fs::read(dest.join("big.bin")).unwrap(), big);
     let total: u64 = sizes.iter().sum();
     assert!(
@@ -297,4 +298,14 @@ fn large_blobs_come_in_parallel_ranges_and_a_broken_range_resumes() {
         "{ranges:?}"
     );
     assert!(ranges.len() >= 4, "three ranges and a resume: {ranges:?}");
+
+    // By default a loopback registry gets one stream per blob: no ranges.
+    let before = proxy.requests().len();
+    let dest = scratch.dest("single");
+    ok(&run(
+        &scratch.home(),
+        &["pull", "--no-cache", &image, &dest.display().to_string()],
+        None,
+    ));
+    assert!(proxy.requests()[before..].iter().all(|r| r.range.is_none()));
 }

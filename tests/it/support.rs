@@ -29,6 +29,7 @@ const INHERITED: &[&str] = &[
     "RUST_LOG",
     "XDG_CACHE_HOME",
     "ACRPULL_CACHE_DIR",
+    "ACRPULL_PARALLEL_RANGES",
 ];
 
 /// A command for the binary with a clean environment and an empty HOME.
