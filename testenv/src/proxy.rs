@@ -48,6 +48,9 @@ struct FaultState {
     redirect_blobs: bool,
     /// Storage requests still to refuse with 403 (an expired signature).
     storage_refusals: u32,
+    /// Bytes per second for each blob response (a link whose connections are capped, as
+    /// blob storage caps each one).
+    rate: Option<u64>,
 }
 
 /// Shared fault switches; setters apply from the next request.
@@ -77,6 +80,12 @@ impl ProxyFaults {
     /// redirect's signature has expired.
     pub fn expire_storage(&self, count: u32) -> &Self {
         self.lock().storage_refusals = count;
+        self
+    }
+
+    /// Cap every blob response at `bytes_per_second` (each connection on its own).
+    pub fn rate_per_response(&self, bytes_per_second: Option<u64>) -> &Self {
+        self.lock().rate = bytes_per_second;
         self
     }
 
@@ -390,8 +399,33 @@ async fn forward(
     let counter = shared.clone();
     let body = upstream.bytes_stream();
     let fault = if blob { fault } else { None };
-    *response.body_mut() = Body::from_stream(faulty_stream(body, fault, counter, blob));
+    let rate = if blob {
+        shared.faults.lock().rate
+    } else {
+        None
+    };
+    let stream = faulty_stream(body, fault, counter, blob);
+    *response.body_mut() = match rate {
+        Some(rate) => Body::from_stream(throttled(stream, rate)),
+        None => Body::from_stream(stream),
+    };
     response
+}
+
+/// `stream` at no more than `rate` bytes per second.
+fn throttled(
+    stream: impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    rate: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let start = tokio::time::Instant::now();
+    let state = (Box::pin(stream), 0u64);
+    futures_util::stream::unfold(state, move |(mut stream, sent)| async move {
+        let item = stream.next().await?;
+        let sent = sent + item.as_ref().map_or(0, |bytes| bytes.len() as u64);
+        let due = Duration::from_secs_f64(sent as f64 / rate.max(1) as f64);
+        tokio::time::sleep_until(start + due).await;
+        Some((item, (stream, sent)))
+    })
 }
 
 /// Where a faulty body stream is.
