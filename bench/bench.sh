@@ -115,6 +115,8 @@ for img in "${IMAGES[@]}"; do
     if [[ $name == big ]]; then runs=$BIG_RUNS warmup=$BIG_WARMUP; fi
     "$TRASH" "$W"
     mkdir -p "$W"
+    # A full run replaces the image's rows; a JOBS subset keeps the other rows it finds.
+    [[ $JOBS == "$ALL_JOBS" ]] && rm -rf "${OUT:?}/raw/$id"
     echo "== $img: static blobs for the local floors"
     "$HARNESS/fetch_blobs.sh" "$img" "$W/blobs-static" --verify
     cp "$W/blobs-static/manifest.json" "$OUT/raw/$id.manifest.json"
