@@ -157,6 +157,30 @@ fn a_second_pull_downloads_no_blob_and_fills_outputs_from_the_cache() {
     );
     let layout = format!("oci:{}:v1", setup.scratch.dest("second").display());
     skopeo(&["inspect", &layout]).expect("skopeo reads the layout filled from the cache");
+    // Same file system: the blobs are the cache's files (hardlinks) or clones, not copies
+    // (tmpfs and ext4 have no reflink, so hardlinks there).
+    let layer = setup.scratch.dest("second").join("blobs/sha256");
+    let linked = std::fs::read_dir(&layer)
+        .unwrap()
+        .filter(|entry| {
+            use std::os::unix::fs::MetadataExt as _;
+            entry.as_ref().unwrap().metadata().unwrap().nlink() >= 3
+        })
+        .count();
+    let reflinks = || {
+        let probe = setup.scratch.dir.path().join("reflink-probe");
+        std::fs::write(&probe, b"x").unwrap();
+        std::process::Command::new("cp")
+            .arg("--reflink=always")
+            .arg(&probe)
+            .arg(setup.scratch.dir.path().join("reflink-copy"))
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    assert!(
+        linked >= 4 || reflinks(),
+        "config and layers shared with the cache and the first layout"
+    );
 
     // A root filesystem from the cache too.
     ok(&setup.pull("it/app:v1", "rootfs", &[]));
