@@ -174,14 +174,20 @@ impl BlobCache {
         let dir = partial.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(dir).map_err(err("creating", dir))?;
         let path = lock_path(&partial);
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(err("opening", &path))?;
-        lock_exclusive(&file).map_err(err("locking", &path))?;
-        Ok(BlobLock { _file: file })
+        loop {
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(err("opening", &path))?;
+            lock_exclusive(&file).map_err(err("locking", &path))?;
+            // A prune may have removed the lock file while we waited on it: then the lock we
+            // hold is on a file nobody else will open. Lock the file at the path instead.
+            if same_file(&file, &path) {
+                return Ok(BlobLock { _file: file });
+            }
+        }
     }
 
     /// Move a verified partial download into the cache (the caller holds its lock).
@@ -355,6 +361,15 @@ pub(crate) fn lock_exclusive(file: &File) -> std::io::Result<()> {
 /// Take an exclusive `flock` on `file` if nobody holds it.
 pub(crate) fn try_lock_exclusive(file: &File) -> bool {
     rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+}
+
+/// Whether `path` still names the file open as `file`.
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
 }
 
 fn lock_path(partial: &Path) -> PathBuf {
