@@ -307,8 +307,16 @@ async fn pull(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
         cli::events::emit(&cli::events::Event::Done { outcome: &outcome });
     }
     if style != Style::Silent && !args.json {
+        let reused = if outcome.bytes_reused > 0 {
+            format!(
+                ", {} reused",
+                cli::progress::human_bytes(outcome.bytes_reused)
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "{}: wrote {} to {} ({}, {:.2} s)",
+            "{}: wrote {} to {} ({}{reused}, {:.2} s)",
             outcome.reference,
             outcome.digest,
             outcome.destination.display(),

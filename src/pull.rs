@@ -188,6 +188,8 @@ pub struct PullOutcome {
     pub layers: Vec<LayerSummary>,
     /// Bytes transferred.
     pub bytes_downloaded: u64,
+    /// Bytes of blobs not downloaded: already in the destination, or in the blob cache.
+    pub bytes_reused: u64,
     /// Which endpoint served each manifest and blob, when mirrors were configured.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub served_by: BTreeMap<String, String>,
@@ -195,11 +197,44 @@ pub struct PullOutcome {
     pub seconds: f64,
 }
 
+/// Blob bytes a pull moved: downloaded, or reused (already in the destination or the cache).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// Bytes transferred from the source (more than the blobs' sizes if a server made us
+    /// restart one).
+    pub downloaded: u64,
+    /// Bytes of blobs that were not downloaded.
+    pub reused: u64,
+}
+
+impl std::ops::AddAssign for Transfer {
+    fn add_assign(&mut self, other: Transfer) {
+        self.downloaded += other.downloaded;
+        self.reused += other.reused;
+    }
+}
+
+impl Transfer {
+    fn downloaded(bytes: u64) -> Self {
+        Self {
+            downloaded: bytes,
+            reused: 0,
+        }
+    }
+
+    fn reused(bytes: u64) -> Self {
+        Self {
+            downloaded: 0,
+            reused: bytes,
+        }
+    }
+}
+
 /// What an output writer did.
 #[derive(Debug, Clone, Default)]
 pub struct Written {
-    /// Bytes transferred.
-    pub transferred: u64,
+    /// Blob bytes downloaded and reused.
+    pub transferred: Transfer,
     /// The image's platform from its config (`os/arch[/variant]`), when it names one.
     pub platform: Option<String>,
 }
@@ -438,7 +473,8 @@ pub async fn pull(
             write_archive(spec, &resolved, source, destination, options, &reporter).await?
         }
     };
-    let bytes_downloaded = written.transferred;
+    let bytes_downloaded = written.transferred.downloaded;
+    let bytes_reused = written.transferred.reused;
     let platform = platform.or(written.platform);
     let first = &resolved.images[0].parsed;
     Ok(PullOutcome {
@@ -458,6 +494,7 @@ pub async fn pull(
             })
             .collect(),
         bytes_downloaded,
+        bytes_reused,
         served_by: source_for_report.served_by(),
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -490,14 +527,14 @@ pub fn blobs_of(resolved: &Resolved) -> Vec<(Descriptor, BlobKind)> {
 }
 
 /// Download `blobs` into `dir` (layout-style paths) with `jobs` at once, skipping blobs already
-/// present. Each blob is synced before it is renamed into place. Returns bytes transferred.
+/// present. Each blob is synced before it is renamed into place.
 pub async fn download_all(
     source: Arc<dyn ImageSource>,
     blobs: Vec<(Descriptor, BlobKind)>,
     dir: &Path,
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
-) -> Result<u64> {
+) -> Result<Transfer> {
     download_all_tapped(
         source,
         blobs,
@@ -535,13 +572,14 @@ pub async fn download_all_tapped(
     reporter: &Arc<dyn Reporter>,
     taps: &HashMap<Digest, Arc<BlobTap>>,
     sync: bool,
-) -> Result<u64> {
+) -> Result<Transfer> {
     let dir = match (dir, &options.cache) {
         (None, None) => return Err(Error::Task("blobs need a directory or a cache".into())),
         (dir, _) => dir.map(Path::to_path_buf),
     };
     let semaphore = Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut total = Transfer::default();
     for (descriptor, kind) in blobs {
         let path = dir
             .as_deref()
@@ -563,6 +601,7 @@ pub async fn download_all_tapped(
                 }
             }
             reporter.on_blob_done(&descriptor.digest);
+            total += Transfer::reused(descriptor.size);
             continue;
         }
         let source = source.clone();
@@ -591,7 +630,7 @@ pub async fn download_all_tapped(
                 )
                 .await?;
                 reporter.on_blob_done(&descriptor.digest);
-                return Ok(n);
+                return Ok(Transfer::downloaded(n));
             };
             fetch_through_cache(
                 source.as_ref(),
@@ -606,7 +645,6 @@ pub async fn download_all_tapped(
             .await
         });
     }
-    let mut total = 0;
     while let Some(joined) = tasks.join_next().await {
         let failure = match joined {
             Ok(Ok(n)) => {
@@ -660,7 +698,7 @@ async fn fetch_through_cache(
     reporter: &dyn Reporter,
     retry: &crate::registry::retry::RetryPolicy,
     fetch_options: &FetchOptions,
-) -> Result<u64> {
+) -> Result<Transfer> {
     let digest = &descriptor.digest;
     let lock = {
         let cache = cache.clone();
@@ -684,7 +722,7 @@ async fn fetch_through_cache(
             }
         }
         reporter.on_blob_done(digest);
-        return Ok(0);
+        return Ok(Transfer::reused(descriptor.size));
     }
     reporter.on_blob_start(digest, kind, descriptor.size, false);
     let transferred = crate::fetch::fetch_blob_resumable(
@@ -707,7 +745,7 @@ async fn fetch_through_cache(
             })?;
     }
     reporter.on_blob_done(digest);
-    Ok(transferred)
+    Ok(Transfer::downloaded(transferred))
 }
 
 async fn write_layout(

@@ -168,7 +168,7 @@ async fn build(
         applied = Err(e);
     }
     match (applied, downloads.await) {
-        (Ok(()), Ok(Ok(n))) => transferred += n,
+        (Ok(()), Ok(Ok(layers))) => transferred += layers,
         // A download error explains an apply loop that stopped waiting; report it first.
         (_, Ok(Err(e))) | (Err(e), _) => return Err(e),
         (Ok(()), Err(join)) => return Err(Error::Task(join.to_string())),

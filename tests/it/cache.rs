@@ -148,6 +148,8 @@ fn a_second_pull_downloads_no_blob_and_fills_outputs_from_the_cache() {
     let manifests_before = setup.manifest_requests();
     let second = json(&setup.pull("it/app:v1", "second", &["--format", "oci", "--json"]));
     assert_eq!(second["bytesDownloaded"], 0);
+    assert_eq!(second["bytesReused"], total);
+    assert_eq!(first["bytesReused"], 0);
     assert_eq!(second["digest"], first["digest"]);
     assert_eq!(setup.proxy.blob_bytes(), total, "no blob fetched again");
     assert_eq!(setup.manifest_requests() - manifests_before, 1);
