@@ -585,11 +585,10 @@ pub async fn download_all_tapped(
             .as_deref()
             .map(|d| layout::blob_path(d, &descriptor.digest));
         let tap = taps.get(&descriptor.digest).cloned();
-        let held = match (&path, &options.cache) {
-            (Some(path), _) if path.is_file() => Some(std::fs::File::open(path)),
-            (path, Some(cache)) if cache.contains(&descriptor.digest, descriptor.size) => {
-                place_from_cache(cache, &descriptor, path.as_deref(), sync)
-            }
+        // Present in the destination: trusted (blobs are only renamed in after verification).
+        // The cache's blobs are placed by the tasks below (a copy can take a while).
+        let held = match &path {
+            Some(path) if path.is_file() => Some(std::fs::File::open(path)),
             _ => None,
         };
         if let Some(file) = held {
@@ -665,29 +664,57 @@ pub async fn download_all_tapped(
     Ok(total)
 }
 
-/// A blob the cache holds, placed at `path` (when given) and opened for a tap. `None` when it
-/// vanished (a concurrent prune): download it.
-fn place_from_cache(
+/// A blob the cache holds, placed at `path` (when given) and opened for a tap, on a blocking
+/// thread. `None` when the cache does not hold it, or it vanished (a concurrent prune).
+async fn place_from_cache(
     cache: &BlobCache,
     descriptor: &Descriptor,
     path: Option<&Path>,
     sync: bool,
 ) -> Option<std::io::Result<std::fs::File>> {
-    match path {
-        Some(path) => match cache.place(&descriptor.digest, path, sync) {
+    if !cache.contains(&descriptor.digest, descriptor.size) {
+        return None;
+    }
+    let cache = cache.clone();
+    let descriptor = descriptor.clone();
+    let path = path.map(Path::to_path_buf);
+    let placed = tokio::task::spawn_blocking(move || match path {
+        Some(path) => match cache.place(&descriptor.digest, &path, sync) {
             Ok(how) => {
                 tracing::debug!(digest = %descriptor.digest, ?how, "blob from the cache");
-                Some(std::fs::File::open(path))
+                Some(std::fs::File::open(&path))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => Some(Err(e)),
         },
         None => cache.open_blob(&descriptor.digest, descriptor.size).map(Ok),
-    }
+    })
+    .await;
+    placed.unwrap_or_else(|e| Some(Err(std::io::Error::other(e))))
 }
 
-/// Download one blob into the cache under its lock (another process downloading it makes us
-/// wait, then find it there), continuing a partial download, then place it at `path`.
+/// Hand a blob taken whole (from the cache) to its tap and the reporter.
+fn use_held(
+    descriptor: &Descriptor,
+    kind: BlobKind,
+    file: std::io::Result<std::fs::File>,
+    reporter: &dyn Reporter,
+    tap: Option<&Arc<BlobTap>>,
+) -> Transfer {
+    reporter.on_blob_start(&descriptor.digest, kind, descriptor.size, true);
+    if let Some(tap) = tap {
+        match file {
+            Ok(file) => tap.complete(file),
+            Err(e) => tap.finish(Err(e.to_string())),
+        }
+    }
+    reporter.on_blob_done(&descriptor.digest);
+    Transfer::reused(descriptor.size)
+}
+
+/// One blob through the cache: taken from it when held; else downloaded into it under its lock
+/// (another process downloading it makes us wait, then find it there), continuing a partial
+/// download, and placed at `path`.
 #[allow(clippy::too_many_arguments)]
 async fn fetch_through_cache(
     source: &dyn ImageSource,
@@ -700,6 +727,10 @@ async fn fetch_through_cache(
     fetch_options: &FetchOptions,
 ) -> Result<Transfer> {
     let digest = &descriptor.digest;
+    let tap = fetch_options.tap.as_ref();
+    if let Some(file) = place_from_cache(cache, descriptor, path, fetch_options.sync).await {
+        return Ok(use_held(descriptor, kind, file, reporter, tap));
+    }
     let lock = {
         let cache = cache.clone();
         let digest = digest.clone();
@@ -708,21 +739,9 @@ async fn fetch_through_cache(
             .map_err(|e| Error::Task(e.to_string()))?
             .map_err(Error::Cache)?
     };
-    let placed = cache
-        .contains(digest, descriptor.size)
-        .then(|| place_from_cache(cache, descriptor, path, fetch_options.sync))
-        .flatten();
-    if let Some(file) = placed {
+    if let Some(file) = place_from_cache(cache, descriptor, path, fetch_options.sync).await {
         // Another process finished it while we waited.
-        reporter.on_blob_start(digest, kind, descriptor.size, true);
-        if let Some(tap) = &fetch_options.tap {
-            match file {
-                Ok(file) => tap.complete(file),
-                Err(e) => tap.finish(Err(e.to_string())),
-            }
-        }
-        reporter.on_blob_done(digest);
-        return Ok(Transfer::reused(descriptor.size));
+        return Ok(use_held(descriptor, kind, file, reporter, tap));
     }
     reporter.on_blob_start(digest, kind, descriptor.size, false);
     let transferred = crate::fetch::fetch_blob_resumable(
@@ -737,12 +756,24 @@ async fn fetch_through_cache(
     cache.commit(digest).map_err(Error::Cache)?;
     drop(lock);
     if let Some(path) = path {
-        cache
-            .place(digest, path, fetch_options.sync)
-            .map_err(|source| Error::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        match place_from_cache(cache, descriptor, Some(path), fetch_options.sync).await {
+            Some(Ok(_)) => {}
+            Some(Err(source)) => {
+                return Err(Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+            None => {
+                return Err(Error::Io {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "the blob was pruned from the cache as it was stored",
+                    ),
+                })
+            }
+        }
     }
     reporter.on_blob_done(digest);
     Ok(Transfer::downloaded(transferred))
