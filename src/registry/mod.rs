@@ -493,6 +493,7 @@ impl RegistryClient {
 
     /// The body of a successful blob response, with where it starts.
     fn blob_body(&self, response: Response, offset: u64) -> Result<BlobBody> {
+        tracing::debug!(url = %redact_url(response.url()), version = ?response.version(), status = %response.status(), "blob response");
         let start = match response.status() {
             StatusCode::PARTIAL_CONTENT => {
                 let range = response

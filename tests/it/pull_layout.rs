@@ -344,10 +344,11 @@ fn tls_registry_needs_its_ca_or_insecure() {
     );
     assert!(stderr.contains("--ca-file"), "{stderr}");
     let dest = scratch.dest("ca");
-    ok(&run(
+    let trusted = run(
         &scratch.home(),
         &[
             "pull",
+            "-vv",
             "--format",
             "oci",
             "--ca-file",
@@ -356,7 +357,14 @@ fn tls_registry_needs_its_ca_or_insecure() {
             dest.to_str().unwrap(),
         ],
         None,
-    ));
+    );
+    ok(&trusted);
+    // The registry offers HTTP/2 through ALPN; blobs come over it.
+    let log = String::from_utf8_lossy(&trusted.stderr);
+    assert!(
+        log.contains("blob response") && log.contains("HTTP/2.0"),
+        "{log}"
+    );
     let dest = scratch.dest("insecure");
     ok(&run(
         &scratch.home(),
