@@ -1065,4 +1065,68 @@ mod tests {
         assert!(matches!(result, Err(Error::Integrity { .. })), "{result:?}");
         assert!(!dir.path().join("blob").exists());
     }
+
+    /// The writer hashes segments in blob order whatever order they arrive in (each segment's
+    /// own chunks in order, as one connection delivers them), and the tap only ever exposes the
+    /// contiguous prefix.
+    #[test]
+    fn segments_in_any_interleaving_hash_in_order() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let digest = Digest::sha256_of(&data);
+        for seed in 0..20 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            // Segments of 30_000 bytes, chunks of random sizes.
+            let mut queues: Vec<Vec<(u64, Bytes)>> = data
+                .chunks(30_000)
+                .enumerate()
+                .map(|(i, segment)| {
+                    let mut chunks = Vec::new();
+                    let mut at = 0;
+                    while at < segment.len() {
+                        let n = rng.usize(1..5_000).min(segment.len() - at);
+                        let offset = (i * 30_000 + at) as u64;
+                        chunks.push((offset, Bytes::copy_from_slice(&segment[at..at + n])));
+                        at += n;
+                    }
+                    chunks.reverse();
+                    chunks
+                })
+                .collect();
+            let (sender, receiver) = tokio::sync::mpsc::channel(1024);
+            while queues.iter().any(|q| !q.is_empty()) {
+                let live: Vec<usize> = (0..queues.len())
+                    .filter(|&i| !queues[i].is_empty())
+                    .collect();
+                let pick = live[rng.usize(..live.len())];
+                let (offset, bytes) = queues[pick].pop().unwrap();
+                sender.try_send(Message::At { offset, bytes }).unwrap();
+            }
+            sender.try_send(Message::Finish).unwrap();
+            drop(sender);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("blob");
+            let file = File::options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .unwrap();
+            let tap = BlobTap::default();
+            tap.open(file.try_clone().unwrap());
+            let written = write_blob(
+                receiver,
+                file,
+                0,
+                &path,
+                Algorithm::Sha256,
+                &digest,
+                false,
+                Some(&tap),
+            )
+            .unwrap();
+            assert_eq!(written.bytes, data.len() as u64, "seed {seed}");
+            assert_eq!(written.digester.finish(), digest, "seed {seed}");
+            assert_eq!(std::fs::read(&path).unwrap(), data);
+        }
+    }
 }
