@@ -475,3 +475,22 @@ fn cache_info_and_prune() {
     ok(&setup.pull("it/app:v1", "second", &[]));
     assert_eq!(setup.proxy.blob_bytes(), 2 * sizes.iter().sum::<u64>());
 }
+
+#[test]
+fn an_unusable_cache_is_skipped_with_a_warning() {
+    let setup = Setup::new();
+    let (sizes, _) = setup.push("app:v1", &three_layers());
+    // A file where the cache directory should be.
+    let blocked = setup.scratch.dir.path().join("not-a-dir");
+    std::fs::write(&blocked, b"").unwrap();
+    let cache_dir = blocked.join("cache").display().to_string();
+    let output = setup.pull("it/app:v1", "rootfs", &["--cache-dir", &cache_dir]);
+    ok(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not using the blob cache"), "{stderr}");
+    assert_eq!(setup.proxy.blob_bytes(), sizes.iter().sum::<u64>());
+    assert_eq!(
+        std::fs::read(setup.scratch.dest("rootfs/a.bin")).unwrap(),
+        noise(11, 300 << 10)
+    );
+}
