@@ -176,11 +176,24 @@ pub fn docker_config(data: &[u8]) {
         Err(error) => {
             if let Some(value) = &value {
                 let text = error_chain(&error);
-                let mut strings = Vec::new();
+                let mut secrets = Vec::new();
                 if let Some(auths) = value.get("auths") {
-                    secret_strings(auths, &mut strings);
+                    string_values(auths, &mut secrets);
                 }
-                for secret in strings.iter().filter(|s| s.len() >= 8) {
+                // Not secrets (as far as this check knows): strings that also appear outside
+                // the values of `auths` (a `credHelpers` value, any key), or twice in the raw
+                // bytes (a duplicate key's earlier value, dropped from `value`).
+                let mut elsewhere = Vec::new();
+                other_strings(value, &mut elsewhere);
+                let repeated = |secret: &str| {
+                    let needle = secret.as_bytes();
+                    data.windows(needle.len()).filter(|w| *w == needle).count() > 1
+                };
+                for secret in secrets.iter().filter(|s| {
+                    s.len() >= 8
+                        && !elsewhere.iter().any(|other| other.contains(s.as_str()))
+                        && !repeated(s)
+                }) {
                     assert!(
                         !text.contains(&format!("{secret:?}")),
                         "a rejected file's error repeats the value {secret:?}: {text}"
@@ -360,12 +373,34 @@ fn redacted(credential: &acrpull::credential::Credential) -> acrpull::credential
     }
 }
 
+/// Every key inside `value`, and every string value outside `auths`.
+fn other_strings(value: &serde_json::Value, out: &mut Vec<String>) {
+    fn keys(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+            serde_json::Value::Object(map) => {
+                out.extend(map.keys().cloned());
+                map.values().for_each(|v| keys(v, out));
+            }
+            _ => {}
+        }
+    }
+    keys(value, out);
+    match value {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .filter(|(key, _)| *key != "auths")
+            .for_each(|(_, v)| string_values(v, out)),
+        other => string_values(other, out),
+    }
+}
+
 /// Every string value (not key) inside `value`.
-fn secret_strings(value: &serde_json::Value, out: &mut Vec<String>) {
+fn string_values(value: &serde_json::Value, out: &mut Vec<String>) {
     match value {
         serde_json::Value::String(s) => out.push(s.clone()),
-        serde_json::Value::Array(items) => items.iter().for_each(|v| secret_strings(v, out)),
-        serde_json::Value::Object(map) => map.values().for_each(|v| secret_strings(v, out)),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| string_values(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| string_values(v, out)),
         _ => {}
     }
 }
@@ -398,7 +433,8 @@ pub fn registries_conf(data: &[u8]) {
         return;
     };
     let table: toml::Table = toml::from_str(text).expect("a parsed registries.conf is TOML");
-    let entries = model_entries(&table);
+    let model = model_entries(&table);
+    let entries = model.as_deref().unwrap_or_default();
     let mut references: Vec<String> = [
         "alpine:3",
         "docker.io/library/alpine@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
@@ -426,7 +462,17 @@ pub fn registries_conf(data: &[u8]) {
     {
         for extra in &extras {
             let result = config.endpoints(&reference, extra);
-            check_endpoints(&reference, extra, &entries, result);
+            match &model {
+                Some(entries) => check_endpoints(&reference, extra, entries, result),
+                None => {
+                    // Without the model: one origin, last, and valid names.
+                    if let Ok(endpoints) = result {
+                        let (last, rest) = endpoints.split_last().expect("never empty");
+                        assert!(last.origin && rest.iter().all(|e| !e.origin));
+                        endpoints.iter().for_each(check_endpoint_name);
+                    }
+                }
+            }
         }
     }
 }
@@ -446,42 +492,45 @@ struct ModelMirror {
     digest_only: bool,
 }
 
-fn model_entries(table: &toml::Table) -> Vec<ModelEntry> {
+/// The entries as the model reads them; `None` when one is written as an array rather than a
+/// table (serde also fills a struct from a sequence, field by field), which the model leaves
+/// to the generic checks.
+fn model_entries(table: &toml::Table) -> Option<Vec<ModelEntry>> {
     let flag = |t: &toml::Table, name: &str| t.get(name).and_then(|v| v.as_bool()) == Some(true);
     let text = |t: &toml::Table, name: &str| t.get(name).and_then(|v| v.as_str()).map(String::from);
     let Some(registries) = table.get("registry").and_then(|r| r.as_array()) else {
-        return Vec::new();
+        return Some(Vec::new());
     };
-    registries
-        .iter()
-        .filter_map(|entry| {
-            let entry = entry.as_table().expect("[[registry]] entries are tables");
-            let location = text(entry, "location");
-            let prefix = text(entry, "prefix").or_else(|| location.clone())?;
-            let mirrors = entry
-                .get("mirror")
-                .and_then(|m| m.as_array())
-                .into_iter()
-                .flatten()
-                .map(|mirror| {
-                    let mirror = mirror.as_table().expect("mirrors are tables");
-                    ModelMirror {
-                        location: text(mirror, "location").expect("a mirror has a location"),
-                        insecure: flag(mirror, "insecure"),
-                        digest_only: text(mirror, "pull-from-mirror").as_deref()
-                            == Some("digest-only"),
-                    }
-                })
-                .collect();
-            Some(ModelEntry {
+    let mut entries = Vec::new();
+    for entry in registries {
+        let entry = entry.as_table()?;
+        let location = text(entry, "location");
+        let mut mirrors = Vec::new();
+        for mirror in entry
+            .get("mirror")
+            .and_then(|m| m.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let mirror = mirror.as_table()?;
+            mirrors.push(ModelMirror {
+                location: text(mirror, "location").expect("a mirror has a location"),
+                insecure: flag(mirror, "insecure"),
+                digest_only: text(mirror, "pull-from-mirror").as_deref() == Some("digest-only"),
+            });
+        }
+        // An entry with neither prefix nor location matches nothing.
+        if let Some(prefix) = text(entry, "prefix").or_else(|| location.clone()) {
+            entries.push(ModelEntry {
                 prefix: prefix.trim_end_matches('/').to_string(),
                 location,
                 blocked: flag(entry, "blocked"),
                 insecure: flag(entry, "insecure"),
                 mirrors,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    Some(entries)
 }
 
 fn check_endpoints(
