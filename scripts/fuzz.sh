@@ -21,7 +21,8 @@ if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then
     seconds=$1
     shift
 fi
-all_targets=(reference www_authenticate manifest jwt_expiry token_response http_headers layer_apply)
+all_targets=(reference www_authenticate manifest jwt_expiry token_response http_headers layer_apply
+    docker_config registries_conf)
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all_targets[@]}")
 sanitizer=${FUZZ_SANITIZER:-address}
@@ -96,6 +97,7 @@ for target in "${targets[@]}"; do
     case $target in
     manifest | jwt_expiry | token_response) dict=(-dict="$repo/fuzz/dict/json.dict") ;;
     www_authenticate | http_headers) dict=(-dict="$repo/fuzz/dict/headers.dict") ;;
+    docker_config | registries_conf) dict=(-dict="$repo/fuzz/dict/$target.dict") ;;
     esac
     start=$(date +%s)
     nice -n 19 cargo +nightly fuzz run -s "$sanitizer" "$target" "fuzz/corpus/$target" -- \

@@ -40,7 +40,9 @@ pub enum ConfigError {
     /// The configuration blocks the registry.
     #[error("pulls from `{0}` are blocked by registries.conf")]
     Blocked(String),
-    /// A location that is not `host[:port][/path]`.
+    /// A location that is not `host[:port][/path]`, or that gives the reference an invalid
+    /// registry or repository once its prefix is replaced (containers tools refuse such a
+    /// rewritten reference too).
     #[error("invalid mirror location `{0}`")]
     BadLocation(String),
 }
@@ -207,7 +209,8 @@ fn rewrite(
         .trim_end_matches('/');
     let rewritten = format!("{location}{remainder}");
     let (host, repository) = rewritten.split_once('/').ok_or_else(bad)?;
-    if host.is_empty() || repository.is_empty() {
+    // The endpoint's host goes into URLs and its repository into paths and token scopes.
+    if !crate::reference::valid_name(host, repository) {
         return Err(bad());
     }
     Ok(Endpoint {
@@ -364,6 +367,56 @@ blocked = true
         assert_eq!(endpoints[0].host, "127.0.0.1:5001");
         assert_eq!(endpoints[0].repository, "team/app");
         assert_eq!(endpoints[1].host, "other.example");
+    }
+
+    /// Found by the `registries_conf` fuzz target: a location was used as long as it had a
+    /// `/`, so `m.example/x?y` made the repository `x?y/...` (a query in every request URL)
+    /// and `user@m.example` a host with user info.
+    #[test]
+    fn locations_that_make_invalid_names_are_refused() {
+        for location in [
+            "m.example/x?y",
+            "user@m.example",
+            "m.example#frag",
+            "m.example/Upper",
+            "m.example:99999",
+            "m.example//x",
+            "-m.example",
+        ] {
+            let config = MirrorConfig::parse(&format!(
+                "[[registry]]\nlocation = \"a.example\"\n[[registry.mirror]]\nlocation = \"{location}\"\n"
+            ))
+            .unwrap();
+            let result = config.endpoints(&reference("a.example/team/app:v1"), &[]);
+            assert!(
+                matches!(&result, Err(ConfigError::BadLocation(l)) if l == location),
+                "{location}: {result:?}"
+            );
+            let result = MirrorConfig::default()
+                .endpoints(&reference("a.example/team/app:v1"), &[location.to_string()]);
+            assert!(
+                matches!(result, Err(ConfigError::BadLocation(_))),
+                "{location}"
+            );
+        }
+        // Bare hosts, ports, IPv6 literals and nested paths stay usable.
+        for (location, host, repository) in [
+            ("mirror", "mirror", "team/app"),
+            (
+                "https://m.example:5000/cache/",
+                "m.example:5000",
+                "cache/team/app",
+            ),
+            ("[::1]:5000/v6", "[::1]:5000", "v6/team/app"),
+        ] {
+            let endpoints = MirrorConfig::default()
+                .endpoints(&reference("a.example/team/app:v1"), &[location.to_string()])
+                .unwrap();
+            assert_eq!(
+                (endpoints[0].host.as_str(), endpoints[0].repository.as_str()),
+                (host, repository)
+            );
+        }
     }
 
     #[test]

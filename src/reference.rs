@@ -196,6 +196,17 @@ fn valid_registry(registry: &str) -> bool {
         })
 }
 
+/// Whether `registry` and `repository` are valid as the two halves of a reference: what
+/// parsing checks, without Docker Hub's normalisation (for names built by rewriting one, such
+/// as a mirror's).
+pub(crate) fn valid_name(registry: &str, repository: &str) -> bool {
+    valid_registry(registry) && valid_repository(repository)
+}
+
+fn valid_repository(repository: &str) -> bool {
+    repository.len() <= 255 && repository.split('/').all(valid_repository_component)
+}
+
 fn valid_repository_component(component: &str) -> bool {
     // [a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*
     let bytes = component.as_bytes();
@@ -288,7 +299,7 @@ impl FromStr for Reference {
         } else {
             repository
         };
-        if repository.len() > 255 || !repository.split('/').all(valid_repository_component) {
+        if !valid_repository(&repository) {
             return Err(ReferenceError::BadRepository {
                 input: input.to_string(),
                 repository,

@@ -159,3 +159,506 @@ pub fn http_headers(data: &[u8]) {
     let _ = fuzzing::parse_retry_after(text, now());
     let _ = fuzzing::parse_retry_after(text, UNIX_EPOCH);
 }
+
+/// Docker `config.json` / containers `auth.json`. Lookups for the fixed hosts and for every
+/// host the file names (as written, normalised, upper-cased) never panic and never answer for
+/// another registry; helpers come first (`credHelpers`) and last (`credsStore`); a stored
+/// credential is what the entry says (`identitytoken`, else `auth` decoded here independently,
+/// else `username`/`password`); nothing printed about a credential or a rejected file depends
+/// on or repeats a secret.
+pub fn docker_config(data: &[u8]) {
+    use acrpull::credential::docker_config::{normalize_host, AuthFile};
+    // The same bytes as plain JSON: the oracle (absent for the rare file that only the typed
+    // parse accepts, e.g. an ignored number out of `f64` range).
+    let value = serde_json::from_slice::<serde_json::Value>(data).ok();
+    let file = match AuthFile::parse(data) {
+        Ok(file) => file,
+        Err(error) => {
+            if let Some(value) = &value {
+                let text = error_chain(&error);
+                let mut secrets = Vec::new();
+                if let Some(auths) = value.get("auths") {
+                    string_values(auths, &mut secrets);
+                }
+                // Not secrets (as far as this check knows): strings that also appear outside
+                // the values of `auths` (a `credHelpers` value, any key), or twice in the raw
+                // bytes (a duplicate key's earlier value, dropped from `value`).
+                let mut elsewhere = Vec::new();
+                other_strings(value, &mut elsewhere);
+                let repeated = |secret: &str| {
+                    let needle = secret.as_bytes();
+                    data.windows(needle.len()).filter(|w| *w == needle).count() > 1
+                };
+                for secret in secrets.iter().filter(|s| {
+                    s.len() >= 8
+                        && !elsewhere.iter().any(|other| other.contains(s.as_str()))
+                        && !repeated(s)
+                }) {
+                    assert!(
+                        !text.contains(&format!("{secret:?}")),
+                        "a rejected file's error repeats the value {secret:?}: {text}"
+                    );
+                }
+            }
+            return;
+        }
+    };
+    let mut hosts: Vec<String> = [
+        "docker.io",
+        "index.docker.io",
+        "registry-1.docker.io",
+        "127.0.0.1:5000",
+        "localhost:5000",
+        "myreg.azurecr.io",
+        "",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Some(value) = &value {
+        for section in ["auths", "credHelpers"] {
+            for key in value
+                .get(section)
+                .and_then(|s| s.as_object())
+                .into_iter()
+                .flat_map(|map| map.keys())
+                .take(16)
+            {
+                hosts.push(key.clone());
+                hosts.push(normalize_host(key));
+                hosts.push(key.to_ascii_uppercase());
+            }
+        }
+    }
+    for host in &hosts {
+        let _ = acrpull::credential::docker_config::helper_server_url(host);
+        match file.lookup(host) {
+            Ok(found) => check_lookups(host, &found, value.as_ref()),
+            Err(error) => {
+                let text = error_chain(&error);
+                assert!(text.contains("`auth` value"), "{text}");
+            }
+        }
+    }
+}
+
+fn check_lookups(
+    registry: &str,
+    found: &[acrpull::credential::docker_config::Lookup],
+    value: Option<&serde_json::Value>,
+) {
+    use acrpull::credential::docker_config::{normalize_host, Lookup};
+    let host = normalize_host(registry);
+    // Order: the credHelpers helper, the stored entry, the credsStore helper; one of each.
+    let rank = |lookup: &Lookup| match lookup {
+        Lookup::Helper {
+            per_registry: true, ..
+        } => 0,
+        Lookup::Stored { .. } => 1,
+        Lookup::Helper {
+            per_registry: false,
+            ..
+        } => 2,
+    };
+    let ranks: Vec<u8> = found.iter().map(rank).collect();
+    assert!(
+        ranks.windows(2).all(|pair| pair[0] < pair[1]),
+        "{registry}: {ranks:?}"
+    );
+    for lookup in found {
+        match lookup {
+            Lookup::Helper { name, per_registry } => {
+                assert!(!name.is_empty());
+                let Some(value) = value else { continue };
+                if *per_registry {
+                    let helpers = value["credHelpers"].as_object().expect("credHelpers");
+                    assert!(
+                        helpers.iter().any(|(key, helper)| {
+                            helper == name.as_str()
+                                && (key == registry || normalize_host(key) == host)
+                        }),
+                        "{registry}: helper {name} is not configured for it"
+                    );
+                } else {
+                    assert_eq!(value["credsStore"], name.as_str());
+                }
+            }
+            Lookup::Stored { key, credential } => {
+                // Never the credential of another registry.
+                assert!(
+                    key == registry || normalize_host(key) == host,
+                    "{registry} got the credential stored under {key:?}"
+                );
+                if let Some(entry) = value.map(|value| &value["auths"][key.as_str()]) {
+                    check_stored(key, entry, credential);
+                }
+                // What is printed about it does not depend on the secret.
+                let redacted = redacted(credential);
+                assert_eq!(format!("{credential:?}"), format!("{redacted:?}"));
+                assert_eq!(credential.kind(), redacted.kind());
+                let redacted = Lookup::Stored {
+                    key: key.clone(),
+                    credential: redacted,
+                };
+                assert_eq!(format!("{lookup:?}"), format!("{redacted:?}"));
+            }
+        }
+    }
+}
+
+/// A stored credential against the file's entry, decoded here independently.
+fn check_stored(
+    key: &str,
+    entry: &serde_json::Value,
+    credential: &acrpull::credential::Credential,
+) {
+    use acrpull::credential::Credential;
+    use base64::Engine as _;
+    let field = |name: &str| entry[name].as_str().filter(|s| !s.is_empty());
+    let (username, password) = if let Some(token) = field("identitytoken") {
+        ("<token>".to_string(), token.to_string())
+    } else if let Some(auth) = field("auth") {
+        let lenient = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        // Only when this decoder agrees the value is base64 (docker's own is stricter still).
+        let Ok(decoded) = lenient.decode(auth.trim()) else {
+            return;
+        };
+        let text = String::from_utf8(decoded).expect("an accepted `auth` is UTF-8");
+        let (username, password) = text.split_once(':').expect("an accepted `auth` has a ':'");
+        (
+            username.to_string(),
+            password.trim_end_matches(['\n', '\r']).to_string(),
+        )
+    } else {
+        let username = field("username").expect("stored without a secret");
+        let password = entry["password"].as_str().expect("a password");
+        (username.to_string(), password.to_string())
+    };
+    match credential {
+        Credential::RefreshToken(token) => {
+            assert_eq!(username, "<token>", "{key}");
+            assert_eq!(token.expose(), password, "{key}");
+        }
+        Credential::Basic {
+            username: user,
+            password: secret,
+        } => {
+            assert_ne!(user, "<token>");
+            assert!(!user.is_empty());
+            assert_eq!(user, &username, "{key}");
+            assert_eq!(secret.expose(), password, "{key}");
+            if field("auth").is_some() && field("identitytoken").is_none() {
+                // Split at the first ':', the way the registry will split it again.
+                assert!(!user.contains(':'), "{key}: {user}");
+            }
+        }
+        other => panic!("{key}: a file gave {}", other.kind()),
+    }
+}
+
+/// The same credential with an empty secret.
+fn redacted(credential: &acrpull::credential::Credential) -> acrpull::credential::Credential {
+    use acrpull::credential::Credential;
+    use acrpull::secret::Secret;
+    match credential {
+        Credential::Basic { username, .. } => Credential::Basic {
+            username: username.clone(),
+            password: Secret::new(""),
+        },
+        Credential::RefreshToken(_) => Credential::RefreshToken(Secret::new("")),
+        other => panic!("a file gave {}", other.kind()),
+    }
+}
+
+/// Every key inside `value`, and every string value outside `auths`.
+fn other_strings(value: &serde_json::Value, out: &mut Vec<String>) {
+    fn keys(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+            serde_json::Value::Object(map) => {
+                out.extend(map.keys().cloned());
+                map.values().for_each(|v| keys(v, out));
+            }
+            _ => {}
+        }
+    }
+    keys(value, out);
+    match value {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .filter(|(key, _)| *key != "auths")
+            .for_each(|(_, v)| string_values(v, out)),
+        other => string_values(other, out),
+    }
+}
+
+/// Every string value (not key) inside `value`.
+fn string_values(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| string_values(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| string_values(v, out)),
+        _ => {}
+    }
+}
+
+/// An error with its sources, as `anyhow` prints it with `{:#}`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `registries.conf` (v2) and the endpoints it gives for the fixed references and ones built
+/// from the file's own prefixes and locations, with and without `--mirror` extras. Checked
+/// against a model read from the same TOML: the longest matching prefix (whole path
+/// components; the last of equal ones) decides; a blocked one is an error; otherwise the
+/// extras, the entry's mirrors in order and one origin, last. Every endpoint is a valid
+/// registry and repository, and a rewritten one keeps the part of the reference after the
+/// prefix.
+pub fn registries_conf(data: &[u8]) {
+    use acrpull::mirror::MirrorConfig;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(config) = MirrorConfig::parse(text) else {
+        return;
+    };
+    let table: toml::Table = toml::from_str(text).expect("a parsed registries.conf is TOML");
+    let model = model_entries(&table);
+    let entries = model.as_deref().unwrap_or_default();
+    let mut references: Vec<String> = [
+        "alpine:3",
+        "docker.io/library/alpine@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "localhost:5000/team/app:v1",
+        "myreg.azurecr.io/a/b/c:1",
+        "[::1]:5000/x:y",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut extras = vec![vec![], vec!["127.0.0.1:5001".to_string()]];
+    for entry in entries.iter().take(8) {
+        let prefix = entry.prefix.as_str();
+        for suffix in ["", "/x", "/x/y:1", "x/y", "-x/y"] {
+            references.push(format!("{prefix}{suffix}"));
+        }
+        for location in entry.mirrors.iter().map(|m| &m.location) {
+            if extras.len() < 4 {
+                extras.push(vec![location.clone()]);
+            }
+        }
+    }
+    for reference in references
+        .iter()
+        .filter_map(|r| r.parse::<Reference>().ok())
+    {
+        for extra in &extras {
+            let result = config.endpoints(&reference, extra);
+            match &model {
+                Some(entries) => check_endpoints(&reference, extra, entries, result),
+                None => {
+                    // Without the model: one origin, last, and valid names.
+                    if let Ok(endpoints) = result {
+                        let (last, rest) = endpoints.split_last().expect("never empty");
+                        assert!(last.origin && rest.iter().all(|e| !e.origin));
+                        endpoints.iter().for_each(check_endpoint_name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct ModelEntry {
+    /// `prefix`, else `location`, without trailing `/`.
+    prefix: String,
+    location: Option<String>,
+    blocked: bool,
+    insecure: bool,
+    mirrors: Vec<ModelMirror>,
+}
+
+struct ModelMirror {
+    location: String,
+    insecure: bool,
+    digest_only: bool,
+}
+
+/// The entries as the model reads them; `None` when one is written as an array rather than a
+/// table (serde also fills a struct from a sequence, field by field), which the model leaves
+/// to the generic checks.
+fn model_entries(table: &toml::Table) -> Option<Vec<ModelEntry>> {
+    let flag = |t: &toml::Table, name: &str| t.get(name).and_then(|v| v.as_bool()) == Some(true);
+    let text = |t: &toml::Table, name: &str| t.get(name).and_then(|v| v.as_str()).map(String::from);
+    let Some(registries) = table.get("registry").and_then(|r| r.as_array()) else {
+        return Some(Vec::new());
+    };
+    let mut entries = Vec::new();
+    for entry in registries {
+        let entry = entry.as_table()?;
+        let location = text(entry, "location");
+        let mut mirrors = Vec::new();
+        for mirror in entry
+            .get("mirror")
+            .and_then(|m| m.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let mirror = mirror.as_table()?;
+            mirrors.push(ModelMirror {
+                location: text(mirror, "location").expect("a mirror has a location"),
+                insecure: flag(mirror, "insecure"),
+                digest_only: text(mirror, "pull-from-mirror").as_deref() == Some("digest-only"),
+            });
+        }
+        // An entry with neither prefix nor location matches nothing.
+        if let Some(prefix) = text(entry, "prefix").or_else(|| location.clone()) {
+            entries.push(ModelEntry {
+                prefix: prefix.trim_end_matches('/').to_string(),
+                location,
+                blocked: flag(entry, "blocked"),
+                insecure: flag(entry, "insecure"),
+                mirrors,
+            });
+        }
+    }
+    Some(entries)
+}
+
+fn check_endpoints(
+    reference: &Reference,
+    extra: &[String],
+    entries: &[ModelEntry],
+    result: Result<Vec<acrpull::mirror::Endpoint>, acrpull::mirror::ConfigError>,
+) {
+    use acrpull::mirror::ConfigError;
+    let full = format!("{}/{}", reference.registry(), reference.repository());
+    let matched = entries
+        .iter()
+        .filter(|entry| full == entry.prefix || full.starts_with(&format!("{}/", entry.prefix)))
+        .fold(None::<&ModelEntry>, |best, entry| match best {
+            Some(best) if best.prefix.len() > entry.prefix.len() => Some(best),
+            _ => Some(entry),
+        });
+    let endpoints = match result {
+        Err(ConfigError::Blocked(what)) => {
+            assert!(
+                matched.is_some_and(|entry| entry.blocked),
+                "{full}: blocked, but its entry is not"
+            );
+            assert_eq!(what, full);
+            return;
+        }
+        Err(ConfigError::BadLocation(location)) => {
+            let known = extra.iter().chain(matched.into_iter().flat_map(|entry| {
+                entry
+                    .mirrors
+                    .iter()
+                    .map(|m| &m.location)
+                    .chain(entry.location.as_ref())
+            }));
+            assert!(
+                known.clone().any(|l| *l == location),
+                "{full}: bad location {location:?} is not one of its own"
+            );
+            return;
+        }
+        Err(other) => panic!("{full}: {other}"),
+        Ok(endpoints) => endpoints,
+    };
+    assert!(
+        !matched.is_some_and(|entry| entry.blocked),
+        "{full}: the blocked entry {:?} gave endpoints",
+        matched.map(|e| &e.prefix)
+    );
+    let mirrors: &[ModelMirror] = matched.map_or(&[], |entry| &entry.mirrors);
+    assert_eq!(
+        endpoints.len(),
+        extra.len() + mirrors.len() + 1,
+        "{full}: {endpoints:?}"
+    );
+    let (last, rest) = endpoints.split_last().expect("never empty");
+    assert!(
+        last.origin && rest.iter().all(|e| !e.origin),
+        "{endpoints:?}"
+    );
+    for endpoint in &endpoints {
+        check_endpoint_name(endpoint);
+    }
+    for (endpoint, location) in rest.iter().zip(extra) {
+        assert!(!endpoint.insecure && !endpoint.digest_only);
+        check_rewrite(endpoint, location, &format!("/{}", reference.repository()));
+    }
+    let remainder = matched.map_or("", |entry| &full[entry.prefix.len()..]);
+    for (endpoint, mirror) in rest[extra.len()..].iter().zip(mirrors) {
+        assert_eq!(endpoint.insecure, mirror.insecure);
+        assert_eq!(endpoint.digest_only, mirror.digest_only);
+        check_rewrite(endpoint, &mirror.location, remainder);
+    }
+    assert!(!last.digest_only);
+    match matched {
+        None => {
+            assert_eq!(last.host, reference.registry());
+            assert_eq!(last.repository, reference.repository());
+            assert!(!last.insecure);
+        }
+        Some(entry) => {
+            assert_eq!(last.insecure, entry.insecure);
+            match &entry.location {
+                Some(location) => check_rewrite(last, location, remainder),
+                None => {
+                    assert_eq!(last.host, reference.registry());
+                    assert_eq!(last.repository, reference.repository());
+                }
+            }
+        }
+    }
+}
+
+/// `host/repository` is the location (scheme and trailing `/` aside) followed by the part of
+/// the reference after the prefix.
+fn check_rewrite(endpoint: &acrpull::mirror::Endpoint, location: &str, remainder: &str) {
+    let joined = format!("{}/{}", endpoint.host, endpoint.repository);
+    let head = joined
+        .strip_suffix(remainder)
+        .unwrap_or_else(|| panic!("{joined} lost the remainder {remainder:?}"));
+    assert!(
+        location.contains(head),
+        "{joined}: {head:?} is not from the location {location:?}"
+    );
+}
+
+/// An endpoint names a valid registry and repository: parsing them back as a reference gives
+/// the same two (a neutral registry checks the repository; a port added to a bare host name
+/// makes the parser read it as a registry).
+fn check_endpoint_name(endpoint: &acrpull::mirror::Endpoint) {
+    let repository: Reference = format!("localhost/{}:t", endpoint.repository)
+        .parse()
+        .unwrap_or_else(|e| panic!("{endpoint:?}: repository: {e}"));
+    assert_eq!(repository.repository(), endpoint.repository);
+    let host = &endpoint.host;
+    let bare = !(host.contains(['.', ':']) || host.starts_with('[') || host == "localhost");
+    let registry = if bare {
+        format!("{host}:1")
+    } else {
+        host.clone()
+    };
+    let parsed: Reference = format!("{registry}/x:t")
+        .parse()
+        .unwrap_or_else(|e| panic!("{endpoint:?}: host: {e}"));
+    let aliases = ["docker.io", "index.docker.io", "registry-1.docker.io"];
+    assert!(
+        parsed.registry() == registry
+            || (parsed.registry() == "docker.io" && aliases.contains(&host.as_str())),
+        "{endpoint:?}: host parses as {}",
+        parsed.registry()
+    );
+}

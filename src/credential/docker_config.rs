@@ -6,6 +6,9 @@
 //! every registry). Everything else in `config.json` (`proxies`, `psFormat`, `plugins`, ...) is
 //! ignored; inside an `auths` entry only the fields docker writes are accepted, so a misspelt
 //! `identityToken` is an error naming the file rather than a silent anonymous pull.
+//!
+//! `auths` is read as plain JSON and checked by hand: serde's message for a value of the wrong
+//! type repeats the value (`invalid type: string "dXNlcjpz..."`), and there it may be a secret.
 
 use std::collections::BTreeMap;
 
@@ -22,10 +25,18 @@ pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 pub const IDENTITY_TOKEN_USERNAME: &str = "<token>";
 
 /// A parsed `config.json` / `auth.json`.
-#[derive(Default, serde::Deserialize)]
+#[derive(Default)]
 pub struct AuthFile {
-    #[serde(default)]
     auths: BTreeMap<String, AuthEntry>,
+    cred_helpers: BTreeMap<String, String>,
+    creds_store: Option<String>,
+}
+
+/// The file as serde reads it; `auths` stays plain JSON (see the module documentation).
+#[derive(serde::Deserialize)]
+struct RawFile {
+    #[serde(default)]
+    auths: serde_json::Value,
     #[serde(default, rename = "credHelpers")]
     cred_helpers: BTreeMap<String, String>,
     #[serde(default, rename = "credsStore")]
@@ -33,30 +44,46 @@ pub struct AuthFile {
 }
 
 /// One `auths` entry. No `Debug`: it holds secrets.
-#[derive(Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 struct AuthEntry {
     auth: Option<String>,
     username: Option<String>,
     password: Option<String>,
     identitytoken: Option<String>,
-    // Written by docker, not used for pulling.
-    #[allow(dead_code)]
-    email: Option<String>,
-    #[allow(dead_code)]
-    serveraddress: Option<String>,
-    #[allow(dead_code)]
-    registrytoken: Option<String>,
 }
+
+/// The fields of an `auths` entry: the ones read, then the ones docker writes and pulling
+/// does not use.
+const ENTRY_FIELDS: &[&str] = &[
+    "auth",
+    "username",
+    "password",
+    "identitytoken",
+    "email",
+    "serveraddress",
+    "registrytoken",
+];
 
 /// Why a file's content is unusable (the file itself is named by the caller).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ParseError {
-    /// Not JSON, or JSON of the wrong shape (serde's message names the line, column and field,
-    /// never a value it accepted).
+    /// Not JSON, or JSON of the wrong shape outside `auths` (serde's message names the line,
+    /// column and field).
     #[error("not a valid credentials file")]
     Json(#[source] serde_json::Error),
+    /// `auths` is not a JSON object.
+    #[error("`auths` is not a JSON object")]
+    AuthsNotAnObject,
+    /// An `auths` entry of the wrong shape. The message names the key and the field, never a
+    /// value: a value where it does not belong may still be a secret.
+    #[error("the `auths` entry for `{key}` {problem}")]
+    BadEntry {
+        /// The `auths` key.
+        key: String,
+        /// What is wrong, e.g. ``has a non-string `auth` ``.
+        problem: String,
+    },
     /// An `auth` value that is not base64 of `user:password`.
     #[error("the `auth` value for `{key}` is not base64 of `user:password`")]
     BadAuth {
@@ -87,7 +114,24 @@ pub enum Lookup {
 impl AuthFile {
     /// Parse a file's bytes.
     pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
-        serde_json::from_slice(bytes).map_err(ParseError::Json)
+        let raw: RawFile = serde_json::from_slice(bytes).map_err(ParseError::Json)?;
+        let auths = match raw.auths {
+            serde_json::Value::Object(entries) => entries
+                .into_iter()
+                .map(|(key, value)| {
+                    let entry = AuthEntry::from_json(&key, value)?;
+                    Ok((key, entry))
+                })
+                .collect::<Result<_, ParseError>>()?,
+            // As docker reads it: no entries.
+            serde_json::Value::Null => BTreeMap::new(),
+            _ => return Err(ParseError::AuthsNotAnObject),
+        };
+        Ok(Self {
+            auths,
+            cred_helpers: raw.cred_helpers,
+            creds_store: raw.creds_store,
+        })
     }
 
     /// Where to look for `registry` (`host[:port]`, `docker.io` for Docker Hub), in the order
@@ -136,6 +180,40 @@ impl AuthFile {
 }
 
 impl AuthEntry {
+    /// An entry from its JSON: an object of [`ENTRY_FIELDS`], each a string or `null`.
+    fn from_json(key: &str, value: serde_json::Value) -> Result<Self, ParseError> {
+        let bad = |problem: String| ParseError::BadEntry {
+            key: key.to_string(),
+            problem,
+        };
+        let serde_json::Value::Object(fields) = value else {
+            return Err(bad("is not a JSON object".to_string()));
+        };
+        let mut entry = AuthEntry::default();
+        let mut unused = None;
+        for (name, value) in fields {
+            let slot = match name.as_str() {
+                "auth" => &mut entry.auth,
+                "username" => &mut entry.username,
+                "password" => &mut entry.password,
+                "identitytoken" => &mut entry.identitytoken,
+                "email" | "serveraddress" | "registrytoken" => &mut unused,
+                _ => {
+                    return Err(bad(format!(
+                        "has an unknown field `{name}`, expected one of `{}`",
+                        ENTRY_FIELDS.join("`, `")
+                    )))
+                }
+            };
+            *slot = match value {
+                serde_json::Value::String(text) => Some(text),
+                serde_json::Value::Null => None,
+                _ => return Err(bad(format!("has a non-string `{name}`"))),
+            };
+        }
+        Ok(entry)
+    }
+
     fn credential(&self, key: &str) -> Result<Option<Credential>, ParseError> {
         if let Some(token) = self.identitytoken.as_ref().filter(|t| !t.is_empty()) {
             return Ok(Some(Credential::RefreshToken(Secret::new(token.clone()))));
@@ -332,6 +410,41 @@ mod tests {
             b64("x")
         ));
         assert!(no_colon.lookup("h").is_err());
+    }
+
+    /// Found by the `docker_config` fuzz target: a string where `auths` or an entry should be
+    /// an object (say, the `auth` value written without its object) was repeated in serde's
+    /// message, and so on stderr.
+    #[test]
+    fn wrong_shapes_in_auths_never_repeat_the_value() {
+        let secret = b64("user:s3cret-password");
+        for (json, names) in [
+            (format!(r#"{{"auths": "{secret}"}}"#), ""),
+            (format!(r#"{{"auths": {{"h": "{secret}"}}}}"#), "`h`"),
+            (format!(r#"{{"auths": {{"h": ["{secret}"]}}}}"#), "`h`"),
+            (
+                r#"{"auths": {"h": {"password": 12345678}}}"#.to_string(),
+                "`password`",
+            ),
+            (
+                r#"{"auths": {"h": {"identitytoken": {"t": "s3cret-password"}}}}"#.to_string(),
+                "`identitytoken`",
+            ),
+        ] {
+            let error = AuthFile::parse(json.as_bytes()).err().unwrap();
+            let text = anyhow_like(&error);
+            for value in [secret.as_str(), "12345678", "s3cret-password"] {
+                assert!(!text.contains(value), "{json}: {text}");
+            }
+            assert!(text.contains(names), "{json}: {text}");
+        }
+        // `null` is no entries, as docker reads it; a null field is an absent one.
+        assert!(parse(r#"{"auths": null}"#).lookup("h").unwrap().is_empty());
+        let file = parse(r#"{"auths": {"h": {"auth": null, "username": "u", "password": "p"}}}"#);
+        assert!(matches!(
+            file.lookup("h").unwrap().as_slice(),
+            [Lookup::Stored { credential: Credential::Basic { username, .. }, .. }] if username == "u"
+        ));
     }
 
     fn anyhow_like(error: &dyn std::error::Error) -> String {

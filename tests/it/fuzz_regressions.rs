@@ -78,6 +78,16 @@ fn http_headers_corpus() {
 }
 
 #[test]
+fn docker_config_corpus() {
+    replay("docker_config", harness::docker_config);
+}
+
+#[test]
+fn registries_conf_corpus() {
+    replay("registries_conf", harness::registries_conf);
+}
+
+#[test]
 fn layer_apply_corpus() {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = harness::layer::Sandbox::create(&dir.path().join("sandbox")).unwrap();
