@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::io::{self, BufReader, Read};
 use std::rc::Rc;
 use std::sync::mpsc;
+use std::thread::ScopedJoinHandle;
 
 use flate2::read::MultiGzDecoder;
 
@@ -352,21 +353,22 @@ impl<R: Read> LayerReader<R> {
 
 impl<R: Read + Send> LayerReader<R> {
     /// Build the pipeline for one blob on a new thread of `scope`. When this reader is
-    /// dropped early, the thread stops at its next chunk.
+    /// dropped early, the thread stops at its next chunk. Join the thread (the handle) after
+    /// dropping the reader to be sure it has exited: the scope only waits for its closure.
     pub(crate) fn spawn<'scope>(
         scope: &'scope std::thread::Scope<'scope, '_>,
         blob: R,
         compression: LayerCompression,
         algorithm: Algorithm,
         total_limit: u64,
-    ) -> io::Result<(Self, SharedBudget)>
+    ) -> io::Result<(Self, SharedBudget, ScopedJoinHandle<'scope, ()>)>
     where
         R: 'scope,
     {
         let pipeline = pipeline(blob, compression, algorithm)?;
         let (sender, receiver) = mpsc::sync_channel(QUEUE);
         let (recycle, recycled) = mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("acrpull-inflate".into())
             .spawn_scoped(scope, move || run_pipeline(pipeline, sender, recycled))?;
         let budget = new_budget(total_limit);
@@ -382,7 +384,7 @@ impl<R: Read + Send> LayerReader<R> {
             }),
             budget: Rc::clone(&budget),
         };
-        Ok((reader, budget))
+        Ok((reader, budget, thread))
     }
 }
 
@@ -497,7 +499,7 @@ mod tests {
         let data: Vec<u8> = (0..3 * CHUNK + 123).map(|i| (i % 251) as u8).collect();
         let blob = gzip(&data);
         std::thread::scope(|scope| {
-            let (mut reader, budget) = LayerReader::spawn(
+            let (mut reader, budget, _) = LayerReader::spawn(
                 scope,
                 &blob[..],
                 LayerCompression::Gzip,
@@ -550,7 +552,7 @@ mod tests {
             good: 50_000,
         };
         std::thread::scope(|scope| {
-            let (mut reader, budget) = LayerReader::spawn(
+            let (mut reader, budget, _) = LayerReader::spawn(
                 scope,
                 blob,
                 LayerCompression::None,
@@ -567,7 +569,7 @@ mod tests {
     fn dropping_a_threaded_reader_stops_its_thread() {
         let blob = gzip(&vec![1u8; 64 * CHUNK]);
         std::thread::scope(|scope| {
-            let (mut reader, _) = LayerReader::spawn(
+            let (mut reader, _, thread) = LayerReader::spawn(
                 scope,
                 &blob[..],
                 LayerCompression::Gzip,
@@ -578,7 +580,8 @@ mod tests {
             let mut buf = [0u8; 10];
             assert_eq!(reader.read(&mut buf).unwrap(), 10);
             drop(reader);
-            // The scope joins the thread: this returns only if it stopped.
+            // This returns only if the thread stopped.
+            thread.join().unwrap();
         });
     }
 }
