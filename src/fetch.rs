@@ -796,6 +796,18 @@ mod tests {
         assert!(consumer.join().unwrap().is_err());
     }
 
+    /// The descriptor of a test blob.
+    fn blob_descriptor(data: &[u8]) -> Descriptor {
+        Descriptor {
+            media_type: "application/octet-stream".into(),
+            digest: Digest::sha256_of(data),
+            size: data.len() as u64,
+            urls: None,
+            annotations: None,
+            platform: None,
+        }
+    }
+
     /// Serves one blob, ignoring `Range`; the first response breaks after `break_at` bytes and
     /// the later ones serve `later` (the same bytes, or different ones).
     struct Flaky {
@@ -862,14 +874,7 @@ mod tests {
             break_at: 20_000,
             calls: Mutex::new(0),
         };
-        let descriptor = Descriptor {
-            media_type: "application/octet-stream".into(),
-            digest: Digest::sha256_of(&data),
-            size: data.len() as u64,
-            urls: None,
-            annotations: None,
-            platform: None,
-        };
+        let descriptor = blob_descriptor(&data);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("blob");
         let tap = Arc::new(BlobTap::default());
@@ -988,14 +993,7 @@ mod tests {
             broken: Mutex::new(false),
             requests: Mutex::new(Vec::new()),
         };
-        let descriptor = Descriptor {
-            media_type: "application/octet-stream".into(),
-            digest: Digest::sha256_of(&data),
-            size: size as u64,
-            urls: None,
-            annotations: None,
-            platform: None,
-        };
+        let descriptor = blob_descriptor(&data);
         let dir = tempfile::tempdir().unwrap();
         let tap = Arc::new(BlobTap::default());
         let mut reader = tap.reader();
@@ -1044,14 +1042,7 @@ mod tests {
             broken: Mutex::new(false),
             requests: Mutex::new(Vec::new()),
         };
-        let descriptor = Descriptor {
-            media_type: "application/octet-stream".into(),
-            digest: Digest::sha256_of(&data),
-            size: size as u64,
-            urls: None,
-            annotations: None,
-            platform: None,
-        };
+        let descriptor = blob_descriptor(&data);
         let dir = tempfile::tempdir().unwrap();
         let result = fetch_blob(
             &source,

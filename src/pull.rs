@@ -592,15 +592,7 @@ pub async fn download_all_tapped(
             _ => None,
         };
         if let Some(file) = held {
-            reporter.on_blob_start(&descriptor.digest, kind, descriptor.size, true);
-            if let Some(tap) = tap {
-                match file {
-                    Ok(file) => tap.complete(file),
-                    Err(e) => tap.finish(Err(e.to_string())),
-                }
-            }
-            reporter.on_blob_done(&descriptor.digest);
-            total += Transfer::reused(descriptor.size);
+            total += use_held(&descriptor, kind, file, reporter.as_ref(), tap.as_ref());
             continue;
         }
         let source = source.clone();
@@ -693,7 +685,7 @@ async fn place_from_cache(
     placed.unwrap_or_else(|e| Some(Err(std::io::Error::other(e))))
 }
 
-/// Hand a blob taken whole (from the cache) to its tap and the reporter.
+/// Hand a blob taken whole (from the destination or the cache) to its tap and the reporter.
 fn use_held(
     descriptor: &Descriptor,
     kind: BlobKind,
