@@ -1,11 +1,15 @@
 //! Test environment for acrpull: the real `docker-registry` on loopback ([`registry`]), the
 //! committed fixture images ([`fixtures`]), an in-process fault-injecting registry
 //! ([`fake_registry`]), and loopback fakes of Azure IMDS, App Service, Entra ID and the ACR
-//! token service ([`azure`]). Everything binds to 127.0.0.1 only.
+//! token service ([`azure`]). For referrers: a read-write registry serving the referrers
+//! API ([`oci_registry`]) and supply-chain artifacts to attach ([`artifacts`]). Everything
+//! binds to 127.0.0.1 only.
 
+pub mod artifacts;
 pub mod azure;
 pub mod fake_registry;
 pub mod fixtures;
+pub mod oci_registry;
 pub mod proxy;
 pub mod registry;
 mod serve;
