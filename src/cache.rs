@@ -490,6 +490,18 @@ impl ImageSource for CachedManifests {
     fn served_by(&self) -> std::collections::BTreeMap<String, String> {
         self.inner.served_by()
     }
+
+    async fn referrers_page(
+        &self,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        page: Option<&url::Url>,
+    ) -> crate::registry::Result<crate::registry::referrers::ReferrersPage> {
+        // Referrers lists change; they are never cached.
+        self.inner
+            .referrers_page(subject, artifact_type, page)
+            .await
+    }
 }
 
 #[cfg(test)]

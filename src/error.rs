@@ -22,6 +22,9 @@ pub enum Error {
     /// Talking to the registry (or reading the source layout) failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::Error),
+    /// Discovering or writing referrers failed.
+    #[error(transparent)]
+    Referrers(#[from] crate::referrers::Error),
     /// The index has no image for the requested platform.
     #[error("{reference} has no image for platform {wanted}; it has: {}", available.join(", "))]
     PlatformNotFound {
@@ -104,26 +107,17 @@ impl ErrorClass {
 impl Error {
     /// Which exit-code class this error belongs to.
     pub fn class(&self) -> ErrorClass {
-        use crate::registry::Error as R;
         match self {
             Error::Reference(_) | Error::Usage(_) => ErrorClass::Usage,
             Error::Credential(_) => ErrorClass::Auth,
             Error::Mirror(_) => ErrorClass::Usage,
             Error::PlatformNotFound { .. } => ErrorClass::NotFound,
             Error::Integrity { .. } => ErrorClass::Integrity,
-            Error::Registry(e) => match e {
-                R::NotFound { .. } => ErrorClass::NotFound,
-                R::Unauthorized { .. } | R::Token { .. } | R::Azure { .. } => ErrorClass::Auth,
-                R::Transport { .. }
-                | R::Tls { .. }
-                | R::Redirect { .. }
-                | R::Interrupted { .. } => ErrorClass::Network,
-                R::Status { status, .. } if *status >= 500 || *status == 429 => ErrorClass::Network,
-                R::Integrity { .. } | R::ManifestTooLarge { .. } | R::Unsupported { .. } => {
-                    ErrorClass::Integrity
-                }
-                _ => ErrorClass::Other,
-            },
+            Error::Registry(e) => registry_class(e),
+            Error::Referrers(crate::referrers::Error::Registry(e)) => registry_class(e),
+            // A listing a source cannot bound or a referrer that is not one: unusable content.
+            Error::Referrers(crate::referrers::Error::Contended { .. }) => ErrorClass::Other,
+            Error::Referrers(_) => ErrorClass::Integrity,
             Error::Unsupported(_) => ErrorClass::Integrity,
             Error::Rootfs(e) if e.is_integrity() => ErrorClass::Integrity,
             Error::Rootfs(_) => ErrorClass::Other,
@@ -131,6 +125,22 @@ impl Error {
                 ErrorClass::Other
             }
         }
+    }
+}
+
+fn registry_class(error: &crate::registry::Error) -> ErrorClass {
+    use crate::registry::Error as R;
+    match error {
+        R::NotFound { .. } => ErrorClass::NotFound,
+        R::Unauthorized { .. } | R::Token { .. } | R::Azure { .. } => ErrorClass::Auth,
+        R::Transport { .. } | R::Tls { .. } | R::Redirect { .. } | R::Interrupted { .. } => {
+            ErrorClass::Network
+        }
+        R::Status { status, .. } if *status >= 500 || *status == 429 => ErrorClass::Network,
+        R::Integrity { .. } | R::ManifestTooLarge { .. } | R::Unsupported { .. } => {
+            ErrorClass::Integrity
+        }
+        _ => ErrorClass::Other,
     }
 }
 

@@ -281,7 +281,18 @@ impl LayoutWriter {
 
     /// Add `descriptor` to `index.json` (replacing an entry with the same tag, or the same
     /// digest when untagged) and publish the layout.
-    pub fn commit(mut self, descriptor: Descriptor) -> Result<(), DestinationError> {
+    pub fn commit(self, descriptor: Descriptor) -> Result<(), DestinationError> {
+        self.commit_with_referrers(descriptor, &[])
+    }
+
+    /// [`Self::commit`], listing `referrers` in `index.json` too (untagged entries found by
+    /// their `subject`, or cosign manifests under their tag), as tools reading layouts
+    /// (oras, regctl) look for them. Their manifests and blobs must be written already.
+    pub fn commit_with_referrers(
+        mut self,
+        descriptor: Descriptor,
+        referrers: &[crate::referrers::ReferrerDescriptor],
+    ) -> Result<(), DestinationError> {
         let index_path = self.root.join("index.json");
         let mut index: serde_json::Value = match std::fs::read(&index_path) {
             Ok(bytes) => {
@@ -294,36 +305,41 @@ impl LayoutWriter {
                 serde_json::json!({"schemaVersion": 2, "mediaType": crate::media_type::OCI_INDEX, "manifests": []})
             }
         };
-        let new_ref = descriptor.ref_name().map(str::to_string);
-        let entry = serde_json::to_value(&descriptor).map_err(|e| DestinationError::Unusable {
+        let unusable = |reason: String| DestinationError::Unusable {
             path: index_path.clone(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let mut entries =
+            vec![serde_json::to_value(&descriptor).map_err(|e| unusable(e.to_string()))?];
+        for referrer in referrers {
+            entries.push(serde_json::to_value(referrer).map_err(|e| unusable(e.to_string()))?);
+        }
         let manifests = index
             .get_mut("manifests")
             .and_then(serde_json::Value::as_array_mut)
-            .ok_or_else(|| DestinationError::Unusable {
-                path: index_path.clone(),
-                reason: "has no `manifests` array".into(),
-            })?;
-        manifests.retain(|existing| {
-            let existing_ref = existing
+            .ok_or_else(|| unusable("has no `manifests` array".into()))?;
+        let ref_name_of = |entry: &serde_json::Value| {
+            entry
                 .pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
-                .and_then(serde_json::Value::as_str);
-            match &new_ref {
-                Some(tag) => existing_ref != Some(tag.as_str()),
-                None => {
-                    !(existing_ref.is_none()
-                        && existing.get("digest").and_then(serde_json::Value::as_str)
-                            == Some(&descriptor.digest.to_string()))
-                }
-            }
-        });
-        manifests.push(entry);
-        let bytes = serde_json::to_vec(&index).map_err(|e| DestinationError::Unusable {
-            path: index_path.clone(),
-            reason: e.to_string(),
-        })?;
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        };
+        let digest_of = |entry: &serde_json::Value| {
+            entry
+                .get("digest")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        };
+        for entry in entries {
+            let new_ref = ref_name_of(&entry);
+            let new_digest = digest_of(&entry);
+            manifests.retain(|existing| match &new_ref {
+                Some(tag) => ref_name_of(existing).as_ref() != Some(tag),
+                None => !(ref_name_of(existing).is_none() && digest_of(existing) == new_digest),
+            });
+            manifests.push(entry);
+        }
+        let bytes = serde_json::to_vec(&index).map_err(|e| unusable(e.to_string()))?;
         write_atomic(&index_path, &bytes)?;
         if let Some(staging) = self.staging.take() {
             publish(staging, &self.dest)?;

@@ -23,6 +23,7 @@ pub mod platform;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub mod referrers;
 pub mod registry;
 pub mod report;
 pub mod rootfs;

@@ -101,6 +101,14 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
                 acrpull::SourceSpec::Layout { .. } => acrpull::credential::Credential::Anonymous,
             };
             let client = args.registry.client_options();
+            if args.referrers {
+                let request = cli::inspect::ReferrersRequest {
+                    json: args.json,
+                    artifact_type: args.artifact_type.clone(),
+                };
+                cli::inspect::referrers(&source, credential, &client, &request).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
             cli::inspect::inspect(&source, credential, &client, platform.as_ref(), output).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -165,6 +173,7 @@ async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
                 client,
                 layout_tag: (!reference.is_empty() && !reference.contains(':'))
                     .then_some(reference),
+                referrers: args.referrers,
                 ..acrpull::PullOptions::default()
             };
             let outcome =
@@ -178,6 +187,7 @@ async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
                 jobs: usize::from(args.jobs),
                 chunk_size: args.chunk_size.max(1) << 20,
                 client,
+                referrers: args.referrers,
             };
             let outcome = acrpull::push::push(
                 &source,

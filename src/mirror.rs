@@ -308,6 +308,20 @@ impl ImageSource for MirroredSource {
     fn served_by(&self) -> BTreeMap<String, String> {
         self.served.lock().map(|s| s.clone()).unwrap_or_default()
     }
+
+    /// Referrers lists change like tags, and pull-through caches do not serve the API: they
+    /// come from the origin.
+    async fn referrers_page(
+        &self,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        page: Option<&url::Url>,
+    ) -> Result<crate::registry::referrers::ReferrersPage> {
+        match self.endpoints.iter().find(|(endpoint, _)| endpoint.origin) {
+            Some((_, client)) => client.referrers_page(subject, artifact_type, page).await,
+            None => Ok(crate::registry::referrers::ReferrersPage::Unsupported),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::manifest::{Descriptor, ImageIndex, ImageManifest, REF_NAME};
 use crate::media_type::ManifestKind;
 use crate::platform::Platform;
 use crate::reference::Reference;
+use crate::referrers::{Discovery, DiscoveryOptions};
 use crate::registry::{build_http, ClientOptions, RegistryClient};
 use crate::report::{BlobKind, Reporter};
 use crate::source::{FetchedManifest, ImageSource, LayoutSource};
@@ -137,6 +138,9 @@ pub struct PullOptions {
     /// The shared blob cache: blobs it holds are not downloaded, downloads land in it (and
     /// resume from it after an interrupted run). Not used for layout sources.
     pub cache: Option<BlobCache>,
+    /// Carry the image's referrers (signatures, SBOMs, attestations, recursively) into the
+    /// OCI layout (`--referrers`; OCI layout and OCI archive output only).
+    pub referrers: bool,
 }
 
 impl Default for PullOptions {
@@ -152,6 +156,7 @@ impl Default for PullOptions {
             sync: true,
             mirrors: Vec::new(),
             cache: None,
+            referrers: false,
         }
     }
 }
@@ -193,6 +198,12 @@ pub struct PullOutcome {
     /// Which endpoint served each manifest and blob, when mirrors were configured.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub served_by: BTreeMap<String, String>,
+    /// The referrers carried (`--referrers`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrers: Vec<crate::referrers::CarriedReferrer>,
+    /// Referrers ignored, and why (`--referrers`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -328,7 +339,11 @@ fn parse_json<T: serde::de::DeserializeOwned>(manifest: &FetchedManifest) -> Res
     })
 }
 
-async fn fetch_child(source: &dyn ImageSource, descriptor: &Descriptor) -> Result<FetchedManifest> {
+/// Fetch an index entry's manifest, checking its digest and size against the entry.
+pub(crate) async fn fetch_child(
+    source: &dyn ImageSource,
+    descriptor: &Descriptor,
+) -> Result<FetchedManifest> {
     let child = source.manifest(&descriptor.digest.to_string()).await?;
     if child.digest != descriptor.digest || child.bytes.len() as u64 != descriptor.size {
         return Err(Error::Integrity {
@@ -435,6 +450,13 @@ pub async fn pull(
     reporter: Arc<dyn Reporter>,
 ) -> Result<PullOutcome> {
     let started = Instant::now();
+    if options.referrers && !matches!(options.format, OutputFormat::Oci | OutputFormat::OciArchive)
+    {
+        return Err(Error::Usage(
+            "--referrers needs --format oci (or oci-archive): referrers are stored in an OCI layout"
+                .into(),
+        ));
+    }
     if options.format == OutputFormat::Rootfs && options.platform == PlatformChoice::All {
         // A usage error (exit 2), not unsupported content: the flags contradict each other.
         return Err(Error::Usage(
@@ -462,15 +484,29 @@ pub async fn pull(
             .map(ToString::to_string),
     };
     reporter.on_resolved(&display, &resolved.top.digest, platform.as_deref());
+    let discovery = if options.referrers {
+        // Its warnings are logged as they are found (and listed in the summary).
+        discover_referrers(source.as_ref(), &resolved).await?
+    } else {
+        Discovery::default()
+    };
     let written = match options.format {
         OutputFormat::Oci => {
-            write_layout(spec, &resolved, source, destination, options, &reporter).await?
+            let carried = Carried {
+                resolved: &resolved,
+                referrers: &discovery,
+            };
+            write_layout(spec, carried, source, destination, options, &reporter).await?
         }
         OutputFormat::Rootfs => {
             crate::unpack::write_rootfs(&resolved, source, destination, options, &reporter).await?
         }
         OutputFormat::OciArchive | OutputFormat::DockerArchive => {
-            write_archive(spec, &resolved, source, destination, options, &reporter).await?
+            let carried = Carried {
+                resolved: &resolved,
+                referrers: &discovery,
+            };
+            write_archive(spec, carried, source, destination, options, &reporter).await?
         }
     };
     let bytes_downloaded = written.transferred.downloaded;
@@ -496,6 +532,8 @@ pub async fn pull(
         bytes_downloaded,
         bytes_reused,
         served_by: source_for_report.served_by(),
+        referrers: discovery.carried(),
+        warnings: discovery.warnings,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -771,16 +809,72 @@ async fn fetch_through_cache(
     Ok(Transfer::downloaded(transferred))
 }
 
+/// What goes into a layout: the resolved image(s) and the referrers found for them.
+#[derive(Clone, Copy)]
+struct Carried<'a> {
+    resolved: &'a Resolved,
+    referrers: &'a Discovery,
+}
+
+/// The manifests a pull writes (the top manifest and each image), as referrer subjects: a
+/// single platform taken from an index leaves the index out, and its referrers with it.
+pub fn written_subjects(resolved: &Resolved) -> Vec<Descriptor> {
+    let mut subjects = vec![crate::referrers::subject_descriptor(&resolved.top)];
+    for image in &resolved.images {
+        if image.manifest.digest != resolved.top.digest {
+            let mut subject = crate::referrers::subject_descriptor(&image.manifest);
+            subject.platform = image
+                .platform
+                .as_ref()
+                .map(|p| crate::manifest::PlatformSpec {
+                    architecture: p.architecture.clone(),
+                    os: p.os.clone(),
+                    variant: p.variant.clone(),
+                    os_version: None,
+                });
+            subjects.push(subject);
+        }
+    }
+    subjects
+}
+
+/// Every referrer (recursively) of the manifests a pull or push writes.
+pub async fn discover_referrers(
+    source: &dyn ImageSource,
+    resolved: &Resolved,
+) -> Result<Discovery> {
+    let subjects = written_subjects(resolved);
+    Ok(crate::referrers::discover_all(source, &subjects, &DiscoveryOptions::default()).await?)
+}
+
+/// The distinct blobs of the referrers found, after those in `taken`.
+pub fn referrer_blobs(
+    discovery: &Discovery,
+    taken: &[(Descriptor, BlobKind)],
+) -> Vec<(Descriptor, BlobKind)> {
+    let mut seen: std::collections::HashSet<Digest> =
+        taken.iter().map(|(d, _)| d.digest.clone()).collect();
+    discovery
+        .all()
+        .into_iter()
+        .flat_map(|r| r.blobs.iter())
+        .filter(|b| seen.insert(b.digest.clone()))
+        .map(|b| (b.clone(), BlobKind::Layer))
+        .collect()
+}
+
 async fn write_layout(
     spec: &SourceSpec,
-    resolved: &Resolved,
+    carried: Carried<'_>,
     source: Arc<dyn ImageSource>,
     destination: &Path,
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
 ) -> Result<Written> {
+    let resolved = carried.resolved;
     let writer = LayoutWriter::prepare(destination)?;
-    let blobs = blobs_of(resolved);
+    let mut blobs = blobs_of(resolved);
+    blobs.extend(referrer_blobs(carried.referrers, &blobs));
     let transferred = download_all(source, blobs, writer.root(), options, reporter).await?;
     let config = layout::blob_path(writer.root(), &resolved.images[0].parsed.config.digest);
     let platform = std::fs::read(&config)
@@ -794,19 +888,29 @@ async fn write_layout(
         writer.put_bytes(&image.manifest.digest, &image.manifest.bytes)?;
     }
     writer.put_bytes(&resolved.top.digest, &resolved.top.bytes)?;
+    for referrer in carried.referrers.all() {
+        for child in &referrer.children {
+            writer.put_bytes(&child.digest, &child.bytes)?;
+        }
+        writer.put_bytes(&referrer.digest, &referrer.manifest.bytes)?;
+    }
     let annotations = options
         .layout_tag
         .clone()
         .or_else(|| tag_of(spec))
         .map(|tag| BTreeMap::from([(REF_NAME.to_string(), tag)]));
-    writer.commit(Descriptor {
+    let descriptor = Descriptor {
         media_type: resolved.top.media_type.clone(),
         digest: resolved.top.digest.clone(),
         size: resolved.top.bytes.len() as u64,
         urls: None,
         annotations,
         platform: None,
-    })?;
+    };
+    writer.commit_with_referrers(
+        descriptor,
+        &crate::referrers::layout_entries(carried.referrers),
+    )?;
     Ok(Written {
         transferred,
         platform,
@@ -816,7 +920,7 @@ async fn write_layout(
 /// An archive: the layout is built in a staging directory beside `destination`, then tarred.
 async fn write_archive(
     spec: &SourceSpec,
-    resolved: &Resolved,
+    carried: Carried<'_>,
     source: Arc<dyn ImageSource>,
     destination: &Path,
     options: &PullOptions,
@@ -829,6 +933,7 @@ async fn write_archive(
         }
         .into());
     }
+    let resolved = carried.resolved;
     if options.format == OutputFormat::DockerArchive && resolved.images.len() != 1 {
         return Err(Error::Unsupported(
             "a docker-archive holds one image: choose one platform with --platform".into(),
@@ -836,7 +941,7 @@ async fn write_archive(
     }
     let staging = layout::staging_dir_beside(destination)?;
     let layout_dir = staging.path().join("layout");
-    let written = write_layout(spec, resolved, source, &layout_dir, options, reporter).await?;
+    let written = write_layout(spec, carried, source, &layout_dir, options, reporter).await?;
     let destination = destination.to_path_buf();
     let format = options.format;
     let image = resolved.images[0].parsed.clone();

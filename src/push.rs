@@ -4,6 +4,7 @@
 //! manifests go last, children before the index, so the destination never names a missing
 //! object. Between two registries, blobs stream through without touching the disk.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,8 +17,11 @@ use crate::credential::Credential;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::Descriptor;
-use crate::pull::{blobs_of, open_source, resolve, PlatformChoice, SourceSpec};
+use crate::pull::{
+    blobs_of, discover_referrers, open_source, referrer_blobs, resolve, PlatformChoice, SourceSpec,
+};
 use crate::reference::Reference;
+use crate::referrers::{Discovery, ReferrerDescriptor};
 use crate::registry::{build_http, ClientOptions, RegistryClient};
 use crate::report::Reporter;
 use crate::source::ImageSource;
@@ -33,6 +37,9 @@ pub struct PushOptions {
     pub chunk_size: u64,
     /// Connection settings for both ends.
     pub client: ClientOptions,
+    /// Carry the image's referrers from a registry source (`copy --referrers`). A layout
+    /// source always pushes the referrers it holds.
+    pub referrers: bool,
 }
 
 impl Default for PushOptions {
@@ -42,6 +49,7 @@ impl Default for PushOptions {
             jobs: 4,
             chunk_size: 64 << 20,
             client: ClientOptions::default(),
+            referrers: false,
         }
     }
 }
@@ -64,6 +72,12 @@ pub struct PushOutcome {
     pub existing: usize,
     /// Bytes uploaded.
     pub bytes_uploaded: u64,
+    /// The referrers carried (always for a layout source, with `--referrers` otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrers: Vec<crate::referrers::CarriedReferrer>,
+    /// Referrers ignored, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -115,7 +129,16 @@ pub async fn push(
         SourceSpec::Layout { path, .. } => Some(path.clone()),
         SourceSpec::Registry(_) => None,
     };
-    let transfers: Vec<Transfer> = futures_util::stream::iter(blobs_of(&resolved))
+    let carry = options.referrers || matches!(source, SourceSpec::Layout { .. });
+    let discovery = if carry {
+        // Its warnings are logged as they are found (and listed in the summary).
+        discover_referrers(from.as_ref(), &resolved).await?
+    } else {
+        Discovery::default()
+    };
+    let mut blobs = blobs_of(&resolved);
+    blobs.extend(referrer_blobs(&discovery, &blobs));
+    let transfers: Vec<Transfer> = futures_util::stream::iter(blobs)
         .map(|(descriptor, kind)| {
             let (to, from, reporter) = (to.clone(), from.clone(), reporter.clone());
             let (mount_from, layout_root) = (mount_from.clone(), layout_root.clone());
@@ -166,6 +189,7 @@ pub async fn push(
     }
     to.put_manifest(&tag, top.bytes.clone(), &top.media_type)
         .await?;
+    push_referrers(&to, &discovery, reporter.as_ref()).await?;
     let count = |f: fn(&Transfer) -> bool| transfers.iter().filter(|t| f(t)).count();
     Ok(PushOutcome {
         source: display,
@@ -181,8 +205,57 @@ pub async fn push(
                 _ => 0,
             })
             .sum(),
+        referrers: discovery.carried(),
+        warnings: discovery.warnings,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Put the referrers' manifests (their blobs are already there), parents before their own
+/// referrers. A registry that answers `OCI-Subject` lists them itself; for one that does
+/// not, each subject's tag-schema index is updated once, at the end. cosign manifests go
+/// under their tag.
+async fn push_referrers(
+    to: &RegistryClient,
+    discovery: &Discovery,
+    reporter: &dyn Reporter,
+) -> Result<()> {
+    let mut unlisted: BTreeMap<Digest, Vec<ReferrerDescriptor>> = BTreeMap::new();
+    for referrer in discovery.all() {
+        for child in &referrer.children {
+            to.put_manifest(
+                &child.digest.to_string(),
+                child.bytes.clone(),
+                &child.media_type,
+            )
+            .await?;
+        }
+        let bytes = referrer.manifest.bytes.clone();
+        if let Some(tag) = &referrer.tag {
+            to.put_manifest(tag, bytes, &referrer.media_type).await?;
+        } else {
+            let listed = to
+                .put_manifest_with_subject(
+                    &referrer.digest,
+                    bytes,
+                    &referrer.media_type,
+                    &referrer.subject,
+                )
+                .await?;
+            if !listed {
+                unlisted
+                    .entry(referrer.subject.clone())
+                    .or_default()
+                    .push(referrer.descriptor());
+            }
+        }
+        reporter.on_blob_done(&referrer.digest);
+    }
+    for (subject, entries) in &unlisted {
+        tracing::info!(%subject, count = entries.len(), "no referrers API at the destination: updating the tag-schema index");
+        crate::referrers::add_to_tag_schema(to, subject, entries).await?;
+    }
+    Ok(())
 }
 
 async fn transfer_blob(

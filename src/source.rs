@@ -8,7 +8,9 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 use crate::digest::{Algorithm, Digest, Digester};
+use crate::manifest::Descriptor;
 use crate::media_type::{self, ManifestKind};
+use crate::registry::referrers::ReferrersPage;
 use crate::registry::{Error, Result, MANIFEST_LIMIT};
 
 /// A manifest or index, with the exact bytes as served (digest-stable).
@@ -124,6 +126,17 @@ pub trait ImageSource: Send + Sync {
     fn served_by(&self) -> std::collections::BTreeMap<String, String> {
         std::collections::BTreeMap::new()
     }
+    /// One page of the referrers of `subject` (distribution spec 1.1): the first when `page`
+    /// is `None`, else the one a previous page linked to. Sources without the API answer
+    /// [`ReferrersPage::Unsupported`] (the default), and discovery falls back to tags.
+    async fn referrers_page(
+        &self,
+        _subject: &Digest,
+        _artifact_type: Option<&str>,
+        _page: Option<&url::Url>,
+    ) -> Result<ReferrersPage> {
+        Ok(ReferrersPage::Unsupported)
+    }
 }
 
 #[async_trait::async_trait]
@@ -142,6 +155,15 @@ impl ImageSource for crate::registry::RegistryClient {
 
     fn prefers_parallel_ranges(&self) -> bool {
         !self.is_loopback()
+    }
+
+    async fn referrers_page(
+        &self,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        page: Option<&url::Url>,
+    ) -> Result<ReferrersPage> {
+        crate::registry::RegistryClient::referrers_page(self, subject, artifact_type, page).await
     }
 }
 
@@ -170,6 +192,71 @@ impl LayoutSource {
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
         crate::layout::blob_path(&self.root, digest)
+    }
+
+    /// A small manifest blob of the layout, verified; `None` if absent, too large or invalid.
+    fn small_manifest(&self, entry: &Descriptor) -> Option<FetchedManifest> {
+        if entry.size > MANIFEST_LIMIT || media_type::manifest_kind(&entry.media_type).is_none() {
+            return None;
+        }
+        let path = self.blob_path(&entry.digest);
+        let bytes = std::fs::read(&path).ok()?;
+        FetchedManifest::verify(
+            Bytes::from(bytes),
+            Some(entry.media_type.clone()),
+            Some(&entry.digest),
+            None,
+            &path.display().to_string(),
+        )
+        .ok()
+    }
+
+    /// Whether an `index.json` entry is a referrer (under a referrers tag, or with a
+    /// `subject`) rather than an image.
+    fn is_referrer(&self, entry: &Descriptor) -> bool {
+        entry
+            .ref_name()
+            .is_some_and(crate::referrers::is_referrer_tag)
+            || self
+                .small_manifest(entry)
+                .is_some_and(|m| crate::referrers::subject_of(&m).is_some())
+    }
+
+    /// The referrers of `subject` the layout holds: manifests listed in `index.json` whose
+    /// `subject` it is, and the entries of its tag-schema index if the layout has that tag.
+    fn referrers_in_index(
+        &self,
+        subject: &Digest,
+    ) -> Result<Vec<crate::referrers::ReferrerDescriptor>> {
+        let index = crate::layout::read_index(&self.root).map_err(|source| Error::Io {
+            path: self.root.join("index.json"),
+            source,
+        })?;
+        let schema_tag = crate::referrers::tag_schema_tag(subject);
+        let mut found = Vec::new();
+        for entry in &index.manifests {
+            let Some(manifest) = self.small_manifest(entry) else {
+                continue;
+            };
+            if entry.ref_name() == Some(schema_tag.as_str()) && manifest.kind == ManifestKind::Index
+            {
+                #[derive(serde::Deserialize)]
+                struct Listed {
+                    #[serde(default)]
+                    manifests: Vec<crate::referrers::ReferrerDescriptor>,
+                }
+                if let Ok(listed) = serde_json::from_slice::<Listed>(&manifest.bytes) {
+                    found.extend(listed.manifests);
+                }
+                continue;
+            }
+            if let Some((of, listing)) = crate::referrers::listing_of(&manifest) {
+                if &of == subject {
+                    found.push(listing);
+                }
+            }
+        }
+        Ok(found)
     }
 
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -210,18 +297,27 @@ impl ImageSource for LayoutSource {
                 .map(|d| d.media_type.clone());
             (digest, media_type)
         } else {
-            if reference.is_empty() && index.manifests.len() != 1 {
+            // The referrers a layout carries are not images to choose from.
+            let images: Vec<&Descriptor> = if reference.is_empty() {
+                index
+                    .manifests
+                    .iter()
+                    .filter(|d| !self.is_referrer(d))
+                    .collect()
+            } else {
+                index.manifests.iter().collect()
+            };
+            if reference.is_empty() && images.len() != 1 {
                 return Err(Error::Unsupported {
                     url: self.describe(),
                     reason: format!(
                         "the layout holds {} images: name one with oci:PATH:TAG or oci:PATH@DIGEST",
-                        index.manifests.len()
+                        images.len()
                     ),
                 });
             }
-            let found = index
-                .manifests
-                .iter()
+            let found = images
+                .into_iter()
                 .find(|d| reference.is_empty() || d.ref_name() == Some(reference))
                 .ok_or_else(|| Error::NotFound {
                     what: format!("tag `{reference}`"),
@@ -245,6 +341,31 @@ impl ImageSource for LayoutSource {
             None,
             &path.display().to_string(),
         )
+    }
+
+    async fn referrers_page(
+        &self,
+        subject: &Digest,
+        _artifact_type: Option<&str>,
+        _page: Option<&url::Url>,
+    ) -> Result<ReferrersPage> {
+        let listed = self.referrers_in_index(subject)?;
+        let bytes = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_INDEX,
+            "manifests": listed,
+        }))
+        .map_err(|e| Error::Unsupported {
+            url: self.describe(),
+            reason: e.to_string(),
+        })?;
+        Ok(ReferrersPage::Listed {
+            bytes: Bytes::from(bytes),
+            filtered: false,
+            next: None,
+            url: format!("{}/index.json", self.describe()),
+            found_by: crate::referrers::FoundBy::Layout,
+        })
     }
 
     async fn open_blob(&self, digest: &Digest, offset: u64, _end: Option<u64>) -> Result<BlobBody> {

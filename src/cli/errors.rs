@@ -32,7 +32,8 @@ fn registry_error(error: &anyhow::Error) -> Option<&RegistryError> {
     error.chain().find_map(|e| {
         e.downcast_ref::<RegistryError>().or_else(|| {
             e.downcast_ref::<acrpull::Error>().and_then(|e| match e {
-                acrpull::Error::Registry(r) => Some(r),
+                acrpull::Error::Registry(r)
+                | acrpull::Error::Referrers(acrpull::referrers::Error::Registry(r)) => Some(r),
                 _ => None,
             })
         })

@@ -259,3 +259,159 @@ pub async fn inspect(
     stdout.flush()?;
     Ok(())
 }
+
+/// What `inspect --referrers` prints.
+#[derive(Debug, Clone, Default)]
+pub struct ReferrersRequest {
+    /// JSON instead of the tree.
+    pub json: bool,
+    /// Only referrers of this artifact type.
+    pub artifact_type: Option<String>,
+}
+
+/// One manifest of an index, with its referrers (the `manifests` of the JSON).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChildReferrers<'a> {
+    digest: String,
+    media_type: &'a str,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform: Option<String>,
+    referrers: &'a [acrpull::referrers::Referrer],
+}
+
+/// The `inspect --referrers --json` document.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReferrersDocument<'a> {
+    reference: String,
+    digest: String,
+    media_type: &'a str,
+    size: u64,
+    referrers: &'a [acrpull::referrers::Referrer],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    manifests: Vec<ChildReferrers<'a>>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+}
+
+/// `inspect --referrers`: the referrers of the image (and of each manifest of an index), as a
+/// tree for people or JSON for machines.
+pub async fn referrers(
+    spec: &SourceSpec,
+    credential: acrpull::credential::Credential,
+    client: &acrpull::registry::ClientOptions,
+    request: &ReferrersRequest,
+) -> anyhow::Result<()> {
+    use acrpull::referrers::{discover_all, subject_descriptor, DiscoveryOptions};
+    let (source, reference) = open_source(spec, credential, client, &[])?;
+    let root = source
+        .manifest(&reference)
+        .await
+        .map_err(acrpull::Error::from)?;
+    let mut subjects = vec![subject_descriptor(&root)];
+    if root.kind == ManifestKind::Index {
+        let index: acrpull::manifest::ImageIndex =
+            serde_json::from_slice(&root.bytes).map_err(|e| json_error(&root, &e))?;
+        subjects.extend(index.manifests);
+    }
+    let options = DiscoveryOptions {
+        artifact_type: request.artifact_type.clone(),
+        ..DiscoveryOptions::default()
+    };
+    let discovery = discover_all(source.as_ref(), &subjects, &options)
+        .await
+        .map_err(acrpull::Error::from)?;
+    let mut stdout = std::io::stdout().lock();
+    let (top, children) = discovery
+        .trees
+        .split_first()
+        .map_or((&[][..], &[][..]), |(top, rest)| (&top.referrers[..], rest));
+    if request.json {
+        let document = ReferrersDocument {
+            reference: spec.to_string(),
+            digest: root.digest.to_string(),
+            media_type: &root.media_type,
+            size: root.bytes.len() as u64,
+            referrers: top,
+            manifests: children
+                .iter()
+                .map(|tree| ChildReferrers {
+                    digest: tree.subject.digest.to_string(),
+                    media_type: &tree.subject.media_type,
+                    size: tree.subject.size,
+                    platform: tree
+                        .subject
+                        .platform
+                        .as_ref()
+                        .map(|p| p.to_platform().to_string()),
+                    referrers: &tree.referrers,
+                })
+                .collect(),
+            warnings: &discovery.warnings,
+        };
+        serde_json::to_writer_pretty(&mut stdout, &document)?;
+        writeln!(stdout)?;
+    } else {
+        let mut text = format!("{spec} {} {}\n", root.digest, root.media_type);
+        let mut branches: Vec<Branch<'_>> = top.iter().map(Branch::Referrer).collect();
+        branches.extend(children.iter().map(Branch::Child));
+        render_branches(&branches, "", &mut text);
+        stdout.write_all(text.as_bytes())?;
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+/// One line of the tree and what hangs below it.
+enum Branch<'a> {
+    Referrer(&'a acrpull::referrers::Referrer),
+    Child(&'a acrpull::referrers::ReferrerTree),
+}
+
+fn render_branches(branches: &[Branch<'_>], prefix: &str, text: &mut String) {
+    for (i, branch) in branches.iter().enumerate() {
+        let last = i + 1 == branches.len();
+        let (joint, below) = if last {
+            ("└── ", "    ")
+        } else {
+            ("├── ", "│   ")
+        };
+        let (line, next): (String, Vec<Branch<'_>>) = match branch {
+            Branch::Referrer(r) => {
+                let mut line = format!(
+                    "{} {} {} bytes ({}",
+                    r.artifact_type.as_deref().unwrap_or(&r.media_type),
+                    r.digest,
+                    r.size,
+                    r.found_by
+                );
+                if let Some(tag) = &r.tag {
+                    line.push_str(&format!(" `{tag}`"));
+                }
+                line.push(')');
+                if let Some(created) = r.annotations.get("org.opencontainers.image.created") {
+                    line.push_str(&format!(" created {created}"));
+                }
+                (line, r.referrers.iter().map(Branch::Referrer).collect())
+            }
+            Branch::Child(tree) => {
+                let platform = tree
+                    .subject
+                    .platform
+                    .as_ref()
+                    .map_or_else(|| "manifest".to_string(), |p| p.to_platform().to_string());
+                (
+                    format!(
+                        "{platform} {} {}",
+                        tree.subject.digest, tree.subject.media_type
+                    ),
+                    tree.referrers.iter().map(Branch::Referrer).collect(),
+                )
+            }
+        };
+        text.push_str(&format!("{prefix}{joint}{line}\n"));
+        render_branches(&next, &format!("{prefix}{below}"), text);
+    }
+}

@@ -213,6 +213,10 @@ pub struct PushArgs {
     /// Upload blobs larger than this many MiB in chunks.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub chunk_size: u64,
+    /// Copy the image's referrers too (signatures, SBOMs, attestations, recursively). A push
+    /// from an OCI layout always carries the referrers the layout holds.
+    #[arg(long)]
+    pub referrers: bool,
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -242,6 +246,16 @@ pub struct InspectArgs {
     /// Print the image config blob exactly as stored.
     #[arg(long)]
     pub config: bool,
+    /// Print the image's referrers (signatures, SBOMs, attestations, recursively) as a tree;
+    /// for an index, those of each manifest too.
+    #[arg(long, conflicts_with_all = ["raw", "config"])]
+    pub referrers: bool,
+    /// With --referrers: JSON instead of the tree.
+    #[arg(long, requires = "referrers")]
+    pub json: bool,
+    /// With --referrers: only referrers of this artifact type.
+    #[arg(long, value_name = "TYPE", requires = "referrers")]
+    pub artifact_type: Option<String>,
     /// More logging on stderr.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -370,6 +384,10 @@ pub struct PullArgs {
     /// Write an OCI runtime bundle: DEST/rootfs plus DEST/config.json.
     #[arg(long)]
     pub bundle: bool,
+    /// Carry the image's referrers (signatures, SBOMs, attestations, recursively) into the
+    /// layout (--format oci or oci-archive).
+    #[arg(long)]
+    pub referrers: bool,
     /// Print a JSON summary on stdout (fields in docs/cli.md).
     #[arg(long, conflicts_with = "json_events")]
     pub json: bool,
@@ -663,6 +681,7 @@ impl PullArgs {
                 sync: !self.no_sync,
                 mirrors: Vec::new(),
                 cache: self.cache(),
+                referrers: self.referrers,
             },
         ))
     }

@@ -5,6 +5,7 @@
 //! follows redirects itself so that `Authorization` never leaves the registry's origin.
 
 pub mod error;
+pub mod referrers;
 pub mod retry;
 mod upload;
 

@@ -12,6 +12,7 @@ mod mirrors;
 mod properties;
 mod pull_layout;
 mod push;
+mod referrers;
 mod resilience;
 mod rootfs;
 mod support;
