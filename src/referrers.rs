@@ -794,14 +794,16 @@ impl Walker<'_> {
                         blobs.push(config.clone());
                         blobs.extend(child_fields.layers.iter().cloned());
                     }
-                    _ => return Err(Error::Invalid {
-                        digest: manifest.digest.clone(),
-                        subject: subject.clone(),
-                        reason: format!(
+                    _ => {
+                        return Err(Error::Invalid {
+                            digest: manifest.digest.clone(),
+                            subject: subject.clone(),
+                            reason: format!(
                             "entry {} is not an image manifest (nested indexes are not carried)",
                             child.digest
                         ),
-                    }),
+                        })
+                    }
                 }
                 children.push(child);
             }

@@ -17,7 +17,7 @@ use acrpull_testenv::oci_registry::OciRegistry;
 use acrpull_testenv::registry::{skopeo_copy, Registry, RegistryOptions};
 use serde_json::{json, Value};
 
-use crate::support::{fails, make_layout, ok, run, Scratch};
+use crate::support::{fails, make_layout, ok, run, skopeo_raw_digest, Scratch};
 
 const CREATED: &str = "2024-05-01T10:00:00Z";
 
@@ -292,6 +292,50 @@ fn referrers_round_trip_registry_layout_registry_layout_keeps_every_digest() {
         None,
     ));
     assert_eq!(untagged["digest"], staged.image.digest.as_str());
+    assert_eq!(
+        skopeo_raw_digest(&format!("oci:{}:v1", l1.display())),
+        staged.image.digest,
+        "other tools still read the layout's image"
+    );
+    // The layout answers discovery from index.json (and cosign's tag from its ref name).
+    let in_layout = json_of(&run(
+        &home,
+        &[
+            "inspect",
+            "--referrers",
+            "--json",
+            &format!("oci:{}:v1", l1.display()),
+        ],
+        None,
+    ));
+    let found = by_digest(&in_layout["referrers"]);
+    assert_eq!(found.len(), 5, "{in_layout:#}");
+    assert_eq!(found[&staged.sbom_signature.digest()].1, "layout");
+    assert_eq!(found[&staged.cosign.digest()].1, "cosignTag");
+    // A list of references stages the same referrers (`-f`).
+    let list = scratch.dir.path().join("refs.txt");
+    std::fs::write(&list, format!("{}/app:v1\n", a.host())).unwrap();
+    let listed = scratch.dest("listed");
+    let outcomes = json_of(&run(
+        &home,
+        &[
+            "pull",
+            "--json",
+            "--format",
+            "oci",
+            "--referrers",
+            "-f",
+            list.to_str().unwrap(),
+            listed.to_str().unwrap(),
+        ],
+        None,
+    ));
+    assert_eq!(
+        outcomes[0]["referrers"].as_array().unwrap().len(),
+        5,
+        "{outcomes:#}"
+    );
+    assert_eq!(layout_digests(&listed), expected);
 
     // The layout serves its referrers as a source, and `push` carries them without a flag.
     let pushed = json_of(&run(
@@ -530,6 +574,29 @@ fn hostile_referrers_lists_are_capped_warned_about_and_bounded() {
     let image = format!("{}/app:v1", registry.host());
     let inspect = || run(&home, &["inspect", "--referrers", "--json", &image], None);
 
+    // The registry applies the artifactType filter (OCI-Filters-Applied).
+    let filtered = json_of(&run(
+        &home,
+        &[
+            "inspect",
+            "--referrers",
+            "--json",
+            "--artifact-type",
+            SPDX_TYPE,
+            &image,
+        ],
+        None,
+    ));
+    let only = by_digest(&filtered["referrers"]);
+    assert_eq!(
+        only.keys().collect::<Vec<_>>(),
+        vec![&staged.sbom.digest()],
+        "{filtered:#}"
+    );
+    assert!(registry
+        .requests()
+        .iter()
+        .any(|(_, path, _)| path.contains("/referrers/") && path.contains("artifactType=")));
     // Paging through the API works (one referrer a page)...
     registry.faults(|f| f.page_size = 1);
     let paged = json_of(&inspect());
