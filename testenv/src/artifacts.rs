@@ -65,6 +65,8 @@ pub struct Artifact {
     pub name: String,
     /// The manifest bytes.
     pub manifest: Vec<u8>,
+    /// The manifest's media type (an image manifest, or an index).
+    pub media_type: String,
     /// Its blobs (config and layers) as `(digest, bytes)`.
     pub blobs: Vec<(String, Vec<u8>)>,
     /// The `subject` it names (none for cosign).
@@ -85,13 +87,13 @@ impl Artifact {
 
     /// As a subject for further artifacts.
     pub fn as_subject(&self) -> Subject {
-        Subject::of(OCI_MANIFEST, &self.manifest)
+        Subject::of(&self.media_type, &self.manifest)
     }
 
     /// The descriptor the referrers API lists for it.
     pub fn listing(&self) -> Value {
         json!({
-            "mediaType": OCI_MANIFEST,
+            "mediaType": self.media_type,
             "digest": self.digest(),
             "size": self.manifest.len(),
             "artifactType": self.artifact_type,
@@ -136,6 +138,7 @@ fn artifact(
     Artifact {
         name: name.to_owned(),
         manifest: serde_json::to_vec(&manifest).unwrap_or_default(),
+        media_type: OCI_MANIFEST.to_owned(),
         blobs,
         subject: Some(subject.clone()),
         tag: None,
@@ -281,12 +284,61 @@ pub fn cosign_signature(subject: &Subject, docker_reference: &str) -> Artifact {
     Artifact {
         name: "cosign".to_owned(),
         manifest: serde_json::to_vec(&manifest).unwrap_or_default(),
+        media_type: OCI_MANIFEST.to_owned(),
         blobs: vec![config.1, layer_blob],
         subject: None,
         tag: Some(format!("sha256-{}.sig", &subject.digest[7..])),
         artifact_type: "application/vnd.oci.image.config.v1+json".to_owned(),
         annotations: BTreeMap::new(),
     }
+}
+
+/// A referrer that is an index: one SPDX SBOM per platform (plain artifact manifests without
+/// a `subject`), gathered in an index whose `subject` is `subject`. Returns the index and
+/// its manifests, which must be pushed first.
+pub fn sbom_index(subject: &Subject, platforms: &[(&str, &str)]) -> (Artifact, Vec<Artifact>) {
+    let mut children = Vec::new();
+    let mut entries = Vec::new();
+    for (os, architecture) in platforms {
+        let document = json!({"spdxVersion": "SPDX-2.3", "name": format!("{os}/{architecture}")});
+        let (layer, layer_blob) =
+            blob(SPDX_TYPE, serde_json::to_vec(&document).unwrap_or_default());
+        let (config, config_blob) = empty_config(false);
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": SPDX_TYPE,
+            "config": config, "layers": [layer],
+        });
+        let bytes = serde_json::to_vec(&manifest).unwrap_or_default();
+        entries.push(json!({
+            "mediaType": OCI_MANIFEST, "digest": sha256_digest(&bytes), "size": bytes.len(),
+            "platform": {"os": os, "architecture": architecture},
+        }));
+        children.push(Artifact {
+            name: format!("sbom {os}/{architecture}"),
+            manifest: bytes,
+            media_type: OCI_MANIFEST.to_owned(),
+            blobs: vec![config_blob, layer_blob],
+            subject: None,
+            tag: None,
+            artifact_type: SPDX_TYPE.to_owned(),
+            annotations: BTreeMap::new(),
+        });
+    }
+    let index = json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX, "artifactType": SPDX_TYPE,
+        "manifests": entries, "subject": subject.descriptor(),
+    });
+    let index = Artifact {
+        name: "sbom index".to_owned(),
+        manifest: serde_json::to_vec(&index).unwrap_or_default(),
+        media_type: OCI_INDEX.to_owned(),
+        blobs: Vec::new(),
+        subject: Some(subject.clone()),
+        tag: None,
+        artifact_type: SPDX_TYPE.to_owned(),
+        annotations: BTreeMap::new(),
+    };
+    (index, children)
 }
 
 /// The referrers tag-schema index listing `artifacts` (all with the same subject).
@@ -318,7 +370,7 @@ pub fn write_into_layout(root: &Path, artifact: &Artifact) -> anyhow::Result<()>
     let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path)?)
         .with_context(|| format!("parsing {}", index_path.display()))?;
     let mut entry = json!({
-        "mediaType": OCI_MANIFEST,
+        "mediaType": artifact.media_type,
         "digest": artifact.digest(),
         "size": artifact.manifest.len(),
         "artifactType": artifact.artifact_type,

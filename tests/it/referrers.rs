@@ -657,6 +657,78 @@ fn hostile_referrers_lists_are_capped_warned_about_and_bounded() {
 }
 
 #[test]
+fn a_referrer_that_is_an_index_travels_with_its_manifests() {
+    let scratch = Scratch::new();
+    let home = scratch.home();
+    let staged = Staged::new(scratch.dir.path());
+    let with_api = api_registry_with(&staged);
+    let without = Registry::start(RegistryOptions::anonymous()).expect("registry");
+    let (index, children) = acrpull_testenv::artifacts::sbom_index(
+        &staged.image,
+        &[("linux", "amd64"), ("linux", "arm64")],
+    );
+    let mut pushed: Vec<&Artifact> = children.iter().collect();
+    pushed.push(&index);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(push_artifacts(&with_api.url(), "app", &pushed, false))
+        .unwrap();
+    let copied = json_of(&run(
+        &home,
+        &[
+            "copy",
+            "--json",
+            "--referrers",
+            &format!("{}/app:v1", with_api.host()),
+            &format!("{}/app:v1", without.host()),
+        ],
+        None,
+    ));
+    assert_eq!(
+        copied["referrers"].as_array().unwrap().len(),
+        6,
+        "{copied:#}"
+    );
+    let on_c = json_of(&run(
+        &home,
+        &[
+            "inspect",
+            "--referrers",
+            "--json",
+            &format!("{}/app:v1", without.host()),
+        ],
+        None,
+    ));
+    let listed = on_c["referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["digest"] == index.digest().as_str())
+        .expect("the index referrer");
+    assert_eq!(listed["mediaType"], OCI_INDEX);
+    assert_eq!(listed["artifactType"], SPDX_TYPE);
+    assert_eq!(listed["foundBy"], "tagSchema");
+    let layout = scratch.dest("layout");
+    ok(&run(
+        &home,
+        &[
+            "copy",
+            "-q",
+            "--referrers",
+            &format!("{}/app:v1", without.host()),
+            &format!("oci:{}:v1", layout.display()),
+        ],
+        None,
+    ));
+    let mut expected = staged.digests();
+    for artifact in &pushed {
+        expected.insert(artifact.digest());
+        expected.extend(artifact.blobs.iter().map(|(d, _)| d.clone()));
+    }
+    assert_eq!(layout_digests(&layout), expected);
+}
+
+#[test]
 fn the_tag_schema_index_survives_a_concurrent_writer() {
     let scratch = Scratch::new();
     let home = scratch.home();
