@@ -92,15 +92,7 @@ impl Staged {
             &["--preserve-digests"],
         )
         .unwrap();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime
-            .block_on(push_artifacts(
-                base_url,
-                repository,
-                &self.artifacts(),
-                tag_schema,
-            ))
-            .unwrap();
+        push_blocking(base_url, repository, &self.artifacts(), tag_schema);
     }
 }
 
@@ -111,6 +103,21 @@ fn main_subject(layout: &Path) -> Subject {
         .blob(&reference.digest)
         .unwrap();
     Subject::of(&reference.media_type, &bytes)
+}
+
+/// `acrpull inspect --referrers --json ARGS...`.
+fn referrers_json(home: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["inspect", "--referrers", "--json"];
+    all.extend_from_slice(args);
+    json_of(&run(home, &all, None))
+}
+
+/// [`push_artifacts`] from a synchronous test.
+fn push_blocking(base_url: &str, repository: &str, artifacts: &[&Artifact], tag_schema: bool) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(push_artifacts(base_url, repository, artifacts, tag_schema))
+        .unwrap();
 }
 
 fn json_of(output: &std::process::Output) -> Value {
@@ -156,11 +163,7 @@ fn inspect_referrers_on_a_registry_without_the_api_reads_the_tag_schema_and_cosi
     staged.push_to(&registry.url(), &registry.host(), "app", true);
     let image = format!("{}/app:v1", registry.host());
     let home = scratch.home();
-    let document = json_of(&run(
-        &home,
-        &["inspect", "--referrers", "--json", &image],
-        None,
-    ));
+    let document = referrers_json(&home, &[&image]);
     assert_eq!(document["digest"], staged.image.digest.as_str());
     let found = by_digest(&document["referrers"]);
     let expect = |artifact: &Artifact, kind: &str, how: &str| {
@@ -209,18 +212,7 @@ fn inspect_referrers_on_a_registry_without_the_api_reads_the_tag_schema_and_cosi
         "{tree}"
     );
     // A filter on the artifact type, applied by the client for a tag-schema registry.
-    let signatures = json_of(&run(
-        &home,
-        &[
-            "inspect",
-            "--referrers",
-            "--json",
-            "--artifact-type",
-            SPDX_TYPE,
-            &image,
-        ],
-        None,
-    ));
+    let signatures = referrers_json(&home, &["--artifact-type", SPDX_TYPE, &image]);
     let only = by_digest(&signatures["referrers"]);
     assert!(only.contains_key(&staged.sbom.digest()), "{signatures:#}");
     assert!(
@@ -298,16 +290,7 @@ fn referrers_round_trip_registry_layout_registry_layout_keeps_every_digest() {
         "other tools still read the layout's image"
     );
     // The layout answers discovery from index.json (and cosign's tag from its ref name).
-    let in_layout = json_of(&run(
-        &home,
-        &[
-            "inspect",
-            "--referrers",
-            "--json",
-            &format!("oci:{}:v1", l1.display()),
-        ],
-        None,
-    ));
+    let in_layout = referrers_json(&home, &[&format!("oci:{}:v1", l1.display())]);
     let found = by_digest(&in_layout["referrers"]);
     assert_eq!(found.len(), 5, "{in_layout:#}");
     assert_eq!(found[&staged.sbom_signature.digest()].1, "layout");
@@ -365,16 +348,7 @@ fn referrers_round_trip_registry_layout_registry_layout_keeps_every_digest() {
             assert!(b.has_blob(digest), "{} of {}", digest, artifact.name);
         }
     }
-    let on_b = json_of(&run(
-        &home,
-        &[
-            "inspect",
-            "--referrers",
-            "--json",
-            &format!("{}/app:v1", b.host()),
-        ],
-        None,
-    ));
+    let on_b = referrers_json(&home, &[&format!("{}/app:v1", b.host())]);
     let found = by_digest(&on_b["referrers"]);
     assert_eq!(found[&staged.notation.digest()].1, "referrersApi");
     assert_eq!(found[&staged.sbom_signature.digest()].1, "referrersApi");
@@ -396,16 +370,7 @@ fn referrers_round_trip_registry_layout_registry_layout_keeps_every_digest() {
         5,
         "{copied:#}"
     );
-    let on_c = json_of(&run(
-        &home,
-        &[
-            "inspect",
-            "--referrers",
-            "--json",
-            &format!("{}/app:v1", c.host()),
-        ],
-        None,
-    ));
+    let on_c = referrers_json(&home, &[&format!("{}/app:v1", c.host())]);
     let found = by_digest(&on_c["referrers"]);
     assert_eq!(found.len(), 5, "{on_c:#}");
     assert_eq!(found[&staged.attestation.digest()].1, "tagSchema");
@@ -476,11 +441,7 @@ fn a_multi_platform_index_carries_the_referrers_of_each_child() {
         None,
     ));
     let image = format!("{}/multi:v1", registry.host());
-    let document = json_of(&run(
-        &home,
-        &["inspect", "--referrers", "--json", &image],
-        None,
-    ));
+    let document = referrers_json(&home, &[&image]);
     assert_eq!(
         by_digest(&document["referrers"]).keys().collect::<Vec<_>>(),
         vec![&artifacts[0].digest()]
@@ -575,18 +536,7 @@ fn hostile_referrers_lists_are_capped_warned_about_and_bounded() {
     let inspect = || run(&home, &["inspect", "--referrers", "--json", &image], None);
 
     // The registry applies the artifactType filter (OCI-Filters-Applied).
-    let filtered = json_of(&run(
-        &home,
-        &[
-            "inspect",
-            "--referrers",
-            "--json",
-            "--artifact-type",
-            SPDX_TYPE,
-            &image,
-        ],
-        None,
-    ));
+    let filtered = referrers_json(&home, &["--artifact-type", SPDX_TYPE, &image]);
     let only = by_digest(&filtered["referrers"]);
     assert_eq!(
         only.keys().collect::<Vec<_>>(),
@@ -625,10 +575,7 @@ fn hostile_referrers_lists_are_capped_warned_about_and_bounded() {
         &Subject::of(OCI_MANIFEST, b"{\"another\":\"image\"}"),
         CREATED,
     );
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime
-        .block_on(push_artifacts(&registry.url(), "app", &[&other], false))
-        .unwrap();
+    push_blocking(&registry.url(), "app", &[&other], false);
     let image_listing = json!({
         "mediaType": OCI_MANIFEST,
         "digest": staged.image.digest,
@@ -669,10 +616,7 @@ fn a_referrer_that_is_an_index_travels_with_its_manifests() {
     );
     let mut pushed: Vec<&Artifact> = children.iter().collect();
     pushed.push(&index);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime
-        .block_on(push_artifacts(&with_api.url(), "app", &pushed, false))
-        .unwrap();
+    push_blocking(&with_api.url(), "app", &pushed, false);
     let copied = json_of(&run(
         &home,
         &[
@@ -689,16 +633,7 @@ fn a_referrer_that_is_an_index_travels_with_its_manifests() {
         6,
         "{copied:#}"
     );
-    let on_c = json_of(&run(
-        &home,
-        &[
-            "inspect",
-            "--referrers",
-            "--json",
-            &format!("{}/app:v1", without.host()),
-        ],
-        None,
-    ));
+    let on_c = referrers_json(&home, &[&format!("{}/app:v1", without.host())]);
     let listed = on_c["referrers"]
         .as_array()
         .unwrap()
@@ -737,10 +672,7 @@ fn the_tag_schema_index_survives_a_concurrent_writer() {
     let registry = OciRegistry::start().expect("registry");
     // A 1.0 registry, where another client adds its own referrer right after our write.
     let other = in_toto_attestation(&Subject::of(OCI_MANIFEST, b"{\"another\":\"image\"}"));
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime
-        .block_on(push_artifacts(&registry.url(), "app", &[&other], false))
-        .unwrap();
+    push_blocking(&registry.url(), "app", &[&other], false);
     let theirs = other.listing();
     let tag = tag_schema_tag(&staged.image.digest);
     registry.faults(|f| {
