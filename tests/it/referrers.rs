@@ -120,6 +120,21 @@ fn push_blocking(base_url: &str, repository: &str, artifacts: &[&Artifact], tag_
         .unwrap();
 }
 
+/// `acrpull copy --json --referrers SRC DST`, which must carry `count` referrers.
+fn copy_referrers(home: &Path, source: &str, destination: &str, count: usize) -> Value {
+    let summary = json_of(&run(
+        home,
+        &["copy", "--json", "--referrers", source, destination],
+        None,
+    ));
+    assert_eq!(
+        summary["referrers"].as_array().map(Vec::len),
+        Some(count),
+        "{summary:#}"
+    );
+    summary
+}
+
 fn json_of(output: &std::process::Output) -> Value {
     serde_json::from_str(&ok(output)).expect("JSON on stdout")
 }
@@ -354,21 +369,11 @@ fn referrers_round_trip_registry_layout_registry_layout_keeps_every_digest() {
     assert_eq!(found[&staged.sbom_signature.digest()].1, "referrersApi");
 
     // B (API) -> C (no API): the tag-schema index is written for each subject.
-    let copied = json_of(&run(
+    copy_referrers(
         &home,
-        &[
-            "copy",
-            "--json",
-            "--referrers",
-            &format!("{}/app:v1", b.host()),
-            &format!("{}/app:v1", c.host()),
-        ],
-        None,
-    ));
-    assert_eq!(
-        copied["referrers"].as_array().unwrap().len(),
+        &format!("{}/app:v1", b.host()),
+        &format!("{}/app:v1", c.host()),
         5,
-        "{copied:#}"
     );
     let on_c = referrers_json(&home, &[&format!("{}/app:v1", c.host())]);
     let found = by_digest(&on_c["referrers"]);
@@ -617,21 +622,11 @@ fn a_referrer_that_is_an_index_travels_with_its_manifests() {
     let mut pushed: Vec<&Artifact> = children.iter().collect();
     pushed.push(&index);
     push_blocking(&with_api.url(), "app", &pushed, false);
-    let copied = json_of(&run(
+    copy_referrers(
         &home,
-        &[
-            "copy",
-            "--json",
-            "--referrers",
-            &format!("{}/app:v1", with_api.host()),
-            &format!("{}/app:v1", without.host()),
-        ],
-        None,
-    ));
-    assert_eq!(
-        copied["referrers"].as_array().unwrap().len(),
+        &format!("{}/app:v1", with_api.host()),
+        &format!("{}/app:v1", without.host()),
         6,
-        "{copied:#}"
     );
     let on_c = referrers_json(&home, &[&format!("{}/app:v1", without.host())]);
     let listed = on_c["referrers"]
