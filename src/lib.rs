@@ -8,9 +8,11 @@
 //! The entry point is [`pull::pull`].
 
 pub mod archive;
+pub mod archive_source;
 pub mod auth;
 pub mod azure;
 pub mod cache;
+pub mod convert;
 pub mod credential;
 pub mod digest;
 pub mod error;
@@ -29,6 +31,7 @@ pub mod report;
 pub mod rootfs;
 pub mod secret;
 pub mod source;
+pub mod tar_index;
 pub mod unpack;
 
 pub use digest::Digest;

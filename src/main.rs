@@ -98,7 +98,9 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
                 acrpull::SourceSpec::Registry(reference) => {
                     args.registry.credential_for(reference.registry())?
                 }
-                acrpull::SourceSpec::Layout { .. } => acrpull::credential::Credential::Anonymous,
+                acrpull::SourceSpec::Layout { .. } | acrpull::SourceSpec::Archive { .. } => {
+                    acrpull::credential::Credential::Anonymous
+                }
             };
             let client = args.registry.client_options();
             if args.referrers {
@@ -160,7 +162,9 @@ async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
             .map_err(acrpull::Error::from)?
             .credential
         }
-        acrpull::SourceSpec::Layout { .. } => acrpull::credential::Credential::Anonymous,
+        acrpull::SourceSpec::Layout { .. } | acrpull::SourceSpec::Archive { .. } => {
+            acrpull::credential::Credential::Anonymous
+        }
     };
     let destination: acrpull::SourceSpec = args.destination.parse()?;
     let summary = match destination {
@@ -174,11 +178,20 @@ async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
                 layout_tag: (!reference.is_empty() && !reference.contains(':'))
                     .then_some(reference),
                 referrers: args.referrers,
+                convert_to_oci: args.manifest_format == cli::ManifestFormatArg::Oci,
                 ..acrpull::PullOptions::default()
             };
             let outcome =
                 acrpull::pull(&source, source_credential, &path, &options, reporter).await?;
             serde_json::to_value(&outcome)?
+        }
+        acrpull::SourceSpec::Archive { kind, .. } => {
+            return Err(acrpull::Error::Usage(format!(
+                "{}: is a source only; write an archive with `acrpull pull --format {} IMAGE FILE`",
+                kind.scheme(),
+                kind.scheme()
+            ))
+            .into());
         }
         acrpull::SourceSpec::Registry(reference) => {
             let credential = args.registry.credential_for(reference.registry())?;
@@ -188,6 +201,7 @@ async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
                 chunk_size: args.chunk_size.max(1) << 20,
                 client,
                 referrers: args.referrers,
+                convert_to_oci: args.manifest_format == cli::ManifestFormatArg::Oci,
             };
             let outcome = acrpull::push::push(
                 &source,
@@ -245,7 +259,9 @@ async fn pull_listed(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
                 options.mirrors = args.mirrors(reference, &credential)?;
                 credential
             }
-            acrpull::SourceSpec::Layout { .. } => acrpull::credential::Credential::Anonymous,
+            acrpull::SourceSpec::Layout { .. } | acrpull::SourceSpec::Archive { .. } => {
+                acrpull::credential::Credential::Anonymous
+            }
         };
         let outcome = acrpull::pull(
             &source,
@@ -278,7 +294,9 @@ async fn pull(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
         acrpull::SourceSpec::Registry(reference) => {
             args.registry.credential_for(reference.registry())?
         }
-        acrpull::SourceSpec::Layout { .. } => acrpull::credential::Credential::Anonymous,
+        acrpull::SourceSpec::Layout { .. } | acrpull::SourceSpec::Archive { .. } => {
+            acrpull::credential::Credential::Anonymous
+        }
     };
     if let acrpull::SourceSpec::Registry(reference) = &source {
         options.mirrors = args.mirrors(reference, &credential)?;

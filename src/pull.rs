@@ -25,6 +25,8 @@ use crate::registry::{build_http, ClientOptions, RegistryClient};
 use crate::report::{BlobKind, Reporter};
 use crate::source::{FetchedManifest, ImageSource, LayoutSource};
 
+pub use crate::archive_source::ArchiveKind;
+
 /// Where to pull from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
@@ -37,39 +39,83 @@ pub enum SourceSpec {
         /// Tag, digest, or empty for the layout's only image.
         reference: String,
     },
+    /// An image archive read in place: `docker-archive:PATH[:REPO:TAG|:@N]` (skopeo's syntax:
+    /// the path ends at the first `:`) or `oci-archive:PATH[:TAG|@DIGEST]` (as `oci:`).
+    Archive {
+        /// Which format.
+        kind: ArchiveKind,
+        /// The archive file.
+        path: PathBuf,
+        /// `REPO:TAG`, `@N`, a tag or digest, or empty for the archive's only image.
+        reference: String,
+    },
 }
 
 impl FromStr for SourceSpec {
     type Err = crate::reference::ReferenceError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(rest) = s.strip_prefix("docker-archive:") {
+            let (path, reference) = rest.split_once(':').unwrap_or((rest, ""));
+            let valid = match reference.strip_prefix('@') {
+                Some(number) => number.parse::<usize>().is_ok(),
+                None => {
+                    reference.is_empty()
+                        || reference
+                            .parse::<Reference>()
+                            .is_ok_and(|r| r.digest().is_none())
+                }
+            };
+            if path.is_empty() || !valid {
+                return Err(crate::reference::ReferenceError::BadArchiveImage {
+                    input: s.to_string(),
+                });
+            }
+            return Ok(SourceSpec::Archive {
+                kind: ArchiveKind::Docker,
+                path: PathBuf::from(path),
+                reference: reference.to_string(),
+            });
+        }
+        if let Some(rest) = s.strip_prefix("oci-archive:") {
+            let (path, reference) = split_layout_reference(s, rest)?;
+            return Ok(SourceSpec::Archive {
+                kind: ArchiveKind::Oci,
+                path,
+                reference,
+            });
+        }
         let Some(rest) = s.strip_prefix("oci:") else {
             return Ok(SourceSpec::Registry(s.parse()?));
         };
-        if let Some((path, digest)) = rest.rsplit_once('@') {
-            digest.parse::<Digest>().map_err(|source| {
-                crate::reference::ReferenceError::BadDigest {
-                    input: s.to_string(),
-                    source,
-                }
-            })?;
-            return Ok(SourceSpec::Layout {
-                path: PathBuf::from(path),
-                reference: digest.to_string(),
-            });
-        }
-        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
-        match rest[last_slash..].rfind(':') {
-            Some(i) => Ok(SourceSpec::Layout {
-                path: PathBuf::from(&rest[..last_slash + i]),
-                reference: rest[last_slash + i + 1..].to_string(),
-            }),
-            None => Ok(SourceSpec::Layout {
-                path: PathBuf::from(rest),
-                reference: String::new(),
-            }),
-        }
+        let (path, reference) = split_layout_reference(s, rest)?;
+        Ok(SourceSpec::Layout { path, reference })
     }
+}
+
+/// `PATH[:TAG|@DIGEST]` of `oci:` and `oci-archive:` (the tag follows the last `:` after the
+/// last `/`).
+fn split_layout_reference(
+    input: &str,
+    rest: &str,
+) -> Result<(PathBuf, String), crate::reference::ReferenceError> {
+    if let Some((path, digest)) = rest.rsplit_once('@') {
+        digest
+            .parse::<Digest>()
+            .map_err(|source| crate::reference::ReferenceError::BadDigest {
+                input: input.to_string(),
+                source,
+            })?;
+        return Ok((PathBuf::from(path), digest.to_string()));
+    }
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    Ok(match rest[last_slash..].rfind(':') {
+        Some(i) => (
+            PathBuf::from(&rest[..last_slash + i]),
+            rest[last_slash + i + 1..].to_string(),
+        ),
+        None => (PathBuf::from(rest), String::new()),
+    })
 }
 
 impl std::fmt::Display for SourceSpec {
@@ -84,6 +130,18 @@ impl std::fmt::Display for SourceSpec {
             }
             SourceSpec::Layout { path, reference } => {
                 write!(f, "oci:{}:{reference}", path.display())
+            }
+            SourceSpec::Archive {
+                kind,
+                path,
+                reference,
+            } => {
+                write!(f, "{}:{}", kind.scheme(), path.display())?;
+                match reference.as_str() {
+                    "" => Ok(()),
+                    r if *kind == ArchiveKind::Oci && r.contains(':') => write!(f, "@{r}"),
+                    r => write!(f, ":{r}"),
+                }
             }
         }
     }
@@ -141,6 +199,9 @@ pub struct PullOptions {
     /// Carry the image's referrers (signatures, SBOMs, attestations, recursively) into the
     /// OCI layout (`--referrers`; OCI layout and OCI archive output only).
     pub referrers: bool,
+    /// Rewrite Docker media types to OCI ones (`--manifest-format oci`): new manifests, the
+    /// original digests in the [`crate::convert::CONVERTED_FROM`] annotation.
+    pub convert_to_oci: bool,
 }
 
 impl Default for PullOptions {
@@ -157,6 +218,7 @@ impl Default for PullOptions {
             mirrors: Vec::new(),
             cache: None,
             referrers: false,
+            convert_to_oci: false,
         }
     }
 }
@@ -195,6 +257,10 @@ pub struct PullOutcome {
     pub bytes_downloaded: u64,
     /// Bytes of blobs not downloaded: already in the destination, or in the blob cache.
     pub bytes_reused: u64,
+    /// With `--manifest-format oci`: the digest of the source's manifest that `digest` was
+    /// converted from (absent when nothing needed converting).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub converted_from: Option<Digest>,
     /// Which endpoint served each manifest and blob, when mirrors were configured.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub served_by: BTreeMap<String, String>,
@@ -325,6 +391,14 @@ pub fn open_source(
         }
         SourceSpec::Layout { path, reference } => {
             let source = LayoutSource::open(path)?;
+            Ok((Arc::new(source), reference.clone()))
+        }
+        SourceSpec::Archive {
+            kind,
+            path,
+            reference,
+        } => {
+            let source = crate::archive_source::ArchiveSource::new(*kind, path);
             Ok((Arc::new(source), reference.clone()))
         }
     }
@@ -463,10 +537,22 @@ pub async fn pull(
             "--platform all needs --format oci: a root filesystem holds one platform".into(),
         ));
     }
+    if options.convert_to_oci
+        && matches!(
+            options.format,
+            OutputFormat::Rootfs | OutputFormat::DockerArchive
+        )
+    {
+        return Err(Error::Usage(
+            "--manifest-format oci changes the manifests an OCI layout or oci-archive stores: \
+             use it with --format oci or --format oci-archive"
+                .into(),
+        ));
+    }
     let (mut source, reference) = open_source(spec, credential, &options.client, &options.mirrors)?;
     let mut options = options.clone();
-    if matches!(spec, SourceSpec::Layout { .. }) {
-        // A local layout is its own cache.
+    if matches!(spec, SourceSpec::Layout { .. } | SourceSpec::Archive { .. }) {
+        // A local layout or archive is its own cache.
         options.cache = None;
     }
     if let Some(cache) = &options.cache {
@@ -476,6 +562,11 @@ pub async fn pull(
     let source_for_report = source.clone();
     let display = spec.to_string();
     let resolved = resolve(source.as_ref(), &reference, &display, &options.platform).await?;
+    let (resolved, converted_from) = if options.convert_to_oci {
+        crate::convert::to_oci(resolved)?
+    } else {
+        (resolved, None)
+    };
     let platform = match (&options.platform, resolved.root.kind) {
         (PlatformChoice::All, ManifestKind::Index) => Some("all".to_string()),
         _ => resolved.images[0]
@@ -531,6 +622,7 @@ pub async fn pull(
             .collect(),
         bytes_downloaded,
         bytes_reused,
+        converted_from,
         served_by: source_for_report.served_by(),
         referrers: discovery.carried(),
         warnings: discovery.warnings,
@@ -543,6 +635,19 @@ fn tag_of(spec: &SourceSpec) -> Option<String> {
     match spec {
         SourceSpec::Registry(r) => r.tag().map(str::to_string),
         SourceSpec::Layout { reference, .. } => {
+            (!reference.is_empty() && !reference.contains(':')).then(|| reference.clone())
+        }
+        // `REPO:TAG` names the tag; `@N` and digests name none.
+        SourceSpec::Archive {
+            kind: ArchiveKind::Docker,
+            reference,
+            ..
+        } => reference
+            .parse::<Reference>()
+            .ok()
+            .filter(|_| !reference.is_empty() && !reference.starts_with('@'))
+            .and_then(|r| r.tag().map(str::to_string)),
+        SourceSpec::Archive { reference, .. } => {
             (!reference.is_empty() && !reference.contains(':')).then(|| reference.clone())
         }
     }
@@ -949,7 +1054,7 @@ async fn write_archive(
         SourceSpec::Registry(r) => r
             .tag()
             .map(|t| format!("{}/{}:{t}", r.registry(), r.repository())),
-        SourceSpec::Layout { .. } => None,
+        SourceSpec::Layout { .. } | SourceSpec::Archive { .. } => None,
     };
     let archived = tokio::task::spawn_blocking(move || {
         let _staging = staging;

@@ -40,6 +40,8 @@ pub struct PushOptions {
     /// Carry the image's referrers from a registry source (`copy --referrers`). A layout
     /// source always pushes the referrers it holds.
     pub referrers: bool,
+    /// Rewrite Docker media types to OCI ones (`--manifest-format oci`).
+    pub convert_to_oci: bool,
 }
 
 impl Default for PushOptions {
@@ -50,6 +52,7 @@ impl Default for PushOptions {
             chunk_size: 64 << 20,
             client: ClientOptions::default(),
             referrers: false,
+            convert_to_oci: false,
         }
     }
 }
@@ -78,6 +81,9 @@ pub struct PushOutcome {
     /// Referrers ignored, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// With `--manifest-format oci`: the source manifest's digest `digest` was converted from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub converted_from: Option<Digest>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -101,6 +107,11 @@ pub async fn push(
     let (from, reference) = open_source(source, source_credential, &options.client, &[])?;
     let display = source.to_string();
     let resolved = resolve(from.as_ref(), &reference, &display, &options.platform).await?;
+    let (resolved, converted_from) = if options.convert_to_oci {
+        crate::convert::to_oci(resolved)?
+    } else {
+        (resolved, None)
+    };
     let mount_from = match source {
         SourceSpec::Registry(r)
             if r.registry() == destination.registry()
@@ -127,7 +138,7 @@ pub async fn push(
     );
     let layout_root = match source {
         SourceSpec::Layout { path, .. } => Some(path.clone()),
-        SourceSpec::Registry(_) => None,
+        SourceSpec::Registry(_) | SourceSpec::Archive { .. } => None,
     };
     let carry = options.referrers || matches!(source, SourceSpec::Layout { .. });
     let discovery = if carry {
@@ -207,6 +218,7 @@ pub async fn push(
             .sum(),
         referrers: discovery.carried(),
         warnings: discovery.warnings,
+        converted_from,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -312,14 +324,27 @@ async fn transfer_blob(
     loop {
         attempts += 1;
         let body = from.open_blob(digest, 0, None).await?;
-        let once = std::sync::Mutex::new(Some(body.stream));
+        // Verified on the way through: a source that lies is an integrity failure here, not a
+        // refusal by the destination (or, from a source nobody checks, a stored lie).
+        let lie = Arc::new(std::sync::Mutex::new(None));
+        let stream = verified(body.stream, descriptor.clone(), lie.clone());
+        let once = std::sync::Mutex::new(Some(stream));
         let factory = move || match once.lock().ok().and_then(|mut s| s.take()) {
             Some(stream) => reqwest::Body::wrap_stream(stream),
             None => reqwest::Body::wrap_stream(futures_util::stream::once(async {
                 Err::<Bytes, _>(std::io::Error::other("blob stream already consumed"))
             })),
         };
-        match to.upload_blob(digest, descriptor.size, &factory).await {
+        let result = to.upload_blob(digest, descriptor.size, &factory).await;
+        if let Some(actual) = lie.lock().ok().and_then(|mut l| l.take()) {
+            return Err(Error::Integrity {
+                what: "blob",
+                digest: digest.clone(),
+                expected: format!("{digest} ({} bytes)", descriptor.size),
+                actual: format!("{actual} from {}", from.describe()),
+            });
+        }
+        match result {
             Ok(()) => return Ok(Transfer::Uploaded(descriptor.size)),
             Err(e) if attempts <= options.client.retry.retries && e.is_retryable() => {
                 tracing::info!(%digest, error = %e, "retrying streamed upload");
@@ -327,6 +352,56 @@ async fn transfer_blob(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// `stream` checked against `descriptor` as it passes: more bytes than the size, or a
+/// different digest at the end, fail the stream and record what was received in `lie`.
+fn verified(
+    stream: futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>,
+    descriptor: Descriptor,
+    lie: Arc<std::sync::Mutex<Option<String>>>,
+) -> futures_util::stream::BoxStream<'static, std::io::Result<Bytes>> {
+    let digester = crate::digest::Digester::new(descriptor.digest.algorithm());
+    let state = (stream, Some(digester), 0u64);
+    Box::pin(futures_util::stream::unfold(
+        state,
+        move |(mut stream, mut digester, mut count)| {
+            let (descriptor, lie) = (descriptor.clone(), lie.clone());
+            async move {
+                let fail = |actual: String| {
+                    if let Ok(mut lie) = lie.lock() {
+                        *lie = Some(actual.clone());
+                    }
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("blob {} is {actual}", descriptor.digest),
+                    )
+                };
+                let hashing = digester.as_mut()?;
+                match stream.next().await {
+                    Some(Ok(bytes)) => {
+                        count += bytes.len() as u64;
+                        if count > descriptor.size {
+                            digester = None;
+                            let error = fail(format!("more than {} bytes", descriptor.size));
+                            return Some((Err(error), (stream, digester, count)));
+                        }
+                        hashing.update(&bytes);
+                        Some((Ok(bytes), (stream, digester, count)))
+                    }
+                    Some(Err(e)) => Some((Err(e), (stream, digester, count))),
+                    None => {
+                        let actual = digester.take()?.finish();
+                        if actual == descriptor.digest && count == descriptor.size {
+                            return None;
+                        }
+                        let error = fail(format!("{actual} ({count} bytes)"));
+                        Some((Err(error), (stream, None, count)))
+                    }
+                }
+            }
+        },
+    ))
 }
 
 fn read_range(path: &std::path::Path, offset: u64, length: u64) -> std::io::Result<Bytes> {

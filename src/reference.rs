@@ -52,6 +52,12 @@ pub enum ReferenceError {
         /// The offending part.
         tag: String,
     },
+    /// The image named inside a `docker-archive:` is neither `REPO:TAG` nor `@N`.
+    #[error("invalid image in `{input}`: after docker-archive:PATH give REPO:TAG or @N (an image number)")]
+    BadArchiveImage {
+        /// The whole reference.
+        input: String,
+    },
     /// The `@digest` part is not a digest.
     #[error("invalid digest in `{input}`")]
     BadDigest {

@@ -96,6 +96,50 @@ impl FetchedManifest {
     }
 }
 
+/// The manifest a layout's `index.json` names for `reference`: a digest (any manifest blob of
+/// the layout may be addressed, with its media type when the index lists it), a tag (the
+/// `org.opencontainers.image.ref.name` annotation), or `""` for the only entry. `scheme` is
+/// how the user names this kind of source (`oci`, `oci-archive`), for the message.
+pub(crate) fn select_in_index(
+    index: &crate::manifest::ImageIndex,
+    reference: &str,
+    describe: &str,
+    scheme: &str,
+    is_image: &dyn Fn(&crate::manifest::Descriptor) -> bool,
+) -> Result<(Digest, Option<String>)> {
+    if let Ok(digest) = reference.parse::<Digest>() {
+        let media_type = index
+            .manifests
+            .iter()
+            .find(|d| d.digest == digest)
+            .map(|d| d.media_type.clone());
+        return Ok((digest, media_type));
+    }
+    // With no reference, only images are candidates (not the referrers a layout carries).
+    let candidates: Vec<&crate::manifest::Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| !reference.is_empty() || is_image(d))
+        .collect();
+    if reference.is_empty() && candidates.len() != 1 {
+        return Err(Error::Unsupported {
+            url: describe.to_string(),
+            reason: format!(
+                "it holds {} images: name one with {scheme}:PATH:TAG or {scheme}:PATH@DIGEST",
+                candidates.len()
+            ),
+        });
+    }
+    let found = candidates
+        .into_iter()
+        .find(|d| reference.is_empty() || d.ref_name() == Some(reference))
+        .ok_or_else(|| Error::NotFound {
+            what: format!("tag `{reference}`"),
+            url: describe.to_string(),
+        })?;
+    Ok((found.digest.clone(), Some(found.media_type.clone())))
+}
+
 /// An open blob body from some offset.
 pub struct BlobBody {
     /// Where the body starts (0 if the source ignored a range request).
@@ -288,43 +332,11 @@ impl ImageSource for LayoutSource {
             path: index_path,
             source,
         })?;
-        let (digest, media_type) = if let Ok(digest) = reference.parse::<Digest>() {
-            // Any manifest blob in the layout may be addressed by digest.
-            let media_type = index
-                .manifests
-                .iter()
-                .find(|d| d.digest == digest)
-                .map(|d| d.media_type.clone());
-            (digest, media_type)
-        } else {
-            // The referrers a layout carries are not images to choose from.
-            let images: Vec<&Descriptor> = if reference.is_empty() {
-                index
-                    .manifests
-                    .iter()
-                    .filter(|d| !self.is_referrer(d))
-                    .collect()
-            } else {
-                index.manifests.iter().collect()
-            };
-            if reference.is_empty() && images.len() != 1 {
-                return Err(Error::Unsupported {
-                    url: self.describe(),
-                    reason: format!(
-                        "the layout holds {} images: name one with oci:PATH:TAG or oci:PATH@DIGEST",
-                        images.len()
-                    ),
-                });
-            }
-            let found = images
-                .into_iter()
-                .find(|d| reference.is_empty() || d.ref_name() == Some(reference))
-                .ok_or_else(|| Error::NotFound {
-                    what: format!("tag `{reference}`"),
-                    url: self.describe(),
-                })?;
-            (found.digest.clone(), Some(found.media_type.clone()))
-        };
+        // The referrers a layout carries are not images to choose from.
+        let (digest, media_type) =
+            select_in_index(&index, reference, &self.describe(), "oci", &|d| {
+                !self.is_referrer(d)
+            })?;
         let path = self.blob_path(&digest);
         let metadata = tokio::fs::metadata(&path).await.map_err(Self::io(&path))?;
         if metadata.len() > MANIFEST_LIMIT {
@@ -369,7 +381,7 @@ impl ImageSource for LayoutSource {
     }
 
     async fn open_blob(&self, digest: &Digest, offset: u64, _end: Option<u64>) -> Result<BlobBody> {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        use tokio::io::AsyncSeekExt;
         let path = self.blob_path(digest);
         let mut file = tokio::fs::File::open(&path)
             .await
@@ -379,21 +391,32 @@ impl ImageSource for LayoutSource {
         file.seek(std::io::SeekFrom::Start(offset))
             .await
             .map_err(Self::io(&path))?;
-        let stream = futures_util::stream::unfold(file, |mut file| async move {
-            let mut buffer = vec![0u8; 256 * 1024];
-            match file.read(&mut buffer).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buffer.truncate(n);
-                    Some((Ok(Bytes::from(buffer)), file))
-                }
-                Err(e) => Some((Err(e), file)),
-            }
-        });
         Ok(BlobBody {
             offset,
             content_length: Some(length - offset),
-            stream: Box::pin(stream),
+            stream: read_chunks(file),
         })
     }
+}
+
+/// A local file (or a range of one) as a blob body: 256 KiB chunks until `reader` ends.
+pub(crate) fn read_chunks<R>(reader: R) -> BoxStream<'static, std::io::Result<Bytes>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    use tokio::io::AsyncReadExt;
+    Box::pin(futures_util::stream::unfold(
+        reader,
+        |mut reader| async move {
+            let mut buffer = vec![0u8; 256 * 1024];
+            match reader.read(&mut buffer).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    Some((Ok(Bytes::from(buffer)), reader))
+                }
+                Err(e) => Some((Err(e), reader)),
+            }
+        },
+    ))
 }

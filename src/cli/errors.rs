@@ -62,6 +62,20 @@ fn not_found_hint(what: &str, url: &str, image: Option<&SourceSpec>) -> String {
                 )
             }
         }
+        Some(SourceSpec::Archive { kind, path, .. }) => {
+            if what.ends_with("file") {
+                format!("`{}` does not exist; check the path", path.display())
+            } else {
+                format!(
+                    "list what the archive holds with `tar -tf {}` (the images of a \
+                     docker-archive are the `RepoTags` of its manifest.json, also numbered \
+                     @0, @1, ...; those of an oci-archive the `org.opencontainers.image.ref.name` \
+                     annotations of its index.json): name one as {}:PATH:NAME",
+                    path.display(),
+                    kind.scheme()
+                )
+            }
+        }
         Some(SourceSpec::Registry(reference)) if what.starts_with("blob") => format!(
             "`{}` is reachable and has the manifest, but not this blob: the image at the \
              registry is incomplete",
@@ -138,6 +152,20 @@ fn registry_hint(error: &RegistryError, image: Option<&SourceSpec>) -> Option<St
         }
         RegistryError::Status { status, .. } if *status == 429 || *status >= 500 => {
             "the registry is failing or throttling; try again later".into()
+        }
+        // The message says how to name one image of several.
+        RegistryError::Unsupported { reason, .. } if reason.contains("name one with") => {
+            return None
+        }
+        RegistryError::Integrity { .. }
+        | RegistryError::ManifestTooLarge { .. }
+        | RegistryError::Unsupported { .. }
+            if matches!(image, Some(SourceSpec::Archive { .. })) =>
+        {
+            "the archive is malformed, incomplete or does not match what it claims, so nothing \
+             was written: make it again (docker save, skopeo copy ... oci-archive:) and check \
+             that it was copied completely"
+                .into()
         }
         RegistryError::Integrity { .. } | RegistryError::ManifestTooLarge { .. } => {
             "the registry served content that does not match its digest; nothing was \

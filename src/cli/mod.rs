@@ -200,13 +200,18 @@ pub struct CredentialHelperArgs {
 /// `acrpull push` and `acrpull copy`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// Source: oci:PATH[:TAG|@DIGEST] or a registry reference.
+    /// Source: a registry reference, oci:PATH[:TAG|@DIGEST], docker-archive:PATH[:REPO:TAG|:@N]
+    /// or oci-archive:PATH[:TAG|@DIGEST].
     pub source: String,
     /// Destination: a registry reference (or, for `copy`, oci:PATH[:TAG]).
     pub destination: String,
     /// Platform os/arch[/variant] to copy from an index (default: all of them).
     #[arg(long)]
     pub platform: Option<String>,
+    /// Manifests as the source has them (`keep`), or with Docker media types rewritten to OCI
+    /// ones (`oci`, as `skopeo copy --format oci`; new digests).
+    #[arg(long, value_enum, default_value = "keep")]
+    pub manifest_format: ManifestFormatArg,
     /// Blobs transferred at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
@@ -235,7 +240,8 @@ pub struct PushArgs {
 /// `acrpull inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Image: REGISTRY/REPOSITORY[:TAG][@DIGEST], or oci:PATH[:TAG|@DIGEST] for a local layout.
+    /// Image: REGISTRY/REPOSITORY[:TAG][@DIGEST], oci:PATH[:TAG|@DIGEST] for a local layout, or
+    /// docker-archive:PATH[:REPO:TAG|:@N] / oci-archive:PATH[:TAG|@DIGEST] for an archive.
     pub image: String,
     /// Describe this platform's image of an index (default: this machine's, if listed).
     #[arg(long)]
@@ -285,12 +291,24 @@ pub struct TokenArgs {
 pub enum FormatArg {
     /// A root filesystem directory.
     Rootfs,
-    /// An OCI image layout (what skopeo, umoci and podman read).
+    /// An OCI image layout (what skopeo, umoci and podman read; for images with Docker media
+    /// types, add --manifest-format oci).
     Oci,
     /// A tar of an OCI image layout (skopeo `oci-archive:`, `podman load`).
     OciArchive,
     /// A `docker save` tar (`docker load`, `podman load`).
     DockerArchive,
+}
+
+/// `--manifest-format`: keep manifests as the source has them, or rewrite them to OCI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ManifestFormatArg {
+    /// As the source has them, byte for byte (digests unchanged).
+    #[default]
+    Keep,
+    /// OCI media types throughout (Docker manifests, lists, configs and layers rewritten; new
+    /// digests; the original in the `io.acrpull.converted-from` annotation).
+    Oci,
 }
 
 /// Connection and credential flags shared by commands that talk to registries.
@@ -342,7 +360,8 @@ pub struct RegistryArgs {
 /// `acrpull pull`.
 #[derive(Debug, Args)]
 pub struct PullArgs {
-    /// Image: REGISTRY/REPOSITORY[:TAG][@DIGEST], or oci:PATH[:TAG|@DIGEST] for a local layout.
+    /// Image: REGISTRY/REPOSITORY[:TAG][@DIGEST], oci:PATH[:TAG|@DIGEST] for a local layout, or
+    /// docker-archive:PATH[:REPO:TAG|:@N] / oci-archive:PATH[:TAG|@DIGEST] for an archive.
     pub image: String,
     /// Destination directory (or file, for the archive formats).
     pub destination: Option<PathBuf>,
@@ -364,6 +383,10 @@ pub struct PullArgs {
     /// What to write.
     #[arg(long, value_enum, default_value = "rootfs")]
     pub format: FormatArg,
+    /// With --format oci or oci-archive: keep manifests byte for byte (`keep`), or rewrite
+    /// Docker media types to OCI ones (`oci`, for readers of OCI only; new digests).
+    #[arg(long, value_enum, default_value = "keep")]
+    pub manifest_format: ManifestFormatArg,
     /// Platform os/arch[/variant] (default: this machine's), or `all` (with --format oci).
     #[arg(long)]
     pub platform: Option<String>,
@@ -682,6 +705,7 @@ impl PullArgs {
                 mirrors: Vec::new(),
                 cache: self.cache(),
                 referrers: self.referrers,
+                convert_to_oci: self.manifest_format == ManifestFormatArg::Oci,
             },
         ))
     }
