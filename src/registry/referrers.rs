@@ -5,7 +5,7 @@
 //! [`crate::referrers`]; this file only speaks HTTP.
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, LINK};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, LINK};
 use reqwest::{Method, StatusCode};
 
 use super::{read_capped, redact_url, Error, RegistryClient, Result, MANIFEST_LIMIT};
@@ -105,28 +105,13 @@ impl RegistryClient {
         media_type: &str,
         subject: &Digest,
     ) -> Result<bool> {
-        let path = format!("v2/{}/manifests/{digest}", self.repository);
-        let url = self.url_for(&path).await?;
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_str(media_type).map_err(|_| Error::Unsupported {
-                url: path.clone(),
-                reason: format!("media type `{media_type}` is not a valid header value"),
-            })?,
-        );
-        let body = move || reqwest::Body::from(bytes.clone());
-        let response = self
-            .send_authenticated_url(Method::PUT, &url, headers, Some(&body))
+        let answer = self
+            .put_manifest_answer(&digest.to_string(), bytes, media_type)
             .await?;
-        let processed = response
-            .headers()
+        Ok(answer
             .get("oci-subject")
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() == subject.to_string());
-        let what = || format!("manifest {digest} of repository `{}`", self.repository);
-        self.check_status(response, what).await?;
-        Ok(processed)
+            .is_some_and(|v| v.trim() == subject.to_string()))
     }
 }
 

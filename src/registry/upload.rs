@@ -186,6 +186,18 @@ impl RegistryClient {
         bytes: Bytes,
         media_type: &str,
     ) -> Result<()> {
+        self.put_manifest_answer(reference, bytes, media_type)
+            .await
+            .map(drop)
+    }
+
+    /// [`Self::put_manifest`], returning the headers of the registry's answer (`OCI-Subject`).
+    pub(super) async fn put_manifest_answer(
+        &self,
+        reference: &str,
+        bytes: Bytes,
+        media_type: &str,
+    ) -> Result<HeaderMap> {
         let path = format!("v2/{}/manifests/{reference}", self.repository);
         let url = self.url_for(&path).await?;
         let mut headers = HeaderMap::new();
@@ -200,11 +212,12 @@ impl RegistryClient {
         let response = self
             .send_authenticated_url(Method::PUT, &url, headers, Some(&body))
             .await?;
+        let answer = response.headers().clone();
         if response.status().is_success() {
-            return Ok(());
+            return Ok(answer);
         }
         let what = || format!("manifest `{reference}` of repository `{}`", self.repository);
         self.check_status(response, what).await?;
-        Ok(())
+        Ok(answer)
     }
 }
