@@ -192,13 +192,6 @@ impl ArchiveSource {
             layout: None,
             docker: None,
         };
-        if opened.index.contains("oci-layout") || opened.index.contains("index.json") {
-            let bytes =
-                self.read_member(&opened, "index.json", MANIFEST_LIMIT, "the OCI layout")?;
-            let layout = serde_json::from_slice(&bytes)
-                .map_err(|e| self.invalid(format!("index.json is not a valid OCI index: {e}")))?;
-            opened.layout = Some(layout);
-        }
         if self.kind == ArchiveKind::Docker && opened.index.contains("manifest.json") {
             let bytes = self.read_member(&opened, "manifest.json", MANIFEST_LIMIT, "docker")?;
             let entries: Vec<DockerEntry> = serde_json::from_slice(&bytes).map_err(|e| {
@@ -207,6 +200,25 @@ impl ArchiveSource {
                 ))
             })?;
             opened.docker = Some(entries);
+        }
+        if opened.index.contains("oci-layout") || opened.index.contains("index.json") {
+            let bytes =
+                self.read_member(&opened, "index.json", MANIFEST_LIMIT, "the OCI layout")?;
+            match serde_json::from_slice::<ImageIndex>(&bytes) {
+                Ok(layout) => opened.layout = Some(layout),
+                // manifest.json decides in a docker-archive; the layout beside it only
+                // supplies manifests. Docker 25.0 writes `"manifests": null` for an image
+                // saved without a tag.
+                Err(e) if opened.docker.is_some() => {
+                    tracing::warn!(
+                        archive = %self.path.display(),
+                        "ignoring the OCI layout in this docker-archive (index.json: {e}); using manifest.json"
+                    );
+                }
+                Err(e) => {
+                    return Err(self.invalid(format!("index.json is not a valid OCI index: {e}")))
+                }
+            }
         }
         match (self.kind, &opened.layout, &opened.docker) {
             (ArchiveKind::Oci, None, _) => Err(self.invalid(
@@ -403,7 +415,11 @@ impl ArchiveSource {
                 entry.config
             ))
         })?;
-        let diff_ids = summary.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+        let diff_ids = summary
+            .rootfs
+            .as_ref()
+            .map(|r| r.diff_ids.clone())
+            .unwrap_or_default();
         if diff_ids.len() != entry.layers.len() {
             return Err(self.invalid(format!(
                 "manifest.json lists {} layers, the image config {} diff_ids",
@@ -424,11 +440,20 @@ impl ArchiveSource {
             members.push((digest.clone(), name.clone()));
             layers.push(descriptor(media_type, digest, member.size));
         }
-        let config = descriptor(
+        // As Docker 25 writes it: the config descriptor names the platform.
+        let mut config = descriptor(
             media_type::OCI_CONFIG,
             config_digest,
             config_bytes.len() as u64,
         );
+        if !summary.os.is_empty() && !summary.architecture.is_empty() {
+            config.platform = Some(crate::manifest::PlatformSpec {
+                architecture: summary.architecture.clone(),
+                os: summary.os.clone(),
+                variant: summary.variant.clone(),
+                os_version: None,
+            });
+        }
         let manifest = BuiltManifest {
             schema_version: 2,
             media_type: media_type::OCI_MANIFEST,

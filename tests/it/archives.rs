@@ -696,3 +696,70 @@ fn docker_v2s2_converted_to_oci_reads_in_skopeo_and_umoci_and_is_kept_without_th
     );
     assert!(stderr.contains("--format oci"), "{stderr}");
 }
+
+#[test]
+fn untagged_docker_25_archive_with_null_manifests_gets_the_manifest_docker_wrote() {
+    // Docker 25.0 saves an untagged image with `"manifests": null` in index.json and
+    // `"RepoTags": null`: manifest.json decides, and the manifest built from it is the one
+    // Docker wrote into blobs/ (byte for byte: same digest).
+    let scratch = Scratch::new();
+    let plain = Layout::fixture("uncompressed").unwrap();
+    let (config, layers) = plain
+        .image_parts(&plain.main_ref().unwrap().digest)
+        .unwrap();
+    let written_by_docker = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{},"platform":{{"architecture":"amd64","os":"linux"}}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}]}}"#,
+        config.digest, config.size, layers[0].digest, layers[0].size
+    );
+    let mut members = Members::default();
+    members.add(
+        format!(
+            "blobs/sha256/{}",
+            &sha256_digest(written_by_docker.as_bytes())[7..]
+        ),
+        written_by_docker.clone().into_bytes(),
+    );
+    for digest in [&config.digest, &layers[0].digest] {
+        members.add(
+            format!("blobs/sha256/{}", hex_of(digest)),
+            plain.blob(digest).unwrap(),
+        );
+    }
+    members.add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec());
+    members.add(
+        "index.json",
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":null}"#.to_vec(),
+    );
+    let manifest_json = serde_json::json!([{
+        "Config": format!("blobs/sha256/{}", hex_of(&config.digest)),
+        "RepoTags": null,
+        "Layers": [format!("blobs/sha256/{}", hex_of(&layers[0].digest))],
+    }]);
+    members.add("manifest.json", serde_json::to_vec(&manifest_json).unwrap());
+    let archive = archive_path(&scratch, "untagged.tar");
+    members.write(&archive);
+    let image = format!("docker-archive:{}", archive.display());
+    let raw = run(&scratch.home(), &["inspect", "--raw", &image], None);
+    ok(&raw);
+    assert_eq!(String::from_utf8(raw.stdout).unwrap(), written_by_docker);
+    let rootfs = scratch.dest("rootfs");
+    ok(&run(
+        &scratch.home(),
+        &["pull", "-q", &image, rootfs.to_str().unwrap()],
+        None,
+    ));
+    assert_eq!(
+        tree_snapshot(&rootfs).unwrap(),
+        umoci_tree("uncompressed", &scratch)
+    );
+    // In an oci-archive, the same index.json is a lie about the layout: refused.
+    let stderr = fails(
+        &run(
+            &scratch.home(),
+            &["inspect", &format!("oci-archive:{}", archive.display())],
+            None,
+        ),
+        6,
+    );
+    assert!(stderr.contains("index.json"), "{stderr}");
+}
