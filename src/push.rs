@@ -387,13 +387,22 @@ fn verified(
                             return Some((Err(error), (stream, digester, count)));
                         }
                         hashing.update(&bytes);
+                        // Judged before the last bytes go: a body whose length is announced
+                        // is complete, and not polled again, once they are sent.
+                        if count == descriptor.size {
+                            let actual = digester.take()?.finish();
+                            if actual != descriptor.digest {
+                                let error = fail(format!("{actual} ({count} bytes)"));
+                                return Some((Err(error), (stream, None, count)));
+                            }
+                        }
                         Some((Ok(bytes), (stream, digester, count)))
                     }
                     Some(Err(e)) => Some((Err(e), (stream, digester, count))),
                     None => {
                         let actual = digester.take()?.finish();
                         if actual == descriptor.digest && count == descriptor.size {
-                            return None;
+                            return None; // an empty blob
                         }
                         let error = fail(format!("{actual} ({count} bytes)"));
                         Some((Err(error), (stream, None, count)))

@@ -47,10 +47,25 @@ pub fn is_retryable_status(status: u16) -> bool {
 
 /// Whether a reqwest error is transient (connection reset, timeout, broken body).
 pub fn is_transient(error: &reqwest::Error) -> bool {
-    if is_tls(error) {
+    if is_tls(error) || is_invalid_content(error) {
         return false;
     }
     error.is_timeout() || error.is_connect() || error.is_request() || error.is_body()
+}
+
+/// Whether a request body failed its own verification (an `InvalidData` I/O error, as a
+/// streamed blob that does not match its digest): sending it again cannot help.
+fn is_invalid_content(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// Whether the error chain mentions TLS/certificates.

@@ -763,3 +763,49 @@ fn untagged_docker_25_archive_with_null_manifests_gets_the_manifest_docker_wrote
     );
     assert!(stderr.contains("index.json"), "{stderr}");
 }
+
+#[test]
+fn pushing_a_lying_archive_fails_with_the_integrity_class_and_tags_nothing() {
+    // A Docker 25 archive whose layer blob does not hash to its name: the push verifies what
+    // it relays, so the lie is exit 6, not a refusal by the registry, and the tag never exists.
+    let registry = Registry::start(RegistryOptions::anonymous()).expect("registry");
+    let scratch = Scratch::new();
+    let simple = Layout::fixture("simple").unwrap();
+    let (_, layers) = simple
+        .image_parts(&simple.main_ref().unwrap().digest)
+        .unwrap();
+    let mut members = docker_save(&[("simple", "it/simple:v1")], Style::WithOciLayout);
+    let name = format!("blobs/sha256/{}", hex_of(&layers[1].digest));
+    let blob = members.0.iter_mut().find(|(n, _)| *n == name).unwrap();
+    let last = blob.1.len() - 1;
+    blob.1[last] ^= 0xff;
+    let archive = archive_path(&scratch, "lying.tar");
+    members.write(&archive);
+    let target = format!("{}/it/lying:v1", registry.host());
+    for command in ["push", "copy"] {
+        let stderr = fails(
+            &run(
+                &scratch.home(),
+                &[
+                    command,
+                    "-q",
+                    &format!("docker-archive:{}", archive.display()),
+                    &target,
+                ],
+                None,
+            ),
+            6,
+        );
+        assert!(stderr.contains(&layers[1].digest), "{command}: {stderr}");
+    }
+    assert!(
+        skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{target}")
+        ])
+        .is_err(),
+        "the tag was pushed"
+    );
+}
