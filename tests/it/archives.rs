@@ -809,3 +809,36 @@ fn pushing_a_lying_archive_fails_with_the_integrity_class_and_tags_nothing() {
         "the tag was pushed"
     );
 }
+
+#[test]
+fn classic_archive_layers_compressed_with_zstd_are_recognised_by_their_bytes() {
+    let scratch = Scratch::new();
+    let archive = archive_path(&scratch, "zstd.tar");
+    docker_save(&[("zstd", "it/zstd:v1")], Style::ClassicCompressed).write(&archive);
+    let image = format!("docker-archive:{}", archive.display());
+    let raw = run(&scratch.home(), &["inspect", "--raw", &image], None);
+    let manifest: serde_json::Value = serde_json::from_str(&ok(&raw)).unwrap();
+    let zstd = Layout::fixture("zstd").unwrap();
+    let (_, layers) = zstd.image_parts(&zstd.main_ref().unwrap().digest).unwrap();
+    for (built, original) in manifest["layers"].as_array().unwrap().iter().zip(&layers) {
+        assert_eq!(built["digest"], original.digest.as_str());
+        assert_eq!(built["mediaType"], original.media_type.as_str());
+    }
+    let from_archive = scratch.dest("from-archive");
+    let from_layout = scratch.dest("from-layout");
+    ok(&run(
+        &scratch.home(),
+        &["pull", "-q", &image, from_archive.to_str().unwrap()],
+        None,
+    ));
+    let layout = format!("oci:{}:v1", fixture_layout("zstd").display());
+    ok(&run(
+        &scratch.home(),
+        &["pull", "-q", &layout, from_layout.to_str().unwrap()],
+        None,
+    ));
+    assert_eq!(
+        tree_snapshot(&from_archive).unwrap(),
+        tree_snapshot(&from_layout).unwrap()
+    );
+}
