@@ -842,3 +842,47 @@ fn classic_archive_layers_compressed_with_zstd_are_recognised_by_their_bytes() {
         tree_snapshot(&from_layout).unwrap()
     );
 }
+
+#[test]
+fn copy_with_manifest_format_oci_pushes_the_converted_manifest() {
+    let registry = Registry::start(RegistryOptions::anonymous()).expect("registry");
+    let scratch = Scratch::new();
+    let original = Layout::fixture("dockerv2")
+        .unwrap()
+        .main_ref()
+        .unwrap()
+        .digest;
+    let source = format!("oci:{}:v1", fixture_layout("dockerv2").display());
+    let target = format!("{}/it/converted:v1", registry.host());
+    let stdout = ok(&run(
+        &scratch.home(),
+        &[
+            "copy",
+            "--json",
+            "--manifest-format",
+            "oci",
+            &source,
+            &target,
+        ],
+        None,
+    ));
+    let outcome: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(outcome["convertedFrom"], original.as_str());
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ])
+    .expect("skopeo reads the pushed manifest");
+    assert_eq!(outcome["digest"], sha256_digest(&raw).as_str());
+    let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        manifest["annotations"]["io.acrpull.converted-from"],
+        original.as_str()
+    );
+}
