@@ -654,6 +654,43 @@ impl ImageSource for ArchiveSource {
         self.built_manifest(opened, entry).await
     }
 
+    /// An `oci-archive` (or a Docker 25+ archive holding a layout) answers like a layout: the
+    /// manifests its `index.json` lists whose `subject` is the digest.
+    async fn referrers_page(
+        &self,
+        subject: &Digest,
+        _artifact_type: Option<&str>,
+        _page: Option<&url::Url>,
+    ) -> Result<crate::registry::referrers::ReferrersPage> {
+        let opened = self.opened().await?;
+        let Some(layout) = opened.layout.as_ref() else {
+            return Ok(crate::registry::referrers::ReferrersPage::Unsupported);
+        };
+        let mut listed = Vec::new();
+        for entry in &layout.manifests {
+            if entry.size > MANIFEST_LIMIT || media_type::manifest_kind(&entry.media_type).is_none()
+            {
+                continue;
+            }
+            let manifest = self
+                .layout_manifest(
+                    opened.clone(),
+                    entry.digest.clone(),
+                    Some(entry.media_type.clone()),
+                )
+                .await?;
+            if let Some((of, listing)) = crate::referrers::listing_of(&manifest) {
+                if &of == subject {
+                    listed.push(listing);
+                }
+            }
+        }
+        Ok(crate::referrers::local_page(
+            &listed,
+            format!("{}/index.json", self.describe()),
+        ))
+    }
+
     async fn open_blob(&self, digest: &Digest, offset: u64, _end: Option<u64>) -> Result<BlobBody> {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let opened = self.opened().await?;

@@ -401,6 +401,23 @@ pub fn listing_of(manifest: &FetchedManifest) -> Option<(Digest, ReferrerDescrip
     ))
 }
 
+/// The one page a local source (a layout, an archive) answers with the referrers it found in
+/// its `index.json`.
+pub fn local_page(listed: &[ReferrerDescriptor], url: String) -> ReferrersPage {
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_INDEX,
+        "manifests": listed,
+    });
+    ReferrersPage::Listed {
+        bytes: Bytes::from(index.to_string()),
+        filtered: false,
+        next: None,
+        url,
+        found_by: FoundBy::Layout,
+    }
+}
+
 /// The `index.json` entry of a referrer written into a layout: untagged (found by its
 /// `subject`, as the image-layout spec's tools look for it), or under its cosign tag.
 pub fn layout_entry(referrer: &Referrer) -> ReferrerDescriptor {

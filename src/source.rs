@@ -362,22 +362,10 @@ impl ImageSource for LayoutSource {
         _page: Option<&url::Url>,
     ) -> Result<ReferrersPage> {
         let listed = self.referrers_in_index(subject)?;
-        let bytes = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": media_type::OCI_INDEX,
-            "manifests": listed,
-        }))
-        .map_err(|e| Error::Unsupported {
-            url: self.describe(),
-            reason: e.to_string(),
-        })?;
-        Ok(ReferrersPage::Listed {
-            bytes: Bytes::from(bytes),
-            filtered: false,
-            next: None,
-            url: format!("{}/index.json", self.describe()),
-            found_by: crate::referrers::FoundBy::Layout,
-        })
+        Ok(crate::referrers::local_page(
+            &listed,
+            format!("{}/index.json", self.describe()),
+        ))
     }
 
     async fn open_blob(&self, digest: &Digest, offset: u64, _end: Option<u64>) -> Result<BlobBody> {

@@ -334,6 +334,25 @@ fn referrers_round_trip_registry_layout_registry_layout_keeps_every_digest() {
         "{outcomes:#}"
     );
     assert_eq!(layout_digests(&listed), expected);
+    // An OCI archive carries them too, and answers discovery as a source.
+    let archive = scratch.dest("staged.tar");
+    ok(&run(
+        &home,
+        &[
+            "pull",
+            "-q",
+            "--format",
+            "oci-archive",
+            "--referrers",
+            &format!("{}/app:v1", a.host()),
+            archive.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let in_archive = referrers_json(&home, &[&format!("oci-archive:{}:v1", archive.display())]);
+    let found = by_digest(&in_archive["referrers"]);
+    assert_eq!(found.len(), 5, "{in_archive:#}");
+    assert_eq!(found[&staged.sbom.digest()].1, "layout");
 
     // The layout serves its referrers as a source, and `push` carries them without a flag.
     let pushed = json_of(&run(
