@@ -29,6 +29,8 @@ use retry::RetryPolicy;
 /// Manifests larger than this are refused.
 pub const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
 const MAX_REDIRECTS: usize = 5;
+/// Retries for a refused connection to a loopback registry (see `RegistryClient::retries_after`).
+const LOOPBACK_REFUSED_RETRIES: u32 = 1;
 
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
@@ -212,6 +214,18 @@ impl RegistryClient {
         Err(last_error.expect("at least one scheme is tried"))
     }
 
+    /// Retries for a request that failed with `error`: nothing listens on a loopback port
+    /// that refused a connection, so that is tried [`LOOPBACK_REFUSED_RETRIES`] more times
+    /// at most, not the whole policy.
+    fn retries_after(&self, error: &reqwest::Error) -> u32 {
+        let retries = self.options.retry.retries;
+        if self.is_loopback() && retry::is_connection_refused(error) {
+            retries.min(LOOPBACK_REFUSED_RETRIES)
+        } else {
+            retries
+        }
+    }
+
     /// Send a request, retrying transient failures; returns the final response whatever its
     /// status (except retryable statuses that ran out of retries, returned as they are).
     async fn send_with_retries(
@@ -258,6 +272,13 @@ impl RegistryClient {
                             .and_then(|v| v.to_str().ok())
                             .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
                         let delay = policy.delay(attempt, after);
+                        if attempt == 1 {
+                            tracing::warn!(
+                                "{}: HTTP {status}; retrying (at most {} more attempts)",
+                                redact_url(url),
+                                policy.retries
+                            );
+                        }
                         tracing::info!(%url, status, ?delay, "retrying");
                         tokio::time::sleep(delay).await;
                         continue;
@@ -270,9 +291,19 @@ impl RegistryClient {
                         source: e,
                     })
                 }
-                Err(e) if retry::is_transient(&e) && attempt <= policy.retries => {
+                Err(e) if retry::is_transient(&e) && attempt <= self.retries_after(&e) => {
                     let delay = policy.delay(attempt, None);
-                    tracing::info!(%url, error = %e, ?delay, "retrying after transport error");
+                    if attempt == 1 {
+                        // Said once at normal verbosity, so a wait is never silent.
+                        tracing::warn!(
+                            "{}: {}; retrying (at most {} more attempts)",
+                            redact_url(url),
+                            retry::root_cause(&e),
+                            self.retries_after(&e)
+                        );
+                    } else {
+                        tracing::info!(%url, error = %e, ?delay, "retrying after transport error");
+                    }
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => {

@@ -53,19 +53,40 @@ pub fn is_transient(error: &reqwest::Error) -> bool {
     error.is_timeout() || error.is_connect() || error.is_request() || error.is_body()
 }
 
-/// Whether a request body failed its own verification (an `InvalidData` I/O error, as a
-/// streamed blob that does not match its digest): sending it again cannot help.
-fn is_invalid_content(error: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether an I/O error of `kind` is in the error chain.
+fn has_io_error(error: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = current {
         if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
+            .is_some_and(|io| io.kind() == kind)
         {
             return true;
         }
         current = e.source();
     }
     false
+}
+
+/// Whether a request body failed its own verification (an `InvalidData` I/O error, as a
+/// streamed blob that does not match its digest): sending it again cannot help.
+fn is_invalid_content(error: &(dyn std::error::Error + 'static)) -> bool {
+    has_io_error(error, std::io::ErrorKind::InvalidData)
+}
+
+/// Whether the connection was refused (nothing listens at that address), by the I/O error
+/// kind in the chain.
+pub fn is_connection_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    has_io_error(error, std::io::ErrorKind::ConnectionRefused)
+}
+
+/// The innermost error of a chain (`Connection refused (os error 111)` rather than
+/// `error sending request for url (...)`).
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
 }
 
 /// Whether the error chain mentions TLS/certificates.
