@@ -671,6 +671,20 @@ impl BlobTap {
         self.changed.notify_all();
     }
 
+    /// Block until the blob has a file to read (its download began, or it was present) or
+    /// it ended without one; returns whether there is a file. Reporters heard about the
+    /// blob (`on_blob_start`) by then.
+    pub fn wait_started(&self) -> bool {
+        let mut state = self.lock();
+        while state.file.is_none() && state.end.is_none() {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        state.file.is_some()
+    }
+
     /// A reader from the start of the blob. It blocks: use it on a blocking thread.
     pub fn reader(self: &Arc<Self>) -> TapReader {
         TapReader {

@@ -911,7 +911,13 @@ async fn fetch_through_cache(
         }
     }
     reporter.on_blob_done(digest);
-    Ok(Transfer::downloaded(transferred))
+    // Bytes kept from an interrupted download were not transferred now: they count as
+    // reused, so downloaded + reused adds up to the blob (more only when a server made us
+    // start over).
+    Ok(Transfer {
+        downloaded: transferred,
+        reused: descriptor.size.saturating_sub(transferred),
+    })
 }
 
 /// What goes into a layout: the resolved image(s) and the referrers found for them.

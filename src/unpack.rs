@@ -208,13 +208,23 @@ async fn apply_in_order(
             .ok_or_else(|| Error::Task(format!("no download for layer {}", layer.digest)))?;
         // Starts as soon as the layer's first bytes arrive; see the module docs.
         let reader = tap.reader();
-        reporter.on_layer_apply_start(&layer.digest, index, layers.len());
         let mut current = applier
             .take()
             .ok_or_else(|| Error::Task("applier lost".into()))?;
         let compression = *compression;
         let diff_id = diff_id.clone();
+        let (tap, start_reporter, digest, count) = (
+            Arc::clone(tap),
+            Arc::clone(reporter),
+            layer.digest.clone(),
+            layers.len(),
+        );
         let (returned, result) = tokio::task::spawn_blocking(move || {
+            // Announced once the layer's download began, so `layer_apply_start` follows
+            // its `blob_start` (the download may still wait for a `--jobs` slot).
+            if tap.wait_started() {
+                start_reporter.on_layer_apply_start(&digest, index, count);
+            }
             let result = current
                 .apply_layer(reader, compression, &diff_id)
                 .map_err(Error::from);
