@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use acrpull::{ErrorClass, Reporter};
+use anyhow::Context as _;
 
 fn main() -> ExitCode {
     let cli = match cli::parse_args(std::env::args_os().collect()) {
@@ -65,8 +66,11 @@ fn image_of(command: &cli::Command) -> Option<acrpull::SourceSpec> {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// Logs on stderr: warnings by default (a retried connection, a cache skipped), errors only
+/// with `quiet`, more with each `-v`.
+fn init_logging(verbose: u8, quiet: bool) {
     let default = match verbose {
+        0 if quiet => "error",
         0 => "warn",
         1 => "acrpull=info",
         _ => "acrpull=debug",
@@ -84,15 +88,18 @@ fn init_logging(verbose: u8) {
 async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Pull(args) => {
-            init_logging(args.verbose);
+            // With --json-events, stderr stays quiet unless progress is asked for.
+            let quiet = args.quiet
+                || (args.json_events && args.progress == cli::progress::ProgressMode::Auto);
+            init_logging(args.verbose, quiet);
             pull(args).await
         }
         cli::Command::Token(args) => {
-            init_logging(args.verbose);
+            init_logging(args.verbose, false);
             token(args).await
         }
         cli::Command::Inspect(args) => {
-            init_logging(args.verbose);
+            init_logging(args.verbose, false);
             let (source, platform, output) = args.to_request()?;
             let credential = match &source {
                 acrpull::SourceSpec::Registry(reference) => {
@@ -115,7 +122,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         cli::Command::Push(args) | cli::Command::Copy(args) => {
-            init_logging(args.verbose);
+            init_logging(args.verbose, args.quiet);
             push_or_copy(args).await
         }
         cli::Command::Completions { shell } => {
@@ -123,10 +130,18 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut command, "acrpull", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        cli::Command::Man => {
-            let command = <cli::Cli as clap::CommandFactory>::command();
+        cli::Command::Man(args) => {
             let mut stdout = std::io::stdout().lock();
-            clap_mangen::Man::new(command).render(&mut stdout)?;
+            if let Some(dir) = &args.dir {
+                let written = cli::manpage::write_all(dir)
+                    .with_context(|| format!("writing man pages into {}", dir.display()))?;
+                for path in written {
+                    writeln!(stdout, "{}", path.display())?;
+                }
+            } else {
+                let command = cli::manpage::page_for(&args.command)?;
+                cli::manpage::render(&command, &mut stdout)?;
+            }
             stdout.flush()?;
             Ok(ExitCode::SUCCESS)
         }
@@ -136,7 +151,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
-    let source: acrpull::SourceSpec = args.source.parse()?;
+    let source = cli::parse_image(&args.source)?;
     let platform = match args.platform.as_deref() {
         None | Some("all") => acrpull::PlatformChoice::All,
         Some(p) => acrpull::PlatformChoice::One(p.parse().map_err(
@@ -166,7 +181,7 @@ async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
             acrpull::credential::Credential::Anonymous
         }
     };
-    let destination: acrpull::SourceSpec = args.destination.parse()?;
+    let destination = cli::parse_image(&args.destination)?;
     let summary = match destination {
         acrpull::SourceSpec::Layout { path, reference } => {
             // Into a layout: the pull pipeline, keeping every platform by default.
@@ -389,7 +404,7 @@ fn cache(command: cli::CacheCommand) -> anyhow::Result<ExitCode> {
 async fn credential_helper(action: &str) -> anyhow::Result<ExitCode> {
     use acrpull::credential::credential_helper::{self, Action};
     use std::io::Read as _;
-    init_logging(0);
+    init_logging(0, false);
     let action: Action = action.parse()?;
     let mut input = Vec::new();
     std::io::stdin()

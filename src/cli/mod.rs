@@ -1,10 +1,13 @@
 //! Command-line definitions (clap) and their translation into library requests.
 //! Only the binary sees this module.
 
+pub mod bar_layout;
 pub mod errors;
 pub mod events;
 pub mod inspect;
+pub mod manpage;
 pub mod progress;
+pub mod suggest;
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -109,8 +112,20 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), e.g. `acrpull man > /usr/local/share/man/man1/acrpull.1`.
-    Man,
+    /// Print a man page (roff): `acrpull man` for acrpull(1), `acrpull man pull` for
+    /// acrpull-pull(1); `acrpull man --dir /usr/local/share/man/man1` writes every page.
+    Man(ManArgs),
+}
+
+/// `acrpull man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print, e.g. `pull` or `cache prune` (default: acrpull(1)).
+    #[arg(value_name = "COMMAND")]
+    pub command: Vec<String>,
+    /// Write every page (acrpull.1, acrpull-pull.1, ...) into DIR and list them on stdout.
+    #[arg(long, value_name = "DIR", conflicts_with = "command")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `acrpull cache`.
@@ -364,7 +379,18 @@ pub struct PullArgs {
     /// docker-archive:PATH[:REPO:TAG|:@N] / oci-archive:PATH[:TAG|@DIGEST] for an archive.
     pub image: String,
     /// Destination directory (or file, for the archive formats).
+    #[arg(value_name = "DEST")]
     pub destination: Option<PathBuf>,
+    /// What to write.
+    #[arg(long, value_enum, default_value = "rootfs")]
+    pub format: FormatArg,
+    /// Platform os/arch[/variant] (default: this machine's), or `all` (with --format oci).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// With --format oci or oci-archive: keep manifests byte for byte (`keep`), or rewrite
+    /// Docker media types to OCI ones (`oci`, for readers of OCI only; new digests).
+    #[arg(long, value_enum, default_value = "keep")]
+    pub manifest_format: ManifestFormatArg,
     /// Skip the final sync to disk (faster; the output may be incomplete after a power loss).
     #[arg(long)]
     pub no_sync: bool,
@@ -380,16 +406,6 @@ pub struct PullArgs {
     /// layout given as the only positional argument; shared blobs are stored once.
     #[arg(short = 'f', long = "from-file", value_name = "FILE")]
     pub from_file: Option<PathBuf>,
-    /// What to write.
-    #[arg(long, value_enum, default_value = "rootfs")]
-    pub format: FormatArg,
-    /// With --format oci or oci-archive: keep manifests byte for byte (`keep`), or rewrite
-    /// Docker media types to OCI ones (`oci`, for readers of OCI only; new digests).
-    #[arg(long, value_enum, default_value = "keep")]
-    pub manifest_format: ManifestFormatArg,
-    /// Platform os/arch[/variant] (default: this machine's), or `all` (with --format oci).
-    #[arg(long)]
-    pub platform: Option<String>,
     /// Try this mirror or pull-through cache (host[:port][/path]) before the registry
     /// (repeatable; tried before those in registries.conf).
     #[arg(long, value_name = "HOST")]
@@ -420,11 +436,11 @@ pub struct PullArgs {
     pub json_events: bool,
     /// Progress on stderr: `auto` draws bars on a terminal and prints only the final line
     /// elsewhere; `plain` prints a line per step (CI logs). ACRPULL_NO_PROGRESS=1 turns bars
-    /// off; NO_COLOR and TERM=dumb do too.
+    /// off, and so does TERM=dumb; NO_COLOR only drops colour.
     #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
     pub progress: progress::ProgressMode,
-    /// Print nothing but errors on stderr.
-    #[arg(short, long)]
+    /// Print nothing but errors on stderr (not with --progress, which asks for output).
+    #[arg(short, long, conflicts_with = "progress")]
     pub quiet: bool,
     /// More logging on stderr (-v info, -vv debug); RUST_LOG also works.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -467,10 +483,35 @@ pub fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
     }
     let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
     let is_top_level_flag = matches!(first, "-h" | "--help" | "-V" | "--version");
+    if let Some(meant) = suggest::subcommand_typo(first, SUBCOMMANDS) {
+        // `acrpull pul REF DEST` would pull an image called `pul` from Docker Hub.
+        return Err(unknown_subcommand(first, meant));
+    }
     if args.len() > 1 && !SUBCOMMANDS.contains(&first) && !is_top_level_flag {
         args.insert(1, "pull".into());
     }
     Cli::try_parse_from(args)
+}
+
+/// The usage error for a mistyped subcommand (exit 2, like every clap error).
+fn unknown_subcommand(typed: &str, meant: &str) -> clap::Error {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.error(
+        clap::error::ErrorKind::InvalidSubcommand,
+        format!(
+            "unrecognized subcommand `{typed}`; did you mean `{meant}`?\n\n  \
+             tip: to pull an image named `{typed}`, write `acrpull pull {typed} DEST`"
+        ),
+    )
+}
+
+/// An image argument: a reference or `oci:PATH[:TAG|@DIGEST]`; a pasted URL is refused with
+/// the reference it names.
+pub fn parse_image(text: &str) -> Result<SourceSpec, acrpull::Error> {
+    if let Some(suggestion) = suggest::pasted_url(text) {
+        return Err(acrpull::Error::Usage(suggestion));
+    }
+    Ok(text.parse()?)
 }
 
 impl RegistryArgs {
@@ -544,7 +585,7 @@ impl InspectArgs {
     pub fn to_request(
         &self,
     ) -> Result<(SourceSpec, Option<acrpull::Platform>, inspect::Output), acrpull::Error> {
-        let source: SourceSpec = self.image.parse()?;
+        let source = parse_image(&self.image)?;
         let platform = self
             .platform
             .as_deref()
@@ -675,7 +716,14 @@ impl PullArgs {
                 reference: String::new(),
             }
         } else {
-            self.image.parse()?
+            if let Some(swapped) = self
+                .destination
+                .as_deref()
+                .and_then(|destination| suggest::swapped_arguments(&self.image, destination))
+            {
+                return Err(acrpull::Error::Usage(swapped));
+            }
+            parse_image(&self.image)?
         };
         self.destination()?;
         let platform = match self.platform.as_deref() {
