@@ -274,7 +274,7 @@ impl RegistryClient {
                         let delay = policy.delay(attempt, after);
                         if attempt == 1 {
                             tracing::warn!(
-                                "{}: HTTP {status}; retrying (at most {} more attempts)",
+                                "{}: HTTP {status}; retrying ({} attempt(s) left)",
                                 redact_url(url),
                                 policy.retries
                             );
@@ -296,7 +296,7 @@ impl RegistryClient {
                     if attempt == 1 {
                         // Said once at normal verbosity, so a wait is never silent.
                         tracing::warn!(
-                            "{}: {}; retrying (at most {} more attempts)",
+                            "{}: {}; retrying ({} attempt(s) left)",
                             redact_url(url),
                             retry::root_cause(&e),
                             self.retries_after(&e)
