@@ -6,7 +6,7 @@
 //! address becomes `[REGISTRY]`, scratch paths `[SCRATCH]`, timings `[SECONDS]`. Fixture
 //! digests are stable (the fixtures are committed), so they stay in the snapshots.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use acrpull_testenv::fixtures::{fixture_layout, sha256_digest};
 use acrpull_testenv::registry::{seed, Registry, RegistryOptions};
@@ -347,39 +347,9 @@ fn plain_progress_off_a_terminal_and_only_the_final_line_by_default() {
     assert_eq!(stderr_of(&quiet), "");
 }
 
-/// Runs acrpull on a pseudo-terminal with `script` (util-linux) and returns everything it
-/// drew, escapes included.
+/// [`crate::support::on_a_terminal`] 120 columns wide.
 fn on_a_terminal(scratch: &Scratch, args: &[&str], extra_env: &[(&str, &str)]) -> String {
-    let typescript = scratch.dir.path().join("typescript");
-    let mut command_line = format!(
-        "stty cols 120 rows 40; exec {}",
-        env!("CARGO_BIN_EXE_acrpull")
-    );
-    for arg in args {
-        command_line.push_str(&format!(" '{arg}'"));
-    }
-    let mut script = Command::new("script");
-    script
-        .args(["-q", "-e", "-c", &command_line])
-        .arg(&typescript)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", scratch.home())
-        .env("TERM", "xterm-256color")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (name, value) in extra_env {
-        script.env(name, value);
-    }
-    let output = script.output().expect("script (util-linux) runs");
-    assert!(
-        output.status.success(),
-        "acrpull on a pty failed: {}\n{}",
-        stderr_of(&output),
-        String::from_utf8_lossy(&std::fs::read(&typescript).unwrap_or_default())
-    );
-    String::from_utf8_lossy(&std::fs::read(&typescript).expect("typescript")).into_owned()
+    crate::support::on_a_terminal(scratch, 120, args, extra_env)
 }
 
 #[test]

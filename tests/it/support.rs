@@ -210,3 +210,44 @@ pub fn noise(seed: u64, n: usize) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(seed);
     (0..n).map(|_| rng.u8(..)).collect()
 }
+
+/// Runs acrpull on a pseudo-terminal with `script` (util-linux) and returns everything it
+/// drew, escapes included, on a terminal `columns` wide (TERM=xterm-256color unless
+/// `extra_env` says otherwise).
+pub fn on_a_terminal(
+    scratch: &Scratch,
+    columns: u16,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> String {
+    let typescript = scratch.dir.path().join("typescript");
+    let mut command_line = format!(
+        "stty cols {columns} rows 40; exec {}",
+        env!("CARGO_BIN_EXE_acrpull")
+    );
+    for arg in args {
+        command_line.push_str(&format!(" '{arg}'"));
+    }
+    let mut script = Command::new("script");
+    script
+        .args(["-q", "-e", "-c", &command_line])
+        .arg(&typescript)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", scratch.home())
+        .env("TERM", "xterm-256color")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (name, value) in extra_env {
+        script.env(name, value);
+    }
+    let output = script.output().expect("script (util-linux) runs");
+    assert!(
+        output.status.success(),
+        "acrpull on a pty failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&std::fs::read(&typescript).unwrap_or_default())
+    );
+    String::from_utf8_lossy(&std::fs::read(&typescript).expect("typescript")).into_owned()
+}
