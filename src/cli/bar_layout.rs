@@ -212,13 +212,7 @@ pub fn bytes(n: u64, form: Form) -> String {
         Form::Long => super::progress::human_bytes(n),
         Form::Short => {
             const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
-            #[allow(clippy::cast_precision_loss)] // display only
-            let mut value = n as f64;
-            let mut unit = 0;
-            while value >= 1024.0 && unit < UNITS.len() - 1 {
-                value /= 1024.0;
-                unit += 1;
-            }
+            let (value, unit) = super::progress::scaled(n);
             if unit == 0 {
                 format!("{n}B")
             } else if value < 9.95 {

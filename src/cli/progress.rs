@@ -104,16 +104,23 @@ fn kind_name(kind: BlobKind) -> &'static str {
     }
 }
 
-/// Bytes as a short human string.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+/// `bytes` in its binary unit: the value and the unit's power of 1024 (0 for bytes, at most
+/// 4 for TiB).
+pub fn scaled(bytes: u64) -> (f64, usize) {
     #[allow(clippy::cast_precision_loss)] // display only
     let mut value = bytes as f64;
     let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
+    while value >= 1024.0 && unit < 4 {
         value /= 1024.0;
         unit += 1;
     }
+    (value, unit)
+}
+
+/// Bytes as a short human string.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let (value, unit) = scaled(bytes);
     if unit == 0 {
         format!("{bytes} B")
     } else {

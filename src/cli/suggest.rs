@@ -111,18 +111,7 @@ pub fn swapped_arguments(image: &str, destination: &Path) -> Option<String> {
 mod tests {
     use super::*;
 
-    const COMMANDS: &[&str] = &[
-        "pull",
-        "push",
-        "copy",
-        "token",
-        "credential-helper",
-        "inspect",
-        "cache",
-        "completions",
-        "man",
-        "help",
-    ];
+    use super::super::SUBCOMMANDS as COMMANDS;
 
     #[test]
     fn near_misses_of_subcommands_are_caught() {

@@ -6,7 +6,7 @@
 //! Snapshots are normalised like those of `cli.rs`: `[SCRATCH]`, `[PORT]`, `[REGISTRY]`.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use acrpull_testenv::proxy::FaultProxy;
 use acrpull_testenv::registry::{skopeo_copy, Registry, RegistryOptions};
@@ -159,6 +159,25 @@ fn colour_escapes(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// A registry holding `it/NAME:v1` made of `layers`, the layout it came from, and the blob
+/// sizes (config first).
+fn registry_with(
+    scratch: &Scratch,
+    name: &str,
+    layers: &[Vec<(&str, Vec<u8>)>],
+) -> (Registry, PathBuf, Vec<u64>) {
+    let registry = Registry::start(RegistryOptions::anonymous()).expect("registry");
+    let layout = scratch.dir.path().join(format!("src-{name}"));
+    let sizes = make_layout(&layout, layers);
+    skopeo_copy(
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/it/{name}:v1", registry.host()),
+        &["--preserve-digests"],
+    )
+    .expect("seeded");
+    (registry, layout, sizes)
+}
+
 /// A registry with `it/slow:v1` (three layers of 200 KiB), behind a proxy that serves each
 /// blob at 400 KiB/s so bars stay on screen for a while.
 struct Slow {
@@ -168,22 +187,15 @@ struct Slow {
 
 impl Slow {
     fn new(scratch: &Scratch) -> Self {
-        let registry = Registry::start(RegistryOptions::anonymous()).expect("registry");
-        let layout = scratch.dir.path().join("src-slow");
-        make_layout(
-            &layout,
+        let (registry, _, _) = registry_with(
+            scratch,
+            "slow",
             &[
                 vec![("a.bin", noise(1, 200 << 10))],
                 vec![("b.bin", noise(2, 200 << 10))],
                 vec![("c.bin", noise(3, 200 << 10))],
             ],
         );
-        skopeo_copy(
-            &format!("oci:{}:v1", layout.display()),
-            &format!("docker://{}/it/slow:v1", registry.host()),
-            &["--preserve-digests"],
-        )
-        .expect("seeded");
         let proxy = FaultProxy::start(&registry.url()).expect("proxy");
         proxy.faults().rate_per_response(Some(400 << 10));
         Self {
@@ -376,21 +388,14 @@ fn a_refused_loopback_connection_is_announced_and_given_up_quickly() {
 #[test]
 fn a_resumed_pull_counts_kept_bytes_as_reused_and_events_keep_their_order() {
     let scratch = Scratch::new();
-    let registry = Registry::start(RegistryOptions::anonymous()).expect("registry");
-    let layout = scratch.dir.path().join("src");
-    let sizes = make_layout(
-        &layout,
+    let (registry, layout, sizes) = registry_with(
+        &scratch,
+        "resume",
         &[
             vec![("a.bin", noise(5, 300 << 10))],
             vec![("b.bin", noise(6, 300 << 10))],
         ],
     );
-    skopeo_copy(
-        &format!("oci:{}:v1", layout.display()),
-        &format!("docker://{}/it/resume:v1", registry.host()),
-        &["--preserve-digests"],
-    )
-    .expect("seeded");
     // What a killed pull leaves in the cache: the first 100 000 bytes of the first layer.
     let layer = std::fs::read_dir(layout.join("blobs/sha256"))
         .unwrap()
