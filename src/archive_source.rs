@@ -296,6 +296,46 @@ impl ArchiveSource {
         )
     }
 
+    /// Every manifest the archive's `index.json` lists that has a `subject`: that subject and
+    /// the entry the referrers API would list for it.
+    async fn listings(
+        &self,
+        opened: &Arc<Opened>,
+        layout: &ImageIndex,
+    ) -> Result<Vec<(Digest, crate::referrers::ReferrerDescriptor)>> {
+        let mut listed = Vec::new();
+        for entry in &layout.manifests {
+            if entry.size > MANIFEST_LIMIT || media_type::manifest_kind(&entry.media_type).is_none()
+            {
+                continue;
+            }
+            let manifest = self
+                .layout_manifest(
+                    opened.clone(),
+                    entry.digest.clone(),
+                    Some(entry.media_type.clone()),
+                )
+                .await?;
+            listed.extend(crate::referrers::listing_of(&manifest));
+        }
+        Ok(listed)
+    }
+
+    /// The digests of the referrers listed in `index.json` (empty when they cannot be read:
+    /// choosing the image then reports what is wrong).
+    async fn referrer_digests(
+        &self,
+        opened: &Arc<Opened>,
+        layout: &ImageIndex,
+    ) -> std::collections::HashSet<Digest> {
+        self.listings(opened, layout)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, listing)| listing.digest)
+            .collect()
+    }
+
     /// For a docker-archive: which `manifest.json` entry `reference` names (`""` for the only
     /// one, `@N`, or `repo:tag` among the `RepoTags`).
     fn docker_entry<'a>(
@@ -637,12 +677,21 @@ impl ImageSource for ArchiveSource {
                     .layout
                     .as_ref()
                     .ok_or_else(|| self.invalid("it holds no OCI layout"))?;
+                // Untagged referrers (manifests with a `subject`) are not images to choose.
+                let referrers = if reference.is_empty() {
+                    self.referrer_digests(&opened, layout).await
+                } else {
+                    std::collections::HashSet::new()
+                };
                 let (digest, media_type) = select_in_index(
                     layout,
                     reference,
                     &self.describe(),
                     self.kind.scheme(),
-                    &|d| !d.ref_name().is_some_and(crate::referrers::is_referrer_tag),
+                    &|d| {
+                        !d.ref_name().is_some_and(crate::referrers::is_referrer_tag)
+                            && !referrers.contains(&d.digest)
+                    },
                 )?;
                 return self.layout_manifest(opened, digest, media_type).await;
             }
@@ -666,25 +715,13 @@ impl ImageSource for ArchiveSource {
         let Some(layout) = opened.layout.as_ref() else {
             return Ok(crate::registry::referrers::ReferrersPage::Unsupported);
         };
-        let mut listed = Vec::new();
-        for entry in &layout.manifests {
-            if entry.size > MANIFEST_LIMIT || media_type::manifest_kind(&entry.media_type).is_none()
-            {
-                continue;
-            }
-            let manifest = self
-                .layout_manifest(
-                    opened.clone(),
-                    entry.digest.clone(),
-                    Some(entry.media_type.clone()),
-                )
-                .await?;
-            if let Some((of, listing)) = crate::referrers::listing_of(&manifest) {
-                if &of == subject {
-                    listed.push(listing);
-                }
-            }
-        }
+        let listed: Vec<crate::referrers::ReferrerDescriptor> = self
+            .listings(&opened, layout)
+            .await?
+            .into_iter()
+            .filter(|(of, _)| of == subject)
+            .map(|(_, listing)| listing)
+            .collect();
         Ok(crate::referrers::local_page(
             &listed,
             format!("{}/index.json", self.describe()),

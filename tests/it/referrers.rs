@@ -353,6 +353,12 @@ fn referrers_round_trip_registry_layout_registry_layout_keeps_every_digest() {
     let found = by_digest(&in_archive["referrers"]);
     assert_eq!(found.len(), 5, "{in_archive:#}");
     assert_eq!(found[&staged.sbom.digest()].1, "layout");
+    let untagged = json_of(&run(
+        &home,
+        &["inspect", &format!("oci-archive:{}", archive.display())],
+        None,
+    ));
+    assert_eq!(untagged["digest"], staged.image.digest.as_str());
 
     // The layout serves its referrers as a source, and `push` carries them without a flag.
     let pushed = json_of(&run(
