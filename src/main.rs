@@ -77,12 +77,17 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if verbose == 0 {
+        // Warnings for people: `WARN what happened`, without a timestamp; -v adds them.
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
 }
 
 async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {

@@ -42,62 +42,32 @@ pub struct Fields {
     pub bar: usize,
 }
 
-/// From the richest to the barest.
+/// One row of [`TIERS`].
+#[allow(clippy::fn_params_excessive_bools)] // a table row
+const fn tier(digest: usize, kind: bool, form: Form, rate: bool, eta: bool, sizes: bool) -> Fields {
+    Fields {
+        digest,
+        kind,
+        form,
+        sizes,
+        rate,
+        eta,
+        bar: if matches!(form, Form::Long) {
+            20
+        } else {
+            MIN_BAR
+        },
+    }
+}
+
+/// From the richest to the barest: digest digits, kind column, number form, rate, ETA, sizes.
 const TIERS: [Fields; 6] = [
-    Fields {
-        digest: 12,
-        kind: true,
-        form: Form::Long,
-        sizes: true,
-        rate: true,
-        eta: true,
-        bar: 20,
-    },
-    Fields {
-        digest: 7,
-        kind: true,
-        form: Form::Short,
-        sizes: true,
-        rate: true,
-        eta: true,
-        bar: MIN_BAR,
-    },
-    Fields {
-        digest: 7,
-        kind: true,
-        form: Form::Short,
-        sizes: true,
-        rate: false,
-        eta: true,
-        bar: MIN_BAR,
-    },
-    Fields {
-        digest: 7,
-        kind: true,
-        form: Form::Short,
-        sizes: true,
-        rate: false,
-        eta: false,
-        bar: MIN_BAR,
-    },
-    Fields {
-        digest: 7,
-        kind: false,
-        form: Form::Short,
-        sizes: true,
-        rate: false,
-        eta: false,
-        bar: MIN_BAR,
-    },
-    Fields {
-        digest: 7,
-        kind: false,
-        form: Form::Short,
-        sizes: false,
-        rate: false,
-        eta: false,
-        bar: MIN_BAR,
-    },
+    tier(12, true, Form::Long, true, true, true),
+    tier(7, true, Form::Short, true, true, true),
+    tier(7, true, Form::Short, false, true, true),
+    tier(7, true, Form::Short, false, false, true),
+    tier(7, false, Form::Short, false, false, true),
+    tier(7, false, Form::Short, false, false, false),
 ];
 
 /// Widest outputs of each formatter (checked by the tests).

@@ -374,10 +374,7 @@ fn a_refused_loopback_connection_is_announced_and_given_up_quickly() {
     );
     let stderr = fails(&output, 5);
     let elapsed = started.elapsed();
-    let normalised = regex::Regex::new(r"(?m)^\S+Z\s+")
-        .unwrap()
-        .replace_all(&stderr, "")
-        .replace(&port.to_string(), "[PORT]");
+    let normalised = stderr.replace(&port.to_string(), "[PORT]");
     insta::assert_snapshot!("refused_loopback", normalised);
     assert!(
         elapsed < std::time::Duration::from_secs(3),
