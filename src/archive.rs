@@ -1,8 +1,8 @@
 //! Single-file outputs for carrying images across an air gap: `oci-archive` (a tar of an OCI
 //! layout, what `skopeo copy oci-archive:` and `podman load` read) and `docker-archive` (the
 //! `docker save` format with `manifest.json` and `repositories`, what `docker load` and
-//! `podman load` read). Both are built from a finished layout in a staging directory and
-//! written to a temporary file beside the destination that is renamed into place when complete.
+//! `podman load` read). Both are built from a finished layout in a staging directory, written
+//! to a file there, and put at the destination by [`crate::destination::Destination`].
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -20,39 +20,28 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-/// Write `contents` to `destination` through a temporary file in the same directory.
-fn write_tar_atomically(
-    destination: &Path,
+/// Write a tar with `contents` to the new file `path` (in the caller's staging directory; the
+/// caller puts it at the destination), synced.
+fn write_tar(
+    path: &Path,
     contents: impl FnOnce(&mut tar::Builder<&mut std::io::BufWriter<std::fs::File>>) -> Result<()>,
 ) -> Result<()> {
-    let dir = match destination.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let temp = tempfile::Builder::new()
-        .prefix(".acrpull-archive-")
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
-    let mut writer = std::io::BufWriter::with_capacity(1 << 20, temp.reopen().map_err(io(dir))?);
+    let file = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io(path))?;
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
     {
         let mut builder = tar::Builder::new(&mut writer);
         builder.mode(tar::HeaderMode::Deterministic);
         contents(&mut builder)?;
-        builder.finish().map_err(io(destination))?;
+        builder.finish().map_err(io(path))?;
     }
-    writer.flush().map_err(io(destination))?;
-    writer.get_ref().sync_all().map_err(io(destination))?;
-    drop(writer);
-    std::fs::set_permissions(
-        temp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )
-    .map_err(io(destination))?;
-    temp.persist(destination).map_err(|e| Error::Io {
-        path: destination.to_path_buf(),
-        source: e.error,
-    })?;
+    writer.flush().map_err(io(path))?;
+    writer.get_ref().sync_all().map_err(io(path))?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(io(path))?;
     Ok(())
 }
 
@@ -81,7 +70,7 @@ fn append_bytes(
 
 /// Tar the OCI layout at `layout_dir` into `destination`.
 pub fn write_oci_archive(layout_dir: &Path, destination: &Path) -> Result<()> {
-    write_tar_atomically(destination, |builder| {
+    write_tar(destination, |builder| {
         builder
             .append_dir_all(".", layout_dir)
             .map_err(io(layout_dir))
@@ -105,7 +94,7 @@ pub fn write_docker_archive(
             manifest.layers.len()
         )));
     }
-    write_tar_atomically(destination, |builder| {
+    write_tar(destination, |builder| {
         let config_name = format!("{}.json", manifest.config.digest.hex());
         append_file(
             builder,

@@ -5,6 +5,7 @@
 //! <root>/blobs/<alg>/<hex>          verified content, read-only, renamed in whole
 //! <root>/partial/<alg>/<hex>        a download in progress (or interrupted: resumed next time)
 //! <root>/partial/<alg>/<hex>.lock   held (flock) by the process downloading that blob
+//! <root>/staging/<random>           names the staging directory of a running pull
 //! ```
 //!
 //! Only verified bytes are ever renamed into `blobs/`, so a reader never sees a torn file. The
@@ -12,7 +13,9 @@
 //! which re-hashes the prefix and asks the registry for the rest. Two processes that want the
 //! same blob serialise on its lock file: the second finds the blob complete when it gets the
 //! lock. Files reach outputs by reflink, else hardlink (cache files are read-only, so an
-//! in-place edit of a hardlinked copy is refused), else copy.
+//! in-place edit of a hardlinked copy is refused), else copy. Pulls list their staging
+//! directories under `staging/`, so that a staging directory whose pull died (its `flock` is
+//! free) is removed by `prune` and by the next pull, wherever its destination was.
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
@@ -238,6 +241,80 @@ impl BlobCache {
         Ok(Placement::Copy)
     }
 
+    /// Drop the partial download of a blob unless another process is downloading it (after a
+    /// disk filled up: its bytes would keep the disk full). Whether it was dropped.
+    pub fn discard_partial(&self, digest: &Digest) -> bool {
+        let partial = self.partial_path(digest);
+        if !partial.exists() {
+            return false;
+        }
+        let Ok(lock) = File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock_path(&partial))
+        else {
+            return false;
+        };
+        if !try_lock_exclusive(&lock) {
+            return false;
+        }
+        let removed = std::fs::remove_file(&partial).is_ok();
+        let _ = std::fs::remove_file(lock_path(&partial));
+        removed
+    }
+
+    /// Record the staging directory `path` of a running pull (locked by it), so that it is
+    /// removed if the pull dies. Returns the record, which the pull removes when done; `None`
+    /// if it could not be written (best effort).
+    pub fn register_staging(&self, path: &Path) -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let dir = self.root.join("staging");
+        std::fs::create_dir_all(&dir).ok()?;
+        let absolute = std::path::absolute(path).ok()?;
+        let mut file = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&dir)
+            .ok()?;
+        file.write_all(absolute.as_os_str().as_bytes()).ok()?;
+        let record = dir.join(format!("{:016x}", fastrand::u64(..)));
+        file.persist_noclobber(&record).ok()?;
+        Some(record)
+    }
+
+    /// Remove the staging directories of pulls that died (their lock is free), wherever they
+    /// are, and the records of those that are gone. Returns how many directories it removed.
+    pub fn remove_abandoned_staging(&self) -> u64 {
+        use std::os::unix::ffi::OsStrExt as _;
+        let Ok(records) = std::fs::read_dir(self.root.join("staging")) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for record in records.flatten() {
+            if record.file_name().to_string_lossy().starts_with(".tmp-") {
+                continue;
+            }
+            let record = record.path();
+            let Ok(bytes) = std::fs::read(&record) else {
+                continue;
+            };
+            let staging = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
+            // Only ever a staging directory of ours, whatever the record says.
+            let ours = staging
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().contains(".acrpull-"));
+            if !ours || std::fs::symlink_metadata(&staging).is_err() {
+                let _ = std::fs::remove_file(&record);
+                continue;
+            }
+            if crate::layout::remove_if_abandoned(&staging) {
+                removed += 1;
+                let _ = std::fs::remove_file(&record);
+            }
+        }
+        removed
+    }
+
     /// What the cache holds.
     pub fn usage(&self) -> Usage {
         let mut usage = Usage::default();
@@ -364,7 +441,7 @@ pub(crate) fn try_lock_exclusive(file: &File) -> bool {
 }
 
 /// Whether `path` still names the file open as `file`.
-fn same_file(file: &File, path: &Path) -> bool {
+pub(crate) fn same_file(file: &File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt as _;
     match (file.metadata(), std::fs::metadata(path)) {
         (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),

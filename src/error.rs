@@ -71,6 +71,9 @@ pub enum Error {
     /// A background task failed unexpectedly.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// The pull was asked to stop (SIGINT, SIGTERM): nothing was put at the destination.
+    #[error("stopped by {0}")]
+    Stopped(crate::cancel::StopSignal),
 }
 
 /// The classes of failure, each with its own exit code.
@@ -88,6 +91,10 @@ pub enum ErrorClass {
     Network,
     /// Digest/size mismatch or unsafe content: exit 6.
     Integrity,
+    /// Stopped by SIGINT (Ctrl-C): exit 130, as a shell reports a process killed by it.
+    Interrupted,
+    /// Stopped by SIGTERM: exit 143.
+    Terminated,
 }
 
 impl ErrorClass {
@@ -100,6 +107,8 @@ impl ErrorClass {
             ErrorClass::NotFound => 4,
             ErrorClass::Network => 5,
             ErrorClass::Integrity => 6,
+            ErrorClass::Interrupted => 130,
+            ErrorClass::Terminated => 143,
         }
     }
 }
@@ -124,8 +133,31 @@ impl Error {
             Error::Destination(_) | Error::Io { .. } | Error::Cache(_) | Error::Task(_) => {
                 ErrorClass::Other
             }
+            Error::Stopped(crate::cancel::StopSignal::Interrupt) => ErrorClass::Interrupted,
+            Error::Stopped(crate::cancel::StopSignal::Terminate) => ErrorClass::Terminated,
         }
     }
+
+    /// Whether a disk filled up (`ENOSPC`, or `EDQUOT`: a quota) somewhere in the cause chain.
+    pub fn is_out_of_space(&self) -> bool {
+        is_out_of_space(self)
+    }
+}
+
+/// Whether `error` or one of its causes is an I/O error saying the disk (or a quota) is full.
+pub fn is_out_of_space(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        let full = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|code| code == libc::ENOSPC || code == libc::EDQUOT);
+        if full {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 fn registry_class(error: &crate::registry::Error) -> ErrorClass {

@@ -653,6 +653,11 @@ impl BlobTap {
         matches!(self.lock().end, Some(Err(_)))
     }
 
+    /// Whether the download ended (verified, failed or cancelled).
+    pub fn ended(&self) -> bool {
+        self.lock().end.is_some()
+    }
+
     /// Use an already complete and verified file (a blob that was present).
     pub fn complete(&self, file: File) {
         let length = file.metadata().map(|m| m.len());

@@ -45,6 +45,24 @@ pub enum DestinationError {
         /// What is wrong.
         reason: String,
     },
+    /// The destination changed while the pull ran (something else wrote to it): the output
+    /// was not put there.
+    #[error(
+        "destination {path} changed during the pull (something else wrote to it); it was left \
+         as it is and the pulled output was discarded"
+    )]
+    Changed {
+        /// The destination.
+        path: PathBuf,
+    },
+    /// A blob the output needs is missing or has the wrong size: the output was not put there.
+    #[error("the output is incomplete: {path} {reason}; nothing was put at the destination")]
+    Incomplete {
+        /// The blob file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// I/O failed.
     #[error("{action} {path} failed")]
     Io {
@@ -67,14 +85,17 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
     }
 }
 
-/// A staging directory beside a destination: locked (`flock` on the directory) while its
-/// pull runs, removed on drop unless it was renamed away. A pull killed with `kill -9` leaves
-/// its staging directory behind with the lock released; the next pull to the same destination
-/// removes it.
+/// A staging directory beside a destination (or inside one filled in place): locked (`flock`
+/// on the directory) while its pull runs, removed on drop unless it was renamed away. A pull
+/// killed with `kill -9` leaves it behind with the lock released; the next pull to the same
+/// destination removes it, and so do `acrpull cache prune` and the next pull anywhere when it
+/// was registered with the blob cache ([`Staging::registered_with`]).
 #[derive(Debug)]
 pub struct Staging {
     path: PathBuf,
     _lock: std::fs::File,
+    /// Its entry in the blob cache's list of staging directories.
+    registration: Option<PathBuf>,
 }
 
 impl Staging {
@@ -82,12 +103,21 @@ impl Staging {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Record this directory in `cache`, so that it is removed if this process dies.
+    pub fn registered_with(mut self, cache: &crate::cache::BlobCache) -> Self {
+        self.registration = cache.register_staging(&self.path);
+        self
+    }
 }
 
 impl Drop for Staging {
     fn drop(&mut self) {
         if std::fs::symlink_metadata(&self.path).is_ok() {
             crate::unpack::remove_tree(self.path.clone());
+        }
+        if let Some(registration) = &self.registration {
+            let _ = std::fs::remove_file(registration);
         }
     }
 }
@@ -106,14 +136,32 @@ pub fn staging_dir_beside(dest: &Path) -> Result<Staging, DestinationError> {
         .unwrap_or_else(|| "out".into());
     let prefix = format!(".{name}.acrpull-");
     remove_abandoned_staging(&parent, &prefix);
+    locked_temporary_dir(&parent, &prefix)
+}
+
+/// The prefix of staging directories inside a destination that is filled in place.
+const INSIDE_PREFIX: &str = ".acrpull-";
+
+/// A staging directory inside `dest`, for a destination filled in place (a mount point).
+pub fn staging_dir_inside(dest: &Path) -> Result<Staging, DestinationError> {
+    remove_abandoned_staging_inside(dest);
+    locked_temporary_dir(dest, INSIDE_PREFIX)
+}
+
+/// Remove the staging directories that pulls which died left inside `dest`.
+pub fn remove_abandoned_staging_inside(dest: &Path) {
+    remove_abandoned_staging(dest, INSIDE_PREFIX);
+}
+
+fn locked_temporary_dir(parent: &Path, prefix: &str) -> Result<Staging, DestinationError> {
     let staging = tempfile::Builder::new()
-        .prefix(&prefix)
-        .tempdir_in(&parent)
-        .map_err(io_error("creating a staging directory in", &parent))?;
+        .prefix(prefix)
+        .tempdir_in(parent)
+        .map_err(io_error("creating a staging directory in", parent))?;
     let path = staging.keep();
     let lock = std::fs::File::open(&path)
         .and_then(|dir| crate::cache::lock_exclusive(&dir).map(|()| dir))
-        .map_err(io_error("locking a staging directory in", &parent));
+        .map_err(io_error("locking a staging directory in", parent));
     let lock = match lock {
         Ok(lock) => lock,
         Err(e) => {
@@ -121,10 +169,14 @@ pub fn staging_dir_beside(dest: &Path) -> Result<Staging, DestinationError> {
             return Err(e);
         }
     };
-    let staging = Staging { path, _lock: lock };
+    let staging = Staging {
+        path,
+        _lock: lock,
+        registration: None,
+    };
     // tempfile creates 0700; the published directory should look like any other.
     std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o755))
-        .map_err(io_error("creating a staging directory in", &parent))?;
+        .map_err(io_error("creating a staging directory in", parent))?;
     Ok(staging)
 }
 
@@ -140,13 +192,43 @@ fn remove_abandoned_staging(parent: &Path, prefix: &str) {
         {
             continue;
         }
-        let path = entry.path();
-        let Ok(dir) = std::fs::File::open(&path) else {
-            continue;
-        };
-        if crate::cache::try_lock_exclusive(&dir) {
-            tracing::info!(path = %path.display(), "removing the staging directory of a pull that died");
-            crate::unpack::remove_tree(path);
+        remove_if_abandoned(&entry.path());
+    }
+}
+
+/// Remove the staging directory `path` if its lock is free (its pull died). Whether it did.
+pub fn remove_if_abandoned(path: &Path) -> bool {
+    let Ok(dir) = std::fs::File::open(path) else {
+        return false;
+    };
+    if !crate::cache::try_lock_exclusive(&dir) {
+        return false;
+    }
+    tracing::info!(path = %path.display(), "removing the staging directory of a pull that died");
+    crate::unpack::remove_tree(path.to_path_buf());
+    remove_abandoned_lock_beside(path);
+    true
+}
+
+/// The lock file `.NAME.acrpull.lock` of the destination that the staging directory
+/// `.NAME.acrpull-XXXX` was made for, removed if nobody holds it (a waiter that opened it
+/// meanwhile notices the name is gone and locks a new file).
+fn remove_abandoned_lock_beside(staging: &Path) {
+    let Some((destination, _)) = staging
+        .file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.rsplit_once(".acrpull-"))
+    else {
+        return;
+    };
+    if destination.is_empty() {
+        // Staging inside a destination filled in place: its lock is elsewhere.
+        return;
+    }
+    let lock = staging.with_file_name(format!("{destination}.acrpull.lock"));
+    if let Ok(file) = std::fs::File::options().write(true).open(&lock) {
+        if crate::cache::try_lock_exclusive(&file) {
+            let _ = std::fs::remove_file(&lock);
         }
     }
 }
@@ -156,25 +238,8 @@ pub fn is_empty_dir(path: &Path) -> bool {
     std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
 }
 
-/// Publish a finished staging directory at `dest`: a rename, which also replaces an empty
-/// directory atomically.
-pub fn publish(staging: Staging, dest: &Path) -> Result<(), DestinationError> {
-    let path = staging.path();
-    sync_dir(path);
-    if let Err(source) = std::fs::rename(path, dest) {
-        return Err(DestinationError::Io {
-            action: "renaming the finished output to",
-            path: dest.to_path_buf(),
-            source,
-        });
-    }
-    if let Some(parent) = dest.parent() {
-        sync_dir(parent);
-    }
-    Ok(())
-}
-
-fn sync_dir(path: &Path) {
+/// `fsync` a directory (best effort: its entries are durable once it is).
+pub fn sync_dir(path: &Path) {
     if let Ok(dir) = std::fs::File::open(path) {
         let _ = dir.sync_all();
     }
@@ -182,23 +247,10 @@ fn sync_dir(path: &Path) {
 
 /// An OCI layout being written.
 #[derive(Debug)]
-pub struct LayoutWriter {
-    dest: PathBuf,
+pub struct LayoutWriter<'a> {
     root: PathBuf,
-    staging: Option<Staging>,
-    /// The lock on an existing layout, held until the pull is done with it.
-    _lock: Option<std::fs::File>,
-}
-
-/// Lock an existing layout for writing (`flock` on its directory), waiting for another acrpull
-/// that holds it.
-fn lock_layout(dest: &Path) -> Result<std::fs::File, DestinationError> {
-    let dir = std::fs::File::open(dest).map_err(io_error("opening", dest))?;
-    if !crate::cache::try_lock_exclusive(&dir) {
-        tracing::info!(path = %dest.display(), "waiting for another acrpull writing to this layout");
-        crate::cache::lock_exclusive(&dir).map_err(io_error("locking", dest))?;
-    }
-    Ok(dir)
+    /// A new layout: its staging directory, and where it goes when complete.
+    staging: Option<(Staging, &'a crate::destination::Destination)>,
 }
 
 /// Remove the temporary files a killed writer left in a layout we hold the lock of.
@@ -221,41 +273,39 @@ fn remove_temporary_files(root: &Path) {
     }
 }
 
-impl LayoutWriter {
-    /// Prepare to write a layout at `dest`: a new one (absent or empty directory) or an
-    /// existing layout to add to. Anything else is refused.
-    pub fn prepare(dest: &Path) -> Result<Self, DestinationError> {
-        let existing_layout =
-            dest.join("oci-layout").is_file() && dest.join("index.json").is_file();
-        if dest.exists() && !existing_layout && !is_empty_dir(dest) {
-            return Err(DestinationError::Unusable {
-                path: dest.to_path_buf(),
-                reason: "exists and is neither empty nor an OCI image layout".into(),
-            });
-        }
-        if existing_layout {
-            // One writer at a time: `index.json` is read, changed and replaced.
-            let lock = lock_layout(dest)?;
+impl<'a> LayoutWriter<'a> {
+    /// Prepare to write a layout at a claimed destination: a new one in a staging directory
+    /// (the destination was absent, empty, or is replaced with `--force`), or the existing
+    /// layout there, added to in place (the destination's lock keeps other acrpull processes
+    /// out).
+    pub fn prepare(
+        destination: &'a crate::destination::Destination,
+    ) -> Result<Self, DestinationError> {
+        if destination.adds_to_layout() {
+            let dest = destination.path();
             remove_temporary_files(dest);
             read_index(dest).map_err(io_error("reading the existing layout", dest))?;
             return Ok(Self {
-                dest: dest.to_path_buf(),
                 root: dest.to_path_buf(),
                 staging: None,
-                _lock: Some(lock),
             });
         }
-        let staging = staging_dir_beside(dest)?;
+        let staging = destination.staging()?;
         let root = staging.path().to_path_buf();
+        let mut writer = Self::create(&root)?;
+        writer.staging = Some((staging, destination));
+        Ok(writer)
+    }
+
+    /// Start a new layout at `root`, an empty directory the caller owns (an archive's staging
+    /// directory); it stays there.
+    pub fn create(root: &Path) -> Result<Self, DestinationError> {
+        std::fs::create_dir_all(root.join("blobs")).map_err(io_error("creating blobs in", root))?;
         std::fs::write(root.join("oci-layout"), OCI_LAYOUT_FILE)
-            .map_err(io_error("writing oci-layout in", &root))?;
-        std::fs::create_dir_all(root.join("blobs"))
-            .map_err(io_error("creating blobs in", &root))?;
+            .map_err(io_error("writing oci-layout in", root))?;
         Ok(Self {
-            dest: dest.to_path_buf(),
-            root,
-            staging: Some(staging),
-            _lock: None,
+            root: root.to_path_buf(),
+            staging: None,
         })
     }
 
@@ -279,20 +329,34 @@ impl LayoutWriter {
         write_atomic(&path, bytes)
     }
 
-    /// Add `descriptor` to `index.json` (replacing an entry with the same tag, or the same
-    /// digest when untagged) and publish the layout.
-    pub fn commit(self, descriptor: Descriptor) -> Result<(), DestinationError> {
+    /// Check that every blob `descriptor` reaches is present with its size, add it to
+    /// `index.json` (replacing an entry with the same tag, or the same digest when untagged),
+    /// and publish the layout.
+    pub fn commit(self, descriptor: Descriptor) -> crate::error::Result<()> {
         self.commit_with_referrers(descriptor, &[])
     }
 
     /// [`Self::commit`], listing `referrers` in `index.json` too (untagged entries found by
     /// their `subject`, or cosign manifests under their tag), as tools reading layouts
-    /// (oras, regctl) look for them. Their manifests and blobs must be written already.
+    /// (oras, regctl) look for them. Their manifests and blobs must be written already; they
+    /// are checked complete too.
     pub fn commit_with_referrers(
         mut self,
         descriptor: Descriptor,
         referrers: &[crate::referrers::ReferrerDescriptor],
-    ) -> Result<(), DestinationError> {
+    ) -> crate::error::Result<()> {
+        verify_complete(&self.root, &descriptor)?;
+        for referrer in referrers {
+            let referrer = Descriptor {
+                media_type: referrer.media_type.clone(),
+                digest: referrer.digest.clone(),
+                size: referrer.size,
+                urls: None,
+                annotations: None,
+                platform: None,
+            };
+            verify_complete(&self.root, &referrer)?;
+        }
         let index_path = self.root.join("index.json");
         let mut index: serde_json::Value = match std::fs::read(&index_path) {
             Ok(bytes) => {
@@ -341,8 +405,8 @@ impl LayoutWriter {
         }
         let bytes = serde_json::to_vec(&index).map_err(|e| unusable(e.to_string()))?;
         write_atomic(&index_path, &bytes)?;
-        if let Some(staging) = self.staging.take() {
-            publish(staging, &self.dest)?;
+        if let Some((staging, destination)) = self.staging.take() {
+            destination.publish_dir(staging.path())?;
         }
         Ok(())
     }
@@ -365,5 +429,53 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DestinationError> {
         .map_err(io_error("syncing", path))?;
     file.persist(path)
         .map_err(|e| io_error("renaming into place", path)(e.error))?;
+    Ok(())
+}
+
+/// Check that every blob `descriptor` reaches in the layout at `root` (manifests, indexes,
+/// configs, layers) is there with the size its descriptor gives: the last check before a
+/// layout is published, whatever wrote its blobs.
+pub fn verify_complete(root: &Path, descriptor: &Descriptor) -> Result<(), DestinationError> {
+    use crate::media_type::{manifest_kind, ManifestKind};
+    let mut pending = vec![descriptor.clone()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(descriptor) = pending.pop() {
+        if !seen.insert(descriptor.digest.clone()) {
+            continue;
+        }
+        let path = blob_path(root, &descriptor.digest);
+        let incomplete = |reason: String| DestinationError::Incomplete {
+            path: path.clone(),
+            reason,
+        };
+        let size = match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => meta.len(),
+            Ok(_) => return Err(incomplete("is not a file".into())),
+            Err(e) => return Err(incomplete(format!("is missing ({e})"))),
+        };
+        if size != descriptor.size {
+            return Err(incomplete(format!(
+                "has {size} bytes; its descriptor says {}",
+                descriptor.size
+            )));
+        }
+        let Some(kind) = manifest_kind(&descriptor.media_type) else {
+            continue;
+        };
+        let bytes = std::fs::read(&path).map_err(io_error("reading", &path))?;
+        let invalid = |e: serde_json::Error| incomplete(format!("is not a valid manifest: {e}"));
+        match kind {
+            ManifestKind::Image => {
+                let manifest: crate::manifest::ImageManifest =
+                    serde_json::from_slice(&bytes).map_err(invalid)?;
+                pending.push(manifest.config);
+                pending.extend(manifest.layers);
+            }
+            ManifestKind::Index => {
+                let index: ImageIndex = serde_json::from_slice(&bytes).map_err(invalid)?;
+                pending.extend(index.manifests);
+            }
+        }
+    }
     Ok(())
 }

@@ -29,7 +29,12 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .map_err(|e| anyhow::Error::new(e).context("starting the async runtime"))
-        .and_then(|runtime| runtime.block_on(run(cli)));
+        .and_then(|runtime| {
+            let result = runtime.block_on(run(cli));
+            // Threads still blocked (a stopped pull's wait for a lock) must not hold up the exit.
+            runtime.shutdown_background();
+            result
+        });
     match result {
         Ok(code) => code,
         // `acrpull man | head`: the reader left; that is not a failure (as ripgrep does).
@@ -253,6 +258,7 @@ async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
 /// `pull -f refs.txt DEST`: every listed image into one OCI layout, blobs stored once.
 async fn pull_listed(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
     let (_, options) = args.to_request()?;
+    stop_on_signals(&options.cancel);
     if options.format != acrpull::OutputFormat::Oci {
         return Err(acrpull::Error::Usage(
             "-f pulls several images into one OCI layout: add --format oci".into(),
@@ -310,6 +316,7 @@ async fn pull(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
         return pull_listed(args).await;
     }
     let (source, mut options) = args.to_request()?;
+    stop_on_signals(&options.cancel);
     let credential = match &source {
         acrpull::SourceSpec::Registry(reference) => {
             args.registry.credential_for(reference.registry())?
@@ -330,8 +337,10 @@ async fn pull(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
     if let Some(bars) = &bars {
         reporters.push(bars.clone());
     }
-    if style == Style::Plain {
-        reporters.push(Arc::new(cli::progress::PlainReporter::default()));
+    match style {
+        Style::Plain => reporters.push(Arc::new(cli::progress::PlainReporter::default())),
+        Style::Final => reporters.push(Arc::new(cli::progress::WarningsReporter)),
+        Style::Bars | Style::Silent => {}
     }
     if args.json_events {
         reporters.push(Arc::new(cli::events::EventsReporter::default()));
@@ -375,6 +384,33 @@ async fn pull(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Stop the pull on SIGINT or SIGTERM: it stops its downloads, removes its staging directory
+/// and fails with exit 130 or 143 (and an `error` event). A second signal exits at once.
+fn stop_on_signals(cancel: &acrpull::cancel::Cancel) {
+    use acrpull::cancel::StopSignal;
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("SIGINT and SIGTERM cannot be handled: they stop acrpull without cleanup");
+        return;
+    };
+    let cancel = cancel.clone();
+    tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = interrupt.recv() => StopSignal::Interrupt,
+            _ = terminate.recv() => StopSignal::Terminate,
+        };
+        cancel.cancel(first);
+        let code = tokio::select! {
+            _ = interrupt.recv() => ErrorClass::Interrupted.exit_code(),
+            _ = terminate.recv() => ErrorClass::Terminated.exit_code(),
+        };
+        std::process::exit(i32::from(code));
+    });
+}
+
 /// `acrpull cache info|prune`: JSON on stdout.
 fn cache(command: cli::CacheCommand) -> anyhow::Result<ExitCode> {
     let (dir, prune) = match command {
@@ -395,7 +431,13 @@ fn cache(command: cli::CacheCommand) -> anyhow::Result<ExitCode> {
         None => serde_json::json!({"cacheDir": dir, "held": cache.usage()}),
         Some(policy) => {
             let removed = cache.prune(&policy);
-            serde_json::json!({"cacheDir": dir, "removed": removed, "held": cache.usage()})
+            let staging = cache.remove_abandoned_staging();
+            serde_json::json!({
+                "cacheDir": dir,
+                "removed": removed,
+                "removedStagingDirs": staging,
+                "held": cache.usage(),
+            })
         }
     };
     let mut stdout = std::io::stdout().lock();

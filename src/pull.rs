@@ -11,7 +11,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::cache::{BlobCache, CachedManifests};
+use crate::cancel::Cancel;
 use crate::credential::Credential;
+use crate::destination::{Destination, Output};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fetch::{BlobTap, FetchOptions};
@@ -202,6 +204,8 @@ pub struct PullOptions {
     /// Rewrite Docker media types to OCI ones (`--manifest-format oci`): new manifests, the
     /// original digests in the [`crate::convert::CONVERTED_FROM`] annotation.
     pub convert_to_oci: bool,
+    /// Stops the pull when cancelled (the binary cancels it on SIGINT and SIGTERM).
+    pub cancel: Cancel,
 }
 
 impl Default for PullOptions {
@@ -219,6 +223,7 @@ impl Default for PullOptions {
             cache: None,
             referrers: false,
             convert_to_oci: false,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -515,8 +520,43 @@ pub async fn resolve(
     })
 }
 
+/// How long a stopped pull may take to stop in order (downloads ended, staging removed)
+/// before it is dropped where it stands.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Pull `spec` to `destination`.
+///
+/// The destination is claimed first ([`Destination::claim`]: locked, and checked against the
+/// rule for every output) before anything is downloaded. When `options.cancel` is cancelled,
+/// the pull stops, leaves the destination as it was, and fails with [`Error::Stopped`].
 pub async fn pull(
+    spec: &SourceSpec,
+    credential: Credential,
+    destination: &Path,
+    options: &PullOptions,
+    reporter: Arc<dyn Reporter>,
+) -> Result<PullOutcome> {
+    let cancel = options.cancel.clone();
+    let work = pull_unguarded(spec, credential, destination, options, reporter);
+    tokio::pin!(work);
+    let result = tokio::select! {
+        biased;
+        result = &mut work => result,
+        signal = cancel.cancelled() => {
+            // Let the pull stop in order (it watches the same signal); drop it if it hangs.
+            tokio::time::timeout(STOP_GRACE, &mut work)
+                .await
+                .unwrap_or(Err(Error::Stopped(signal)))
+        }
+    };
+    match (result, cancel.signal()) {
+        // Whatever failed after the stop failed because of it.
+        (Err(_), Some(signal)) => Err(Error::Stopped(signal)),
+        (result, _) => result,
+    }
+}
+
+async fn pull_unguarded(
     spec: &SourceSpec,
     credential: Credential,
     destination: &Path,
@@ -549,6 +589,28 @@ pub async fn pull(
                 .into(),
         ));
     }
+    let output = match options.format {
+        OutputFormat::Rootfs => Output::Directory,
+        OutputFormat::Oci => Output::Layout,
+        OutputFormat::OciArchive | OutputFormat::DockerArchive => Output::File,
+    };
+    let cache = options
+        .cache
+        .as_ref()
+        .filter(|_| matches!(spec, SourceSpec::Registry(_)));
+    if let Some(cache) = cache {
+        // Staging directories of pulls that died, wherever they were.
+        cache.remove_abandoned_staging();
+    }
+    let claimed = Destination::claim(
+        destination,
+        output,
+        options.force,
+        cache,
+        &options.cancel,
+        reporter.as_ref(),
+    )
+    .await?;
     let (mut source, reference) = open_source(spec, credential, &options.client, &options.mirrors)?;
     let mut options = options.clone();
     if matches!(spec, SourceSpec::Layout { .. } | SourceSpec::Archive { .. }) {
@@ -582,23 +644,33 @@ pub async fn pull(
         Discovery::default()
     };
     let written = match options.format {
-        OutputFormat::Oci => {
-            let carried = Carried {
-                resolved: &resolved,
-                referrers: &discovery,
-            };
-            write_layout(spec, carried, source, destination, options, &reporter).await?
-        }
+        OutputFormat::Oci => match LayoutWriter::prepare(&claimed) {
+            Ok(writer) => {
+                let carried = Carried {
+                    resolved: &resolved,
+                    referrers: &discovery,
+                };
+                write_layout(spec, carried, source, writer, options, &reporter).await
+            }
+            Err(e) => Err(e.into()),
+        },
         OutputFormat::Rootfs => {
-            crate::unpack::write_rootfs(&resolved, source, destination, options, &reporter).await?
+            crate::unpack::write_rootfs(&resolved, source, &claimed, options, &reporter).await
         }
         OutputFormat::OciArchive | OutputFormat::DockerArchive => {
             let carried = Carried {
                 resolved: &resolved,
                 referrers: &discovery,
             };
-            write_archive(spec, carried, source, destination, options, &reporter).await?
+            write_archive(spec, carried, source, &claimed, options, &reporter).await
         }
+    };
+    let written = match (written, &options.cache) {
+        (Err(e), Some(cache)) if e.is_out_of_space() => {
+            discard_partials(cache, &blobs_of(&resolved)).await;
+            return Err(e);
+        }
+        (written, _) => written?,
     };
     let bytes_downloaded = written.transferred.downloaded;
     let bytes_reused = written.transferred.reused;
@@ -628,6 +700,26 @@ pub async fn pull(
         warnings: discovery.warnings,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// After a disk filled up, drop the partial downloads of `blobs` from the cache: they would
+/// keep the disk full. Downloads of this pull that were just stopped release their locks
+/// within moments, so each lock is tried for a little while; a blob another process is
+/// downloading keeps its partial file.
+async fn discard_partials(cache: &BlobCache, blobs: &[(Descriptor, BlobKind)]) {
+    for (descriptor, _) in blobs {
+        let digest = &descriptor.digest;
+        for _ in 0..20 {
+            if !cache.partial_path(digest).exists() {
+                break;
+            }
+            if cache.discard_partial(digest) {
+                tracing::info!(%digest, "dropped a partial download: the disk is full");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// The tag to record in a layout for `spec`, if any.
@@ -731,11 +823,23 @@ pub async fn download_all_tapped(
         // Present in the destination: trusted (blobs are only renamed in after verification).
         // The cache's blobs are placed by the tasks below (a copy can take a while).
         let held = match &path {
-            Some(path) if path.is_file() => Some(std::fs::File::open(path)),
+            Some(path) if path.is_file() => {
+                Some(std::fs::File::open(path).map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                }))
+            }
             _ => None,
         };
         if let Some(file) = held {
-            total += use_held(&descriptor, kind, file, reporter.as_ref(), tap.as_ref());
+            let used = use_held(&descriptor, kind, file, reporter.as_ref(), tap.as_ref());
+            match used {
+                Ok(reused) => total += reused,
+                Err(e) => {
+                    failed_before_start(taps, &e);
+                    return Err(e);
+                }
+            }
             continue;
         }
         let source = source.clone();
@@ -779,24 +883,64 @@ pub async fn download_all_tapped(
             .await
         });
     }
-    while let Some(joined) = tasks.join_next().await {
-        let failure = match joined {
-            Ok(Ok(n)) => {
-                total += n;
-                continue;
-            }
-            Ok(Err(e)) => e,
-            Err(e) => Error::Task(e.to_string()),
+    let failure = loop {
+        let joined = tokio::select! {
+            joined = tasks.join_next() => joined,
+            signal = options.cancel.cancelled() => break Error::Stopped(signal),
         };
-        tasks.abort_all();
-        // Downloads that never started hold no guard: release their readers here (a tap
-        // that already finished keeps its result).
-        for tap in taps.values() {
-            tap.finish(Err(format!("the pull stopped: {failure}")));
+        match joined {
+            None => return Ok(total),
+            Some(Ok(Ok(n))) => total += n,
+            Some(Ok(Err(e))) => break e,
+            Some(Err(e)) => break Error::Task(e.to_string()),
         }
-        return Err(failure);
+    };
+    tasks.abort_all();
+    // Wait until the other downloads have stopped: their partial files are closed and their
+    // cache locks released before anything is removed.
+    while tasks.join_next().await.is_some() {}
+    placements_finished().await;
+    failed_before_start(taps, &failure);
+    Err(failure)
+}
+
+/// Downloads that never started hold no guard: release their readers (a tap that already
+/// finished keeps its result).
+fn failed_before_start(taps: &HashMap<Digest, Arc<BlobTap>>, failure: &Error) {
+    for tap in taps.values() {
+        tap.finish(Err(format!("the pull stopped: {failure}")));
     }
-    Ok(total)
+}
+
+/// Cache placements running on blocking threads. A placement outlives the download task that
+/// started it when that task is aborted, so a failed pull waits for them before its staging
+/// directory (where they write) is removed.
+static PLACEMENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One placement in flight (counted in [`PLACEMENTS`] until dropped).
+struct Placing;
+
+impl Placing {
+    fn start() -> Self {
+        PLACEMENTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Placing
+    }
+}
+
+impl Drop for Placing {
+    fn drop(&mut self) {
+        PLACEMENTS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Wait (a few seconds at most) until no cache placement is running.
+async fn placements_finished() {
+    for _ in 0..500 {
+        if PLACEMENTS.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// A blob the cache holds, placed at `path` (when given) and opened for a tap, on a blocking
@@ -813,38 +957,50 @@ async fn place_from_cache(
     let cache = cache.clone();
     let descriptor = descriptor.clone();
     let path = path.map(Path::to_path_buf);
-    let placed = tokio::task::spawn_blocking(move || match path {
-        Some(path) => match cache.place(&descriptor.digest, &path, sync) {
-            Ok(how) => {
-                tracing::debug!(digest = %descriptor.digest, ?how, "blob from the cache");
-                Some(std::fs::File::open(&path))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => Some(Err(e)),
-        },
-        None => cache.open_blob(&descriptor.digest, descriptor.size).map(Ok),
+    let placing = Placing::start();
+    let placed = tokio::task::spawn_blocking(move || {
+        let _placing = placing;
+        match path {
+            Some(path) => match cache.place(&descriptor.digest, &path, sync) {
+                Ok(how) => {
+                    tracing::debug!(digest = %descriptor.digest, ?how, "blob from the cache");
+                    Some(std::fs::File::open(&path))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => Some(Err(e)),
+            },
+            None => cache.open_blob(&descriptor.digest, descriptor.size).map(Ok),
+        }
     })
     .await;
     placed.unwrap_or_else(|e| Some(Err(std::io::Error::other(e))))
 }
 
 /// Hand a blob taken whole (from the destination or the cache) to its tap and the reporter.
+/// A blob that could not be placed or opened fails the pull, whether or not anything reads
+/// it now: an output missing a blob must never be reported complete.
 fn use_held(
     descriptor: &Descriptor,
     kind: BlobKind,
-    file: std::io::Result<std::fs::File>,
+    file: Result<std::fs::File>,
     reporter: &dyn Reporter,
     tap: Option<&Arc<BlobTap>>,
-) -> Transfer {
+) -> Result<Transfer> {
+    let file = match file {
+        Ok(file) => file,
+        Err(e) => {
+            if let Some(tap) = tap {
+                tap.finish(Err(e.to_string()));
+            }
+            return Err(e);
+        }
+    };
     reporter.on_blob_start(&descriptor.digest, kind, descriptor.size, true);
     if let Some(tap) = tap {
-        match file {
-            Ok(file) => tap.complete(file),
-            Err(e) => tap.finish(Err(e.to_string())),
-        }
+        tap.complete(file);
     }
     reporter.on_blob_done(&descriptor.digest);
-    Transfer::reused(descriptor.size)
+    Ok(Transfer::reused(descriptor.size))
 }
 
 /// One blob through the cache: taken from it when held; else downloaded into it under its lock
@@ -863,8 +1019,18 @@ async fn fetch_through_cache(
 ) -> Result<Transfer> {
     let digest = &descriptor.digest;
     let tap = fetch_options.tap.as_ref();
+    let placement_error = |source: std::io::Error| Error::Io {
+        path: path.map_or_else(|| cache.blob_path(digest), Path::to_path_buf),
+        source,
+    };
     if let Some(file) = place_from_cache(cache, descriptor, path, fetch_options.sync).await {
-        return Ok(use_held(descriptor, kind, file, reporter, tap));
+        return use_held(
+            descriptor,
+            kind,
+            file.map_err(placement_error),
+            reporter,
+            tap,
+        );
     }
     let lock = {
         let cache = cache.clone();
@@ -876,7 +1042,13 @@ async fn fetch_through_cache(
     };
     if let Some(file) = place_from_cache(cache, descriptor, path, fetch_options.sync).await {
         // Another process finished it while we waited.
-        return Ok(use_held(descriptor, kind, file, reporter, tap));
+        return use_held(
+            descriptor,
+            kind,
+            file.map_err(placement_error),
+            reporter,
+            tap,
+        );
     }
     reporter.on_blob_start(digest, kind, descriptor.size, false);
     let transferred = crate::fetch::fetch_blob_resumable(
@@ -974,16 +1146,16 @@ pub fn referrer_blobs(
         .collect()
 }
 
+/// Fill the layout `writer` with the resolved images and commit it (verified complete first).
 async fn write_layout(
     spec: &SourceSpec,
     carried: Carried<'_>,
     source: Arc<dyn ImageSource>,
-    destination: &Path,
+    writer: LayoutWriter<'_>,
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
 ) -> Result<Written> {
     let resolved = carried.resolved;
-    let writer = LayoutWriter::prepare(destination)?;
     let mut blobs = blobs_of(resolved);
     blobs.extend(referrer_blobs(carried.referrers, &blobs));
     let transferred = download_all(source, blobs, writer.root(), options, reporter).await?;
@@ -1028,32 +1200,27 @@ async fn write_layout(
     })
 }
 
-/// An archive: the layout is built in a staging directory beside `destination`, then tarred.
+/// An archive: the layout is built in a staging directory beside `destination`, tarred into a
+/// file there, and that file is put at the destination.
 async fn write_archive(
     spec: &SourceSpec,
     carried: Carried<'_>,
     source: Arc<dyn ImageSource>,
-    destination: &Path,
+    destination: &Destination,
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
 ) -> Result<Written> {
-    if destination.is_dir() {
-        return Err(layout::DestinationError::Unusable {
-            path: destination.to_path_buf(),
-            reason: "is a directory; an archive is written as a file".into(),
-        }
-        .into());
-    }
     let resolved = carried.resolved;
     if options.format == OutputFormat::DockerArchive && resolved.images.len() != 1 {
         return Err(Error::Unsupported(
             "a docker-archive holds one image: choose one platform with --platform".into(),
         ));
     }
-    let staging = layout::staging_dir_beside(destination)?;
+    let staging = destination.staging()?;
     let layout_dir = staging.path().join("layout");
-    let written = write_layout(spec, carried, source, &layout_dir, options, reporter).await?;
-    let destination = destination.to_path_buf();
+    let writer = LayoutWriter::create(&layout_dir)?;
+    let written = write_layout(spec, carried, source, writer, options, reporter).await?;
+    let archive = staging.path().join("archive");
     let format = options.format;
     let image = resolved.images[0].parsed.clone();
     let repo_tag = match spec {
@@ -1062,9 +1229,9 @@ async fn write_archive(
             .map(|t| format!("{}/{}:{t}", r.registry(), r.repository())),
         SourceSpec::Layout { .. } | SourceSpec::Archive { .. } => None,
     };
-    let archived = tokio::task::spawn_blocking(move || {
-        let _staging = staging;
-        match format {
+    let archived = tokio::task::spawn_blocking({
+        let archive = archive.clone();
+        move || match format {
             OutputFormat::DockerArchive => {
                 let config_path = layout::blob_path(&layout_dir, &image.config.digest);
                 let config: crate::manifest::ImageConfigSummary = std::fs::read(&config_path)
@@ -1082,15 +1249,16 @@ async fn write_archive(
                     &image,
                     &diff_ids,
                     repo_tag.as_deref(),
-                    &destination,
+                    &archive,
                 )
             }
-            _ => crate::archive::write_oci_archive(&layout_dir, &destination),
+            _ => crate::archive::write_oci_archive(&layout_dir, &archive),
         }
     })
     .await
     .map_err(|e| Error::Task(e.to_string()))?;
     archived?;
+    destination.publish_file(&archive)?;
     Ok(written)
 }
 

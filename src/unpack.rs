@@ -12,10 +12,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::cancel::{Cancel, StoppableReader};
+use crate::destination::Destination;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fetch::BlobTap;
-use crate::layout::{self, DestinationError};
+use crate::layout;
 use crate::manifest::{Descriptor, ImageConfigSummary};
 use crate::media_type::{layer_compression, LayerCompression};
 use crate::pull::{blob_file, download_all_tapped, PullOptions, Resolved, Written};
@@ -28,11 +30,10 @@ use crate::source::ImageSource;
 pub async fn write_rootfs(
     resolved: &Resolved,
     source: Arc<dyn ImageSource>,
-    destination: &Path,
+    destination: &Destination,
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
 ) -> Result<Written> {
-    check_destination(destination, options.force)?;
     let image = &resolved.images[0];
     let layers: Vec<(Descriptor, LayerCompression)> = image
         .parsed
@@ -49,7 +50,7 @@ pub async fn write_rootfs(
                 })
         })
         .collect::<Result<_>>()?;
-    let staging = layout::staging_dir_beside(destination)?;
+    let staging = destination.staging()?;
     let result = build(
         image_parts(resolved),
         layers,
@@ -65,7 +66,7 @@ pub async fn write_rootfs(
                 sync_filesystem(&out)?;
             }
             // Dropping the staging directory removes it (with the old tree after --force).
-            swap_into_place(&out, destination)?;
+            destination.publish_dir(&out)?;
             Ok(written)
         }
         Err(e) => Err(e),
@@ -156,8 +157,25 @@ async fn build(
             .await
         }
     });
-    let mut applied = apply_in_order(&layers, &diff_ids, &taps, &rootfs, reporter).await;
+    let mut applied = apply_in_order(
+        &layers,
+        &diff_ids,
+        &taps,
+        &rootfs,
+        reporter,
+        &options.cancel,
+    )
+    .await;
     if let Err(e) = applied {
+        // A corrupt blob can break its layer's decompression a moment before its download
+        // finds the digest wrong: give the downloads that moment, to report the cause.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while !taps.values().any(|tap| tap.failed())
+            && !taps.values().all(|tap| tap.ended())
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         if !taps.values().any(|tap| tap.failed()) {
             // The layer itself was refused: stop the downloads and report why.
             downloads.abort();
@@ -199,6 +217,7 @@ async fn apply_in_order(
     taps: &HashMap<Digest, Arc<BlobTap>>,
     rootfs: &Path,
     reporter: &Arc<dyn Reporter>,
+    cancel: &Cancel,
 ) -> Result<()> {
     let mut applier = Some(Applier::new(rootfs, ApplyOptions::default())?);
     let mut warned = 0;
@@ -206,8 +225,9 @@ async fn apply_in_order(
         let tap = taps
             .get(&layer.digest)
             .ok_or_else(|| Error::Task(format!("no download for layer {}", layer.digest)))?;
+        cancel.check()?;
         // Starts as soon as the layer's first bytes arrive; see the module docs.
-        let reader = tap.reader();
+        let reader = StoppableReader::new(tap.reader(), cancel.clone());
         let mut current = applier
             .take()
             .ok_or_else(|| Error::Task("applier lost".into()))?;
@@ -243,26 +263,6 @@ async fn apply_in_order(
     Ok(())
 }
 
-/// A rootfs destination must be absent or an empty directory, unless `force`.
-fn check_destination(destination: &Path, force: bool) -> Result<()> {
-    match std::fs::symlink_metadata(destination) {
-        Err(_) => Ok(()),
-        Ok(meta) if meta.is_dir() && (force || layout::is_empty_dir(destination)) => Ok(()),
-        Ok(meta) if meta.is_dir() => Err(DestinationError::Unusable {
-            path: destination.to_path_buf(),
-            reason: "is not empty (use --force to replace it)".into(),
-        }
-        .into()),
-        Ok(_) => Err(DestinationError::Unusable {
-            path: destination.to_path_buf(),
-            reason: "exists and is not a directory".into(),
-        }
-        .into()),
-    }
-}
-
-/// Put the finished tree at `destination`: a rename when it is absent or empty, an atomic
-/// exchange when it holds an old tree (`--force`), which is then removed.
 /// One `syncfs` for the whole tree instead of an fsync per file.
 fn sync_filesystem(tree: &Path) -> Result<()> {
     let io = |source: std::io::Error| Error::Io {
@@ -271,30 +271,6 @@ fn sync_filesystem(tree: &Path) -> Result<()> {
     };
     let dir = std::fs::File::open(tree).map_err(io)?;
     rustix::fs::syncfs(&dir).map_err(|e| io(e.into()))
-}
-
-fn swap_into_place(out: &Path, destination: &Path) -> Result<()> {
-    let io = |source: std::io::Error| {
-        Error::from(DestinationError::Io {
-            action: "moving the finished root filesystem to",
-            path: destination.to_path_buf(),
-            source,
-        })
-    };
-    let exists = std::fs::symlink_metadata(destination).is_ok();
-    if !exists || layout::is_empty_dir(destination) {
-        return std::fs::rename(out, destination).map_err(io);
-    }
-    rustix::fs::renameat_with(
-        rustix::fs::CWD,
-        out,
-        rustix::fs::CWD,
-        destination,
-        rustix::fs::RenameFlags::EXCHANGE,
-    )
-    .map_err(|e| io(e.into()))?;
-    // `out` now holds the old tree; the caller removes the staging directory.
-    Ok(())
 }
 
 /// Remove a tree even where layers left read-only directories (running unprivileged).

@@ -25,6 +25,8 @@ pub fn class_name(class: ErrorClass) -> &'static str {
         ErrorClass::NotFound => "not_found",
         ErrorClass::Network => "network",
         ErrorClass::Integrity => "integrity",
+        ErrorClass::Interrupted => "interrupted",
+        ErrorClass::Terminated => "terminated",
     }
 }
 
@@ -181,6 +183,14 @@ fn registry_hint(error: &RegistryError, image: Option<&SourceSpec>) -> Option<St
 
 /// What to do about `error`, if known. `image` is the reference the user asked for.
 pub fn hint(error: &anyhow::Error, image: Option<&SourceSpec>) -> Option<String> {
+    if error.chain().any(acrpull::error::is_out_of_space) {
+        return Some(
+            "the disk is full: free space (`acrpull cache prune` trims the blob cache), put the \
+             cache on another disk with --cache-dir DIR, or pull with --no-cache; this pull's \
+             partial downloads were removed"
+                .into(),
+        );
+    }
     if let Some(registry) = registry_error(error) {
         return registry_hint(registry, image);
     }
@@ -218,6 +228,16 @@ pub fn hint(error: &anyhow::Error, image: Option<&SourceSpec>) -> Option<String>
             "install the helper on PATH, or remove it from credHelpers/credsStore in that file"
                 .into(),
         ),
+        acrpull::Error::Stopped(_) => Some(
+            "run the same command again to continue: blobs downloaded so far, and partial \
+             downloads, stay in the blob cache (unless --no-cache)"
+                .into(),
+        ),
+        acrpull::Error::Destination(acrpull::layout::DestinationError::Changed { .. }) => Some(
+            "check what is at the destination now; pull again (with --force to replace it) or \
+             choose another destination"
+                .into(),
+        ),
         acrpull::Error::Task(_) => {
             Some("this is a bug in acrpull; please report it with the output of -vv".into())
         }
@@ -225,8 +245,19 @@ pub fn hint(error: &anyhow::Error, image: Option<&SourceSpec>) -> Option<String>
     }
 }
 
-/// The message, cause chain and hint, as printed on stderr.
+/// The message, cause chain and hint, as printed on stderr. A pull stopped by a signal gets
+/// one line.
 pub fn render(error: &anyhow::Error, image: Option<&SourceSpec>) -> String {
+    let stopped = error
+        .chain()
+        .find_map(|e| e.downcast_ref::<acrpull::Error>())
+        .is_some_and(|e| matches!(e, acrpull::Error::Stopped(_)));
+    if stopped {
+        return format!(
+            "error: {error}: the destination was left as it was; run the same command again to \
+             continue\n"
+        );
+    }
     let mut out = format!("error: {error}\n");
     for cause in error.chain().skip(1) {
         let _ = writeln!(out, "  Caused by: {cause}");

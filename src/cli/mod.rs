@@ -417,7 +417,8 @@ pub struct PullArgs {
     /// Blobs downloaded at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
-    /// Replace a non-empty destination (root filesystem output).
+    /// Replace what is at DEST: a non-empty directory, or the file an archive format would
+    /// write (an existing OCI layout is added to, never replaced).
     #[arg(long)]
     pub force: bool,
     /// Write an OCI runtime bundle: DEST/rootfs plus DEST/config.json.
@@ -754,6 +755,7 @@ impl PullArgs {
                 cache: self.cache(),
                 referrers: self.referrers,
                 convert_to_oci: self.manifest_format == ManifestFormatArg::Oci,
+                cancel: acrpull::cancel::Cancel::default(),
             },
         ))
     }

@@ -133,6 +133,17 @@ fn line(text: &str) {
     let _ = writeln!(stderr, "{text}");
 }
 
+/// Prints warnings only (`--progress none`, and `auto` off a terminal): what needs attention,
+/// such as waiting for another pull to the same destination, is never silent.
+#[derive(Debug, Default)]
+pub struct WarningsReporter;
+
+impl Reporter for WarningsReporter {
+    fn on_warning(&self, message: &str) {
+        line(&format!("warning: {message}"));
+    }
+}
+
 /// Prints one line per resolved image, blob and applied layer to stderr.
 #[derive(Debug, Default)]
 pub struct PlainReporter {

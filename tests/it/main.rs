@@ -11,6 +11,7 @@ mod credentials;
 mod errors;
 mod fuzz_regressions;
 mod mirrors;
+mod operator;
 mod properties;
 mod pull_layout;
 mod push;
