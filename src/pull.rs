@@ -1019,18 +1019,16 @@ async fn fetch_through_cache(
 ) -> Result<Transfer> {
     let digest = &descriptor.digest;
     let tap = fetch_options.tap.as_ref();
-    let placement_error = |source: std::io::Error| Error::Io {
-        path: path.map_or_else(|| cache.blob_path(digest), Path::to_path_buf),
-        source,
+    // A held blob that could not be placed names where it was going.
+    let take_held = |file: std::io::Result<std::fs::File>| {
+        let file = file.map_err(|source| Error::Io {
+            path: path.map_or_else(|| cache.blob_path(digest), Path::to_path_buf),
+            source,
+        });
+        use_held(descriptor, kind, file, reporter, tap)
     };
     if let Some(file) = place_from_cache(cache, descriptor, path, fetch_options.sync).await {
-        return use_held(
-            descriptor,
-            kind,
-            file.map_err(placement_error),
-            reporter,
-            tap,
-        );
+        return take_held(file);
     }
     let lock = {
         let cache = cache.clone();
@@ -1042,13 +1040,7 @@ async fn fetch_through_cache(
     };
     if let Some(file) = place_from_cache(cache, descriptor, path, fetch_options.sync).await {
         // Another process finished it while we waited.
-        return use_held(
-            descriptor,
-            kind,
-            file.map_err(placement_error),
-            reporter,
-            tap,
-        );
+        return take_held(file);
     }
     reporter.on_blob_start(digest, kind, descriptor.size, false);
     let transferred = crate::fetch::fetch_blob_resumable(

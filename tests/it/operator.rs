@@ -363,37 +363,35 @@ fn racing_first_pulls_into_one_new_layout_all_succeed() {
     );
 }
 
+/// A pull to `dest` is refused, naming --force, before any request.
+fn refused_without_force(setup: &Setup, dest: &Path, format: &str) {
+    let requests = setup.proxy.requests().len();
+    let stderr = fails(&setup.pull(dest, &["--format", format]), 1);
+    assert!(stderr.contains("use --force to replace it"), "{stderr}");
+    assert_eq!(
+        setup.proxy.requests().len(),
+        requests,
+        "refused before any request"
+    );
+}
+
 #[test]
 fn every_output_refuses_to_replace_without_force_before_downloading() {
     let setup = Setup::new();
     for format in ["oci-archive", "docker-archive"] {
         let dest = setup.scratch.dest(&format!("image-{format}.tar"));
         std::fs::write(&dest, b"precious").unwrap();
-        let requests = setup.proxy.requests().len();
-        let stderr = fails(&setup.pull(&dest, &["--format", format]), 1);
-        assert!(stderr.contains("use --force to replace it"), "{stderr}");
+        refused_without_force(&setup, &dest, format);
         assert_eq!(std::fs::read(&dest).unwrap(), b"precious");
-        assert_eq!(
-            setup.proxy.requests().len(),
-            requests,
-            "refused before any request"
-        );
         ok(&setup.pull(&dest, &["--format", format, "--force"]));
         assert_ne!(std::fs::read(&dest).unwrap(), b"precious");
     }
-    let before = setup.proxy.blob_bytes();
     // A directory that is not a layout, for a layout.
     let dest = setup.scratch.dest("notes");
     std::fs::create_dir(&dest).unwrap();
     std::fs::write(dest.join("keep.txt"), b"precious").unwrap();
-    let stderr = fails(&setup.pull(&dest, &["--format", "oci"]), 1);
-    assert!(stderr.contains("use --force to replace it"), "{stderr}");
+    refused_without_force(&setup, &dest, "oci");
     assert_eq!(std::fs::read(dest.join("keep.txt")).unwrap(), b"precious");
-    assert_eq!(
-        setup.proxy.blob_bytes(),
-        before,
-        "refused before downloading"
-    );
     ok(&setup.pull(&dest, &["--format", "oci", "--force"]));
     skopeo(&["inspect", &format!("oci:{}:v1", dest.display())]).expect("replaced by a layout");
     assert!(!dest.join("keep.txt").exists());
