@@ -184,7 +184,12 @@ impl BlobCache {
                 .write(true)
                 .open(&path)
                 .map_err(err("opening", &path))?;
-            lock_exclusive(&file).map_err(err("locking", &path))?;
+            crate::blocking::lock_exclusive_waiting(
+                &file,
+                &format!("the cache entry of {digest}"),
+                crate::blocking::LOCK_WAIT_LIMIT,
+            )
+            .map_err(err("locking", &path))?;
             // A prune may have removed the lock file while we waited on it: then the lock we
             // hold is on a file nobody else will open. Lock the file at the path instead.
             if same_file(&file, &path) {
@@ -435,10 +440,7 @@ pub(crate) fn lock_exclusive(file: &File) -> std::io::Result<()> {
     rustix::fs::flock(file, rustix::fs::FlockOperation::LockExclusive).map_err(Into::into)
 }
 
-/// Take an exclusive `flock` on `file` if nobody holds it.
-pub(crate) fn try_lock_exclusive(file: &File) -> bool {
-    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
-}
+pub(crate) use crate::blocking::try_lock_exclusive;
 
 /// Whether `path` still names the file open as `file`.
 pub(crate) fn same_file(file: &File, path: &Path) -> bool {

@@ -276,14 +276,16 @@ fn from_files(
                     }));
                 }
                 Lookup::Helper { name, per_registry } => {
-                    let answer =
+                    // A helper is a process that may take seconds (or hang until its timeout).
+                    let answer = crate::blocking::off_async_threads(|| {
                         helper::get(&name, &server_url, options.files.search_path.as_deref())
-                            .map_err(|source| Error::Helper {
-                                helper: name.clone(),
-                                path: path.clone(),
-                                registry: registry.to_string(),
-                                source: Box::new(source),
-                            })?;
+                    })
+                    .map_err(|source| Error::Helper {
+                        helper: name.clone(),
+                        path: path.clone(),
+                        registry: registry.to_string(),
+                        source: Box::new(source),
+                    })?;
                     let field = if per_registry {
                         "credHelpers"
                     } else {
