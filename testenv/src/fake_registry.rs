@@ -24,6 +24,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::Router;
+use futures_util::StreamExt as _;
 
 use crate::fixtures::{sha256_digest, Layout};
 
@@ -35,6 +36,27 @@ pub const FAKE_SERVICE: &str = "fake";
 
 /// Query string appended to redirected blob URLs, standing in for a SAS token.
 pub const FAKE_SAS_QUERY: &str = "sv=2024-01-01&se=2099-01-01&sp=r&sig=fake-sas-signature";
+
+/// Attacks a hostile registry makes on its clients (one at a time), for the hostile-registry
+/// tests. Each is something the distribution spec does not allow or a client must bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hostile {
+    /// Blob bodies send one byte every `interval`, forever short of their length.
+    DripBlobs(Duration),
+    /// Blob bodies never end: no `Content-Length`, bytes for as long as the client reads.
+    EndlessBlobs,
+    /// `/token` answers with a token of this many bytes.
+    HugeToken(usize),
+    /// `/token` hands out a token with CR/LF in it (a header-splitting attempt).
+    TokenWithLineBreak,
+    /// Manifest requests fail with `500` and an error body that never ends.
+    EndlessErrorBody,
+    /// Blob answers announce a `Content-Length` larger than the bytes they send, then keep the
+    /// connection open.
+    LyingContentLength,
+    /// Blob GETs without `Range` are answered `206` with a `Content-Range` for the whole blob.
+    PartialWithoutRange,
+}
 
 /// When to cut a blob response short.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +80,7 @@ struct FaultState {
     bearer: Option<String>,
     token_basic: Option<(String, String)>,
     ignore_range: bool,
+    hostile: Option<Hostile>,
 }
 
 /// Shared, mutable fault configuration of a [`FakeRegistry`].
@@ -166,6 +189,12 @@ impl Faults {
     /// Ignore `Range` headers (always `200` with the whole blob).
     pub fn ignore_range(&self, on: bool) -> &Self {
         self.lock().ignore_range = on;
+        self
+    }
+
+    /// Make one of the [`Hostile`] attacks (replacing any earlier one).
+    pub fn hostile(&self, attack: Hostile) -> &Self {
+        self.lock().hostile = Some(attack);
         self
     }
 
@@ -585,10 +614,15 @@ fn token_reply(shared: &Shared, request: &Request) -> Reply {
             return reply;
         }
     }
-    let token = faults
+    let mut token = faults
         .bearer
         .clone()
         .unwrap_or_else(|| "fake-anonymous-token".to_owned());
+    match faults.hostile {
+        Some(Hostile::HugeToken(size)) => token = "t".repeat(size),
+        Some(Hostile::TokenWithLineBreak) => token.push_str("\r\nX-Injected: 1"),
+        _ => {}
+    }
     drop(faults);
     let body = serde_json::json!({ "token": token, "expires_in": 300 }).to_string();
     json_reply(StatusCode::OK, body)
@@ -628,6 +662,14 @@ fn error_reply(status: StatusCode, code: &str, message: &str) -> Reply {
 /// The manifest bytes and media type for a tag or digest, faults applied.
 fn serve_manifest(shared: &Shared, reference: &str) -> Reply {
     let faults = shared.faults.lock();
+    if faults.hostile == Some(Hostile::EndlessErrorBody) {
+        let response = Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(endless_body(Duration::ZERO))
+            .unwrap_or_default();
+        return Reply::new(response, u64::MAX);
+    }
     let found = faults
         .manifest_overrides
         .get(reference)
@@ -730,6 +772,50 @@ fn serve_blob(shared: &Shared, digest: &str, request: &Request, registry: bool) 
         data[middle] ^= 0xff;
     }
     let total = data.len() as u64;
+    let has_range = request.headers().contains_key(header::RANGE);
+    match faults.hostile.clone() {
+        Some(Hostile::DripBlobs(interval)) if is_get => {
+            let response = Response::builder()
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_LENGTH, total)
+                .body(endless_body(interval))
+                .unwrap_or_default();
+            return Reply::new(response, total);
+        }
+        Some(Hostile::EndlessBlobs) if is_get => {
+            let response = Response::builder()
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .body(endless_body(Duration::ZERO))
+                .unwrap_or_default();
+            return Reply::new(response, u64::MAX);
+        }
+        Some(Hostile::LyingContentLength) if is_get => {
+            let half = Bytes::from(data).slice(..usize::try_from(total / 2).unwrap_or(0));
+            let sent = half.len() as u64;
+            let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(half) })
+                .chain(futures_util::stream::pending());
+            let response = Response::builder()
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_LENGTH, total * 2)
+                .body(Body::from_stream(stream))
+                .unwrap_or_default();
+            return Reply::new(response, sent);
+        }
+        Some(Hostile::PartialWithoutRange) if is_get && !has_range => {
+            let response = Response::builder()
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(
+                    header::CONTENT_RANGE,
+                    format!("bytes 0-{}/{total}", total.saturating_sub(1)),
+                )
+                .header(header::CONTENT_LENGTH, total)
+                .body(Body::from(data))
+                .unwrap_or_default();
+            return Reply::new(response, total);
+        }
+        _ => {}
+    }
     let range = if faults.ignore_range {
         None
     } else {
@@ -797,6 +883,23 @@ fn serve_blob(shared: &Shared, digest: &str, request: &Request, registry: bool) 
             )
         }
     }
+}
+
+/// A body that never ends: 64 KiB chunks as fast as the client reads, or (with a non-zero
+/// `interval`) one byte every `interval`.
+fn endless_body(interval: Duration) -> Body {
+    let chunk = if interval.is_zero() {
+        Bytes::from(vec![b'x'; 64 * 1024])
+    } else {
+        Bytes::from_static(b"x")
+    };
+    let stream = futures_util::stream::repeat(chunk).then(move |chunk| async move {
+        if !interval.is_zero() {
+            tokio::time::sleep(interval).await;
+        }
+        Ok::<Bytes, std::io::Error>(chunk)
+    });
+    Body::from_stream(stream)
 }
 
 /// A body that sends `chunk`, waits for it to be flushed, then fails, so

@@ -10,6 +10,7 @@ mod cli_docs;
 mod credentials;
 mod errors;
 mod fuzz_regressions;
+mod hostile;
 mod mirrors;
 mod operator;
 mod properties;
