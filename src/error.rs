@@ -165,9 +165,12 @@ fn registry_class(error: &crate::registry::Error) -> ErrorClass {
     match error {
         R::NotFound { .. } => ErrorClass::NotFound,
         R::Unauthorized { .. } | R::Token { .. } | R::Azure { .. } => ErrorClass::Auth,
-        R::Transport { .. } | R::Tls { .. } | R::Redirect { .. } | R::Interrupted { .. } => {
-            ErrorClass::Network
-        }
+        R::Transport { .. }
+        | R::Body { .. }
+        | R::Protocol { .. }
+        | R::Tls { .. }
+        | R::Redirect { .. }
+        | R::Interrupted { .. } => ErrorClass::Network,
         R::Status { status, .. } if *status >= 500 || *status == 429 => ErrorClass::Network,
         R::Integrity { .. } | R::ManifestTooLarge { .. } | R::Unsupported { .. } => {
             ErrorClass::Integrity

@@ -11,6 +11,7 @@ pub mod archive;
 pub mod archive_source;
 pub mod auth;
 pub mod azure;
+pub mod blocking;
 pub mod cache;
 pub mod cancel;
 pub mod convert;
@@ -19,6 +20,7 @@ pub mod destination;
 pub mod digest;
 pub mod error;
 pub mod fetch;
+pub mod http;
 pub mod layout;
 pub mod manifest;
 pub mod media_type;
@@ -58,7 +60,10 @@ pub mod fuzzing {
 
     /// The parameters of the first `Bearer` challenge, as `acrpull token` reads them.
     pub fn azure_bearer_challenge(header: &str) -> Option<BTreeMap<String, String>> {
-        crate::azure::challenge::parse_bearer(header).map(|challenge| challenge.parameters)
+        crate::http::challenge::parse_all(header)
+            .into_iter()
+            .find(|challenge| challenge.scheme == crate::http::challenge::Scheme::Bearer)
+            .map(|challenge| challenge.parameters)
     }
 
     /// The expiry of an IMDS / App Service / Entra ID token response received at `now`.

@@ -59,14 +59,14 @@ pub fn reference(data: &[u8]) {
     }
 }
 
-/// `WWW-Authenticate` values, through both challenge parsers (the registry client's and the
-/// one `acrpull token` uses).
+/// `WWW-Authenticate` values, through the one challenge parser: every challenge of a value, and
+/// the first `Bearer` one as `acrpull token` reads it.
 pub fn www_authenticate(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Some(challenge) = acrpull::auth::challenge::parse(text) {
-        for value in [&challenge.realm, &challenge.service, &challenge.scope]
+    for challenge in acrpull::http::challenge::parse_all(text) {
+        for value in [challenge.realm(), challenge.service(), challenge.scope()]
             .into_iter()
             .flatten()
         {

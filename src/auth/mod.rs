@@ -5,8 +5,10 @@
 //! exactly that token, so a burst of failures triggers a single refresh. For Azure identities
 //! the ACR refresh token (from `/oauth2/exchange`) is cached per registry.
 
-pub mod challenge;
 pub mod token;
+
+/// The `WWW-Authenticate` parser, from the one HTTP stack (kept here under its old path).
+pub use crate::http::challenge;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -121,14 +123,13 @@ impl Authenticator {
         let learned = match challenge.scheme {
             Scheme::Basic => Learned::Basic,
             Scheme::Bearer => match challenge
-                .realm
-                .as_deref()
+                .realm()
                 .and_then(|r| url::Url::parse(r).ok())
                 .filter(|r| matches!(r.scheme(), "http" | "https"))
             {
                 Some(realm) => Learned::Bearer {
                     realm,
-                    service: challenge.service.clone(),
+                    service: challenge.service().map(str::to_string),
                 },
                 None => return,
             },
@@ -160,11 +161,11 @@ impl Authenticator {
                 Ok(header.filter(|h| Some(h) != sent))
             }
             Scheme::Bearer => {
-                let Some(realm) = challenge.realm.as_deref() else {
+                let Some(realm) = challenge.realm() else {
                     return Ok(None);
                 };
                 let realm = url::Url::parse(realm).map_err(|e| Error::Token {
-                    realm: realm.to_string(),
+                    realm: crate::http::excerpt(realm),
                     source: Box::new(e),
                 })?;
                 if !matches!(realm.scheme(), "http" | "https") {
@@ -175,10 +176,10 @@ impl Authenticator {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Learned::Bearer {
                     realm: realm.clone(),
-                    service: challenge.service.clone(),
+                    service: challenge.service().map(str::to_string),
                 };
                 let header = self
-                    .bearer(http, &realm, challenge.service.as_deref(), scope, sent)
+                    .bearer(http, &realm, challenge.service(), scope, sent)
                     .await?;
                 Ok(Some(header))
             }
@@ -254,7 +255,7 @@ impl Authenticator {
         token::fetch(http, realm, service, scopes, grant)
             .await
             .map_err(|source| Error::Token {
-                realm: realm.to_string(),
+                realm: crate::http::redact_url(realm),
                 source: Box::new(source),
             })
     }
@@ -271,7 +272,7 @@ impl Authenticator {
         let registry_host = crate::reference::host_of(&self.registry);
         if !crate::azure::acr::realm_trusted(registry_host, realm) {
             return Err(Error::Token {
-                realm: realm.to_string(),
+                realm: crate::http::redact_url(realm),
                 source: format!(
                     "the token realm's host is not the registry `{}`: refusing to send an Azure token there",
                     self.registry
@@ -299,14 +300,14 @@ impl Authenticator {
                 Err(e) if e.is_denied() => last = Some(e),
                 Err(e) => {
                     return Err(Error::Token {
-                        realm: realm.to_string(),
+                        realm: crate::http::redact_url(realm),
                         source: Box::new(e),
                     })
                 }
             }
         }
         Err(Error::Token {
-            realm: realm.to_string(),
+            realm: crate::http::redact_url(realm),
             source: match last {
                 Some(e) => Box::new(e),
                 None => "no token after a fresh exchange".into(),
@@ -363,7 +364,7 @@ fn realm_may_receive_secrets(realm: &url::Url) -> bool {
 
 fn plain_http_realm(realm: &url::Url) -> Error {
     Error::Token {
-        realm: realm.to_string(),
+        realm: crate::http::redact_url(realm),
         source: "refusing to send credentials to a token endpoint over plain HTTP".into(),
     }
 }

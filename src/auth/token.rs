@@ -7,6 +7,10 @@ use base64::Engine as _;
 
 use crate::secret::{jwt_expiry, Secret};
 
+/// The longest a token request (answer and body) may take: real token endpoints answer in
+/// well under a second; a token endpoint that drips its answer must not hold a pull forever.
+const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A bearer token and when to stop using it.
 #[derive(Debug, Clone)]
 pub struct CachedToken {
@@ -83,6 +87,15 @@ pub enum TokenError {
     /// The response had no token.
     #[error("token endpoint answered without a token")]
     NoToken,
+    /// The response is larger than any token response (or broke off while being read).
+    #[error("reading the token response failed")]
+    Body(#[source] crate::http::BodyError),
+    /// The token holds characters an `Authorization` header cannot carry (CR, LF, other control
+    /// characters): sending it would be refused or, worse, split the header.
+    #[error(
+        "the token endpoint answered with a token that cannot be sent in an Authorization header"
+    )]
+    UnusableToken,
 }
 
 impl TokenError {
@@ -123,7 +136,10 @@ pub async fn fetch(
                 TokenGrant::Basic { username, password } => {
                     let encoded = base64::engine::general_purpose::STANDARD
                         .encode(format!("{username}:{}", password.expose()));
-                    request.header(reqwest::header::AUTHORIZATION, format!("Basic {encoded}"))
+                    match crate::http::sensitive_header(&format!("Basic {encoded}")) {
+                        Some(header) => request.header(reqwest::header::AUTHORIZATION, header),
+                        None => return Err(TokenError::UnusableToken),
+                    }
                 }
                 _ => request,
             }
@@ -147,16 +163,26 @@ pub async fn fetch(
                 .body(form.finish())
         }
     };
-    let response = request.send().await.map_err(TokenError::Transport)?;
+    let response = request
+        .timeout(TOKEN_REQUEST_TIMEOUT)
+        .send()
+        .await
+        .map_err(|error| TokenError::Transport(error.without_url()))?;
     let status = response.status();
     if !status.is_success() {
-        let body = response.text().await.ok().map(|b| excerpt(&b));
+        let body = crate::http::read_excerpt(response, crate::http::Pace::default()).await;
         return Err(TokenError::Status {
             status: status.as_u16(),
             body,
         });
     }
-    let bytes = response.bytes().await.map_err(TokenError::Transport)?;
+    let bytes = crate::http::read_capped(
+        response,
+        crate::http::body::TOKEN_BODY_LIMIT,
+        crate::http::Pace::default(),
+    )
+    .await
+    .map_err(TokenError::Body)?;
     parse_response(&bytes)
 }
 
@@ -169,6 +195,9 @@ pub fn parse_response(bytes: &[u8]) -> Result<CachedToken, TokenError> {
         .filter(|t| !t.is_empty())
         .or(parsed.access_token.filter(|t| !t.is_empty()))
         .ok_or(TokenError::NoToken)?;
+    if crate::http::sensitive_header(&format!("Bearer {token}")).is_none() {
+        return Err(TokenError::UnusableToken);
+    }
     let token = Secret::new(token);
     Ok(match parsed.expires_in {
         Some(seconds) if seconds > 0 => {
@@ -177,17 +206,6 @@ pub fn parse_response(bytes: &[u8]) -> Result<CachedToken, TokenError> {
         // The Docker token spec says 60 s when absent; a JWT's own `exp` is better.
         _ => CachedToken::from_jwt_or(token, Duration::from_secs(60)),
     })
-}
-
-/// The first 300 characters of an error body, on one line.
-pub fn excerpt(body: &str) -> String {
-    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() > 300 {
-        let cut: String = one_line.chars().take(300).collect();
-        format!("{cut}…")
-    } else {
-        one_line
-    }
 }
 
 #[cfg(test)]
@@ -207,5 +225,20 @@ mod tests {
             assert_eq!(token.token.expose(), "t");
         }
         assert!(matches!(parse_response(b"{}"), Err(TokenError::NoToken)));
+    }
+
+    #[test]
+    fn tokens_that_cannot_be_header_values_are_refused() {
+        for body in [
+            &br#"{"token":"abc\r\nX-Injected: 1"}"#[..],
+            br#"{"access_token":"abc\n"}"#,
+            br#"{"token":"\u0000"}"#,
+        ] {
+            assert!(
+                matches!(parse_response(body), Err(TokenError::UnusableToken)),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 }

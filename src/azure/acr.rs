@@ -13,14 +13,20 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use super::challenge::parse_bearer;
-use super::error::{display_url, shorten};
 use super::{is_loopback, AadToken, AadTokenSource, Error};
+use crate::http::{body::TOKEN_BODY_LIMIT, challenge, retry, BodyError, SafeUrl, Verdict};
 use crate::secret::Secret;
 
-/// Delays before retrying a `429`/`5xx` or a connection failure at the token service. The
-/// exchange is the step users see fail transiently (spec 5, item 4), so it gets two more tries.
-const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
+/// Retries of a `429`/`5xx` or a connection failure at the token service. The exchange is the
+/// step users see fail transiently (spec 5, item 4), so it gets two more tries.
+const EXCHANGE_RETRY: retry::RetryPolicy = retry::RetryPolicy {
+    retries: 2,
+    base_delay: Duration::from_millis(250),
+    max_delay: Duration::from_secs(1),
+};
+
+/// The longest one exchange request (answer and body) may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The exchange endpoint for a realm: same scheme, host and port, path `/oauth2/exchange`
 /// (as the Azure CLI and the kubelet credential provider derive it).
@@ -148,7 +154,7 @@ pub async fn refresh_token_for_registry(
             return Err(Error::Configuration {
                 detail: format!(
                     "registry URL has no host: {}",
-                    display_url(registry_base_url)
+                    crate::http::redact_url(registry_base_url)
                 ),
             })
         }
@@ -158,12 +164,12 @@ pub async fn refresh_token_for_registry(
         .send()
         .await
         .map_err(|source| Error::Transport {
-            url: display_url(&ping),
-            source,
+            url: crate::http::redact_url(&ping),
+            source: source.without_url(),
         })?;
     let status = response.status().as_u16();
     let no_challenge = |detail: &str| Error::NoBearerChallenge {
-        url: display_url(&ping),
+        url: crate::http::redact_url(&ping),
         status,
         detail: detail.to_string(),
     };
@@ -172,24 +178,25 @@ pub async fn refresh_token_for_registry(
         .get_all(reqwest::header::WWW_AUTHENTICATE)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .find_map(parse_bearer)
+        .flat_map(challenge::parse_all)
+        .find(|challenge| challenge.scheme == challenge::Scheme::Bearer)
         .ok_or_else(|| no_challenge("no WWW-Authenticate: Bearer header"))?;
     let realm = challenge
-        .get("realm")
+        .realm()
         .and_then(|realm| Url::parse(realm).ok())
         .filter(|realm| matches!(realm.scheme(), "http" | "https"))
         .ok_or_else(|| no_challenge("the challenge has no http(s) realm"))?;
     let service = challenge
-        .get("service")
+        .service()
         .filter(|service| !service.is_empty())
         .ok_or_else(|| no_challenge("the challenge has no service"))?;
     if !realm_trusted(&login_server, &realm) {
         return Err(Error::UntrustedRealm {
             registry: login_server,
-            realm: display_url(&realm),
+            realm: crate::http::redact_url(&realm),
         });
     }
-    tracing::debug!(registry = %login_server, realm = %display_url(&realm), identity = %source.describe(), "exchanging an AAD token for an ACR refresh token");
+    tracing::debug!(registry = %login_server, realm = %crate::http::redact_url(&realm), identity = %source.describe(), "exchanging an AAD token for an ACR refresh token");
     let aad = source.aad_token().await?;
     let tenant = source.tenant();
     let refresh =
@@ -203,46 +210,56 @@ async fn post_form(
     url: &Url,
     form: &[(&str, &str)],
 ) -> Result<bytes::Bytes, Error> {
-    let shown = display_url(url);
-    let mut delays = RETRY_DELAYS.iter();
-    loop {
-        let failure = match http.post(url.clone()).form(form).send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let body = response.bytes().await.map_err(|source| Error::Transport {
-                    url: shown.clone(),
-                    source,
-                })?;
-                if (200..300).contains(&status) {
-                    return Ok(body);
-                }
-                tracing::debug!(url = %shown, status, body = %shorten(&String::from_utf8_lossy(&body)), "ACR token service refused");
-                let refused = Error::AcrRefused {
-                    url: shown.clone(),
-                    status,
-                    body: shorten(&String::from_utf8_lossy(&body)),
-                };
-                if status != 429 && status < 500 {
-                    return Err(refused);
-                }
-                refused
-            }
-            Err(source) if source.is_connect() || source.is_timeout() => Error::Transport {
-                url: shown.clone(),
-                source,
-            },
-            Err(source) => return Err(Error::Transport { url: shown, source }),
-        };
-        match delays.next() {
-            Some(delay) => tokio::time::sleep(*delay).await,
-            None => return Err(failure),
-        }
+    let shown = SafeUrl::from(url);
+    let transport = |source| Error::Transport {
+        url: shown.to_string(),
+        source,
+    };
+    let sent = retry::send(
+        &EXCHANGE_RETRY,
+        &shown,
+        || http.post(url.clone()).form(form).timeout(EXCHANGE_TIMEOUT),
+        |response| match response.status().as_u16() {
+            429 | 500.. => Verdict::Retry,
+            _ => Verdict::Done,
+        },
+        |_, _| EXCHANGE_RETRY.retries,
+    )
+    .await
+    .map_err(|error| transport(error.source))?;
+    let status = sent.response.status().as_u16();
+    if !(200..300).contains(&status) {
+        let body = crate::http::read_excerpt(sent.response, crate::http::Pace::default())
+            .await
+            .unwrap_or_default();
+        tracing::debug!(url = %shown, status, body = %body, "ACR token service refused");
+        return Err(Error::AcrRefused {
+            url: shown.to_string(),
+            status,
+            body,
+        });
     }
+    crate::http::read_capped(
+        sent.response,
+        TOKEN_BODY_LIMIT,
+        crate::http::Pace::default(),
+    )
+    .await
+    .map_err(|error| body_error(url, error))
+}
+
+/// A token response that could not be read in full, as an invalid response.
+pub(crate) fn body_error(url: &Url, error: BodyError) -> Error {
+    let detail = match &error {
+        BodyError::Transport(source) => format!("{error}: {source}"),
+        BodyError::TooLarge { .. } => error.to_string(),
+    };
+    invalid(url, &detail)
 }
 
 fn invalid(url: &Url, detail: &str) -> Error {
     Error::InvalidResponse {
-        endpoint: display_url(url),
+        endpoint: crate::http::redact_url(url),
         detail: detail.to_string(),
     }
 }

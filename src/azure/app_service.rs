@@ -13,7 +13,6 @@ use url::Url;
 
 use super::cache::TokenCache;
 use super::env::{Env, IDENTITY_ENDPOINT, IDENTITY_HEADER};
-use super::error::display_url;
 use super::response::{describe_error_body, error_description, parse_token_response};
 use super::retry::{self, RetryPolicy, RetryStatuses};
 use super::{resource_of, AadToken, AadTokenSource, Error, UserAssignedId};
@@ -101,7 +100,7 @@ impl AppServiceSource {
             &self.reached,
         )
         .await?;
-        let endpoint = display_url(&self.endpoint);
+        let endpoint = crate::http::redact_url(&self.endpoint);
         match (answer.status, &self.selector) {
             (200..=299, _) => parse_token_response(&endpoint, &answer.body, SystemTime::now()),
             (400 | 404, Some(selector)) => Err(Error::IdentityNotAssigned {
@@ -128,7 +127,7 @@ impl AadTokenSource for AppServiceSource {
         };
         format!(
             "managed identity (App Service endpoint {}, {identity})",
-            display_url(&self.endpoint)
+            crate::http::redact_url(&self.endpoint)
         )
     }
 

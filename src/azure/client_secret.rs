@@ -7,7 +7,6 @@
 use super::cache::TokenCache;
 use super::entra::{scope_of, TokenEndpoint};
 use super::env::{Env, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID};
-use super::error::display_url;
 use super::retry::RetryPolicy;
 use super::{AadToken, AadTokenSource, Error};
 use crate::secret::Secret;
@@ -72,7 +71,7 @@ impl AadTokenSource for ClientSecretSource {
             "service principal (client_id={}, tenant {}, authority {})",
             self.client_id,
             self.tenant,
-            display_url(self.endpoint.url())
+            crate::http::redact_url(self.endpoint.url())
         )
     }
 

@@ -11,7 +11,6 @@ use std::time::SystemTime;
 use url::Url;
 
 use super::env::{Env, AZURE_AUTHORITY_HOST};
-use super::error::display_url;
 use super::response::{describe_error_body, parse_token_response};
 use super::retry::{self, RetryPolicy, RetryStatuses};
 use super::{is_loopback, AadToken, Error};
@@ -36,17 +35,13 @@ impl TokenEndpoint {
             .unwrap_or(DEFAULT_AUTHORITY_HOST);
         let url = token_url(authority, tenant)?;
         let loopback = url.host().is_some_and(|host| is_loopback(&host));
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(policy.connect_timeout)
-            .redirect(reqwest::redirect::Policy::none());
-        if loopback {
-            // A loopback authority is a local fake; never route it through a proxy.
-            builder = builder.no_proxy();
-        }
-        let http = builder.build().map_err(|source| Error::Transport {
-            url: display_url(&url),
-            source,
-        })?;
+        // A loopback authority is a local fake; never route it through a proxy.
+        let proxy = if loopback {
+            crate::http::Proxy::Direct
+        } else {
+            crate::http::Proxy::System
+        };
+        let http = super::http_client(proxy, policy.connect_timeout, &url)?;
         Ok(Self {
             url,
             http,
@@ -70,7 +65,7 @@ impl TokenEndpoint {
             &self.reached,
         )
         .await?;
-        let endpoint = display_url(&self.url);
+        let endpoint = crate::http::redact_url(&self.url);
         match answer.status {
             200..=299 => parse_token_response(&endpoint, &answer.body, SystemTime::now()),
             status => Err(Error::Refused {

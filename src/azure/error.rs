@@ -159,27 +159,3 @@ pub enum Error {
         body: String,
     },
 }
-
-/// Shorten a response body for an error message.
-pub(crate) fn shorten(body: &str) -> String {
-    const LIMIT: usize = 512;
-    let body = body.trim();
-    if body.len() <= LIMIT {
-        return body.to_string();
-    }
-    let mut end = LIMIT;
-    while !body.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &body[..end])
-}
-
-/// A URL for messages: scheme, host, port and path, without query or userinfo.
-pub(crate) fn display_url(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    shown.set_query(None);
-    shown.set_fragment(None);
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.to_string()
-}

@@ -13,7 +13,6 @@ use url::Url;
 
 use super::cache::TokenCache;
 use super::env::{Env, AZURE_POD_IDENTITY_AUTHORITY_HOST};
-use super::error::display_url;
 use super::response::{describe_error_body, error_description, parse_token_response};
 use super::retry::{self, RetryPolicy, RetryStatuses};
 use super::{resource_of, AadToken, AadTokenSource, Error, UserAssignedId};
@@ -99,7 +98,7 @@ impl ImdsSource {
             &self.reached,
         )
         .await?;
-        let endpoint = display_url(&self.endpoint);
+        let endpoint = crate::http::redact_url(&self.endpoint);
         match answer.status {
             200..=299 => parse_token_response(&endpoint, &answer.body, SystemTime::now()),
             400 => Err(self.bad_request(endpoint, &answer.body)),

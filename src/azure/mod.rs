@@ -20,7 +20,6 @@ use crate::secret::Secret;
 pub mod acr;
 pub mod app_service;
 mod cache;
-pub(crate) mod challenge;
 pub mod client_secret;
 mod entra;
 pub mod env;
@@ -281,15 +280,27 @@ pub(crate) fn identity_http_client(
     connect_timeout: std::time::Duration,
     endpoint: &url::Url,
 ) -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|source| Error::Transport {
-            url: error::display_url(endpoint),
-            source,
-        })
+    http_client(crate::http::Proxy::Direct, connect_timeout, endpoint)
+}
+
+/// A client for an identity or token endpoint (per-request timeouts are set by the retry loop).
+pub(crate) fn http_client(
+    proxy: crate::http::Proxy,
+    connect_timeout: std::time::Duration,
+    endpoint: &url::Url,
+) -> Result<reqwest::Client, Error> {
+    crate::http::build_client(&crate::http::HttpOptions {
+        proxy,
+        connect_timeout,
+        read_timeout: None,
+        ..crate::http::HttpOptions::default()
+    })
+    .map_err(|error| Error::Configuration {
+        detail: format!(
+            "no HTTP client for {}: {error}",
+            crate::http::redact_url(endpoint)
+        ),
+    })
 }
 
 #[cfg(test)]

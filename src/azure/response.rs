@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use super::error::shorten;
 use super::{AadToken, Error};
 use crate::secret::{jwt_expiry, Secret};
 
@@ -141,7 +140,7 @@ pub(crate) fn describe_error_body(body: &[u8]) -> String {
     }
     let text = String::from_utf8_lossy(body);
     let Ok(parsed) = serde_json::from_slice::<OAuthError>(body) else {
-        return shorten(&text);
+        return crate::http::excerpt(&text);
     };
     let described = match (parsed.error, parsed.error_description) {
         (Some(error), Some(description)) => format!("{error}: {description}"),
@@ -153,10 +152,10 @@ pub(crate) fn describe_error_body(body: &[u8]) -> String {
                 first.code.as_deref().unwrap_or("error"),
                 first.message.as_deref().unwrap_or("")
             ),
-            _ => return shorten(&text),
+            _ => return crate::http::excerpt(&text),
         },
     };
-    shorten(&described)
+    crate::http::excerpt(&described)
 }
 
 /// Only the `error_description` of an IMDS / App Service error body, if present.
@@ -168,7 +167,7 @@ pub(crate) fn error_description(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<Described>(body)
         .ok()?
         .error_description
-        .map(|description| shorten(&description))
+        .map(|description| crate::http::excerpt(&description))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Retrying identity endpoints: exponential backoff, the IMDS `410` window and fast failure off Azure.
+//! How identity endpoints are retried: the one retry loop of [`crate::http::retry`], with the
+//! IMDS rules on top.
 //!
 //! IMDS asks clients to retry 404 (identity being assigned), 429, 5xx and timeouts with
 //! exponential backoff, and to keep retrying 410 for up to 70 s while it is updated (spec 1.5;
@@ -11,9 +12,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::error::display_url;
 use super::response::describe_error_body;
 use super::Error;
+use crate::http::{body::TOKEN_BODY_LIMIT, retry, Failure, Pace, SafeUrl, Verdict};
 
 /// How an identity source retries. The default follows the IMDS guidance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,10 +61,13 @@ impl RetryPolicy {
         }
     }
 
-    /// The backoff delay before retry number `retry` (0-based).
-    fn backoff(&self, retry: u32) -> Duration {
-        let factor = 2u32.saturating_pow(retry.min(16));
-        self.first_delay.saturating_mul(factor).min(self.max_delay)
+    /// The backoff schedule, in the form the one retry loop takes.
+    fn backoff(&self) -> retry::RetryPolicy {
+        retry::RetryPolicy {
+            retries: self.retries,
+            base_delay: self.first_delay,
+            max_delay: self.max_delay,
+        }
     }
 }
 
@@ -102,60 +106,65 @@ pub(crate) async fn send(
     reached: &AtomicBool,
 ) -> Result<Answer, Error> {
     let started = Instant::now();
-    let shown = display_url(endpoint);
-    let mut attempts = 0u32;
-    let mut backoff_retries = 0u32;
-    loop {
-        attempts += 1;
-        let delay = match build().timeout(policy.request_timeout).send().await {
-            Err(source) => {
-                if source.is_connect() && !reached.load(Ordering::Relaxed) {
-                    return Err(Error::EndpointUnreachable {
-                        endpoint: shown,
-                        source,
-                    });
-                }
-                let transient = source.is_timeout() || source.is_connect() || source.is_request();
-                if !transient || backoff_retries >= policy.retries {
-                    return Err(Error::Transport { url: shown, source });
-                }
-                tracing::debug!(endpoint = %shown, error = %source, "identity request failed, retrying");
-                backoff_retries += 1;
-                policy.backoff(backoff_retries - 1)
+    let shown = SafeUrl::from(endpoint);
+    let judge = |response: &reqwest::Response| {
+        reached.store(true, Ordering::Relaxed);
+        let status = response.status().as_u16();
+        if statuses == RetryStatuses::Imds && status == 410 {
+            // Retried for its own window, not counted against `retries`.
+            if started.elapsed() + policy.gone_delay > policy.gone_window {
+                Verdict::Done
+            } else {
+                Verdict::Wait(policy.gone_delay)
             }
-            Ok(response) => {
-                reached.store(true, Ordering::Relaxed);
-                let status = response.status().as_u16();
-                let body = response.bytes().await.map_err(|source| Error::Transport {
-                    url: shown.clone(),
-                    source,
-                })?;
-                let exhausted = |description: &[u8]| Error::RetriesExhausted {
-                    endpoint: shown.clone(),
-                    attempts,
-                    status,
-                    description: describe_error_body(description),
-                };
-                if statuses == RetryStatuses::Imds && status == 410 {
-                    if started.elapsed() + policy.gone_delay > policy.gone_window {
-                        return Err(exhausted(&body));
-                    }
-                    tracing::debug!(endpoint = %shown, "IMDS is being updated (410), retrying");
-                    policy.gone_delay
-                } else if statuses.retries(status) {
-                    if backoff_retries >= policy.retries {
-                        return Err(exhausted(&body));
-                    }
-                    tracing::debug!(endpoint = %shown, status, "identity endpoint busy, retrying");
-                    backoff_retries += 1;
-                    policy.backoff(backoff_retries - 1)
-                } else {
-                    return Ok(Answer { status, body });
-                }
+        } else if statuses.retries(status) {
+            Verdict::Retry
+        } else {
+            Verdict::Done
+        }
+    };
+    let first_connect_fails_fast =
+        |failure: Failure| failure == Failure::Connect && !reached.load(Ordering::Relaxed);
+    let sent = retry::send(
+        &policy.backoff(),
+        &shown,
+        || build().timeout(policy.request_timeout),
+        judge,
+        |_, failure| {
+            if first_connect_fails_fast(failure) {
+                0
+            } else {
+                policy.retries
             }
-        };
-        tokio::time::sleep(delay).await;
+        },
+    )
+    .await
+    .map_err(|error| {
+        if first_connect_fails_fast(error.failure) {
+            Error::EndpointUnreachable {
+                endpoint: shown.to_string(),
+                source: error.source,
+            }
+        } else {
+            Error::Transport {
+                url: shown.to_string(),
+                source: error.source,
+            }
+        }
+    })?;
+    let status = sent.response.status().as_u16();
+    let body = crate::http::read_capped(sent.response, TOKEN_BODY_LIMIT, Pace::default())
+        .await
+        .map_err(|error| super::acr::body_error(endpoint, error))?;
+    if statuses.retries(status) || (statuses == RetryStatuses::Imds && status == 410) {
+        return Err(Error::RetriesExhausted {
+            endpoint: shown.to_string(),
+            attempts: sent.attempts,
+            status,
+            description: describe_error_body(&body),
+        });
     }
+    Ok(Answer { status, body })
 }
 
 #[cfg(test)]
@@ -164,11 +173,15 @@ mod tests {
 
     #[test]
     fn default_backoff_doubles_and_caps() {
-        let policy = RetryPolicy::default();
-        let delays: Vec<u64> = (0..8)
-            .map(|retry| policy.backoff(retry).as_secs())
-            .collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+        let backoff = RetryPolicy::default().backoff();
+        for (retry, ceiling) in [(1, 1), (2, 2), (3, 4), (6, 32), (7, 60), (12, 60)] {
+            let delay = backoff.delay(retry, None);
+            let ceiling = Duration::from_secs(ceiling);
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "{retry}: {delay:?}"
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use super::cache::TokenCache;
 use super::entra::{scope_of, TokenEndpoint};
 use super::env::{Env, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE, AZURE_TENANT_ID};
-use super::error::display_url;
 use super::retry::RetryPolicy;
 use super::{AadToken, AadTokenSource, Error};
 
@@ -91,7 +90,7 @@ impl AadTokenSource for WorkloadIdentitySource {
             self.client_id,
             self.tenant,
             self.token_file.display(),
-            display_url(self.endpoint.url())
+            crate::http::redact_url(self.endpoint.url())
         )
     }
 

@@ -147,7 +147,9 @@ fn registry_hint(error: &RegistryError, image: Option<&SourceSpec>) -> Option<St
              registry only, --insecure skips verification and --plain-http drops TLS"
                 .into()
         }
-        RegistryError::Transport { .. } | RegistryError::Interrupted { .. } => {
+        RegistryError::Transport { .. }
+        | RegistryError::Body { .. }
+        | RegistryError::Interrupted { .. } => {
             "the registry could not be reached; check the address, proxy settings \
              (HTTPS_PROXY, NO_PROXY) and firewall, or raise --retries and --timeout"
                 .into()
@@ -169,7 +171,19 @@ fn registry_hint(error: &RegistryError, image: Option<&SourceSpec>) -> Option<St
              that it was copied completely"
                 .into()
         }
-        RegistryError::Integrity { .. } | RegistryError::ManifestTooLarge { .. } => {
+        RegistryError::ManifestTooLarge { limit, .. } => format!(
+            "the registry served a manifest larger than {} MiB, more than any real image \
+             needs; nothing was written. Check the reference: it may name something that is \
+             not an image manifest, or the registry may be misbehaving",
+            limit >> 20
+        ),
+        RegistryError::Protocol { .. } => {
+            "the registry, or a proxy in front of it, answered in a way the distribution \
+             protocol does not allow; nothing was written. Try again; if it persists, report \
+             it to whoever runs the registry or the proxy"
+                .into()
+        }
+        RegistryError::Integrity { .. } => {
             "the registry served content that does not match its digest; nothing was \
              written. Try again; if it persists, the image at the registry is corrupt"
                 .into()

@@ -370,6 +370,17 @@ pub struct RegistryArgs {
     /// Seconds without data before a request counts as stalled.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub timeout: u64,
+    /// Fail a transfer that averages fewer than BYTES per second over --speed-time seconds
+    /// (0: no minimum).
+    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    pub speed_limit: u64,
+    /// The window --speed-limit is averaged over, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub speed_time: u64,
+    /// Stop every request and download still running SECONDS after the command started
+    /// (default: no deadline).
+    #[arg(long, value_name = "SECONDS")]
+    pub deadline: Option<u64>,
 }
 
 /// `acrpull pull`.
@@ -528,6 +539,13 @@ impl RegistryArgs {
             },
             read_timeout: Some(Duration::from_secs(self.timeout.max(1))),
             http_fallback: false,
+            pace: acrpull::http::Pace {
+                min_bytes_per_second: self.speed_limit,
+                window: Duration::from_secs(self.speed_time.max(1)),
+                deadline: self
+                    .deadline
+                    .map(|seconds| tokio::time::Instant::now() + Duration::from_secs(seconds)),
+            },
         }
     }
 

@@ -151,7 +151,7 @@ fn get_within(
         return Err(HelperError::Failed {
             program: program_name,
             status: output.status,
-            message: crate::auth::token::excerpt(message.trim()),
+            message: crate::http::excerpt(message.trim()),
         });
     }
     let answer: HelperAnswer =

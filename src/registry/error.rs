@@ -57,6 +57,15 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// A response body broke off, or arrived slower than the pace allows, while being read.
+    #[error("reading the response from {url} failed")]
+    Body {
+        /// The URL asked.
+        url: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A TLS problem talking to the registry.
     /// (The remedy, `--ca-file` or `--insecure`, is the binary's hint, not part of the message.)
     #[error("TLS connection to {url} failed")]
@@ -93,6 +102,14 @@ pub enum Error {
         /// Where it came from.
         url: String,
         /// What is wrong.
+        reason: String,
+    },
+    /// The server broke the protocol (e.g. answered `206` to a request without `Range`).
+    #[error("{url} broke the protocol: {reason}")]
+    Protocol {
+        /// The URL asked.
+        url: String,
+        /// What it did.
         reason: String,
     },
     /// Too many redirects or a redirect to a bad URL.
@@ -144,7 +161,7 @@ impl Error {
     /// Whether trying the whole operation again may help (network trouble, server errors).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Transport { .. } | Error::Interrupted { .. } => true,
+            Error::Transport { .. } | Error::Body { .. } | Error::Interrupted { .. } => true,
             Error::Status { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }

@@ -6,11 +6,14 @@
 
 pub mod error;
 pub mod referrers;
-pub mod retry;
 mod upload;
 
+pub use crate::http::redact_url;
+/// The retry policy, from the one HTTP stack (kept here under its old path).
+pub use crate::http::retry;
+
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -18,9 +21,11 @@ use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_
 use reqwest::{Method, Response, StatusCode};
 use tokio::sync::OnceCell;
 
-use crate::auth::{challenge, Authenticator, SentAuthorization};
+use crate::auth::{Authenticator, SentAuthorization};
 use crate::credential::Credential;
 use crate::digest::Digest;
+use crate::http::challenge::{self, Challenge};
+use crate::http::{BodyError, SafeUrl, SendError, Verdict};
 use crate::media_type;
 use crate::source::{BlobBody, FetchedManifest};
 pub use error::{Error, Result};
@@ -47,35 +52,32 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// Per-request timeout for connecting and for each read.
     pub read_timeout: Option<Duration>,
+    /// The slowest a response body may arrive, and when every request must have ended.
+    pub pace: crate::http::Pace,
 }
 
-/// Build the HTTP client shared by registry and token requests.
+/// Build the HTTP client shared by registry and token requests (`SSL_CERT_FILE` adds a CA file).
 pub fn build_http(options: &ClientOptions) -> Result<reqwest::Client, std::io::Error> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("acrpull/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(15))
-        .read_timeout(options.read_timeout.unwrap_or(Duration::from_secs(60)))
-        .danger_accept_invalid_certs(options.insecure);
     let mut ca_files = options.ca_files.clone();
     if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
         ca_files.push(PathBuf::from(file));
     }
-    for file in &ca_files {
-        let pem = std::fs::read(file).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("reading CA file {}: {e}", file.display()))
-        })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("CA file {} is not PEM: {e}", file.display()),
-            )
-        })?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder.build().map_err(std::io::Error::other)
+    crate::http::build_client(&crate::http::HttpOptions {
+        read_timeout: Some(options.read_timeout.unwrap_or(Duration::from_secs(60))),
+        insecure: options.insecure,
+        ca_files,
+        ..crate::http::HttpOptions::default()
+    })
+    .map_err(|error| {
+        let kind = match &error {
+            crate::http::ClientError::ReadCaFile { source, .. } => source.kind(),
+            _ => std::io::ErrorKind::InvalidData,
+        };
+        let cause = std::error::Error::source(&error)
+            .map(|source| format!(": {source}"))
+            .unwrap_or_default();
+        std::io::Error::new(kind, format!("{error}{cause}"))
+    })
 }
 
 /// A client for one repository on one registry.
@@ -174,20 +176,29 @@ impl RegistryClient {
             let ping = base.join("v2/").expect("static path joins");
             // With a plain-HTTP fallback ahead, one HTTPS attempt is enough.
             let result = if *scheme == "https" && schemes.len() > 1 {
-                match self.http.get(ping.clone()).send().await {
-                    Ok(response) => Ok(response),
+                let once = retry::RetryPolicy {
+                    retries: 0,
+                    ..retry::RetryPolicy::default()
+                };
+                match retry::send(
+                    &once,
+                    &SafeUrl::from(&ping),
+                    || self.http.get(ping.clone()),
+                    |_| Verdict::Done,
+                    |_, _| 0,
+                )
+                .await
+                {
+                    Ok(sent) => Ok(sent.response),
                     // The server speaks TLS but its certificate is not trusted: falling back
                     // to plain HTTP would only hide the real problem.
-                    Err(source) if retry::is_certificate_error(&source) => {
-                        return Err(Error::Tls {
-                            url: redact_url(&ping),
-                            source,
-                        })
+                    Err(error) if error.failure == crate::http::Failure::Certificate => {
+                        return Err(transport_error(error))
                     }
-                    Err(source) => Err(Error::Transport {
-                        url: redact_url(&ping),
-                        attempts: 1,
-                        source,
+                    Err(error) => Err(Error::Transport {
+                        url: error.url.to_string(),
+                        attempts: error.attempts,
+                        source: error.source,
                     }),
                 }
             } else {
@@ -248,73 +259,50 @@ impl RegistryClient {
         headers: HeaderMap,
         body: Option<BodyFactory<'_>>,
     ) -> Result<Response> {
-        let policy = &self.options.retry;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .headers(headers.clone());
-            if let Some(auth) = authorization {
-                request = request.header(AUTHORIZATION, auth.0.expose());
+        let authorization = match authorization {
+            Some(auth) => {
+                Some(
+                    crate::http::sensitive_header(auth.0.expose()).ok_or_else(|| Error::Token {
+                        realm: redact_url(url),
+                        source: "the credential cannot be sent as an Authorization header \
+                             (it holds line breaks or other characters a header cannot carry)"
+                            .into(),
+                    })?,
+                )
             }
-            if let Some(body) = body {
-                request = request.body(body());
-            }
-            match request.send().await {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    if retry::is_retryable_status(status) && attempt <= policy.retries {
-                        let after = response
-                            .headers()
-                            .get(reqwest::header::RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-                        let delay = policy.delay(attempt, after);
-                        if attempt == 1 {
-                            tracing::warn!(
-                                "{}: HTTP {status}; retrying ({} attempt(s) left)",
-                                redact_url(url),
-                                policy.retries
-                            );
-                        }
-                        tracing::info!(%url, status, ?delay, "retrying");
-                        tokio::time::sleep(delay).await;
-                        continue;
-                    }
-                    return Ok(response);
+            None => None,
+        };
+        let sent = retry::send(
+            &self.options.retry,
+            &SafeUrl::from(url),
+            || {
+                let mut request = self
+                    .http
+                    .request(method.clone(), url.clone())
+                    .headers(headers.clone());
+                if let Some(auth) = &authorization {
+                    request = request.header(AUTHORIZATION, auth.clone());
                 }
-                Err(e) if retry::is_tls(&e) => {
-                    return Err(Error::Tls {
-                        url: redact_url(url),
-                        source: e,
-                    })
+                if let Some(body) = body {
+                    request = request.body(body());
                 }
-                Err(e) if retry::is_transient(&e) && attempt <= self.retries_after(&e) => {
-                    let delay = policy.delay(attempt, None);
-                    if attempt == 1 {
-                        // Said once at normal verbosity, so a wait is never silent.
-                        tracing::warn!(
-                            "{}: {}; retrying ({} attempt(s) left)",
-                            redact_url(url),
-                            retry::root_cause(&e),
-                            self.retries_after(&e)
-                        );
-                    } else {
-                        tracing::info!(%url, error = %e, ?delay, "retrying after transport error");
-                    }
-                    tokio::time::sleep(delay).await;
+                if let Some(remaining) = self.options.pace.remaining() {
+                    request = request.timeout(remaining);
                 }
-                Err(e) => {
-                    return Err(Error::Transport {
-                        url: redact_url(url),
-                        attempts: attempt,
-                        source: e,
-                    })
+                request
+            },
+            retry::by_status,
+            |error, _| {
+                if self.options.pace.expired() {
+                    0
+                } else {
+                    self.retries_after(error)
                 }
-            }
-        }
+            },
+        )
+        .await
+        .map_err(transport_error)?;
+        Ok(sent.response)
     }
 
     /// A request to the registry itself, authenticated, re-authenticating once on `401`.
@@ -416,16 +404,7 @@ impl RegistryClient {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-        if response
-            .content_length()
-            .is_some_and(|n| n > MANIFEST_LIMIT)
-        {
-            return Err(Error::ManifestTooLarge {
-                url,
-                limit: MANIFEST_LIMIT,
-            });
-        }
-        let bytes = read_capped(response, MANIFEST_LIMIT, &url).await?;
+        let bytes = read_capped(response, MANIFEST_LIMIT, &url, self.options.pace).await?;
         let pinned = reference.parse::<Digest>().ok();
         FetchedManifest::verify(
             bytes,
@@ -451,6 +430,7 @@ impl RegistryClient {
             _ if offset > 0 => Some(format!("bytes={offset}-")),
             _ => None,
         };
+        let ranged = range.is_some();
         if let Some(range) = range {
             headers.insert(RANGE, range.parse().expect("valid header"));
         }
@@ -467,7 +447,7 @@ impl RegistryClient {
         }
         let what = || format!("blob {digest} in repository `{}`", self.repository);
         let response = self.check_status(response, what).await?;
-        self.blob_body(response, offset)
+        self.blob_body(response, offset, ranged)
     }
 
     /// GET a blob path, following redirects (no credentials to other origins).
@@ -523,10 +503,17 @@ impl RegistryClient {
         Ok(response)
     }
 
-    /// The body of a successful blob response, with where it starts.
-    fn blob_body(&self, response: Response, offset: u64) -> Result<BlobBody> {
+    /// The body of a successful blob response, with where it starts. `ranged` says whether the
+    /// request asked for a range: a `206` to a request without one is a protocol violation.
+    fn blob_body(&self, response: Response, offset: u64, ranged: bool) -> Result<BlobBody> {
         tracing::debug!(url = %redact_url(response.url()), version = ?response.version(), status = %response.status(), "blob response");
         let start = match response.status() {
+            StatusCode::PARTIAL_CONTENT if !ranged => {
+                return Err(Error::Protocol {
+                    url: redact_url(response.url()),
+                    reason: "answered 206 Partial Content to a request without Range".into(),
+                });
+            }
             StatusCode::PARTIAL_CONTENT => {
                 let range = response
                     .headers()
@@ -534,13 +521,11 @@ impl RegistryClient {
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_content_range_start);
                 if range != Some(offset) {
-                    return Err(Error::Status {
-                        method: "GET".into(),
+                    return Err(Error::Protocol {
                         url: redact_url(response.url()),
-                        status: 206,
-                        body: Some(format!(
-                            "Content-Range does not start at the requested offset {offset}"
-                        )),
+                        reason: format!(
+                            "answered 206 with a Content-Range that does not start at the requested offset {offset}"
+                        ),
                     });
                 }
                 offset
@@ -552,10 +537,7 @@ impl RegistryClient {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let stream = response
-            .bytes_stream()
-            .map(|chunk| chunk.map_err(std::io::Error::other))
-            .boxed();
+        let stream = crate::http::body::body_stream(response, self.options.pace).boxed();
         Ok(BlobBody {
             offset: start,
             content_length,
@@ -573,12 +555,8 @@ impl RegistryClient {
             return Ok(response);
         }
         let url = redact_url(response.url());
-        let challenge_error = challenge_of(&response).and_then(|c| c.error);
-        let body = response
-            .text()
-            .await
-            .ok()
-            .map(|b| crate::auth::token::excerpt(&b));
+        let challenge_error = challenge_of(&response).and_then(|c| c.error().map(str::to_string));
+        let body = crate::http::read_excerpt(response, self.options.pace).await;
         let registry_message = body.as_deref().and_then(registry_error_message);
         Err(match status {
             StatusCode::NOT_FOUND => Error::NotFound { what: what(), url },
@@ -622,21 +600,24 @@ impl RegistryClient {
     }
 }
 
-fn challenge_of(response: &Response) -> Option<challenge::Challenge> {
-    response
-        .headers()
-        .get_all(reqwest::header::WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(challenge::parse)
-        .find(|c| matches!(c.scheme, challenge::Scheme::Bearer))
-        .or_else(|| {
-            response
-                .headers()
-                .get(reqwest::header::WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(challenge::parse)
-        })
+fn challenge_of(response: &Response) -> Option<Challenge> {
+    challenge::from_headers(response.headers())
+}
+
+/// A transport failure as a registry error: TLS failures by their own variant.
+fn transport_error(error: SendError) -> Error {
+    if error.failure.is_tls() {
+        Error::Tls {
+            url: error.url.to_string(),
+            source: error.source,
+        }
+    } else {
+        Error::Transport {
+            url: error.url.to_string(),
+            attempts: error.attempts,
+            source: error.source,
+        }
+    }
 }
 
 /// `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"..."}]}` -> "MANIFEST_UNKNOWN: ...".
@@ -675,35 +656,25 @@ pub fn parse_content_range_start(value: &str) -> Option<u64> {
     (end >= start).then_some(start)
 }
 
-async fn read_capped(response: Response, limit: u64, url: &str) -> Result<Bytes> {
-    let mut stream = response.bytes_stream();
-    let mut buffer = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|source| Error::Transport {
-            url: url.to_string(),
-            attempts: 1,
-            source,
-        })?;
-        if buffer.len() as u64 + chunk.len() as u64 > limit {
-            return Err(Error::ManifestTooLarge {
+/// A manifest-like body (manifest, referrers list), capped at `limit`, held to `pace`.
+async fn read_capped(
+    response: Response,
+    limit: u64,
+    url: &str,
+    pace: crate::http::Pace,
+) -> Result<Bytes> {
+    crate::http::read_capped(response, limit, pace)
+        .await
+        .map_err(|error| match error {
+            BodyError::TooLarge { limit } => Error::ManifestTooLarge {
                 url: url.to_string(),
                 limit,
-            });
-        }
-        buffer.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(buffer))
-}
-
-/// A URL for messages: no userinfo, no query (SAS signatures live there).
-pub fn redact_url(url: &url::Url) -> String {
-    let mut clean = url.clone();
-    let _ = clean.set_username("");
-    let _ = clean.set_password(None);
-    if clean.query().is_some() {
-        clean.set_query(Some("…"));
-    }
-    clean.to_string()
+            },
+            BodyError::Transport(source) => Error::Body {
+                url: url.to_string(),
+                source,
+            },
+        })
 }
 
 #[cfg(test)]
@@ -716,16 +687,6 @@ mod tests {
         assert_eq!(parse_content_range_start("bytes 100-199/*"), Some(100));
         assert_eq!(parse_content_range_start("bytes 5-1/9"), None);
         assert_eq!(parse_content_range_start("items 1-2/3"), None);
-    }
-
-    #[test]
-    fn redaction() {
-        let url = url::Url::parse("https://u:p@acct.blob.core.windows.net/x?sig=SECRET").unwrap();
-        let shown = redact_url(&url);
-        assert!(
-            !shown.contains("SECRET") && !shown.contains("u:p"),
-            "{shown}"
-        );
     }
 
     #[test]

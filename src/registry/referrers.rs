@@ -85,7 +85,7 @@ impl RegistryClient {
                 limit: MANIFEST_LIMIT,
             });
         }
-        let bytes = read_capped(response, MANIFEST_LIMIT, &shown).await?;
+        let bytes = read_capped(response, MANIFEST_LIMIT, &shown, self.options.pace).await?;
         Ok(ReferrersPage::Listed {
             bytes,
             filtered,

@@ -10,7 +10,6 @@ use acrpull_testenv::azure::{
 use url::Url;
 
 use super::{imds_env, loopback_http};
-use crate::azure::challenge::parse_bearer;
 use crate::azure::{
     access_token_from_refresh, default_chain, realm_trusted, refresh_token_for_registry, Error,
     UserAssignedId, ACR_AUDIENCE,
@@ -43,7 +42,10 @@ async fn realm_and_service(registry: &TokenAuthRegistry) -> (Url, String) {
         .to_str()
         .unwrap()
         .to_string();
-    let challenge = parse_bearer(&header).unwrap();
+    let challenge = crate::http::challenge::parse_all(&header)
+        .into_iter()
+        .find(|c| c.scheme == crate::http::challenge::Scheme::Bearer)
+        .unwrap();
     (
         Url::parse(challenge.get("realm").unwrap()).unwrap(),
         challenge.get("service").unwrap().to_string(),
