@@ -23,6 +23,9 @@ pub enum Failure {
     Broken,
     /// The request could not be built (an invalid header value, a bad URL): it was never sent.
     Request,
+    /// The request body failed its own verification while being sent (an `InvalidData` I/O
+    /// error, as a streamed blob that does not match its digest): sending it again cannot help.
+    InvalidBody,
     /// Anything else (decoding, redirect policy).
     Other,
 }
@@ -51,6 +54,9 @@ pub fn classify(error: &reqwest::Error) -> Failure {
     }
     if error.is_builder() {
         return Failure::Request;
+    }
+    if io_kind(error) == Some(std::io::ErrorKind::InvalidData) {
+        return Failure::InvalidBody;
     }
     if error.is_connect() {
         return Failure::Connect;
