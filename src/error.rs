@@ -26,7 +26,10 @@ pub enum Error {
     #[error(transparent)]
     Referrers(#[from] crate::referrers::Error),
     /// The index has no image for the requested platform.
-    #[error("{reference} has no image for platform {wanted}; it has: {}", available.join(", "))]
+    #[error(
+        "{reference} has no image for platform {wanted}; {}",
+        describe_available(available)
+    )]
     PlatformNotFound {
         /// The reference.
         reference: String,
@@ -34,6 +37,15 @@ pub enum Error {
         wanted: String,
         /// What the index offers.
         available: Vec<String>,
+    },
+    /// A foreign (non-distributable) layer that the source does not hold; acrpull never
+    /// downloads from the URLs its descriptor lists.
+    #[error("layer {digest} is a foreign (non-distributable) layer that the source does not hold; acrpull does not download it from the URLs its descriptor lists{}", if hosts.is_empty() { String::new() } else { format!(" ({})", hosts.join(", ")) })]
+    ForeignLayerMissing {
+        /// The layer.
+        digest: crate::Digest,
+        /// The hosts of its `urls` (never contacted).
+        hosts: Vec<String>,
     },
     /// A blob failed verification.
     #[error("{what} {digest} failed verification: expected {expected}, got {actual}")]
@@ -74,6 +86,15 @@ pub enum Error {
     /// The pull was asked to stop (SIGINT, SIGTERM): nothing was put at the destination.
     #[error("stopped by {0}")]
     Stopped(crate::cancel::StopSignal),
+}
+
+/// The platforms an index offers, for [`Error::PlatformNotFound`]: never an empty list.
+fn describe_available(available: &[String]) -> String {
+    if available.is_empty() {
+        "it holds no image that names a platform (only attestations, artifacts, or nothing)".into()
+    } else {
+        format!("it has: {}", available.join(", "))
+    }
 }
 
 /// The classes of failure, each with its own exit code.
@@ -120,7 +141,9 @@ impl Error {
             Error::Reference(_) | Error::Usage(_) => ErrorClass::Usage,
             Error::Credential(_) => ErrorClass::Auth,
             Error::Mirror(_) => ErrorClass::Usage,
-            Error::PlatformNotFound { .. } => ErrorClass::NotFound,
+            Error::PlatformNotFound { .. } | Error::ForeignLayerMissing { .. } => {
+                ErrorClass::NotFound
+            }
             Error::Integrity { .. } => ErrorClass::Integrity,
             Error::Registry(e) => registry_class(e),
             Error::Referrers(crate::referrers::Error::Registry(e)) => registry_class(e),
@@ -172,9 +195,10 @@ fn registry_class(error: &crate::registry::Error) -> ErrorClass {
         | R::Redirect { .. }
         | R::Interrupted { .. } => ErrorClass::Network,
         R::Status { status, .. } if *status >= 500 || *status == 429 => ErrorClass::Network,
-        R::Integrity { .. } | R::ManifestTooLarge { .. } | R::Unsupported { .. } => {
-            ErrorClass::Integrity
-        }
+        R::Integrity { .. }
+        | R::ManifestTooLarge { .. }
+        | R::Unsupported { .. }
+        | R::Schema1 { .. } => ErrorClass::Integrity,
         _ => ErrorClass::Other,
     }
 }

@@ -23,6 +23,37 @@ pub fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
         .join(digest.hex())
 }
 
+/// Whether `name` may be an `org.opencontainers.image.ref.name` in a layout (the image-layout
+/// grammar): `component ("/" component)*`, a component being alphanumeric runs joined by one
+/// of `-._:@+` or by `--`.
+pub fn is_valid_ref_name(name: &str) -> bool {
+    name.split('/').all(|component| {
+        let bytes = component.as_bytes();
+        let mut index = 0;
+        let mut expect_alphanumeric = true;
+        while index < bytes.len() {
+            if bytes[index].is_ascii_alphanumeric() {
+                while index < bytes.len() && bytes[index].is_ascii_alphanumeric() {
+                    index += 1;
+                }
+                expect_alphanumeric = false;
+            } else if expect_alphanumeric {
+                return false;
+            } else {
+                index += if bytes[index..].starts_with(b"--") {
+                    2
+                } else if b"-._:@+".contains(&bytes[index]) {
+                    1
+                } else {
+                    return false;
+                };
+                expect_alphanumeric = true;
+            }
+        }
+        !expect_alphanumeric
+    })
+}
+
 /// Read `index.json`.
 pub fn read_index(root: &Path) -> std::io::Result<ImageIndex> {
     let bytes = std::fs::read(root.join("index.json"))?;
@@ -478,4 +509,35 @@ pub fn verify_complete(root: &Path, descriptor: &Descriptor) -> Result<(), Desti
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_valid_ref_name;
+
+    #[test]
+    fn ref_names_follow_the_image_layout_grammar() {
+        for good in [
+            "v1",
+            "latest",
+            "127.0.0.1:5000/it/a:latest",
+            "docker.io/library/alpine:3.19",
+            "repo--x/a_b:1.0+build@sha256:abc",
+        ] {
+            assert!(is_valid_ref_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "-a",
+            "a-",
+            "[::1]:5000/a:b",
+            "a b",
+            "a__b",
+        ] {
+            assert!(!is_valid_ref_name(bad), "{bad}");
+        }
+    }
 }

@@ -274,8 +274,12 @@ async fn pull_listed(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
         Arc::new(cli::progress::PlainReporter::default())
     };
     let mut outcomes = Vec::new();
-    for source in args.listed_references()? {
+    let sources = args.listed_references()?;
+    // Named before anything is written: images that share a tag must not replace each other.
+    let names = acrpull::pull::layout_names(&sources)?;
+    for (source, name) in sources.into_iter().zip(names) {
         let mut options = options.clone();
+        options.layout_tag = name;
         let credential = match &source {
             acrpull::SourceSpec::Registry(reference) => {
                 let credential =

@@ -25,6 +25,16 @@ pub enum ManifestKind {
     Index,
 }
 
+/// Whether a media type is a Docker v2 schema 1 manifest (signed or not), which acrpull does
+/// not read.
+pub fn is_docker_schema1(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/vnd.docker.distribution.manifest.v1+json"
+            | "application/vnd.docker.distribution.manifest.v1+prettyjws"
+    )
+}
+
 /// Classify a manifest media type. `None` for anything else (including Docker schema 1).
 pub fn manifest_kind(media_type: &str) -> Option<ManifestKind> {
     match media_type {
@@ -32,6 +42,18 @@ pub fn manifest_kind(media_type: &str) -> Option<ManifestKind> {
         OCI_INDEX | DOCKER_MANIFEST_LIST => Some(ManifestKind::Index),
         _ => None,
     }
+}
+
+/// Whether a config media type is an image config (OCI or Docker), not an artifact's.
+pub fn is_image_config(media_type: &str) -> bool {
+    matches!(media_type, OCI_CONFIG | DOCKER_CONFIG)
+}
+
+/// Whether a layer media type marks a foreign / non-distributable layer (OCI
+/// `layer.nondistributable.*`, Docker `rootfs.foreign.diff.tar.gzip`).
+pub fn is_foreign_layer(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.oci.image.layer.nondistributable.")
+        || media_type == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 }
 
 /// How a layer blob is compressed.

@@ -18,8 +18,8 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::fetch::{BlobTap, FetchOptions};
 use crate::layout::{self, LayoutWriter};
-use crate::manifest::{Descriptor, ImageIndex, ImageManifest, REF_NAME};
-use crate::media_type::ManifestKind;
+use crate::manifest::{Descriptor, ImageConfigSummary, ImageIndex, ImageManifest, REF_NAME};
+use crate::media_type::{self, ManifestKind};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::referrers::{Discovery, DiscoveryOptions};
@@ -166,10 +166,24 @@ pub enum OutputFormat {
 /// Which platform(s) to pull from an index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlatformChoice {
-    /// One platform.
+    /// One platform, asked for: a single-platform image of another platform is refused.
     One(Platform),
+    /// This machine's platform, by default: a single-platform image of another platform is
+    /// pulled with a warning.
+    Host,
     /// Every manifest of the index (OCI layout output only).
     All,
+}
+
+impl PlatformChoice {
+    /// The one platform wanted (`None` for every platform).
+    pub fn wanted(&self) -> Option<Platform> {
+        match self {
+            PlatformChoice::One(platform) => Some(platform.clone()),
+            PlatformChoice::Host => Some(Platform::host()),
+            PlatformChoice::All => None,
+        }
+    }
 }
 
 /// How to pull.
@@ -212,7 +226,7 @@ impl Default for PullOptions {
     fn default() -> Self {
         Self {
             format: OutputFormat::Rootfs,
-            platform: PlatformChoice::One(Platform::host()),
+            platform: PlatformChoice::Host,
             jobs: 4,
             force: false,
             bundle: false,
@@ -341,6 +355,9 @@ pub struct Resolved {
     pub images: Vec<ResolvedImage>,
     /// The manifest to name in the output (root for `All` or a plain image, else the chosen image).
     pub top: FetchedManifest,
+    /// What the user should know but that does not stop the pull (a single-platform image
+    /// that is not for this machine).
+    pub warnings: Vec<String>,
 }
 
 /// Open the source for a spec.
@@ -395,8 +412,9 @@ pub fn open_source(
             Ok((Arc::new(registry), reference.manifest_reference()))
         }
         SourceSpec::Layout { path, reference } => {
-            let source = LayoutSource::open(path)?;
-            Ok((Arc::new(source), reference.clone()))
+            let (path, reference) = locate_layout(path, reference);
+            let source = LayoutSource::open(&path)?;
+            Ok((Arc::new(source), reference))
         }
         SourceSpec::Archive {
             kind,
@@ -407,6 +425,69 @@ pub fn open_source(
             Ok((Arc::new(source), reference.clone()))
         }
     }
+}
+
+/// The layout directory and reference of `oci:PATH:REF`. The reference is what follows the
+/// last `:` after the last `/`, so PATH may hold colons; when that PATH is not a layout, the
+/// split at an earlier `:` that names one is taken instead (skopeo splits at the first), so a
+/// full reference such as `registry:5000/repo:tag` (as `pull -f` names images that share a tag)
+/// can be asked for.
+fn locate_layout(path: &Path, reference: &str) -> (PathBuf, String) {
+    let is_layout = |dir: &Path| dir.join("oci-layout").is_file();
+    if is_layout(path) || reference.is_empty() {
+        return (path.to_path_buf(), reference.to_string());
+    }
+    let separator = if reference.parse::<Digest>().is_ok() {
+        '@'
+    } else {
+        ':'
+    };
+    let whole = format!("{}{separator}{reference}", path.display());
+    whole
+        .match_indices(':')
+        .map(|(at, _)| (Path::new(&whole[..at]), &whole[at + 1..]))
+        .find(|(dir, _)| is_layout(dir))
+        .map_or_else(
+            || (path.to_path_buf(), reference.to_string()),
+            |(dir, reference)| (dir.to_path_buf(), reference.to_string()),
+        )
+}
+
+/// The `org.opencontainers.image.ref.name` each listed image gets in one layout (`pull -f`), so
+/// that no image replaces another: its tag where no other listed image has that tag, else its
+/// full reference (`registry/repository:tag`, which the image-layout ref grammar allows).
+/// `None` for untagged (digest) references. Fails, before anything is written, when images
+/// sharing a tag cannot be named apart (layout sources, names outside the grammar).
+pub fn layout_names(specs: &[SourceSpec]) -> Result<Vec<Option<String>>> {
+    let mut by_tag: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
+    for spec in specs {
+        if let Some(tag) = tag_of(spec) {
+            by_tag.entry(tag).or_default().insert(spec.to_string());
+        }
+    }
+    specs
+        .iter()
+        .map(|spec| {
+            let Some(tag) = tag_of(spec) else {
+                return Ok(None);
+            };
+            if by_tag.get(&tag).is_none_or(|images| images.len() < 2) {
+                return Ok(Some(tag));
+            }
+            let full = match spec {
+                SourceSpec::Registry(reference) => Some(reference.to_string()),
+                SourceSpec::Layout { .. } => None,
+            };
+            full.filter(|name| layout::is_valid_ref_name(name))
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "{spec} shares the tag `{tag}` with another listed image and cannot be \
+                         named apart in one layout: pull it into a layout of its own"
+                    ))
+                })
+        })
+        .collect()
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(manifest: &FetchedManifest) -> Result<T> {
@@ -435,7 +516,68 @@ pub(crate) async fn fetch_child(
     Ok(child)
 }
 
+/// Largest image config read into memory (configs are a few KiB; this only bounds a bad one).
+pub const CONFIG_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// The bytes of a config blob, read into memory and checked against its digest and size.
+pub async fn read_config(source: &dyn ImageSource, config: &Descriptor) -> Result<Vec<u8>> {
+    let integrity = |expected: String, actual: String| Error::Integrity {
+        what: "config",
+        digest: config.digest.clone(),
+        expected,
+        actual,
+    };
+    if config.size > CONFIG_LIMIT {
+        return Err(integrity(
+            format!("at most {CONFIG_LIMIT} bytes"),
+            format!("{} bytes", config.size),
+        ));
+    }
+    let mut body = source.open_blob(&config.digest, 0, None).await?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut body.stream).await {
+        let chunk = chunk.map_err(|source| Error::Io {
+            path: format!("config {}", config.digest).into(),
+            source,
+        })?;
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() as u64 > config.size {
+            break;
+        }
+    }
+    let mut digester = crate::digest::Digester::new(config.digest.algorithm());
+    digester.update(&bytes);
+    let actual = digester.finish();
+    if actual != config.digest || bytes.len() as u64 != config.size {
+        return Err(integrity(
+            format!("{} ({} bytes)", config.digest, config.size),
+            format!("{actual} ({} bytes)", bytes.len()),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The platform an image's config names: `None` when the config is not an image config (an
+/// artifact) or names none.
+async fn config_platform(
+    source: &dyn ImageSource,
+    image: &ImageManifest,
+) -> Result<Option<Platform>> {
+    if !media_type::is_image_config(&image.config.media_type) {
+        return Ok(None);
+    }
+    let bytes = read_config(source, &image.config).await?;
+    Ok(serde_json::from_slice::<ImageConfigSummary>(&bytes)
+        .ok()
+        .and_then(|summary| summary.platform()))
+}
+
 /// Resolve `reference` at `source` for `platform`.
+///
+/// An index entry is chosen by its `platform`; entries without one (the field is optional)
+/// are candidates too, matched by the platform their config names, as containerd does. A
+/// single image is held to an explicit `--platform` by its config the same way; for the
+/// default platform a mismatch is only a warning.
 pub async fn resolve(
     source: &dyn ImageSource,
     reference: &str,
@@ -445,6 +587,28 @@ pub async fn resolve(
     let root = source.manifest(reference).await?;
     if root.kind == ManifestKind::Image {
         let parsed: ImageManifest = parse_json(&root)?;
+        let mut warnings = Vec::new();
+        let wanted = platform.wanted();
+        let found = match &wanted {
+            Some(_) => config_platform(source, &parsed).await?,
+            None => None,
+        };
+        if let (Some(wanted), Some(found)) = (&wanted, &found) {
+            if !wanted.matches(&found.os, &found.architecture, found.variant.as_deref()) {
+                if *platform == PlatformChoice::Host {
+                    warnings.push(format!(
+                        "{display} is a single-platform image for {found}, not for this machine \
+                         ({wanted}); pass --platform {found} if that is intended"
+                    ));
+                } else {
+                    return Err(Error::PlatformNotFound {
+                        reference: display.to_string(),
+                        wanted: wanted.to_string(),
+                        available: vec![found.to_string()],
+                    });
+                }
+            }
+        }
         return Ok(Resolved {
             top: root.clone(),
             images: vec![ResolvedImage {
@@ -453,54 +617,98 @@ pub async fn resolve(
                 platform: None,
             }],
             root,
+            warnings,
         });
     }
     let index: ImageIndex = parse_json(&root)?;
-    let wanted = match platform {
-        PlatformChoice::All => {
-            let mut images = Vec::new();
-            for entry in &index.manifests {
-                let child = fetch_child(source, entry).await?;
-                if child.kind != ManifestKind::Image {
-                    return Err(Error::Unsupported(format!(
-                        "nested index {} inside {display} is not supported",
-                        entry.digest
-                    )));
-                }
-                images.push(ResolvedImage {
-                    parsed: parse_json(&child)?,
-                    manifest: child,
-                    platform: entry.platform.as_ref().map(|p| p.to_platform()),
-                });
-            }
-            return Ok(Resolved {
-                top: root.clone(),
-                root,
-                images,
+    let Some(wanted) = platform.wanted() else {
+        // Every entry (none, for an empty index: it is written as it is, as skopeo does).
+        let mut images = Vec::new();
+        for entry in &index.manifests {
+            let child = fetch_image(source, entry, display).await?;
+            images.push(ResolvedImage {
+                parsed: parse_json(&child)?,
+                manifest: child,
+                platform: entry.platform.as_ref().map(|p| p.to_platform()),
             });
         }
-        PlatformChoice::One(p) => p,
+        return Ok(Resolved {
+            top: root.clone(),
+            root,
+            images,
+            warnings: Vec::new(),
+        });
     };
-    let entry = index.manifests.iter().find(|entry| {
+    let listed = index.manifests.iter().find(|entry| {
         entry
             .platform
             .as_ref()
             .is_some_and(|p| wanted.matches(&p.os, &p.architecture, p.variant.as_deref()))
     });
-    let Some(entry) = entry else {
-        let available = index
-            .manifests
-            .iter()
-            .filter_map(|e| e.platform.as_ref())
-            .map(|p| p.to_platform().to_string())
-            .filter(|p| !p.starts_with("unknown/"))
-            .collect();
-        return Err(Error::PlatformNotFound {
-            reference: display.to_string(),
-            wanted: wanted.to_string(),
-            available,
+    if let Some(entry) = listed {
+        let child = fetch_image(source, entry, display).await?;
+        let parsed = parse_json(&child)?;
+        return Ok(Resolved {
+            root,
+            top: child.clone(),
+            images: vec![ResolvedImage {
+                manifest: child,
+                parsed,
+                platform: entry.platform.as_ref().map(|p| p.to_platform()),
+            }],
+            warnings: Vec::new(),
         });
-    };
+    }
+    let mut available: Vec<String> = index
+        .manifests
+        .iter()
+        .filter_map(|e| e.platform.as_ref())
+        .map(|p| p.to_platform().to_string())
+        .filter(|p| !p.starts_with("unknown/"))
+        .collect();
+    // Entries that name no platform: their config says.
+    let unnamed = index.manifests.iter().filter(|entry| {
+        entry.platform.is_none()
+            && media_type::manifest_kind(&entry.media_type) == Some(ManifestKind::Image)
+    });
+    for entry in unnamed {
+        let child = fetch_child(source, entry).await?;
+        if child.kind != ManifestKind::Image {
+            continue;
+        }
+        let parsed: ImageManifest = parse_json(&child)?;
+        let Some(found) = config_platform(source, &parsed).await? else {
+            continue;
+        };
+        if wanted.matches(&found.os, &found.architecture, found.variant.as_deref()) {
+            return Ok(Resolved {
+                root,
+                top: child.clone(),
+                images: vec![ResolvedImage {
+                    manifest: child,
+                    parsed,
+                    platform: Some(found),
+                }],
+                warnings: Vec::new(),
+            });
+        }
+        available.push(found.to_string());
+    }
+    let mut seen = std::collections::HashSet::new();
+    available.retain(|p| seen.insert(p.clone()));
+    Err(Error::PlatformNotFound {
+        reference: display.to_string(),
+        wanted: wanted.to_string(),
+        available,
+    })
+}
+
+/// An index entry that must be an image manifest (nested indexes are not supported).
+async fn fetch_image(
+    source: &dyn ImageSource,
+    entry: &Descriptor,
+    display: &str,
+) -> Result<FetchedManifest> {
     let child = fetch_child(source, entry).await?;
     if child.kind != ManifestKind::Image {
         return Err(Error::Unsupported(format!(
@@ -508,16 +716,7 @@ pub async fn resolve(
             entry.digest
         )));
     }
-    let parsed = parse_json(&child)?;
-    Ok(Resolved {
-        root,
-        top: child.clone(),
-        images: vec![ResolvedImage {
-            manifest: child,
-            parsed,
-            platform: entry.platform.as_ref().map(|p| p.to_platform()),
-        }],
-    })
+    Ok(child)
 }
 
 /// How long a stopped pull may take to stop in order (downloads ended, staging removed)
@@ -631,9 +830,10 @@ async fn pull_unguarded(
     };
     let platform = match (&options.platform, resolved.root.kind) {
         (PlatformChoice::All, ManifestKind::Index) => Some("all".to_string()),
-        _ => resolved.images[0]
-            .platform
-            .as_ref()
+        _ => resolved
+            .images
+            .first()
+            .and_then(|image| image.platform.as_ref())
             .map(ToString::to_string),
     };
     reporter.on_resolved(&display, &resolved.top.digest, platform.as_deref());
@@ -675,7 +875,10 @@ async fn pull_unguarded(
     let bytes_downloaded = written.transferred.downloaded;
     let bytes_reused = written.transferred.reused;
     let platform = platform.or(written.platform);
-    let first = &resolved.images[0].parsed;
+    let layers = resolved
+        .images
+        .first()
+        .map_or(&[][..], |image| &image.parsed.layers[..]);
     Ok(PullOutcome {
         reference: display,
         digest: resolved.top.digest.clone(),
@@ -683,8 +886,7 @@ async fn pull_unguarded(
         platform,
         format: options.format,
         destination: destination.to_path_buf(),
-        layers: first
-            .layers
+        layers: layers
             .iter()
             .map(|l| LayerSummary {
                 digest: l.digest.clone(),
@@ -782,6 +984,47 @@ pub async fn download_all(
     .await
 }
 
+/// A foreign (non-distributable) layer: a Windows base layer and the like, whose publisher
+/// serves it from the `urls` of its descriptor. acrpull fetches it from the image's source like
+/// any blob and never from those URLs (their hosts were not chosen by the user), so a source
+/// without it fails with [`Error::ForeignLayerMissing`].
+#[derive(Debug, Clone)]
+pub struct ForeignLayer {
+    digest: Digest,
+    hosts: Vec<String>,
+}
+
+impl ForeignLayer {
+    /// `Some` when `descriptor` is a foreign layer (by media type, or by carrying `urls`).
+    pub fn of(descriptor: &Descriptor) -> Option<Self> {
+        let urls = descriptor.urls.as_deref().unwrap_or_default();
+        if !media_type::is_foreign_layer(&descriptor.media_type) && urls.is_empty() {
+            return None;
+        }
+        let mut hosts: Vec<String> = urls
+            .iter()
+            .map(|u| {
+                url::Url::parse(u)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_string))
+                    .unwrap_or_else(|| "an unparsable URL".into())
+            })
+            .collect();
+        hosts.dedup();
+        Some(Self {
+            digest: descriptor.digest.clone(),
+            hosts,
+        })
+    }
+
+    fn missing(self) -> Error {
+        Error::ForeignLayerMissing {
+            digest: self.digest,
+            hosts: self.hosts,
+        }
+    }
+}
+
 /// Where a blob downloaded by [`download_all_tapped`] can be read: in `dir` when given, else
 /// in the cache.
 pub fn blob_file(dir: Option<&Path>, options: &PullOptions, digest: &Digest) -> PathBuf {
@@ -848,39 +1091,49 @@ pub async fn download_all_tapped(
         let retry = options.client.retry.clone();
         let cache = options.cache.clone();
         let fetch_options = FetchOptions { sync, tap };
+        let foreign = ForeignLayer::of(&descriptor);
         tasks.spawn(async move {
-            let _permit = semaphore
-                .acquire_owned()
-                .await
-                .map_err(|e| Error::Task(e.to_string()))?;
-            let Some(cache) = cache else {
-                let Some(path) = path else {
-                    return Err(Error::Task("no place for a blob".into()));
+            let result = async move {
+                let _permit = semaphore
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| Error::Task(e.to_string()))?;
+                let Some(cache) = cache else {
+                    let Some(path) = path else {
+                        return Err(Error::Task("no place for a blob".into()));
+                    };
+                    reporter.on_blob_start(&descriptor.digest, kind, descriptor.size, false);
+                    let n = crate::fetch::fetch_blob(
+                        source.as_ref(),
+                        &descriptor,
+                        &path,
+                        reporter.as_ref(),
+                        &retry,
+                        &fetch_options,
+                    )
+                    .await?;
+                    reporter.on_blob_done(&descriptor.digest);
+                    return Ok(Transfer::downloaded(n));
                 };
-                reporter.on_blob_start(&descriptor.digest, kind, descriptor.size, false);
-                let n = crate::fetch::fetch_blob(
+                fetch_through_cache(
                     source.as_ref(),
+                    &cache,
                     &descriptor,
-                    &path,
+                    kind,
+                    path.as_deref(),
                     reporter.as_ref(),
                     &retry,
                     &fetch_options,
                 )
-                .await?;
-                reporter.on_blob_done(&descriptor.digest);
-                return Ok(Transfer::downloaded(n));
-            };
-            fetch_through_cache(
-                source.as_ref(),
-                &cache,
-                &descriptor,
-                kind,
-                path.as_deref(),
-                reporter.as_ref(),
-                &retry,
-                &fetch_options,
-            )
-            .await
+                .await
+            }
+            .await;
+            match (result, foreign) {
+                (Err(Error::Registry(crate::registry::Error::NotFound { .. })), Some(foreign)) => {
+                    Err(foreign.missing())
+                }
+                (result, _) => result,
+            }
         });
     }
     let failure = loop {
@@ -1151,9 +1404,13 @@ async fn write_layout(
     let mut blobs = blobs_of(resolved);
     blobs.extend(referrer_blobs(carried.referrers, &blobs));
     let transferred = download_all(source, blobs, writer.root(), options, reporter).await?;
-    let config = layout::blob_path(writer.root(), &resolved.images[0].parsed.config.digest);
-    let platform = std::fs::read(&config)
-        .ok()
+    // An empty index (`--platform all`) has no image, so no platform.
+    let config = resolved
+        .images
+        .first()
+        .map(|image| layout::blob_path(writer.root(), &image.parsed.config.digest));
+    let platform = config
+        .and_then(|config| std::fs::read(config).ok())
         .and_then(|bytes| {
             serde_json::from_slice::<crate::manifest::ImageConfigSummary>(&bytes).ok()
         })
@@ -1214,7 +1471,7 @@ async fn write_archive(
     let written = write_layout(spec, carried, source, writer, options, reporter).await?;
     let archive = staging.path().join("archive");
     let format = options.format;
-    let image = resolved.images[0].parsed.clone();
+    let image = resolved.images.first().map(|image| image.parsed.clone());
     let repo_tag = match spec {
         SourceSpec::Registry(r) => r
             .tag()
@@ -1225,6 +1482,9 @@ async fn write_archive(
         let archive = archive.clone();
         move || match format {
             OutputFormat::DockerArchive => {
+                let Some(image) = image else {
+                    return Err(Error::Task("a docker-archive needs one image".into()));
+                };
                 let config_path = layout::blob_path(&layout_dir, &image.config.digest);
                 let config: crate::manifest::ImageConfigSummary = std::fs::read(&config_path)
                     .map_err(|source| Error::Io {
@@ -1257,6 +1517,38 @@ async fn write_archive(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16 item 4: listed images that share a tag get their full reference; the rest
+    /// keep their tag; layout sources that collide are refused.
+    #[test]
+    fn layout_names_keep_every_listed_image_apart() {
+        let specs: Vec<SourceSpec> = [
+            "reg:5000/a:latest",
+            "reg:5000/b:latest",
+            "reg:5000/c:v2",
+            "reg:5000/a:latest",
+            "reg:5000/d@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let names = layout_names(&specs).unwrap();
+        assert_eq!(
+            names,
+            [
+                Some("reg:5000/a:latest".to_string()),
+                Some("reg:5000/b:latest".to_string()),
+                Some("v2".to_string()),
+                Some("reg:5000/a:latest".to_string()),
+                None,
+            ]
+        );
+        let layouts: Vec<SourceSpec> = ["oci:/x:v1", "oci:/y:v1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert!(matches!(layout_names(&layouts), Err(Error::Usage(_))));
+    }
 
     #[test]
     fn parses_layout_specs() {

@@ -50,6 +50,18 @@ impl FetchedManifest {
         let mut digester = Digester::new(algorithm);
         digester.update(&bytes);
         let digest = digester.finish();
+        let probe = serde_json::from_slice::<Probe>(&bytes);
+        // Classified before the digest is judged: a registry re-signs a schema 1 manifest on
+        // every GET, so its body never hashes to the digest it announces.
+        let schema1 = content_type
+            .as_deref()
+            .is_some_and(media_type::is_docker_schema1)
+            || probe.as_ref().is_ok_and(|p| p.schema_version == Some(1));
+        if schema1 {
+            return Err(Error::Schema1 {
+                url: url.to_string(),
+            });
+        }
         for expected in [pinned, served].into_iter().flatten() {
             if expected.algorithm() == digest.algorithm() && expected != &digest {
                 return Err(Error::Integrity {
@@ -64,13 +76,7 @@ impl FetchedManifest {
             url: url.to_string(),
             reason,
         };
-        let probe: Probe = serde_json::from_slice(&bytes)
-            .map_err(|e| unsupported(format!("manifest is not valid JSON: {e}")))?;
-        if probe.schema_version == Some(1) {
-            return Err(unsupported(
-                "Docker schema 1 manifests are not supported (deprecated since 2019)".into(),
-            ));
-        }
+        let probe = probe.map_err(|e| unsupported(format!("manifest is not valid JSON: {e}")))?;
         let media_type = probe
             .media_type
             .or(content_type)
@@ -328,9 +334,20 @@ impl ImageSource for LayoutSource {
 
     async fn manifest(&self, reference: &str) -> Result<FetchedManifest> {
         let index_path = self.root.join("index.json");
-        let index = crate::layout::read_index(&self.root).map_err(|source| Error::Io {
-            path: index_path,
-            source,
+        let index = crate::layout::read_index(&self.root).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::InvalidData {
+                // Readable but not an index (`"manifests": null`, bad JSON): the content is
+                // wrong, not the disk.
+                Error::Unsupported {
+                    url: index_path.display().to_string(),
+                    reason: source.to_string(),
+                }
+            } else {
+                Error::Io {
+                    path: index_path,
+                    source,
+                }
+            }
         })?;
         // The referrers a layout carries are not images to choose from.
         let (digest, media_type) =
@@ -407,4 +424,36 @@ where
             }
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 16 item 3: a registry re-signs schema 1 on every GET, so the body never hashes to
+    /// the announced digest; it is named for what it is, not called corrupt.
+    #[test]
+    fn schema1_is_named_before_the_digest_is_judged() {
+        let announced = Digest::sha256_of(b"the stored, unsigned payload");
+        let body = br#"{"schemaVersion":1,"name":"a","tag":"v1","fsLayers":[],"signatures":[]}"#;
+        for content_type in [
+            Some("application/vnd.docker.distribution.manifest.v1+prettyjws".to_string()),
+            None,
+        ] {
+            let error = FetchedManifest::verify(
+                Bytes::from_static(body),
+                content_type,
+                None,
+                Some(&announced),
+                "u",
+            )
+            .unwrap_err();
+            assert!(matches!(error, Error::Schema1 { .. }), "{error}");
+        }
+        let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+        let error =
+            FetchedManifest::verify(Bytes::from_static(body), None, None, Some(&announced), "u")
+                .unwrap_err();
+        assert!(matches!(error, Error::Integrity { .. }), "{error}");
+    }
 }

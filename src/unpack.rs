@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::fetch::BlobTap;
 use crate::layout;
 use crate::manifest::{Descriptor, ImageConfigSummary};
-use crate::media_type::{layer_compression, LayerCompression};
+use crate::media_type::{self, layer_compression, LayerCompression};
 use crate::pull::{blob_file, download_all_tapped, PullOptions, Resolved, Written};
 use crate::report::{BlobKind, Reporter};
 use crate::rootfs::{Applier, ApplyOptions};
@@ -34,7 +34,20 @@ pub async fn write_rootfs(
     options: &PullOptions,
     reporter: &Arc<dyn Reporter>,
 ) -> Result<Written> {
-    let image = &resolved.images[0];
+    let [image] = &resolved.images[..] else {
+        return Err(Error::Task(format!(
+            "a root filesystem is built from one image, not {}",
+            resolved.images.len()
+        )));
+    };
+    let config = &image.parsed.config;
+    if !media_type::is_image_config(&config.media_type) {
+        // An artifact (Helm chart, signature, SBOM...): its layers are not a file system.
+        return Err(Error::Unsupported(format!(
+            "{} is an artifact (config media type `{}`), not a container image: it has no root filesystem",
+            image.manifest.digest, config.media_type
+        )));
+    }
     let layers: Vec<(Descriptor, LayerCompression)> = image
         .parsed
         .layers
@@ -51,15 +64,7 @@ pub async fn write_rootfs(
         })
         .collect::<Result<_>>()?;
     let staging = destination.staging()?;
-    let result = build(
-        image_parts(resolved),
-        layers,
-        source,
-        staging.path(),
-        options,
-        reporter,
-    )
-    .await;
+    let result = build(config, layers, source, staging.path(), options, reporter).await;
     match result {
         Ok((written, out)) => {
             if options.sync {
@@ -71,10 +76,6 @@ pub async fn write_rootfs(
         }
         Err(e) => Err(e),
     }
-}
-
-fn image_parts(resolved: &Resolved) -> &Descriptor {
-    &resolved.images[0].parsed.config
 }
 
 async fn build(

@@ -188,6 +188,12 @@ fn registry_hint(error: &RegistryError, image: Option<&SourceSpec>) -> Option<St
              written. Try again; if it persists, the image at the registry is corrupt"
                 .into()
         }
+        RegistryError::Schema1 { .. } => {
+            "schema 1 (deprecated since 2019) cannot be read: convert the image once with \
+             `skopeo copy --format v2s2 docker://SOURCE docker://DESTINATION` (or rebuild and \
+             push it with a current tool), then pull the converted image"
+                .into()
+        }
         RegistryError::Unsupported { .. } => {
             "acrpull reads OCI and Docker v2 schema 2 manifests and indexes".into()
         }
@@ -222,6 +228,13 @@ pub fn hint(error: &anyhow::Error, image: Option<&SourceSpec>) -> Option<String>
             None => "the index lists no platforms; pull it whole with --platform all --format oci"
                 .into(),
         }),
+        acrpull::Error::ForeignLayerMissing { .. } => Some(
+            "foreign layers (such as Windows base layers) are served by their publisher, not by \
+             the registry; copy the layer into the registry (as `crane copy \
+             --allow-nondistributable-artifacts` or Docker's `allow-nondistributable-artifacts` \
+             do) or into the layout, then pull again"
+                .into(),
+        ),
         acrpull::Error::Integrity { .. } => Some(
             "the content does not match its digest; nothing was written. Try again; if it \
              persists, the image is corrupt at its source"

@@ -10,17 +10,12 @@
 
 use std::io::Write as _;
 
-use acrpull::digest::Digester;
 use acrpull::manifest::Descriptor;
 use acrpull::media_type::ManifestKind;
-use acrpull::pull::{open_source, resolve, ResolvedImage};
+use acrpull::pull::{open_source, read_config, resolve, ResolvedImage};
 use acrpull::source::{FetchedManifest, ImageSource};
 use acrpull::{Platform, PlatformChoice, SourceSpec};
-use futures_util::StreamExt as _;
 use serde::Serialize;
-
-/// Largest config blob `inspect` reads (configs are a few KiB; this only bounds a bad one).
-const CONFIG_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// One entry of an index.
 #[derive(Debug, Serialize)]
@@ -95,56 +90,16 @@ async fn pick_image(
             platform: None,
         }));
     }
-    let platform = wanted.cloned().unwrap_or_else(Platform::host);
+    let choice = wanted
+        .cloned()
+        .map_or(PlatformChoice::Host, PlatformChoice::One);
     // Pinned to the digest already fetched, so a moving tag cannot mix two indexes.
     let pinned = root.digest.to_string();
-    match resolve(source, &pinned, display, &PlatformChoice::One(platform)).await {
+    match resolve(source, &pinned, display, &choice).await {
         Ok(mut resolved) => Ok(resolved.images.pop()),
         Err(acrpull::Error::PlatformNotFound { .. }) if wanted.is_none() => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-async fn read_config(source: &dyn ImageSource, config: &Descriptor) -> anyhow::Result<Vec<u8>> {
-    let integrity = |expected: String, actual: String| acrpull::Error::Integrity {
-        what: "config",
-        digest: config.digest.clone(),
-        expected,
-        actual,
-    };
-    if config.size > CONFIG_LIMIT {
-        return Err(integrity(
-            format!("at most {CONFIG_LIMIT} bytes"),
-            format!("{} bytes", config.size),
-        )
-        .into());
-    }
-    let mut body = source
-        .open_blob(&config.digest, 0, None)
-        .await
-        .map_err(acrpull::Error::from)?;
-    let mut bytes = Vec::new();
-    while let Some(chunk) = body.stream.next().await {
-        let chunk = chunk.map_err(|source| acrpull::Error::Io {
-            path: format!("config {}", config.digest).into(),
-            source,
-        })?;
-        bytes.extend_from_slice(&chunk);
-        if bytes.len() as u64 > config.size {
-            break;
-        }
-    }
-    let mut digester = Digester::new(config.digest.algorithm());
-    digester.update(&bytes);
-    let actual = digester.finish();
-    if actual != config.digest || bytes.len() as u64 != config.size {
-        return Err(integrity(
-            format!("{} ({} bytes)", config.digest, config.size),
-            format!("{actual} ({} bytes)", bytes.len()),
-        )
-        .into());
-    }
-    Ok(bytes)
 }
 
 fn describe_image(image: &ResolvedImage, config: &[u8]) -> Image {

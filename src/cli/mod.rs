@@ -746,7 +746,7 @@ impl PullArgs {
         };
         self.destination()?;
         let platform = match self.platform.as_deref() {
-            None => PlatformChoice::One(acrpull::Platform::host()),
+            None => PlatformChoice::Host,
             Some("all") => PlatformChoice::All,
             Some(p) => PlatformChoice::One(p.parse().map_err(
                 |e: acrpull::platform::PlatformParseError| acrpull::Error::Usage(e.to_string()),

@@ -112,6 +112,12 @@ pub enum Error {
         /// What it did.
         reason: String,
     },
+    /// A Docker v2 schema 1 manifest (deprecated in 2019), which acrpull does not read.
+    #[error("{url} is a Docker schema 1 manifest: schema 1 is not supported")]
+    Schema1 {
+        /// Where it came from.
+        url: String,
+    },
     /// Too many redirects or a redirect to a bad URL.
     #[error("bad redirect from {url}: {reason}")]
     Redirect {

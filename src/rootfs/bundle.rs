@@ -37,12 +37,20 @@ pub fn runtime_config(
     let user = resolve_user(&user_spec, &databases)?;
     let mut args: Vec<String> = config.entrypoint().clone().unwrap_or_default();
     args.extend(config.cmd().clone().unwrap_or_default());
+    if args.is_empty() {
+        // The runtime spec needs at least one argument; umoci (runc's default) runs `sh`.
+        args.push("sh".to_string());
+    }
+    let cwd = match config.working_dir().as_deref() {
+        Some(dir) if !dir.is_empty() => in_root("WorkingDir", dir)?,
+        _ => "/".to_string(),
+    };
     let mut process = json!({
         "terminal": false,
         "user": { "uid": user.uid, "gid": user.gid },
         "args": args,
-        "env": environment(config.env().as_deref().unwrap_or_default(), &user.home),
-        "cwd": config.working_dir().clone().filter(|dir| !dir.is_empty()).unwrap_or_else(|| "/".to_string()),
+        "env": environment(config.env().as_deref().unwrap_or_default(), user.home.as_deref()),
+        "cwd": cwd,
         "capabilities": capabilities(),
         "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 }],
         "noNewPrivileges": true,
@@ -51,7 +59,15 @@ pub fn runtime_config(
         process["user"]["additionalGids"] = json!(user.additional_gids);
     }
     let mut mounts = default_mounts(rootless);
-    let volumes: Vec<String> = config.volumes().clone().unwrap_or_default();
+    let mut volumes: Vec<String> = config
+        .volumes()
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|volume| in_root("volume", volume))
+        .collect::<Result<_, _>>()?;
+    volumes.sort();
+    volumes.dedup();
     let insert_at = mounts.len() - if rootless { 2 } else { 0 };
     for (offset, volume) in volumes.iter().enumerate() {
         let mount = json!({ "destination": volume, "type": "tmpfs", "source": "none", "options": ["rw", "nosuid", "nodev", "noexec", "relatime"] });
@@ -68,8 +84,34 @@ pub fn runtime_config(
     }))
 }
 
-/// The image environment over runc's defaults, plus `HOME` from the passwd entry.
-fn environment(image_env: &[String], home: &str) -> Vec<String> {
+/// A path from the image config (`WorkingDir`, a volume) as a clean absolute path inside the
+/// container: `.` and empty components dropped, `..` resolved lexically and never above `/`,
+/// relative paths taken from `/`. A runtime that joins it to the rootfs naively still stays
+/// inside. A NUL byte is refused.
+fn in_root(what: &str, path: &str) -> Result<String, Error> {
+    if path.contains('\0') {
+        return Err(bad(format!("{what} {path:?} contains a NUL byte")));
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    let clean = format!("/{}", parts.join("/"));
+    if clean != path {
+        tracing::warn!(what, given = path, used = %clean, "image config path rewritten to stay inside the container");
+    }
+    Ok(clean)
+}
+
+/// The image environment over runc's defaults, plus `HOME` from the passwd entry (when the
+/// image sets none, as Docker does; umoci would replace the image's).
+fn environment(image_env: &[String], home: Option<&str>) -> Vec<String> {
     let mut env: Vec<String> = vec![DEFAULT_PATH.to_string(), "TERM=xterm".to_string()];
     for variable in image_env {
         let key = variable.split('=').next().unwrap_or_default();
@@ -81,7 +123,7 @@ fn environment(image_env: &[String], home: &str) -> Vec<String> {
             None => env.push(variable.clone()),
         }
     }
-    if !env.iter().any(|variable| variable.starts_with("HOME=")) {
+    if let Some(home) = home.filter(|_| !env.iter().any(|v| v.starts_with("HOME="))) {
         env.push(format!("HOME={home}"));
     }
     env
@@ -179,14 +221,14 @@ fn annotations(image_config: &ImageConfiguration) -> Value {
     if let Some(created) = image_config.created() {
         annotations.insert(format!("{prefix}created"), created.clone());
     }
+    // Written even when empty, as umoci writes them.
     let mut ports: Vec<String> = config.exposed_ports().clone().unwrap_or_default();
-    if !ports.is_empty() {
-        ports.sort();
-        annotations.insert(format!("{prefix}exposedPorts"), ports.join(","));
-    }
-    if let Some(signal) = config.stop_signal() {
-        annotations.insert(format!("{prefix}stopSignal"), signal.clone());
-    }
+    ports.sort();
+    annotations.insert(format!("{prefix}exposedPorts"), ports.join(","));
+    annotations.insert(
+        format!("{prefix}stopSignal"),
+        config.stop_signal().clone().unwrap_or_default(),
+    );
     json!(annotations)
 }
 
@@ -239,17 +281,20 @@ pub(crate) struct ResolvedUser {
     pub(crate) uid: u32,
     pub(crate) gid: u32,
     pub(crate) additional_gids: Vec<u32>,
-    pub(crate) home: String,
+    /// From the passwd entry; `None` when the image's `/etc/passwd` has none for the user.
+    pub(crate) home: Option<String>,
 }
 
 /// Resolve `user[:group]` (names or numbers) like runc's `GetExecUser`: a name must exist in
-/// the image's databases; a number need not; supplementary groups come from `/etc/group`
-/// membership when no group is given.
+/// the image's databases; a number need not; no user means uid 0, looked up like any other
+/// (so root gets its home, `/root`); supplementary groups come from `/etc/group` membership
+/// when no group is given.
 pub(crate) fn resolve_user(spec: &str, databases: &Databases) -> Result<ResolvedUser, Error> {
     let (user_part, group_part) = match spec.split_once(':') {
         Some((user, group)) => (user, Some(group)),
         None => (spec, None),
     };
+    let user_part = if user_part.is_empty() { "0" } else { user_part };
     let passwd: Vec<Vec<&str>> = records(&databases.passwd, 7);
     let entry = passwd.iter().find(|fields| match user_part.parse::<u32>() {
         Ok(uid) => fields[2].parse::<u32>().ok() == Some(uid),
@@ -264,19 +309,13 @@ pub(crate) fn resolve_user(spec: &str, databases: &Databases) -> Result<Resolved
                 .parse()
                 .map_err(|_| bad(format!("invalid gid for user {}", fields[0])))?,
             additional_gids: Vec::new(),
-            home: fields[5].to_string(),
+            home: Some(fields[5].to_string()),
         },
         (None, Ok(uid)) => ResolvedUser {
             uid,
             gid: 0,
             additional_gids: Vec::new(),
-            home: "/".to_string(),
-        },
-        (None, Err(_)) if user_part.is_empty() => ResolvedUser {
-            uid: 0,
-            gid: 0,
-            additional_gids: Vec::new(),
-            home: "/".to_string(),
+            home: None,
         },
         (None, Err(_)) => {
             return Err(bad(format!(
@@ -303,7 +342,6 @@ fn apply_group(
             .iter()
             .filter(|fields| !name.is_empty() && fields[3].split(',').any(|member| member == name))
             .filter_map(|fields| fields[2].parse().ok())
-            .filter(|&gid| gid != user.gid)
             .collect();
         return Ok(());
     };
@@ -351,8 +389,8 @@ mod tests {
         let db = databases();
         let user = resolve_user("user:staff", &db).unwrap();
         assert_eq!(
-            (user.uid, user.gid, user.home.as_str()),
-            (1000, 50, "/home/user")
+            (user.uid, user.gid, user.home.as_deref()),
+            (1000, 50, Some("/home/user"))
         );
         let user = resolve_user("user", &db).unwrap();
         assert_eq!(
@@ -360,19 +398,59 @@ mod tests {
             (1000, 1000, vec![50])
         );
         let user = resolve_user("4242:7", &db).unwrap();
-        assert_eq!((user.uid, user.gid, user.home.as_str()), (4242, 7, "/"));
-        let user = resolve_user("", &db).unwrap();
-        assert_eq!((user.uid, user.gid, user.home.as_str()), (0, 0, "/"));
+        assert_eq!((user.uid, user.gid, user.home), (4242, 7, None));
         assert!(resolve_user("nobody", &db).is_err());
         assert!(resolve_user("user:nogroup", &db).is_err());
     }
 
+    /// No `User` is uid 0 looked up in the image's passwd (runc, umoci, Docker): root's home
+    /// and the groups that list root, the primary one included, as umoci writes them.
+    #[test]
+    fn no_user_is_root_with_its_home_and_groups() {
+        let db = Databases {
+            passwd: "root:x:0:0:root:/root:/bin/sh\n".to_string(),
+            group: "root:x:0:root\nbin:x:1:root,bin\nwheel:x:10:root\nstaff:x:50:\n".to_string(),
+        };
+        let user = resolve_user("", &db).unwrap();
+        assert_eq!(
+            (
+                user.uid,
+                user.gid,
+                user.home.as_deref(),
+                user.additional_gids
+            ),
+            (0, 0, Some("/root"), vec![0, 1, 10])
+        );
+        // Without a passwd entry there is no home to give (runc picks `/` when it runs).
+        let user = resolve_user("", &Databases::default()).unwrap();
+        assert_eq!((user.uid, user.gid, user.home), (0, 0, None));
+    }
+
     #[test]
     fn environment_overrides_defaults_and_adds_home() {
-        let env = environment(&["PATH=/bin".to_string(), "A=1".to_string()], "/home/user");
+        let env = environment(
+            &["PATH=/bin".to_string(), "A=1".to_string()],
+            Some("/home/user"),
+        );
         assert_eq!(
             env,
             vec!["PATH=/bin", "TERM=xterm", "A=1", "HOME=/home/user"]
         );
+        // The image's own HOME wins, as in Docker.
+        let env = environment(&["HOME=/srv".to_string()], Some("/root"));
+        assert_eq!(env.last().map(String::as_str), Some("HOME=/srv"));
+        assert!(!environment(&[], None)
+            .iter()
+            .any(|v| v.starts_with("HOME=")));
+    }
+
+    /// Issue 15 item 10: `..` in `WorkingDir` or a volume never leaves the container's root.
+    #[test]
+    fn config_paths_stay_inside_the_root() {
+        assert_eq!(in_root("volume", "/../../etc").unwrap(), "/etc");
+        assert_eq!(in_root("volume", "rel/./x/").unwrap(), "/rel/x");
+        assert_eq!(in_root("WorkingDir", "../../w/..//app").unwrap(), "/app");
+        assert_eq!(in_root("WorkingDir", "/").unwrap(), "/");
+        assert!(in_root("volume", "/a\0b").is_err());
     }
 }

@@ -419,7 +419,7 @@ impl Layer<'_> {
                 target.create_symlink(&link, &meta, self.degraded)?;
             }
             EntryKind::Node(file_type) => {
-                let device = device_numbers(entry.header(), path)?;
+                let device = device_numbers(entry.header(), file_type, path)?;
                 let before = self.degraded.devices;
                 target.create_node(file_type, device, &meta, self.degraded)?;
                 self.stats.skipped += self.degraded.devices - before;
@@ -643,13 +643,83 @@ fn metadata<R: Read>(entry: &mut tar::Entry<'_, R>, path: &[u8]) -> Result<Metad
     Ok(meta)
 }
 
-/// Major and minor numbers of a device entry; they must fit the kernel's 32 bits.
-fn device_numbers(header: &tar::Header, path: &[u8]) -> Result<(u32, u32), Error> {
-    let invalid = || Error::InvalidHeader {
-        path: display(path),
-        field: "device number",
+/// Major and minor numbers of a device entry; they must fit the kernel's 32 bits. A FIFO has
+/// none (its fields are not read). Empty fields (NUL- or space-filled, as Python's `tarfile`
+/// writes them) read as zero, as GNU tar and Go's `archive/tar` read them.
+fn device_numbers(
+    header: &tar::Header,
+    file_type: FileType,
+    path: &[u8],
+) -> Result<(u32, u32), Error> {
+    if file_type == FileType::Fifo {
+        return Ok((0, 0));
+    }
+    let fields = match (header.as_ustar(), header.as_gnu()) {
+        (Some(ustar), _) => Some((&ustar.dev_major, &ustar.dev_minor)),
+        (None, Some(gnu)) => Some((&gnu.dev_major, &gnu.dev_minor)),
+        // A v7 header has no device fields.
+        (None, None) => None,
     };
-    let major = header.device_major().map_err(|_| invalid())?.unwrap_or(0);
-    let minor = header.device_minor().map_err(|_| invalid())?.unwrap_or(0);
-    Ok((major, minor))
+    let Some((major, minor)) = fields else {
+        return Ok((0, 0));
+    };
+    let number = |field: &[u8; 8]| {
+        numeric_field(field)
+            .and_then(|value| u32::try_from(value).ok())
+            .ok_or_else(|| Error::InvalidHeader {
+                path: display(path),
+                field: "device number",
+            })
+    };
+    Ok((number(major)?, number(minor)?))
+}
+
+/// A tar numeric field: octal digits padded with NULs or spaces (empty reads as zero), or the
+/// GNU base-256 form (high bit set; negative values refused).
+fn numeric_field(field: &[u8]) -> Option<u64> {
+    if field.first().is_some_and(|byte| byte & 0x80 != 0) {
+        if field[0] & 0x40 != 0 {
+            return None;
+        }
+        return field[1..]
+            .iter()
+            .try_fold(u64::from(field[0] & 0x3f), |value, &byte| {
+                value.checked_mul(256).map(|value| value | u64::from(byte))
+            });
+    }
+    let text = field
+        .iter()
+        .position(|&byte| byte != b' ' && byte != 0)
+        .map_or(&field[..0], |start| &field[start..]);
+    let end = text
+        .iter()
+        .position(|&byte| byte == b' ' || byte == 0)
+        .unwrap_or(text.len());
+    let (digits, rest) = text.split_at(end);
+    if rest.iter().any(|&byte| byte != b' ' && byte != 0) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |value, &byte| match byte {
+        b'0'..=b'7' => value
+            .checked_mul(8)
+            .map(|value| value + u64::from(byte - b'0')),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numeric_field;
+
+    #[test]
+    fn numeric_fields_read_like_gnu_tar_and_go() {
+        assert_eq!(numeric_field(&[0; 8]), Some(0));
+        assert_eq!(numeric_field(b"        "), Some(0));
+        assert_eq!(numeric_field(b"0000012\0"), Some(10));
+        assert_eq!(numeric_field(b"  17 \0\0\0"), Some(15));
+        assert_eq!(numeric_field(&[0x80, 0, 0, 0, 0, 0, 1, 0]), Some(256));
+        assert_eq!(numeric_field(b"0008\0\0\0\0"), None);
+        assert_eq!(numeric_field(b"12 34\0\0\0"), None);
+        assert_eq!(numeric_field(&[0xff; 8]), None);
+    }
 }

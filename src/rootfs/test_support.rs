@@ -119,6 +119,18 @@ impl Tar {
         self.append(header, name, None, &[])
     }
 
+    /// A FIFO or device whose `devmajor`/`devminor` fields are all NUL bytes, as Python's
+    /// `tarfile` writes them for FIFOs.
+    pub(crate) fn node_without_device_numbers(
+        &mut self,
+        name: &str,
+        kind: tar::EntryType,
+    ) -> &mut Self {
+        let mut header = Self::header(kind, name, 0o640, 0);
+        header.as_mut_bytes()[329..345].fill(0);
+        self.append(header, name, None, &[])
+    }
+
     pub(crate) fn pax(&mut self, records: Vec<(&str, &[u8])>) -> &mut Self {
         self.builder.append_pax_extensions(records).unwrap();
         self

@@ -307,6 +307,27 @@ fn directory_mtimes_are_set_after_their_children() {
     );
 }
 
+/// Issue 16 item 8: empty (NUL-filled) device fields read as zero, as GNU tar and Go read
+/// them; a FIFO's are never read.
+#[test]
+fn nul_filled_device_numbers_read_as_zero() {
+    let tar = Tar::new()
+        .node_without_device_numbers("run/fifo", tar::EntryType::Fifo)
+        .node_without_device_numbers("dev/zeroes", tar::EntryType::Char)
+        .bytes();
+    let mut sandbox = Sandbox::new();
+    sandbox.apply_checked(&tar).unwrap();
+    assert!(fs::symlink_metadata(sandbox.root().join("run/fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    if is_root() {
+        let meta = fs::symlink_metadata(sandbox.root().join("dev/zeroes")).unwrap();
+        assert!(meta.file_type().is_char_device());
+        assert_eq!(meta.rdev(), 0);
+    }
+}
+
 #[test]
 fn device_nodes_are_created_as_root_and_skipped_with_one_warning_rootless() {
     let tar = Tar::new()

@@ -24,6 +24,12 @@ pub const FIXTURE_NAMES: &[&str] = &[
     "zstd",
 ];
 
+/// The layout of shapes that real images from other projects take (platform-less index
+/// entries, empty and attestation-only indexes, artifacts, foreign layers, Python-written
+/// tars...), one tag per shape; see `fixtures/README.md`. Not in [`FIXTURE_NAMES`]: it has no
+/// `v1`.
+pub const CONFORMANCE: &str = "conformance";
+
 /// The one tag every fixture layout carries.
 pub const FIXTURE_TAG: &str = "v1";
 

@@ -51,6 +51,7 @@ pub struct RegistryOptions {
     auth: Auth,
     proxy: Option<String>,
     tls: bool,
+    foreign_urls: bool,
 }
 
 impl RegistryOptions {
@@ -60,6 +61,7 @@ impl RegistryOptions {
             auth: Auth::Anonymous,
             proxy: None,
             tls: false,
+            foreign_urls: false,
         }
     }
 
@@ -98,6 +100,14 @@ impl RegistryOptions {
             issuer: issuer.to_owned(),
             rootcertbundle: rootcertbundle_path.to_owned(),
         };
+        self
+    }
+
+    /// Accept manifests whose foreign (non-distributable) layers list `http(s)` URLs
+    /// (`validation: manifests: urls: allow`); distribution refuses them otherwise.
+    #[must_use]
+    pub fn allow_foreign_urls(mut self) -> RegistryOptions {
+        self.foreign_urls = true;
         self
     }
 
@@ -178,6 +188,11 @@ health:
                     path(rootcertbundle)
                 );
             }
+        }
+        if self.foreign_urls {
+            yaml.push_str(
+                "validation:\n  manifests:\n    urls:\n      allow:\n        - \"^https?://\"\n",
+            );
         }
         if let Some(remote) = &self.proxy {
             let _ = write!(yaml, "proxy:\n  remoteurl: {}\n", q(remote));
@@ -570,4 +585,75 @@ fn export_dir_transport(layout: &Layout, digest: &str, out: &Path) -> anyhow::Re
         fs::copy(layout.blob_path(&desc.digest)?, out.join(hex))?;
     }
     Ok(())
+}
+
+/// Stores a Docker v2 schema 1 manifest as `repository:tag` directly in the
+/// registry's filesystem storage (distribution refuses a schema 1 PUT whose
+/// libtrust signature it cannot verify, and nothing here signs): the
+/// unsigned payload as a blob, linked as a revision and as the tag, with its
+/// one layer (the 1024-byte empty tar). Distribution signs it afresh on every
+/// GET, so the body never hashes to the `Docker-Content-Digest` it announces.
+/// Returns that digest (of the stored payload).
+pub fn store_schema1(registry: &Registry, repository: &str, tag: &str) -> anyhow::Result<String> {
+    let v2 = registry.dir().join("storage/docker/registry/v2");
+    let put_blob = |bytes: &[u8]| -> anyhow::Result<String> {
+        let digest = crate::fixtures::sha256_digest(bytes);
+        let hex = &digest["sha256:".len()..];
+        let dir = v2.join("blobs/sha256").join(&hex[..2]).join(hex);
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join("data"), bytes)?;
+        Ok(digest)
+    };
+    let link = |path: &str, digest: &str| -> anyhow::Result<()> {
+        let dir = v2.join("repositories").join(repository).join(path);
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join("link"), digest)?;
+        Ok(())
+    };
+    let layer = put_blob(&[0u8; 1024])?;
+    let history = serde_json::json!({
+        "id": "5d6e8d3a6d2c0f1b9a7e4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3a2918070",
+        "created": "2023-11-14T22:13:20Z",
+        "os": "linux",
+        "architecture": "amd64",
+        "config": {"Cmd": ["/bin/sh"]},
+    });
+    let manifest = serde_json::json!({
+        "schemaVersion": 1,
+        "name": repository,
+        "tag": tag,
+        "architecture": "amd64",
+        "fsLayers": [{"blobSum": layer}],
+        "history": [{"v1Compatibility": history.to_string()}],
+    });
+    let digest = put_blob(serde_json::to_string_pretty(&manifest)?.as_bytes())?;
+    let hex = &digest["sha256:".len()..];
+    link(
+        &format!("_layers/sha256/{}", &layer["sha256:".len()..]),
+        &layer,
+    )?;
+    link(&format!("_manifests/revisions/sha256/{hex}"), &digest)?;
+    link(&format!("_manifests/tags/{tag}/current"), &digest)?;
+    link(
+        &format!("_manifests/tags/{tag}/index/sha256/{hex}"),
+        &digest,
+    )?;
+    Ok(digest)
+}
+
+/// Pushes tag `tag` of the committed [`CONFORMANCE`](crate::fixtures::CONFORMANCE) layout
+/// into `registry` as `target` (`repo:tag`) with skopeo, digests preserved (`--all` for an
+/// index), and returns its digest. skopeo leaves foreign layers out, as it does for any
+/// registry: the registry then holds the manifest but not their blobs.
+pub fn seed_conformance(registry: &Registry, tag: &str, target: &str) -> anyhow::Result<String> {
+    let layout = Layout::fixture(crate::fixtures::CONFORMANCE)?;
+    let desc = layout.resolve_tag(tag)?;
+    let mut args = vec!["--preserve-digests"];
+    if desc.is_index() {
+        args.push("--all");
+    }
+    let src = format!("oci:{}:{tag}", layout.root().display());
+    let dst = format!("docker://{}/{target}", registry.host());
+    skopeo_copy(&src, &dst, &args)?;
+    Ok(desc.digest)
 }

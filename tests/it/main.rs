@@ -7,6 +7,7 @@ mod azure;
 mod cache;
 mod cli;
 mod cli_docs;
+mod conformance;
 mod credentials;
 mod errors;
 mod fuzz_regressions;
