@@ -180,7 +180,16 @@ pub fn to_oci(resolved: Resolved) -> Result<(Resolved, Option<Digest>)> {
     let root = convert(&resolved.root)?;
     let top = convert(&resolved.top)?;
     let original = (top.digest != resolved.top.digest).then(|| resolved.top.digest.clone());
-    Ok((Resolved { root, images, top }, original))
+    let display = resolved.display;
+    Ok((
+        Resolved {
+            root,
+            images,
+            top,
+            display,
+        },
+        original,
+    ))
 }
 
 #[cfg(test)]

@@ -355,9 +355,8 @@ pub struct Resolved {
     pub images: Vec<ResolvedImage>,
     /// The manifest to name in the output (root for `All` or a plain image, else the chosen image).
     pub top: FetchedManifest,
-    /// What the user should know but that does not stop the pull (a single-platform image
-    /// that is not for this machine).
-    pub warnings: Vec<String>,
+    /// The reference as shown in messages.
+    pub display: String,
 }
 
 /// Open the source for a spec.
@@ -476,7 +475,7 @@ pub fn layout_names(specs: &[SourceSpec]) -> Result<Vec<Option<String>>> {
             }
             let full = match spec {
                 SourceSpec::Registry(reference) => Some(reference.to_string()),
-                SourceSpec::Layout { .. } => None,
+                SourceSpec::Layout { .. } | SourceSpec::Archive { .. } => None,
             };
             full.filter(|name| layout::is_valid_ref_name(name))
                 .map(Some)
@@ -586,29 +585,9 @@ pub async fn resolve(
 ) -> Result<Resolved> {
     let root = source.manifest(reference).await?;
     if root.kind == ManifestKind::Image {
+        // Its platform is judged by the writer, which reads the config anyway
+        // ([`check_single_platform`]).
         let parsed: ImageManifest = parse_json(&root)?;
-        let mut warnings = Vec::new();
-        let wanted = platform.wanted();
-        let found = match &wanted {
-            Some(_) => config_platform(source, &parsed).await?,
-            None => None,
-        };
-        if let (Some(wanted), Some(found)) = (&wanted, &found) {
-            if !wanted.matches(&found.os, &found.architecture, found.variant.as_deref()) {
-                if *platform == PlatformChoice::Host {
-                    warnings.push(format!(
-                        "{display} is a single-platform image for {found}, not for this machine \
-                         ({wanted}); pass --platform {found} if that is intended"
-                    ));
-                } else {
-                    return Err(Error::PlatformNotFound {
-                        reference: display.to_string(),
-                        wanted: wanted.to_string(),
-                        available: vec![found.to_string()],
-                    });
-                }
-            }
-        }
         return Ok(Resolved {
             top: root.clone(),
             images: vec![ResolvedImage {
@@ -617,7 +596,7 @@ pub async fn resolve(
                 platform: None,
             }],
             root,
-            warnings,
+            display: display.to_string(),
         });
     }
     let index: ImageIndex = parse_json(&root)?;
@@ -636,7 +615,7 @@ pub async fn resolve(
             top: root.clone(),
             root,
             images,
-            warnings: Vec::new(),
+            display: display.to_string(),
         });
     };
     let listed = index.manifests.iter().find(|entry| {
@@ -656,7 +635,7 @@ pub async fn resolve(
                 parsed,
                 platform: entry.platform.as_ref().map(|p| p.to_platform()),
             }],
-            warnings: Vec::new(),
+            display: display.to_string(),
         });
     }
     let mut available: Vec<String> = index
@@ -689,7 +668,7 @@ pub async fn resolve(
                     parsed,
                     platform: Some(found),
                 }],
-                warnings: Vec::new(),
+                display: display.to_string(),
             });
         }
         available.push(found.to_string());
@@ -700,6 +679,39 @@ pub async fn resolve(
         reference: display.to_string(),
         wanted: wanted.to_string(),
         available,
+    })
+}
+
+/// Hold a single-platform image (the reference named an image, not an index) to the platform
+/// asked for, once its config is read: an explicit `--platform` it does not match is refused
+/// (not found, as containerd refuses it); for the default platform a mismatch is a warning.
+/// Indexes were matched by [`resolve`]; configs that name no platform pass.
+pub fn check_single_platform(
+    resolved: &Resolved,
+    choice: &PlatformChoice,
+    config: &ImageConfigSummary,
+    reporter: &dyn Reporter,
+) -> Result<()> {
+    let (Some(wanted), Some(found)) = (choice.wanted(), config.platform()) else {
+        return Ok(());
+    };
+    if resolved.root.kind != ManifestKind::Image
+        || wanted.matches(&found.os, &found.architecture, found.variant.as_deref())
+    {
+        return Ok(());
+    }
+    if *choice == PlatformChoice::Host {
+        reporter.on_warning(&format!(
+            "{} is a single-platform image for {found}, not for this machine ({wanted}); \
+             pass --platform {found} if that is intended",
+            resolved.display
+        ));
+        return Ok(());
+    }
+    Err(Error::PlatformNotFound {
+        reference: resolved.display.clone(),
+        wanted: wanted.to_string(),
+        available: vec![found.to_string()],
     })
 }
 
@@ -1403,17 +1415,30 @@ async fn write_layout(
     let resolved = carried.resolved;
     let mut blobs = blobs_of(resolved);
     blobs.extend(referrer_blobs(carried.referrers, &blobs));
-    let transferred = download_all(source, blobs, writer.root(), options, reporter).await?;
+    let mut transferred = Transfer::default();
+    let config_summary = |config: &Descriptor| {
+        std::fs::read(layout::blob_path(writer.root(), &config.digest))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<ImageConfigSummary>(&bytes).ok())
+    };
+    if let (ManifestKind::Image, Some(image)) = (resolved.root.kind, resolved.images.first()) {
+        // A single image's config first: it is held to the platform asked for before its
+        // layers are fetched.
+        let config = &image.parsed.config;
+        blobs.retain(|(blob, _)| blob.digest != config.digest);
+        let first = vec![(config.clone(), BlobKind::Config)];
+        transferred +=
+            download_all(source.clone(), first, writer.root(), options, reporter).await?;
+        if let Some(summary) = config_summary(config) {
+            check_single_platform(resolved, &options.platform, &summary, reporter.as_ref())?;
+        }
+    }
+    transferred += download_all(source, blobs, writer.root(), options, reporter).await?;
     // An empty index (`--platform all`) has no image, so no platform.
-    let config = resolved
+    let platform = resolved
         .images
         .first()
-        .map(|image| layout::blob_path(writer.root(), &image.parsed.config.digest));
-    let platform = config
-        .and_then(|config| std::fs::read(config).ok())
-        .and_then(|bytes| {
-            serde_json::from_slice::<crate::manifest::ImageConfigSummary>(&bytes).ok()
-        })
+        .and_then(|image| config_summary(&image.parsed.config))
         .and_then(|summary| summary.platform())
         .map(|p| p.to_string());
     for image in &resolved.images {

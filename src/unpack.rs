@@ -64,7 +64,16 @@ pub async fn write_rootfs(
         })
         .collect::<Result<_>>()?;
     let staging = destination.staging()?;
-    let result = build(config, layers, source, staging.path(), options, reporter).await;
+    let result = build(
+        resolved,
+        config,
+        layers,
+        source,
+        staging.path(),
+        options,
+        reporter,
+    )
+    .await;
     match result {
         Ok((written, out)) => {
             if options.sync {
@@ -79,6 +88,7 @@ pub async fn write_rootfs(
 }
 
 async fn build(
+    resolved: &Resolved,
     config: &Descriptor,
     layers: Vec<(Descriptor, LayerCompression)>,
     source: Arc<dyn ImageSource>,
@@ -120,6 +130,7 @@ async fn build(
     let summary: ImageConfigSummary = serde_json::from_slice(&config_bytes).map_err(|e| {
         Error::Unsupported(format!("image config {} is not valid: {e}", config.digest))
     })?;
+    crate::pull::check_single_platform(resolved, &options.platform, &summary, reporter.as_ref())?;
     let platform = summary.platform().map(|p| p.to_string());
     let diff_ids = summary.rootfs.map(|r| r.diff_ids).unwrap_or_default();
     if diff_ids.len() != layers.len() {

@@ -530,8 +530,17 @@ fn a_list_of_references_stages_into_one_layout_with_shared_blobs_once() {
                 .to_string()
         })
         .collect();
-    // Tags name layout entries, as with skopeo: it/two:v1 replaces it/one:v1's entry.
-    assert_eq!(tags, vec!["v2", "v1"]);
+    // Two listed images share `v1`: each keeps its full reference, so neither replaces the
+    // other (issue 16); the unique `v2` stays a plain tag.
+    let host = registry.host();
+    assert_eq!(
+        tags,
+        vec![
+            format!("{host}/it/one:v1"),
+            "v2".to_string(),
+            format!("{host}/it/two:v1")
+        ]
+    );
     let bad = scratch.dir.path().join("bad.txt");
     std::fs::write(&bad, "Not A Reference\n").unwrap();
     let stderr = fails(
