@@ -230,6 +230,7 @@ mod tests {
                 })
                 .collect(),
             top,
+            display: "test".into(),
         }
     }
 
