@@ -359,6 +359,28 @@ pub struct Resolved {
     pub display: String,
 }
 
+impl Resolved {
+    /// The one entry of the index `root` chosen for a platform.
+    fn chosen(
+        root: FetchedManifest,
+        child: FetchedManifest,
+        parsed: ImageManifest,
+        platform: Option<Platform>,
+        display: &str,
+    ) -> Self {
+        Resolved {
+            root,
+            top: child.clone(),
+            images: vec![ResolvedImage {
+                manifest: child,
+                parsed,
+                platform,
+            }],
+            display: display.to_string(),
+        }
+    }
+}
+
 /// Open the source for a spec.
 pub fn open_source(
     spec: &SourceSpec,
@@ -627,16 +649,8 @@ pub async fn resolve(
     if let Some(entry) = listed {
         let child = fetch_image(source, entry, display).await?;
         let parsed = parse_json(&child)?;
-        return Ok(Resolved {
-            root,
-            top: child.clone(),
-            images: vec![ResolvedImage {
-                manifest: child,
-                parsed,
-                platform: entry.platform.as_ref().map(|p| p.to_platform()),
-            }],
-            display: display.to_string(),
-        });
+        let platform = entry.platform.as_ref().map(|p| p.to_platform());
+        return Ok(Resolved::chosen(root, child, parsed, platform, display));
     }
     let mut available: Vec<String> = index
         .manifests
@@ -660,16 +674,7 @@ pub async fn resolve(
             continue;
         };
         if wanted.matches(&found.os, &found.architecture, found.variant.as_deref()) {
-            return Ok(Resolved {
-                root,
-                top: child.clone(),
-                images: vec![ResolvedImage {
-                    manifest: child,
-                    parsed,
-                    platform: Some(found),
-                }],
-                display: display.to_string(),
-            });
+            return Ok(Resolved::chosen(root, child, parsed, Some(found), display));
         }
         available.push(found.to_string());
     }

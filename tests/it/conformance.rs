@@ -14,7 +14,7 @@ use acrpull_testenv::registry::{
     seed, seed_conformance, skopeo_copy, store_schema1, Registry, RegistryOptions,
 };
 
-use crate::support::{acrpull, fails, must, ok, run, skopeo_raw_digest, Scratch};
+use crate::support::{acrpull, fails, layout_ref_names, must, ok, run, skopeo_raw_digest, Scratch};
 
 fn registry() -> Registry {
     Registry::start(RegistryOptions::anonymous()).expect("registry starts")
@@ -94,20 +94,17 @@ fn index_entries_without_platform_are_matched_by_their_config() {
     );
     assert!(!dest.exists());
     // The whole index round-trips, byte for byte, as skopeo sees it.
-    let dest = scratch.dest("all");
-    ok(&pull(
-        &scratch,
-        &[
-            "pull",
-            "-q",
-            "--format",
-            "oci",
-            "--platform",
-            "all",
-            &image,
-            dest.to_str().unwrap(),
-        ],
-    ));
+    layout_round_trips(&scratch, &image, &["--platform", "all"]);
+}
+
+/// Pull `image` (tagged `v1`) into an OCI layout with `extra` flags: skopeo reads there the
+/// manifest the registry serves, byte for byte.
+fn layout_round_trips(scratch: &Scratch, image: &str, extra: &[&str]) {
+    let dest = scratch.dest("round-trip");
+    let mut args = vec!["pull", "-q", "--format", "oci"];
+    args.extend_from_slice(extra);
+    args.extend([image, dest.to_str().unwrap()]);
+    ok(&pull(scratch, &args));
     assert_eq!(
         skopeo_raw_digest(&format!("oci:{}:v1", dest.display())),
         skopeo_raw_digest(&format!("docker://{image}"))
@@ -230,22 +227,7 @@ fn an_artifact_with_a_subject_is_kept_in_a_layout_and_refused_as_a_root() {
     seed_conformance(&registry, "artifact", "conf/artifact:v1").expect("seeded");
     let image = format!("{}/conf/artifact:v1", registry.host());
     let scratch = Scratch::new();
-    let dest = scratch.dest("layout");
-    ok(&pull(
-        &scratch,
-        &[
-            "pull",
-            "-q",
-            "--format",
-            "oci",
-            &image,
-            dest.to_str().unwrap(),
-        ],
-    ));
-    assert_eq!(
-        skopeo_raw_digest(&format!("oci:{}:v1", dest.display())),
-        skopeo_raw_digest(&format!("docker://{image}"))
-    );
+    layout_round_trips(&scratch, &image, &[]);
     let dest = scratch.dest("rootfs");
     let stderr = fails(
         &pull(&scratch, &["pull", &image, dest.to_str().unwrap()]),
@@ -314,17 +296,7 @@ fn a_reference_list_whose_tags_repeat_keeps_every_image() {
             dest.to_str().unwrap(),
         ],
     ));
-    let mut names: Vec<String> = index_json(&dest)["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            m["annotations"]["org.opencontainers.image.ref.name"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let mut names = layout_ref_names(&dest);
     let expected = [
         format!("{host}/it/a:latest"),
         format!("{host}/it/b:latest"),

@@ -519,17 +519,7 @@ fn a_list_of_references_stages_into_one_layout_with_shared_blobs_once() {
         outcomes[1]["bytesDownloaded"], 0,
         "v2 shares every blob with v1"
     );
-    let tags: Vec<String> = index_json(&dest)["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            m["annotations"]["org.opencontainers.image.ref.name"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let tags = crate::support::layout_ref_names(&dest);
     // Two listed images share `v1`: each keeps its full reference, so neither replaces the
     // other (issue 16); the unique `v2` stays a plain tag.
     let host = registry.host();

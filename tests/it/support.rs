@@ -251,3 +251,21 @@ pub fn on_a_terminal(
     );
     String::from_utf8_lossy(&std::fs::read(&typescript).expect("typescript")).into_owned()
 }
+
+/// The `org.opencontainers.image.ref.name` of each entry of the layout's `index.json`, in order.
+pub fn layout_ref_names(dest: &Path) -> Vec<String> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dest.join("index.json")).expect("index.json"))
+            .expect("valid index.json");
+    index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .expect("a ref name")
+                .to_string()
+        })
+        .collect()
+}
