@@ -19,7 +19,9 @@ pub struct Descriptor {
     pub media_type: String,
     /// Digest.
     pub digest: Digest,
-    /// Size in bytes.
+    /// Size in bytes: at most `i64::MAX`, the image spec's `int64` (no registry can serve more,
+    /// and a larger one would only overflow offsets and ranges further on).
+    #[serde(deserialize_with = "size_in_int64")]
     pub size: u64,
     /// Alternative download URLs (foreign layers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,6 +32,17 @@ pub struct Descriptor {
     /// Platform (index entries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<PlatformSpec>,
+}
+
+/// A descriptor size, refused beyond `i64::MAX` (the image spec's `int64`).
+fn size_in_int64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let size = u64::deserialize(deserializer)?;
+    if i64::try_from(size).is_err() {
+        return Err(serde::de::Error::custom(format!(
+            "descriptor size {size} is beyond the image spec's int64 range"
+        )));
+    }
+    Ok(size)
 }
 
 /// The tag annotation of layout index entries.
@@ -146,5 +159,21 @@ mod tests {
         .unwrap();
         let platform = index.manifests[0].platform.as_ref().unwrap().to_platform();
         assert_eq!(platform.to_string(), "linux/arm64/v8");
+    }
+
+    /// A size no registry can serve is refused when the document is read, not when a download
+    /// of it overflows an offset.
+    #[test]
+    fn sizes_beyond_int64_are_refused() {
+        let descriptor = |size: &str| {
+            format!(
+                r#"{{"mediaType":"x","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":{size}}}"#
+            )
+        };
+        assert!(serde_json::from_str::<Descriptor>(&descriptor("9223372036854775807")).is_ok());
+        for size in ["9223372036854775808", "18446744073709551615"] {
+            let error = serde_json::from_str::<Descriptor>(&descriptor(size)).unwrap_err();
+            assert!(error.to_string().contains("int64"), "{error}");
+        }
     }
 }

@@ -445,6 +445,16 @@ impl RegistryClient {
             tracing::info!(to = %redact_url(response.url()), status = %response.status(), "blob storage refused; asking the registry for a new redirect");
             response = self.blob_response(&path, &headers).await?;
         }
+        if ranged && response.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+            // We only ask for bytes below the descriptor's size: the blob is shorter than the
+            // manifest says, so the manifest (or the blob) is wrong.
+            return Err(Error::Integrity {
+                what: "blob".into(),
+                digest: digest.clone(),
+                expected: format!("more than {offset} bytes (the descriptor's size)"),
+                actual: "fewer: the registry answered 416 Range Not Satisfiable".into(),
+            });
+        }
         let what = || format!("blob {digest} in repository `{}`", self.repository);
         let response = self.check_status(response, what).await?;
         self.blob_body(response, offset, ranged)

@@ -42,10 +42,14 @@ impl Case {
         }
     }
 
-    /// `acrpull pull --format oci -vv EXTRA IMAGE DEST`, measured.
+    /// `acrpull pull --format oci -vv EXTRA IMAGE DEST` of the tag `v1`, measured.
     fn pull(&self, extra: &[&str]) -> Run {
+        self.pull_tag("v1", extra)
+    }
+
+    fn pull_tag(&self, tag: &str, extra: &[&str]) -> Run {
         let dest = self.scratch.dest("out");
-        let image = format!("{}/fake/simple:v1", self.registry.host());
+        let image = format!("{}/fake/simple:{tag}", self.registry.host());
         let mut args: Vec<&str> = vec!["pull", "--format", "oci", "-vv", "--retries", "1"];
         args.extend_from_slice(extra);
         args.push(&image);
@@ -252,4 +256,43 @@ fn verbose_logs_print_no_token_and_no_signature() {
         stderr.contains("DEBUG") || stderr.contains("debug"),
         "{stderr}"
     );
+}
+
+/// A layer whose size is beyond the image spec's int64 (no registry can serve it) is refused
+/// as invalid content when the manifest is read: exit 6, nothing written.
+#[test]
+fn hostile_descriptor_size_beyond_int64_is_an_integrity_failure() {
+    let case = Case::new(None);
+    let (media_type, _, bytes) = case.registry.layout().manifest("v1").unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(manifest["layers"].is_array(), "v1 is an image manifest");
+    manifest["layers"][0]["size"] = serde_json::json!(u64::MAX);
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    case.registry
+        .faults()
+        .serve_manifest_override("huge", &bytes, &media_type);
+    let run = case.pull_tag("huge", &[]);
+    let stderr = fails(&run.output, 6);
+    no_secrets(&run);
+    assert!(stderr.contains("int64"), "{stderr}");
+    case.nothing_left();
+}
+
+/// A layer whose size is within int64 but beyond the blob the registry has: the ranged reads
+/// past the blob's end are answered 416, which is the manifest lying about the size: exit 6.
+#[test]
+fn hostile_descriptor_size_beyond_the_blob_is_an_integrity_failure() {
+    let case = Case::new(None);
+    let (media_type, _, bytes) = case.registry.layout().manifest("v1").unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    manifest["layers"][0]["size"] = serde_json::json!(1u64 << 40);
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    case.registry
+        .faults()
+        .serve_manifest_override("huge", &bytes, &media_type);
+    let run = case.pull_tag("huge", &[]);
+    fails(&run.output, 6);
+    no_secrets(&run);
+    within(&run, Duration::from_secs(60));
+    case.nothing_left();
 }
