@@ -258,20 +258,26 @@ fn verbose_logs_print_no_token_and_no_signature() {
     );
 }
 
-/// A layer whose size is beyond the image spec's int64 (no registry can serve it) is refused
-/// as invalid content when the manifest is read: exit 6, nothing written.
-#[test]
-fn hostile_descriptor_size_beyond_int64_is_an_integrity_failure() {
+/// Pull the tag `huge`: the `v1` manifest with its first layer's size set to `size`.
+fn pull_with_first_layer_size(size: u64) -> (Case, Run) {
     let case = Case::new(None);
     let (media_type, _, bytes) = case.registry.layout().manifest("v1").unwrap();
     let mut manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert!(manifest["layers"].is_array(), "v1 is an image manifest");
-    manifest["layers"][0]["size"] = serde_json::json!(u64::MAX);
+    manifest["layers"][0]["size"] = serde_json::json!(size);
     let bytes = serde_json::to_vec(&manifest).unwrap();
     case.registry
         .faults()
         .serve_manifest_override("huge", &bytes, &media_type);
     let run = case.pull_tag("huge", &[]);
+    (case, run)
+}
+
+/// A layer whose size is beyond the image spec's int64 (no registry can serve it) is refused
+/// as invalid content when the manifest is read: exit 6, nothing written.
+#[test]
+fn hostile_descriptor_size_beyond_int64_is_an_integrity_failure() {
+    let (case, run) = pull_with_first_layer_size(u64::MAX);
     let stderr = fails(&run.output, 6);
     no_secrets(&run);
     assert!(stderr.contains("int64"), "{stderr}");
@@ -282,15 +288,7 @@ fn hostile_descriptor_size_beyond_int64_is_an_integrity_failure() {
 /// past the blob's end are answered 416, which is the manifest lying about the size: exit 6.
 #[test]
 fn hostile_descriptor_size_beyond_the_blob_is_an_integrity_failure() {
-    let case = Case::new(None);
-    let (media_type, _, bytes) = case.registry.layout().manifest("v1").unwrap();
-    let mut manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    manifest["layers"][0]["size"] = serde_json::json!(1u64 << 40);
-    let bytes = serde_json::to_vec(&manifest).unwrap();
-    case.registry
-        .faults()
-        .serve_manifest_override("huge", &bytes, &media_type);
-    let run = case.pull_tag("huge", &[]);
+    let (case, run) = pull_with_first_layer_size(1 << 40);
     fails(&run.output, 6);
     no_secrets(&run);
     within(&run, Duration::from_secs(60));
