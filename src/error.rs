@@ -196,6 +196,7 @@ fn registry_class(error: &crate::registry::Error) -> ErrorClass {
         | R::Interrupted { .. } => ErrorClass::Network,
         R::Status { status, .. } if *status >= 500 || *status == 429 => ErrorClass::Network,
         R::Integrity { .. }
+        | R::AmbiguousManifest { .. }
         | R::ManifestTooLarge { .. }
         | R::Unsupported { .. }
         | R::Schema1 { .. } => ErrorClass::Integrity,

@@ -534,6 +534,16 @@ pub(crate) async fn fetch_child(
             actual: format!("{} ({} bytes)", child.digest, child.bytes.len()),
         });
     }
+    // The index said what the child is; the child must agree (CVE-2021-41190).
+    if child.media_type != descriptor.media_type {
+        return Err(Error::Registry(crate::registry::Error::AmbiguousManifest {
+            url: format!("{} {}", source.describe(), descriptor.digest),
+            reason: format!(
+                "the index entry says `{}` but the manifest is `{}`",
+                descriptor.media_type, child.media_type
+            ),
+        }));
+    }
     Ok(child)
 }
 

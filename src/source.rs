@@ -26,17 +26,17 @@ pub struct FetchedManifest {
     pub digest: Digest,
 }
 
+/// Just enough of a document to recognise schema 1 before its digest is judged.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Probe {
     schema_version: Option<u32>,
-    media_type: Option<String>,
-    manifests: Option<serde_json::Value>,
-    layers: Option<serde_json::Value>,
 }
 
 impl FetchedManifest {
-    /// Check bytes against the digests we were given and classify them.
+    /// Check bytes against the digests we were given and classify them
+    /// ([`crate::manifest::classify`]). `content_type` is the type the document came with: the
+    /// registry's `Content-Type`, or the `mediaType` of the descriptor that named it.
     pub fn verify(
         bytes: Bytes,
         content_type: Option<String>,
@@ -72,27 +72,17 @@ impl FetchedManifest {
                 });
             }
         }
-        let unsupported = |reason: String| Error::Unsupported {
-            url: url.to_string(),
-            reason,
-        };
-        let probe = probe.map_err(|e| unsupported(format!("manifest is not valid JSON: {e}")))?;
-        let media_type = probe
-            .media_type
-            .or(content_type)
-            .filter(|m| !m.is_empty() && m != "application/json")
-            .or_else(|| {
-                if probe.manifests.is_some() {
-                    Some(media_type::OCI_INDEX.to_string())
-                } else if probe.layers.is_some() {
-                    Some(media_type::OCI_MANIFEST.to_string())
-                } else {
-                    None
-                }
-            })
-            .ok_or_else(|| unsupported("manifest has no media type".into()))?;
-        let kind = media_type::manifest_kind(&media_type)
-            .ok_or_else(|| unsupported(format!("unknown manifest media type `{media_type}`")))?;
+        let crate::manifest::Classified { media_type, kind } =
+            crate::manifest::classify(&bytes, content_type.as_deref()).map_err(|e| match e {
+                crate::manifest::DocumentError::Ambiguous(reason) => Error::AmbiguousManifest {
+                    url: url.to_string(),
+                    reason,
+                },
+                other => Error::Unsupported {
+                    url: url.to_string(),
+                    reason: other.to_string(),
+                },
+            })?;
         Ok(Self {
             bytes,
             media_type,

@@ -10,7 +10,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use acrpull::fuzzing;
-use acrpull::manifest::{Descriptor, ImageConfigSummary, ImageIndex, ImageManifest};
+use acrpull::manifest::{
+    Classified, Descriptor, DocumentError, ImageConfigSummary, ImageIndex, ImageManifest,
+};
+use acrpull::media_type::ManifestKind;
+use acrpull::registry::Error as RegistryError;
 use acrpull::source::FetchedManifest;
 use acrpull::{Digest, Platform, Reference};
 
@@ -96,13 +100,30 @@ pub fn manifest(data: &[u8]) {
             "a manifest failed its own digest: {error}"
         ),
     }
-    let _ = FetchedManifest::verify(
-        bytes,
-        Some(acrpull::media_type::OCI_MANIFEST.to_string()),
-        None,
-        None,
-        "fuzz",
-    );
+    for declared in DECLARED {
+        let verified = FetchedManifest::verify(
+            bytes.clone(),
+            declared.map(str::to_string),
+            None,
+            None,
+            "fuzz",
+        );
+        let classified = acrpull::manifest::classify(data, declared);
+        check_one_meaning(data, declared, classified.as_ref().ok());
+        // The registry/layout path and the rule are the same rule.
+        match (&classified, &verified) {
+            (Ok(classified), Ok(verified)) => {
+                assert_eq!(classified.media_type, verified.media_type);
+                assert_eq!(classified.kind, verified.kind);
+            }
+            (Err(DocumentError::Ambiguous(_)), Err(RegistryError::AmbiguousManifest { .. }))
+            | (Err(DocumentError::Unsupported(_)), Err(RegistryError::Unsupported { .. }))
+            | (Err(DocumentError::Unsupported(_)), Err(RegistryError::Schema1 { .. })) => {}
+            (classified, verified) => {
+                panic!("classify says {classified:?}, verify says {verified:?}")
+            }
+        }
+    }
     if let Ok(manifest) = serde_json::from_slice::<ImageManifest>(data) {
         check_descriptor(&manifest.config);
         manifest.layers.iter().for_each(check_descriptor);
@@ -115,6 +136,54 @@ pub fn manifest(data: &[u8]) {
         for diff_id in config.rootfs.iter().flat_map(|rootfs| &rootfs.diff_ids) {
             assert!(diff_id.hex().bytes().all(|b| b.is_ascii_hexdigit()));
         }
+    }
+}
+
+/// The types a manifest is declared with in the fuzz checks: none, specific ones, generic ones.
+const DECLARED: [Option<&str>; 6] = [
+    None,
+    Some(acrpull::media_type::OCI_MANIFEST),
+    Some(acrpull::media_type::OCI_INDEX),
+    Some(acrpull::media_type::DOCKER_MANIFEST),
+    Some(acrpull::media_type::DOCKER_MANIFEST_LIST),
+    Some("application/json"),
+];
+
+/// CVE-2021-41190: a document accepted under `declared` can be read one way only. Checked
+/// against a model built on `serde_json::Value`, independently of the classifier.
+fn check_one_meaning(data: &[u8], declared: Option<&str>, classified: Option<&Classified>) {
+    let Some(classified) = classified else {
+        return;
+    };
+    let Ok(serde_json::Value::Object(document)) = serde_json::from_slice(data) else {
+        panic!("accepted a manifest that is not a JSON object");
+    };
+    let present = |key: &str| document.get(key).is_some_and(|v| !v.is_null());
+    let index_shaped = present("manifests");
+    let image_shaped = present("layers") || present("config");
+    assert!(
+        !(index_shaped && image_shaped),
+        "accepted a document that is both an index and an image"
+    );
+    match classified.kind {
+        ManifestKind::Index => assert!(!image_shaped, "an index with layers/config"),
+        ManifestKind::Image => assert!(!index_shaped, "an image with manifests"),
+    }
+    let own = document
+        .get("mediaType")
+        .and_then(|m| m.as_str())
+        .filter(|m| !m.is_empty());
+    if let Some(own) = own {
+        assert_eq!(
+            classified.media_type, own,
+            "the body's mediaType was overridden"
+        );
+    }
+    if let Some(declared) = declared.filter(|d| *d != "application/json") {
+        assert_eq!(
+            classified.media_type, declared,
+            "accepted a document whose type differs from the declared one"
+        );
     }
 }
 

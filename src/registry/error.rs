@@ -118,6 +118,15 @@ pub enum Error {
         /// Where it came from.
         url: String,
     },
+    /// A manifest that could be read as two different things (CVE-2021-41190): refused like
+    /// a digest mismatch.
+    #[error("manifest at {url} is ambiguous: {reason}")]
+    AmbiguousManifest {
+        /// Where it came from.
+        url: String,
+        /// What makes it ambiguous.
+        reason: String,
+    },
     /// Too many redirects or a redirect to a bad URL.
     #[error("bad redirect from {url}: {reason}")]
     Redirect {
