@@ -5,7 +5,9 @@
 //! writer that hashes and writes it: `tokio::fs` would cost a blocking-pool round trip per
 //! write. A [`BlobTap`] lets a consumer read the file while it grows (the rootfs applier starts
 //! on a layer as soon as its first bytes arrive); the consumer sees end-of-file only once the
-//! whole blob is verified, and an error if the download fails or is cancelled.
+//! whole blob is verified, and an error if the download fails or is cancelled. A download
+//! resumed from bytes an earlier run left (the cache's partial files) shows the consumer
+//! nothing until the whole blob verified: an unverified prefix never reaches the applier.
 
 use std::fs::File;
 use std::io::{Seek as _, Write as _};
@@ -157,11 +159,16 @@ async fn download(
         tap.open(shared);
     }
     let (sender, receiver) = tokio::sync::mpsc::channel(WRITE_QUEUE);
+    // Bytes kept from an earlier run are unverified until the whole blob is: a hostile or
+    // broken source may have left a wrong prefix (a poisoned cache). The reader then sees
+    // nothing until the digest matches, and a prefix that fails is discarded by the caller
+    // before any byte of it was handed out.
+    let live_tap = if held == 0 { options.tap.clone() } else { None };
     let writer = {
         let path = temp_path.to_path_buf();
         let algorithm = digest.algorithm();
         let sync = options.sync;
-        let tap = options.tap.clone();
+        let tap = live_tap;
         let digest = digest.clone();
         tokio::task::spawn_blocking(move || {
             write_blob(
@@ -211,6 +218,10 @@ async fn download(
             expected: digest.to_string(),
             actual: actual.to_string(),
         });
+    }
+    if let Some(tap) = &options.tap {
+        // Verified: a reader held back from a resumed prefix may read it all now.
+        tap.advance(written.bytes);
     }
     Ok(transferred)
 }
