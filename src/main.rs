@@ -37,15 +37,9 @@ fn main() -> ExitCode {
         });
     match result {
         Ok(code) => code,
-        // `acrpull man | head`: the reader left; that is not a failure (as ripgrep does).
-        Err(e)
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) =>
-        {
-            ExitCode::SUCCESS
-        }
+        // `acrpull man | head`: the reader of stdout left; that is not a failure (as ripgrep
+        // does). Only a write to stdout makes this error: a network EPIPE stays an error.
+        Err(e) if cli::stdout::is_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let class = cli::errors::class_of(&e);
             let hint = cli::errors::hint(&e, image.as_ref());
@@ -136,23 +130,27 @@ async fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             push_or_copy(args).await
         }
         cli::Command::Completions { shell } => {
+            // Into a buffer: clap_complete panics when its writer fails (a closed pipe).
             let mut command = <cli::Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "acrpull", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "acrpull", &mut script);
+            cli::stdout::write(&script)?;
             Ok(ExitCode::SUCCESS)
         }
         cli::Command::Man(args) => {
-            let mut stdout = std::io::stdout().lock();
+            // Into a buffer, then through cli::stdout: only a closed stdout ends quietly.
+            let mut out = Vec::new();
             if let Some(dir) = &args.dir {
                 let written = cli::manpage::write_all(dir)
                     .with_context(|| format!("writing man pages into {}", dir.display()))?;
                 for path in written {
-                    writeln!(stdout, "{}", path.display())?;
+                    writeln!(out, "{}", path.display())?;
                 }
             } else {
                 let command = cli::manpage::page_for(&args.command)?;
-                cli::manpage::render(&command, &mut stdout)?;
+                cli::manpage::render(&command, &mut out)?;
             }
-            stdout.flush()?;
+            cli::stdout::write(&out)?;
             Ok(ExitCode::SUCCESS)
         }
         cli::Command::CredentialHelper(args) => credential_helper(&args.action).await,
@@ -241,9 +239,7 @@ async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if args.json {
-        let mut stdout = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut stdout, &summary)?;
-        writeln!(stdout)?;
+        cli::stdout::json_pretty(&summary)?;
     } else if !args.quiet {
         eprintln!(
             "{} -> {}: {}",
@@ -307,9 +303,7 @@ async fn pull_listed(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
         outcomes.push(outcome);
     }
     if args.json {
-        let mut stdout = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut stdout, &outcomes)?;
-        writeln!(stdout)?;
+        cli::stdout::json_pretty(&outcomes)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -361,9 +355,7 @@ async fn pull(args: cli::PullArgs) -> anyhow::Result<ExitCode> {
     }
     let outcome = result?;
     if args.json {
-        let mut stdout = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut stdout, &outcome)?;
-        writeln!(stdout)?;
+        cli::stdout::json_pretty(&outcome)?;
     } else if args.json_events {
         cli::events::emit(&cli::events::Event::Done { outcome: &outcome });
     }
@@ -444,9 +436,7 @@ fn cache(command: cli::CacheCommand) -> anyhow::Result<ExitCode> {
             })
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut stdout, &summary)?;
-    writeln!(stdout)?;
+    cli::stdout::json_pretty(&summary)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -462,24 +452,24 @@ async fn credential_helper(action: &str) -> anyhow::Result<ExitCode> {
         .read_to_end(&mut input)
         .map_err(|e| anyhow::anyhow!(e).context("reading standard input"))?;
     let env = acrpull::azure::Env::from_process();
+    let registries = cli::azure_registries()?;
     let result = credential_helper::run(
         action,
         &input,
         &env,
+        &registries,
         &acrpull::registry::ClientOptions::default(),
     )
     .await;
-    let mut stdout = std::io::stdout().lock();
     let output = match result {
         Ok(output) => output,
         Err(error) => {
             // Clients show (and match) the helper's stdout; the cause chain goes to stderr.
-            let _ = writeln!(stdout, "{}", error.protocol_message());
+            let _ = cli::stdout::write(format!("{}\n", error.protocol_message()).as_bytes());
             return Err(error.into());
         }
     };
-    stdout.write_all(output.as_bytes())?;
-    stdout.flush()?;
+    cli::stdout::write(output.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -523,8 +513,6 @@ async fn token(args: cli::TokenArgs) -> anyhow::Result<ExitCode> {
         "loginServer": reference.registry(),
         "accessToken": token.expose(),
     });
-    let mut stdout = std::io::stdout().lock();
-    serde_json::to_writer(&mut stdout, &output)?;
-    writeln!(stdout)?;
+    cli::stdout::json_line(&output)?;
     Ok(ExitCode::SUCCESS)
 }

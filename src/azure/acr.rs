@@ -99,20 +99,23 @@ pub async fn access_token_from_refresh(
 }
 
 /// Whether an Azure token may be sent to `realm` for the registry at `registry_host` (a host,
-/// optionally with `:port`): the realm host must equal the registry host (case-insensitively,
-/// never a substring or suffix match) over https. A loopback registry may use any loopback realm
-/// over http or https, so tests can run the token service on its own port.
+/// optionally with `:port`): the realm must be on the registry's own origin over https (host
+/// equal case-insensitively, never a substring or suffix match; the same port, 443 when none
+/// is named). A loopback registry may use any loopback realm over http or https, so tests can
+/// run the token service on its own port; nothing else gets a token over plain HTTP.
 pub fn realm_trusted(registry_host: &str, realm: &Url) -> bool {
     let Some(realm_host) = realm.host() else {
         return false;
     };
-    let Some(registry) = parse_host(registry_host) else {
+    let Some((registry, port)) = parse_host(registry_host) else {
         return false;
     };
     if is_loopback(&registry) && is_loopback(&realm_host) {
         return matches!(realm.scheme(), "http" | "https");
     }
-    realm.scheme() == "https" && same_host(&registry, &realm_host)
+    realm.scheme() == "https"
+        && same_host(&registry, &realm_host)
+        && realm.port_or_known_default() == Some(port)
 }
 
 fn same_host(registry: &url::Host<String>, realm: &url::Host<&str>) -> bool {
@@ -126,13 +129,12 @@ fn same_host(registry: &url::Host<String>, realm: &url::Host<&str>) -> bool {
     }
 }
 
-/// A registry `host[:port]` as a URL host.
-fn parse_host(registry_host: &str) -> Option<url::Host<String>> {
+/// A registry `host[:port]` as a URL host and its https port.
+fn parse_host(registry_host: &str) -> Option<(url::Host<String>, u16)> {
     let url = Url::parse(&format!("https://{registry_host}/")).ok()?;
     let only_host = url.path() == "/" && url.username().is_empty() && url.query().is_none();
-    only_host
-        .then(|| url.host().map(|host| host.to_owned()))
-        .flatten()
+    let host = url.host()?.to_owned();
+    only_host.then_some((host, url.port_or_known_default()?))
 }
 
 /// For `acrpull token`: ping the registry's `/v2/`, read its `Bearer` challenge, check the realm,
@@ -290,6 +292,10 @@ mod tests {
             ("myreg.azurecr.io", "https://myreg.azurecr.io/oauth2/token"),
             ("MyReg.azurecr.io", "https://myreg.AZURECR.io/oauth2/token"),
             (
+                "registry.example.com:5000",
+                "https://registry.example.com:5000/token",
+            ),
+            (
                 "myreg.azurecr.io:443",
                 "https://myreg.azurecr.io/oauth2/token",
             ),
@@ -312,6 +318,18 @@ mod tests {
             ),
             ("myreg.azurecr.io", "https://other.azurecr.io/oauth2/token"),
             ("myreg.azurecr.io", "http://myreg.azurecr.io/oauth2/token"),
+            (
+                "myreg.azurecr.io",
+                "https://myreg.azurecr.io:8443/oauth2/token",
+            ),
+            (
+                "registry.example.com:5000",
+                "https://registry.example.com/token",
+            ),
+            (
+                "registry.example.com:5000",
+                "http://registry.example.com:5000/token",
+            ),
             ("myreg.azurecr.io", "https://127.0.0.1/oauth2/token"),
             ("127.0.0.1:5000", "https://myreg.azurecr.io/oauth2/token"),
             ("127.0.0.1:5000", "ftp://127.0.0.1/oauth2/token"),

@@ -25,6 +25,7 @@ mod entra;
 pub mod env;
 mod error;
 pub mod imds;
+pub mod registries;
 pub(crate) mod response;
 mod retry;
 pub mod workload;
@@ -43,6 +44,7 @@ pub use entra::DEFAULT_AUTHORITY_HOST;
 pub use env::Env;
 pub use error::Error;
 pub use imds::{ImdsSource, DEFAULT_IMDS_HOST};
+pub use registries::{AzureRegistries, NotAzureRegistry, AZURE_REGISTRIES_VAR};
 pub use retry::RetryPolicy;
 pub use workload::WorkloadIdentitySource;
 

@@ -8,8 +8,6 @@
 //! - `--raw`: the exact manifest bytes (of the chosen platform's image with `--platform`).
 //! - `--config`: the exact config blob bytes (digest-verified).
 
-use std::io::Write as _;
-
 use acrpull::manifest::Descriptor;
 use acrpull::media_type::ManifestKind;
 use acrpull::pull::{open_source, read_config, resolve, ResolvedImage};
@@ -146,18 +144,16 @@ pub async fn inspect(
         .manifest(&reference)
         .await
         .map_err(acrpull::Error::from)?;
-    let mut stdout = std::io::stdout().lock();
     if output == Output::RawManifest && platform.is_none() {
-        stdout.write_all(&root.bytes)?;
-        stdout.flush()?;
-        return Ok(());
+        return super::stdout::write(&root.bytes);
     }
+    let mut stdout = Vec::new();
     let image = pick_image(source.as_ref(), &root, &display, platform).await?;
     match output {
         Output::RawManifest => {
             // `platform` is set here, so `pick_image` found the image or failed.
             if let Some(image) = &image {
-                stdout.write_all(&image.manifest.bytes)?;
+                stdout.extend_from_slice(&image.manifest.bytes);
             }
         }
         Output::Config => {
@@ -168,7 +164,7 @@ pub async fn inspect(
                 ))
                 .into());
             };
-            stdout.write_all(&read_config(source.as_ref(), &image.parsed.config).await?)?;
+            stdout.extend_from_slice(&read_config(source.as_ref(), &image.parsed.config).await?);
         }
         Output::Summary => {
             let entries = if root.kind == ManifestKind::Index {
@@ -208,11 +204,10 @@ pub async fn inspect(
                 image,
             };
             serde_json::to_writer_pretty(&mut stdout, &inspection)?;
-            writeln!(stdout)?;
+            stdout.push(b'\n');
         }
     }
-    stdout.flush()?;
-    Ok(())
+    super::stdout::write(&stdout)
 }
 
 /// What `inspect --referrers` prints.

@@ -7,6 +7,7 @@ pub mod events;
 pub mod inspect;
 pub mod manpage;
 pub mod progress;
+pub mod stdout;
 pub mod suggest;
 
 use std::io::Read as _;
@@ -481,6 +482,13 @@ const HELPER_PROGRAM: &str = "docker-credential-acrpull";
 
 /// Parse the process arguments, inserting `pull` when no subcommand is named, and
 /// `credential-helper` when invoked as `docker-credential-acrpull`.
+/// The registries besides ACR login servers that may be offered the Azure identity without
+/// `--identity`: `ACRPULL_AZURE_REGISTRIES=host[:port],...` (the library reads no variables).
+pub fn azure_registries() -> Result<acrpull::azure::AzureRegistries, acrpull::Error> {
+    let list = std::env::var(acrpull::azure::AZURE_REGISTRIES_VAR).unwrap_or_default();
+    acrpull::azure::AzureRegistries::parse(&list).map_err(|e| acrpull::Error::Usage(e.to_string()))
+}
+
 pub fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
     let mut args = args;
     let invoked_as = args
@@ -579,6 +587,7 @@ impl RegistryArgs {
             audience: Some(self.azure_audience.clone()),
             authfile: self.authfile.clone(),
             files: acrpull::credential::ConfigFiles::from_process(),
+            azure_registries: azure_registries()?,
         })
     }
 

@@ -5,13 +5,17 @@
 //! `get` reads a server URL on standard input and answers
 //! `{"ServerURL", "Username": "00000000-0000-0000-0000-000000000000", "Secret": <ACR refresh
 //! token>}`, the pair `az acr login` hands docker (spec 3.4). The refresh token comes from
-//! exchanging the Azure identity's AAD token at the registry's `/oauth2/exchange`, whatever the
-//! host: the other tool's configuration decides which registries are sent here. `store` and
-//! `erase` are accepted and do nothing (the identity is the store); `list` answers `{}`.
+//! exchanging the Azure identity's AAD token at the registry's `/oauth2/exchange`. With
+//! `"credsStore": "acrpull"` every registry the client pulls from is sent here, so the helper
+//! serves only ACR login servers and the registries the user listed ([`AzureRegistries`]);
+//! any other host gets "credentials not found" before an identity token is minted. The token
+//! then goes only to a realm on the registry's own origin, over TLS unless loopback
+//! ([`azure::realm_trusted`]). `store` and `erase` are accepted and do nothing (the identity
+//! is the store); `list` answers `{}`.
 
 use std::str::FromStr;
 
-use crate::azure::{self, env::AZURE_CLIENT_ID, UserAssignedId};
+use crate::azure::{self, env::AZURE_CLIENT_ID, AzureRegistries, UserAssignedId};
 use crate::registry::{build_http, ClientOptions, RegistryClient};
 
 /// The username ACR reads as "the password is an ACR token".
@@ -80,6 +84,10 @@ pub enum Error {
         #[source]
         source: azure::Error,
     },
+    /// The registry is neither an ACR login server nor listed: no identity token is minted
+    /// for it; clients go on without credentials.
+    #[error("credentials not found in native keychain")]
+    NotAzureRegistry(#[source] azure::NotAzureRegistry),
     /// The Azure identity or the exchange failed.
     #[error("minting an ACR token for {registry} from the Azure identity")]
     Azure {
@@ -101,11 +109,13 @@ impl Error {
 }
 
 /// Run `action` with the bytes read from standard input; returns what to print on standard
-/// output. `env` selects the Azure identity (`AZURE_CLIENT_ID` picks a user-assigned one).
+/// output. `env` selects the Azure identity (`AZURE_CLIENT_ID` picks a user-assigned one);
+/// `registries` says which registries may be offered it.
 pub async fn run(
     action: Action,
     input: &[u8],
     env: &azure::Env,
+    registries: &AzureRegistries,
     options: &ClientOptions,
 ) -> Result<String, Error> {
     match action {
@@ -113,7 +123,7 @@ pub async fn run(
         Action::List => Ok("{}\n".to_string()),
         Action::Get => {
             let server_url = String::from_utf8_lossy(input).trim().to_string();
-            let secret = get(&server_url, env, options).await?;
+            let secret = get(&server_url, env, registries, options).await?;
             let answer = serde_json::json!({
                 "ServerURL": server_url,
                 "Username": NULL_GUID_USERNAME,
@@ -125,13 +135,16 @@ pub async fn run(
 }
 
 /// An ACR refresh token for the registry named by `server_url` (`host[:port]`, with or without
-/// a scheme and path), minted from the Azure identity in `env`.
+/// a scheme and path), minted from the Azure identity in `env`, for a registry `registries`
+/// serves ([`Error::NotAzureRegistry`] for the rest, before anything is minted or sent).
 pub async fn get(
     server_url: &str,
     env: &azure::Env,
+    registries: &AzureRegistries,
     options: &ClientOptions,
 ) -> Result<crate::secret::Secret, Error> {
     let host = registry_host(server_url)?;
+    registries.check(&host).map_err(Error::NotAzureRegistry)?;
     let azure_error = |source| Error::Azure {
         registry: host.clone(),
         source,
@@ -213,12 +226,41 @@ mod tests {
     async fn store_erase_list() {
         let env = azure::Env::default();
         let options = ClientOptions::default();
-        assert_eq!(run(Action::Store, b"{}", &env, &options).await.unwrap(), "");
-        assert_eq!(run(Action::Erase, b"h", &env, &options).await.unwrap(), "");
-        assert_eq!(
-            run(Action::List, b"", &env, &options).await.unwrap(),
-            "{}\n"
-        );
+        let registries = AzureRegistries::default();
+        let run = |action, input: &'static [u8]| {
+            let (env, options, registries) = (&env, &options, &registries);
+            async move { run(action, input, env, registries, options).await.unwrap() }
+        };
+        assert_eq!(run(Action::Store, b"{}").await, "");
+        assert_eq!(run(Action::Erase, b"h").await, "");
+        assert_eq!(run(Action::List, b"").await, "{}\n");
         assert!("bogus".parse::<Action>().is_err());
+    }
+
+    #[tokio::test]
+    async fn hosts_that_are_not_azure_registries_get_not_found_before_any_token() {
+        // The identity endpoint is a closed loopback port (never IMDS itself): a host that
+        // passed the rule would fail reaching the registry or that endpoint, not with "not found".
+        let env =
+            azure::Env::from_pairs([("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9")]);
+        let options = ClientOptions::default();
+        let registries = AzureRegistries::parse("127.0.0.1:9").unwrap();
+        for host in [
+            "evil.example",
+            "https://evil.example/v2/",
+            "myreg.azurecr.io.evil.example",
+        ] {
+            let error = get(host, &env, &registries, &options).await.unwrap_err();
+            assert!(
+                matches!(error, Error::NotAzureRegistry(_)),
+                "{host}: {error:?}"
+            );
+            assert_eq!(error.protocol_message(), NOT_FOUND_MESSAGE);
+        }
+        // A listed host passes the rule (and fails later: nothing listens on port 9).
+        let listed = get("127.0.0.1:9", &env, &registries, &options)
+            .await
+            .unwrap_err();
+        assert!(!matches!(listed, Error::NotAzureRegistry(_)), "{listed:?}");
     }
 }

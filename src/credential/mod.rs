@@ -70,6 +70,9 @@ pub struct CredentialOptions {
     /// Where the credentials files are; the default finds none, so a library caller reads
     /// files only when it asks to ([`ConfigFiles::from_process`]).
     pub files: ConfigFiles,
+    /// Registries besides ACR login servers that get the Azure identity chain without
+    /// `--identity` (`ACRPULL_AZURE_REGISTRIES`).
+    pub azure_registries: azure::AzureRegistries,
 }
 
 /// The environment that locates credentials files and helper programs. Tests build one by
@@ -233,10 +236,14 @@ pub fn resolve(
             credential: Credential::Azure(source),
         });
     }
-    if azure::is_acr_host(registry) {
+    if options.azure_registries.serves(registry) {
         let source = azure::default_chain(env, None, audience).map_err(azure_error)?;
         return Ok(ResolvedCredential {
-            source: format!("Azure identity chain (ACR host): {}", source.describe()),
+            source: format!(
+                "Azure identity chain (ACR host or {}): {}",
+                azure::AZURE_REGISTRIES_VAR,
+                source.describe()
+            ),
             credential: Credential::AzureOrAnonymous(source),
         });
     }

@@ -337,6 +337,12 @@ fn acrpull_as_credential_helper_lets_skopeo_pull_with_managed_identity() {
     let bin = helper_symlink_dir(&scratch);
     let fake_url = fake.url();
     let azure_env = ("AZURE_POD_IDENTITY_AUTHORITY_HOST", fake_url.as_str());
+    // The helper serves only ACR login servers and the registries listed here: the loopback
+    // registries stand in for ACR, so they are listed (the token registry, and the plain one
+    // below, which then answers "not found" because it has no ACR token exchange).
+    let plain = Registry::start(RegistryOptions::anonymous()).expect("registry starts");
+    let listed = format!("{address},{}", plain.host());
+    let listed_env = ("ACRPULL_AZURE_REGISTRIES", listed.as_str());
 
     // The protocol by hand, through the symlink (argv[0]) and through the subcommand.
     let helper = |args: &[&str], stdin: &str, via_symlink: bool| {
@@ -349,7 +355,10 @@ fn acrpull_as_credential_helper_lets_skopeo_pull_with_managed_identity() {
             command.arg("credential-helper");
             command
         };
-        command.args(args).env(azure_env.0, azure_env.1);
+        command
+            .args(args)
+            .env(azure_env.0, azure_env.1)
+            .env(listed_env.0, listed_env.1);
         finish(&mut command, Some(stdin))
     };
     let stdout = ok(&helper(&["get"], &format!("{address}\n"), true));
@@ -379,6 +388,7 @@ fn acrpull_as_credential_helper_lets_skopeo_pull_with_managed_identity() {
             .env("HOME", &home)
             .env("DOCKER_CONFIG", docker_config)
             .env(azure_env.0, azure_env.1)
+            .env(listed_env.0, listed_env.1)
             .args([
                 "--insecure-policy",
                 "copy",
@@ -414,7 +424,6 @@ fn acrpull_as_credential_helper_lets_skopeo_pull_with_managed_identity() {
 
     // A registry without the ACR token exchange gets the protocol's "not found", so a
     // `credsStore: acrpull` setup still pulls public images anonymously.
-    let plain = Registry::start(RegistryOptions::anonymous()).expect("registry starts");
     seed(&plain, "simple", "it/public:v1").expect("seeded");
     let not_found = helper(&["get"], &plain.host(), true);
     assert_eq!(not_found.status.code(), Some(1));
@@ -434,6 +443,7 @@ fn acrpull_as_credential_helper_lets_skopeo_pull_with_managed_identity() {
         .env("HOME", &home)
         .env("DOCKER_CONFIG", &store_config)
         .env(azure_env.0, azure_env.1)
+        .env(listed_env.0, listed_env.1)
         .args([
             "--insecure-policy",
             "copy",
@@ -488,7 +498,9 @@ fn identity_tokens_and_the_null_guid_user_from_files_and_helpers() {
     let mut command = acrpull(&home);
     command
         .args(["credential-helper", "get"])
-        .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", fake.url());
+        .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", fake.url())
+        // The loopback registry stands in for ACR: list it (the helper serves no other host).
+        .env("ACRPULL_AZURE_REGISTRIES", &address);
     let answer: serde_json::Value =
         serde_json::from_str(&ok(&finish(&mut command, Some(&address)))).unwrap();
     let refresh = answer["Secret"].as_str().unwrap().to_string();

@@ -30,6 +30,7 @@ const INHERITED: &[&str] = &[
     "XDG_CACHE_HOME",
     "ACRPULL_CACHE_DIR",
     "ACRPULL_PARALLEL_RANGES",
+    "ACRPULL_AZURE_REGISTRIES",
 ];
 
 /// A command for the binary with a clean environment and an empty HOME.
