@@ -11,6 +11,7 @@ mod conformance;
 mod credentials;
 mod errors;
 mod fuzz_regressions;
+mod hardening;
 mod hostile;
 mod mirrors;
 mod operator;
