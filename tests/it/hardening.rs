@@ -270,15 +270,20 @@ fn the_credential_helper_serves_acr_and_listed_registries_only() {
     drop(runtime);
 }
 
-/// A copy of the fixture `name` with `edit` applied, at `dir`.
-fn layout_copy(name: &str, dir: &Path) -> Layout {
+/// A copy of the directory `from` at `to` (files writable).
+fn copy_dir(from: &Path, to: &Path) {
     let status = std::process::Command::new("cp")
         .args(["-r", "--no-preserve=mode"])
-        .arg(fixture_layout(name))
-        .arg(dir)
+        .arg(from)
+        .arg(to)
         .status()
         .expect("cp runs");
     assert!(status.success());
+}
+
+/// A copy of the fixture `name` at `dir`.
+fn layout_copy(name: &str, dir: &Path) -> Layout {
+    copy_dir(&fixture_layout(name), dir);
     Layout::open(dir).expect("layout")
 }
 
@@ -398,40 +403,46 @@ fn ambiguous_manifests_from_a_layout_are_refused_as_integrity_failures() {
     }
 }
 
-/// A copy of `layout` at `dir` whose blob `digest` holds other bytes of the same length: a
-/// registry serving it sends wrong bytes under the right digest.
-fn tampered_copy(layout: &Path, dir: &Path, digest: &str) -> PathBuf {
-    let status = std::process::Command::new("cp")
-        .args(["-r", "--no-preserve=mode"])
-        .arg(layout)
-        .arg(dir)
-        .status()
-        .expect("cp runs");
-    assert!(status.success());
-    let path = dir
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"));
-    let length = std::fs::metadata(&path).unwrap().len();
-    std::fs::write(&path, noise(99, usize::try_from(length).unwrap())).unwrap();
-    dir.to_path_buf()
+/// A one-layer image of `size` noise bytes made from `seed` (as `oci:<scratch>/layout:v1`),
+/// and a fake registry serving a tampered copy of it: the layer's blob holds other bytes of
+/// the same length, so the registry sends wrong bytes under the right digest.
+struct WrongBytes {
+    layout: PathBuf,
+    layer: String,
+    registry: FakeRegistry,
 }
 
-/// The layer descriptors of the layout's `v1` image.
-fn layers_of(layout: &Path) -> Vec<String> {
-    let layout = Layout::open(layout).unwrap();
-    let main = layout.main_ref().unwrap();
-    let (_, layers) = layout.image_parts(&main.digest).unwrap();
-    layers.into_iter().map(|layer| layer.digest).collect()
+fn wrong_bytes(scratch: &Scratch, seed: u64, size: usize) -> WrongBytes {
+    let layout = scratch.dir.path().join("layout");
+    make_layout(&layout, &[vec![("payload.bin", noise(seed, size))]]);
+    let image = Layout::open(&layout).unwrap();
+    let (_, layers) = image
+        .image_parts(&image.main_ref().unwrap().digest)
+        .unwrap();
+    let layer = layers[0].digest.clone();
+    let tampered = scratch.dir.path().join("tampered");
+    copy_dir(&layout, &tampered);
+    let blob = tampered
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let length = std::fs::metadata(&blob).unwrap().len();
+    std::fs::write(&blob, noise(99, usize::try_from(length).unwrap())).unwrap();
+    let registry = FakeRegistry::start(&tampered, "it/app").expect("fake");
+    WrongBytes {
+        layout,
+        layer,
+        registry,
+    }
 }
 
 #[test]
 fn a_copy_from_a_registry_that_serves_wrong_bytes_fails_and_pushes_no_manifest() {
     let scratch = Scratch::new();
-    let layout = scratch.dir.path().join("layout");
-    make_layout(&layout, &[vec![("payload.bin", noise(5, 512 << 10))]]);
-    let layer = layers_of(&layout).remove(0);
-    let tampered = tampered_copy(&layout, &scratch.dir.path().join("tampered"), &layer);
-    let source = FakeRegistry::start(&tampered, "it/app").expect("fake");
+    let WrongBytes {
+        layer,
+        registry: source,
+        ..
+    } = wrong_bytes(&scratch, 5, 512 << 10);
     let destination = Registry::start(RegistryOptions::anonymous()).expect("registry");
     let target = format!("{}/copied/app:v1", destination.host());
     let output = run(
@@ -466,12 +477,12 @@ fn a_copy_from_a_registry_that_serves_wrong_bytes_fails_and_pushes_no_manifest()
 #[test]
 fn a_cache_poisoned_by_wrong_bytes_and_a_stall_does_not_break_later_pulls() {
     let scratch = Scratch::new();
-    let layout = scratch.dir.path().join("layout");
-    make_layout(&layout, &[vec![("payload.bin", noise(6, 1 << 20))]]);
-    let layer = layers_of(&layout).remove(0);
-    let tampered = tampered_copy(&layout, &scratch.dir.path().join("tampered"), &layer);
     // The hostile registry: wrong bytes for the layer, and the connection dies 64 KiB in.
-    let hostile = FakeRegistry::start(&tampered, "it/app").expect("fake");
+    let WrongBytes {
+        layout,
+        layer,
+        registry: hostile,
+    } = wrong_bytes(&scratch, 6, 1 << 20);
     hostile.faults().drop_after_bytes(&layer, 64 << 10);
     let pull = |registry: &FakeRegistry, name: &str| {
         let dest = scratch.dest(name);
