@@ -198,7 +198,9 @@ fn registry_hint(error: &RegistryError, image: Option<&SourceSpec>) -> Option<St
             "acrpull reads OCI and Docker v2 schema 2 manifests and indexes".into()
         }
         RegistryError::AmbiguousManifest { .. } => {
-            "a manifest must mean one thing (CVE-2021-41190): its `mediaType` must match the              type it was served or listed as, and an index cannot also have layers; nothing              was written. Fix the image at its source"
+            "a manifest must mean one thing (CVE-2021-41190): its `mediaType` must match the \
+             type it was served or listed as, and an index cannot also have layers; nothing \
+             was written. Fix the image at its source"
                 .into()
         }
         _ => return None,

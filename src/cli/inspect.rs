@@ -273,7 +273,6 @@ pub async fn referrers(
     let discovery = discover_all(source.as_ref(), &subjects, &options)
         .await
         .map_err(acrpull::Error::from)?;
-    let mut stdout = std::io::stdout().lock();
     let (top, children) = discovery
         .trees
         .split_first()
@@ -301,17 +300,14 @@ pub async fn referrers(
                 .collect(),
             warnings: &discovery.warnings,
         };
-        serde_json::to_writer_pretty(&mut stdout, &document)?;
-        writeln!(stdout)?;
+        super::stdout::json_pretty(&document)
     } else {
         let mut text = format!("{spec} {} {}\n", root.digest, root.media_type);
         let mut branches: Vec<Branch<'_>> = top.iter().map(Branch::Referrer).collect();
         branches.extend(children.iter().map(Branch::Child));
         render_branches(&branches, "", &mut text);
-        stdout.write_all(text.as_bytes())?;
+        super::stdout::write(text.as_bytes())
     }
-    stdout.flush()?;
-    Ok(())
 }
 
 /// One line of the tree and what hangs below it.

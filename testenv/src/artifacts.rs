@@ -457,10 +457,12 @@ pub async fn push_artifacts(
     for artifact in artifacts {
         blobs.extend(artifact.blobs.iter().cloned());
         let reference = artifact.tag.clone().unwrap_or_else(|| artifact.digest());
+        // Served back with this Content-Type: it must be the document's own type (an index
+        // referrer is an index), or readers refuse it as ambiguous (CVE-2021-41190).
         manifests.push((
             reference,
             artifact.manifest.clone(),
-            OCI_MANIFEST.to_owned(),
+            artifact.media_type.clone(),
         ));
         if let Some(subject) = &artifact.subject {
             by_subject
