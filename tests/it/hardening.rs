@@ -484,6 +484,7 @@ fn a_cache_poisoned_by_wrong_bytes_and_a_stall_does_not_break_later_pulls() {
         registry: hostile,
     } = wrong_bytes(&scratch, 6, 1 << 20);
     hostile.faults().drop_after_bytes(&layer, 64 << 10);
+    // No retries: the cut connection ends the download there, as a stall would.
     let pull = |registry: &FakeRegistry, name: &str| {
         let dest = scratch.dest(name);
         let output = run(
@@ -491,7 +492,7 @@ fn a_cache_poisoned_by_wrong_bytes_and_a_stall_does_not_break_later_pulls() {
             &[
                 "pull",
                 "--retries",
-                "1",
+                "0",
                 &format!("{}/it/app:v1", registry.host()),
                 dest.to_str().unwrap(),
             ],
@@ -507,7 +508,8 @@ fn a_cache_poisoned_by_wrong_bytes_and_a_stall_does_not_break_later_pulls() {
         .join(layer.trim_start_matches("sha256:"));
     assert!(
         partial.metadata().is_ok_and(|m| m.len() > 0),
-        "the hostile pull left no partial download in the cache: the test proves nothing"
+        "the hostile pull left no partial download in the cache: the test proves nothing\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
     // A good registry, the same cache: the wrong prefix is never applied; it fails its
     // digest, is discarded, and the layer is downloaded again.
