@@ -169,6 +169,7 @@ async fn build(
             .await
         }
     });
+    let mut applying = None;
     let mut applied = apply_in_order(
         &layers,
         &diff_ids,
@@ -176,14 +177,19 @@ async fn build(
         &rootfs,
         reporter,
         &options.cancel,
+        &mut applying,
     )
     .await;
     if let Err(e) = applied {
-        // A corrupt blob can break its layer's decompression a moment before its download
-        // finds the digest wrong: give the downloads that moment, to report the cause.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        // A corrupt blob can break its layer's decompression before its download has hashed
+        // the last byte and found the digest wrong. That download runs to its end on its own
+        // (its bytes go to a file, not through the applier), so wait for it: the report then
+        // names the cause, however loaded the machine is. The downloads' own speed limit and
+        // timeouts bound the wait; the deadline is only a backstop.
+        let layer_tap = applying.as_ref().and_then(|digest| taps.get(digest));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
         while !taps.values().any(|tap| tap.failed())
-            && !taps.values().all(|tap| tap.ended())
+            && layer_tap.is_some_and(|tap| !tap.ended())
             && std::time::Instant::now() < deadline
         {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -230,10 +236,12 @@ async fn apply_in_order(
     rootfs: &Path,
     reporter: &Arc<dyn Reporter>,
     cancel: &Cancel,
+    applying: &mut Option<Digest>,
 ) -> Result<()> {
     let mut applier = Some(Applier::new(rootfs, ApplyOptions::default())?);
     let mut warned = 0;
     for (index, ((layer, compression), diff_id)) in layers.iter().zip(diff_ids).enumerate() {
+        *applying = Some(layer.digest.clone());
         let tap = taps
             .get(&layer.digest)
             .ok_or_else(|| Error::Task(format!("no download for layer {}", layer.digest)))?;
@@ -272,6 +280,7 @@ async fn apply_in_order(
         applier = Some(returned);
         reporter.on_layer_applied(&layer.digest, index, layers.len());
     }
+    *applying = None;
     Ok(())
 }
 
