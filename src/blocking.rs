@@ -28,7 +28,7 @@ pub fn lock_exclusive_waiting(file: &File, what: &str, limit: Duration) -> std::
     if try_lock_exclusive(file) {
         return Ok(());
     }
-    tracing::info!("waiting for another acrpull that holds the lock on {what}");
+    tracing::warn!("waiting for another acrpull that holds the lock on {what}");
     off_async_threads(|| {
         let started = Instant::now();
         loop {

@@ -220,6 +220,29 @@ pub struct PullOptions {
     pub convert_to_oci: bool,
     /// Stops the pull when cancelled (the binary cancels it on SIGINT and SIGTERM).
     pub cancel: Cancel,
+    /// Limits on each layer applied to a root filesystem (decompression bombs, entry floods):
+    /// on by default, lifted with `--max-layer-size none` / `--max-layer-entries none`.
+    pub layer_limits: LayerLimits,
+}
+
+/// Limits on one layer applied to a root filesystem. A layer over either is refused (the
+/// integrity class) and the pull leaves nothing at the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerLimits {
+    /// Largest uncompressed layer, in bytes (`u64::MAX`: no limit).
+    pub max_uncompressed_bytes: u64,
+    /// Most tar entries in one layer (`u64::MAX`: no limit).
+    pub max_entries: u64,
+}
+
+impl Default for LayerLimits {
+    fn default() -> Self {
+        let apply = crate::rootfs::ApplyOptions::default();
+        Self {
+            max_uncompressed_bytes: apply.max_uncompressed_bytes,
+            max_entries: apply.max_entries,
+        }
+    }
 }
 
 impl Default for PullOptions {
@@ -238,6 +261,7 @@ impl Default for PullOptions {
             referrers: false,
             convert_to_oci: false,
             cancel: Cancel::default(),
+            layer_limits: LayerLimits::default(),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cancel::{Cancel, StoppableReader};
+use crate::cancel::StoppableReader;
 use crate::destination::Destination;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -176,7 +176,7 @@ async fn build(
         &taps,
         &rootfs,
         reporter,
-        &options.cancel,
+        options,
         &mut applying,
     )
     .await;
@@ -235,10 +235,16 @@ async fn apply_in_order(
     taps: &HashMap<Digest, Arc<BlobTap>>,
     rootfs: &Path,
     reporter: &Arc<dyn Reporter>,
-    cancel: &Cancel,
+    options: &PullOptions,
     applying: &mut Option<Digest>,
 ) -> Result<()> {
-    let mut applier = Some(Applier::new(rootfs, ApplyOptions::default())?);
+    let cancel = &options.cancel;
+    let apply_options = ApplyOptions {
+        max_uncompressed_bytes: options.layer_limits.max_uncompressed_bytes,
+        max_entries: options.layer_limits.max_entries,
+        ..ApplyOptions::default()
+    };
+    let mut applier = Some(Applier::new(rootfs, apply_options)?);
     let mut warned = 0;
     for (index, ((layer, compression), diff_id)) in layers.iter().zip(diff_ids).enumerate() {
         *applying = Some(layer.digest.clone());

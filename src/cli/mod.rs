@@ -206,6 +206,24 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// A `--max-layer-size`: a size as [`parse_size`] reads it, or `none` (no limit).
+fn parse_size_limit(text: &str) -> Result<u64, String> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(u64::MAX);
+    }
+    parse_size(text)
+}
+
+/// A `--max-layer-entries`: a count, or `none` (no limit).
+fn parse_count_limit(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(u64::MAX);
+    }
+    text.parse()
+        .map_err(|_| format!("`{text}` is not a count (a whole number, or `none`)"))
+}
+
 /// `acrpull credential-helper`.
 #[derive(Debug, Args)]
 pub struct CredentialHelperArgs {
@@ -440,6 +458,13 @@ pub struct PullArgs {
     /// layout (--format oci or oci-archive).
     #[arg(long)]
     pub referrers: bool,
+    /// Largest uncompressed layer a root filesystem accepts (decompression-bomb guard; bytes or
+    /// with a K, M, G or T suffix), or `none` to lift the limit.
+    #[arg(long, value_name = "SIZE", default_value = "64G", value_parser = parse_size_limit)]
+    pub max_layer_size: u64,
+    /// Most tar entries a root filesystem accepts in one layer, or `none` to lift the limit.
+    #[arg(long, value_name = "N", default_value = "10000000", value_parser = parse_count_limit)]
+    pub max_layer_entries: u64,
     /// Print a JSON summary on stdout (fields in docs/cli.md).
     #[arg(long, conflicts_with = "json_events")]
     pub json: bool,
@@ -783,6 +808,10 @@ impl PullArgs {
                 referrers: self.referrers,
                 convert_to_oci: self.manifest_format == ManifestFormatArg::Oci,
                 cancel: acrpull::cancel::Cancel::default(),
+                layer_limits: acrpull::pull::LayerLimits {
+                    max_uncompressed_bytes: self.max_layer_size,
+                    max_entries: self.max_layer_entries,
+                },
             },
         ))
     }

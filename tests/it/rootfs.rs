@@ -147,6 +147,65 @@ fn a_corrupt_layer_leaves_the_destination_as_it_was() {
 }
 
 #[test]
+fn layer_limits_refuse_bombs_by_default_size_and_lift_with_none() {
+    let scratch = Scratch::new();
+    let image = format!("oci:{}:v1", fixture_layout("simple").display());
+    // Every layer holds more than one entry and more than 1 KiB once uncompressed.
+    for (flag, limit, message) in [
+        (
+            "--max-layer-size",
+            "1K",
+            "larger than 1024 bytes uncompressed",
+        ),
+        ("--max-layer-entries", "1", "more than 1 entries"),
+    ] {
+        let dest = scratch.dest("limited");
+        let stderr = fails(
+            &run(
+                &scratch.home(),
+                &["pull", flag, limit, &image, dest.to_str().unwrap()],
+                None,
+            ),
+            6,
+        );
+        assert!(stderr.contains(message), "{flag}: {stderr}");
+        assert_eq!(
+            scratch.out_entries(),
+            Vec::<String>::new(),
+            "{flag}: nothing left"
+        );
+    }
+    let dest = scratch.dest("lifted");
+    ok(&run(
+        &scratch.home(),
+        &[
+            "pull",
+            "--max-layer-size",
+            "none",
+            "--max-layer-entries",
+            "none",
+            &image,
+            dest.to_str().unwrap(),
+        ],
+        None,
+    ));
+    assert_eq!(
+        tree_snapshot(&dest).unwrap(),
+        umoci_reference("simple", &scratch),
+        "limits lifted: the same tree"
+    );
+    let stderr = fails(
+        &run(
+            &scratch.home(),
+            &["pull", "--max-layer-entries", "many", &image, "x"],
+            None,
+        ),
+        2,
+    );
+    assert!(stderr.contains("not a count"), "{stderr}");
+}
+
+#[test]
 fn a_non_empty_destination_needs_force_and_is_then_replaced_whole() {
     let registry = FakeRegistry::start(fixture_layout("simple"), "fake/simple").expect("fake");
     let scratch = Scratch::new();
