@@ -204,6 +204,8 @@ async fn push_or_copy(args: cli::PushArgs) -> anyhow::Result<ExitCode> {
                 convert_to_oci: args.manifest_format == cli::ManifestFormatArg::Oci,
                 ..acrpull::PullOptions::default()
             };
+            // A copy into a layout stages like a pull: stop it as cleanly on a signal.
+            stop_on_signals(&options.cancel);
             let outcome =
                 acrpull::pull(&source, source_credential, &path, &options, reporter).await?;
             serde_json::to_value(&outcome)?

@@ -614,3 +614,36 @@ fn staging_left_by_a_killed_pull_is_removed_by_prune_and_by_the_next_pull_anywhe
         );
     }
 }
+
+#[test]
+fn a_copy_into_a_layout_stops_cleanly_on_a_signal() {
+    let setup = Setup::new();
+    let dest = setup.scratch.dest("copied");
+    setup.slow_link(true);
+    let child = acrpull(&setup.scratch.home())
+        .args(["copy", &setup.image(), &format!("oci:{}:v1", dest.display())])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("acrpull starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while setup.proxy.blob_bytes() < 64 << 10 {
+        assert!(Instant::now() < deadline, "the copy never got blob bytes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM".to_string(), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    setup.slow_link(false);
+    let stderr = fails(&child.wait_with_output().unwrap(), 143);
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    assert!(!dest.exists(), "no layout half-written");
+    assert!(
+        setup.hidden_leftovers().is_empty(),
+        "no staging directory: {:?}",
+        setup.hidden_leftovers()
+    );
+}
