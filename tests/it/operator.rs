@@ -621,7 +621,11 @@ fn a_copy_into_a_layout_stops_cleanly_on_a_signal() {
     let dest = setup.scratch.dest("copied");
     setup.slow_link(true);
     let child = acrpull(&setup.scratch.home())
-        .args(["copy", &setup.image(), &format!("oci:{}:v1", dest.display())])
+        .args([
+            "copy",
+            &setup.image(),
+            &format!("oci:{}:v1", dest.display()),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
