@@ -447,6 +447,16 @@ fn rename_member(bytes: &mut [u8], from: &str, to: &str) {
 /// Writes a hostile archive at the path given.
 type MakeArchive = Box<dyn Fn(&Path)>;
 
+/// A classic `docker save` archive whose `manifest.json` member is renamed to `name`.
+fn manifest_json_renamed(name: &'static str) -> MakeArchive {
+    Box::new(move |path: &Path| {
+        docker_save(&[("simple", "it/simple:v1")], Style::Classic).write(path);
+        let mut bytes = std::fs::read(path).unwrap();
+        rename_member(&mut bytes, "manifest.json", name);
+        std::fs::write(path, bytes).unwrap();
+    })
+}
+
 #[test]
 fn hostile_archives_are_refused_and_nothing_is_written() {
     let scratch = Scratch::new();
@@ -457,22 +467,12 @@ fn hostile_archives_are_refused_and_nothing_is_written() {
     let cases: Vec<(&str, MakeArchive, &str)> = vec![
         (
             "traversal",
-            Box::new(|path: &Path| {
-                docker_save(&[("simple", "it/simple:v1")], Style::Classic).write(path);
-                let mut bytes = std::fs::read(path).unwrap();
-                rename_member(&mut bytes, "manifest.json", "../../manifest.json");
-                std::fs::write(path, bytes).unwrap();
-            }),
+            manifest_json_renamed("../../manifest.json"),
             "contains `..`",
         ),
         (
             "absolute",
-            Box::new(|path: &Path| {
-                docker_save(&[("simple", "it/simple:v1")], Style::Classic).write(path);
-                let mut bytes = std::fs::read(path).unwrap();
-                rename_member(&mut bytes, "manifest.json", "/etc/manifest.json");
-                std::fs::write(path, bytes).unwrap();
-            }),
+            manifest_json_renamed("/etc/manifest.json"),
             "is absolute",
         ),
         (
