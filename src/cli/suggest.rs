@@ -111,7 +111,7 @@ pub fn swapped_arguments(image: &str, destination: &Path) -> Option<String> {
 mod tests {
     use super::*;
 
-    use super::super::SUBCOMMANDS as COMMANDS;
+    use crate::cli::args::SUBCOMMANDS as COMMANDS;
 
     #[test]
     fn near_misses_of_subcommands_are_caught() {

@@ -8,12 +8,33 @@
 //! - `--raw`: the exact manifest bytes (of the chosen platform's image with `--platform`).
 //! - `--config`: the exact config blob bytes (digest-verified).
 
+use std::process::ExitCode;
+
 use acrpull::manifest::Descriptor;
 use acrpull::media_type::ManifestKind;
 use acrpull::pull::{open_source, read_config, resolve, ResolvedImage};
 use acrpull::source::{FetchedManifest, ImageSource};
 use acrpull::{Platform, PlatformChoice, SourceSpec};
 use serde::Serialize;
+
+use crate::cli::args::InspectArgs;
+
+/// `acrpull inspect`: the summary, the raw manifest or config, or the referrers.
+pub async fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
+    let (source, platform, output) = args.to_request()?;
+    let credential = args.registry.credential_for_source(&source)?;
+    let client = args.registry.client_options();
+    if args.referrers {
+        let request = ReferrersRequest {
+            json: args.json,
+            artifact_type: args.artifact_type.clone(),
+        };
+        referrers(&source, credential, &client, &request).await?;
+    } else {
+        inspect(&source, credential, &client, platform.as_ref(), output).await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 /// One entry of an index.
 #[derive(Debug, Serialize)]
@@ -145,7 +166,7 @@ pub async fn inspect(
         .await
         .map_err(acrpull::Error::from)?;
     if output == Output::RawManifest && platform.is_none() {
-        return super::stdout::write(&root.bytes);
+        return crate::cli::stdout::write(&root.bytes);
     }
     let mut stdout = Vec::new();
     let image = pick_image(source.as_ref(), &root, &display, platform).await?;
@@ -207,7 +228,7 @@ pub async fn inspect(
             stdout.push(b'\n');
         }
     }
-    super::stdout::write(&stdout)
+    crate::cli::stdout::write(&stdout)
 }
 
 /// What `inspect --referrers` prints.
@@ -300,13 +321,13 @@ pub async fn referrers(
                 .collect(),
             warnings: &discovery.warnings,
         };
-        super::stdout::json_pretty(&document)
+        crate::cli::stdout::json_pretty(&document)
     } else {
         let mut text = format!("{spec} {} {}\n", root.digest, root.media_type);
         let mut branches: Vec<Branch<'_>> = top.iter().map(Branch::Referrer).collect();
         branches.extend(children.iter().map(Branch::Child));
         render_branches(&branches, "", &mut text);
-        super::stdout::write(text.as_bytes())
+        crate::cli::stdout::write(text.as_bytes())
     }
 }
 

@@ -1,0 +1,38 @@
+//! The Docker credential-helper protocol: the answer on stdout; on failure a one-line message
+//! on stdout (what docker shows and matches), the cause chain on stderr, and exit 1.
+
+use std::io::Read as _;
+use std::process::ExitCode;
+
+use acrpull::credential::credential_helper::{self, Action};
+
+use crate::cli::request::azure_registries;
+use crate::cli::stdout;
+
+pub async fn run(action: &str) -> anyhow::Result<ExitCode> {
+    let action: Action = action.parse()?;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| anyhow::anyhow!(e).context("reading standard input"))?;
+    let env = acrpull::azure::Env::from_process();
+    let registries = azure_registries()?;
+    let result = credential_helper::run(
+        action,
+        &input,
+        &env,
+        &registries,
+        &acrpull::registry::ClientOptions::default(),
+    )
+    .await;
+    let output = match result {
+        Ok(output) => output,
+        Err(error) => {
+            // Clients show (and match) the helper's stdout; the cause chain goes to stderr.
+            let _ = stdout::write(format!("{}\n", error.protocol_message()).as_bytes());
+            return Err(error.into());
+        }
+    };
+    stdout::write(output.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
