@@ -74,9 +74,11 @@ pub struct BlobLock {
 
 impl BlobCache {
     /// The default location: `$ACRPULL_CACHE_DIR`, else `$XDG_CACHE_HOME/acrpull`, else
-    /// `~/.cache/acrpull`.
-    pub fn default_dir() -> Option<PathBuf> {
-        let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    /// `~/.cache/acrpull`, with the variables looked up by `var` (the binary passes
+    /// `std::env::var_os`; the library reads no environment itself). Empty values count as
+    /// unset.
+    pub fn default_dir(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+        let non_empty = |name: &str| var(name).filter(|v| !v.is_empty());
         if let Some(dir) = non_empty("ACRPULL_CACHE_DIR") {
             return Some(PathBuf::from(dir));
         }
@@ -599,6 +601,40 @@ mod tests {
         std::fs::write(cache.partial_path(&digest), bytes).unwrap();
         cache.commit(&digest).unwrap();
         digest
+    }
+
+    #[test]
+    fn default_dir_reads_the_variables_it_is_given() {
+        fn vars<'a>(
+            pairs: &'a [(&'a str, &'a str)],
+        ) -> impl Fn(&str) -> Option<std::ffi::OsString> + 'a {
+            move |name| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| std::ffi::OsString::from(value))
+            }
+        }
+        let all = [
+            ("ACRPULL_CACHE_DIR", "/c"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
+        assert_eq!(BlobCache::default_dir(vars(&all)), Some("/c".into()));
+        let no_acrpull = [
+            ("ACRPULL_CACHE_DIR", ""),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
+        assert_eq!(
+            BlobCache::default_dir(vars(&no_acrpull)),
+            Some("/x/acrpull".into())
+        );
+        assert_eq!(
+            BlobCache::default_dir(vars(&[("HOME", "/h")])),
+            Some("/h/.cache/acrpull".into())
+        );
+        assert_eq!(BlobCache::default_dir(vars(&[])), None);
     }
 
     #[test]

@@ -252,7 +252,7 @@ async fn receive(
         end: size,
         segment: false,
     };
-    if size - start < PARALLEL_THRESHOLD || !parallel_ranges(source) {
+    if size - start < PARALLEL_THRESHOLD || !source.prefers_parallel_ranges() {
         return receive_span(source, descriptor, whole, None, sender, reporter, retry).await;
     }
     // The first segment's answer says whether the source honours a bounded range.
@@ -291,19 +291,6 @@ async fn receive(
         transferred += result?;
     }
     Ok(transferred)
-}
-
-/// Whether to fetch a large blob of `source` in parallel ranges: when the source prefers it,
-/// unless `ACRPULL_PARALLEL_RANGES=0` (a server that handles them badly); `=1` forces them
-/// (measurements, tests against loopback registries).
-fn parallel_ranges(source: &dyn ImageSource) -> bool {
-    static FORCED: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
-    let forced = FORCED.get_or_init(|| {
-        std::env::var("ACRPULL_PARALLEL_RANGES")
-            .ok()
-            .map(|value| value != "0")
-    });
-    forced.unwrap_or_else(|| source.prefers_parallel_ranges())
 }
 
 /// Bytes `start..end` of a blob: the whole rest of it (appended in order, a server that

@@ -38,6 +38,9 @@ pub mod source;
 pub mod tar_index;
 pub mod unpack;
 
+#[cfg(test)]
+mod hygiene_tests;
+
 pub use digest::Digest;
 pub use error::{Error, ErrorClass};
 pub use platform::Platform;

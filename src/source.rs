@@ -158,7 +158,8 @@ pub trait ImageSource: Send + Sync {
     async fn open_blob(&self, digest: &Digest, offset: u64, end: Option<u64>) -> Result<BlobBody>;
     /// Whether fetching ranges of one blob concurrently can pay off: a source across a
     /// network that honours `Range`. Not a local layout, nor a loopback registry, where one
-    /// stream is already as fast as the CPU (`ACRPULL_PARALLEL_RANGES=1` forces them).
+    /// stream is already as fast as the CPU ([`crate::registry::ClientOptions::parallel_ranges`]
+    /// decides for a registry).
     fn prefers_parallel_ranges(&self) -> bool {
         false
     }
@@ -194,7 +195,7 @@ impl ImageSource for crate::registry::RegistryClient {
     }
 
     fn prefers_parallel_ranges(&self) -> bool {
-        !self.is_loopback()
+        self.parallel_ranges()
     }
 
     async fn referrers_page(

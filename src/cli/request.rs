@@ -53,10 +53,24 @@ pub fn azure_registries() -> Result<acrpull::azure::AzureRegistries, acrpull::Er
     acrpull::azure::AzureRegistries::parse(&list).map_err(|e| acrpull::Error::Usage(e.to_string()))
 }
 
+/// What the environment adds to connection settings (the library reads no variable itself):
+/// `SSL_CERT_FILE` is one more CA file, as for OpenSSL and curl; `ACRPULL_PARALLEL_RANGES=0`
+/// turns parallel range downloads off, any other value forces them (loopback registries too).
+pub fn with_environment(mut options: ClientOptions) -> ClientOptions {
+    let var = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+    options
+        .ca_files
+        .extend(var("SSL_CERT_FILE").map(PathBuf::from));
+    if let Some(value) = var("ACRPULL_PARALLEL_RANGES") {
+        options.parallel_ranges = Some(value != "0");
+    }
+    options
+}
+
 impl RegistryArgs {
     /// Connection settings.
     pub fn client_options(&self) -> ClientOptions {
-        ClientOptions {
+        with_environment(ClientOptions {
             plain_http: self.plain_http,
             insecure: self.insecure,
             ca_files: self.ca_file.clone(),
@@ -73,7 +87,8 @@ impl RegistryArgs {
                     .deadline
                     .map(|seconds| tokio::time::Instant::now() + Duration::from_secs(seconds)),
             },
-        }
+            parallel_ranges: None,
+        })
     }
 
     /// The credential options given on the command line (reads stdin for the password).
@@ -246,7 +261,7 @@ impl PullArgs {
         let dir = self
             .cache_dir
             .clone()
-            .or_else(acrpull::cache::BlobCache::default_dir)?;
+            .or_else(|| acrpull::cache::BlobCache::default_dir(|name| std::env::var_os(name)))?;
         match acrpull::cache::BlobCache::open(&dir) {
             Ok(cache) => Some(cache),
             Err(e) => {

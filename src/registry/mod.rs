@@ -54,18 +54,21 @@ pub struct ClientOptions {
     pub read_timeout: Option<Duration>,
     /// The slowest a response body may arrive, and when every request must have ended.
     pub pace: crate::http::Pace,
+    /// Fetch large blobs in concurrent `Range` segments: `None` lets each registry decide
+    /// (yes across a network, no on loopback, where one stream is as fast as the CPU);
+    /// `Some(false)` for a server that handles ranges badly, `Some(true)` to force them
+    /// (measurements, tests against loopback registries). The binary fills it from
+    /// `ACRPULL_PARALLEL_RANGES`.
+    pub parallel_ranges: Option<bool>,
 }
 
-/// Build the HTTP client shared by registry and token requests (`SSL_CERT_FILE` adds a CA file).
+/// Build the HTTP client shared by registry and token requests. The library reads no
+/// environment variable: the binary adds `SSL_CERT_FILE` to [`ClientOptions::ca_files`].
 pub fn build_http(options: &ClientOptions) -> Result<reqwest::Client, std::io::Error> {
-    let mut ca_files = options.ca_files.clone();
-    if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
-        ca_files.push(PathBuf::from(file));
-    }
     crate::http::build_client(&crate::http::HttpOptions {
         read_timeout: Some(options.read_timeout.unwrap_or(Duration::from_secs(60))),
         insecure: options.insecure,
-        ca_files,
+        ca_files: options.ca_files.clone(),
         ..crate::http::HttpOptions::default()
     })
     .map_err(|error| {
@@ -154,6 +157,14 @@ impl RegistryClient {
     /// Whether the registry is on this machine (127.0.0.0/8, ::1, localhost).
     pub fn is_loopback(&self) -> bool {
         crate::reference::is_loopback_host(crate::reference::host_of(&self.host))
+    }
+
+    /// Whether large blobs come in concurrent ranges: as [`ClientOptions::parallel_ranges`]
+    /// says, else only from a registry across a network.
+    pub fn parallel_ranges(&self) -> bool {
+        self.options
+            .parallel_ranges
+            .unwrap_or_else(|| !self.is_loopback())
     }
 
     async fn probe(&self) -> Result<url::Url> {
@@ -709,5 +720,24 @@ mod tests {
             Some("MANIFEST_UNKNOWN: manifest unknown")
         );
         assert_eq!(registry_error_message("<html>"), None);
+    }
+
+    fn client_at(host: &str, parallel_ranges: Option<bool>) -> RegistryClient {
+        let options = ClientOptions {
+            parallel_ranges,
+            ..ClientOptions::default()
+        };
+        let http = build_http(&options).unwrap();
+        RegistryClient::new(http, host, host, "app", Credential::Anonymous, options)
+    }
+
+    #[test]
+    fn parallel_ranges_are_an_option_not_an_environment_variable() {
+        // Unset: a registry across the network gets ranges, a loopback one does not.
+        assert!(client_at("registry.example", None).parallel_ranges());
+        assert!(!client_at("127.0.0.1:5000", None).parallel_ranges());
+        // Set: the option decides, wherever the registry is.
+        assert!(client_at("127.0.0.1:5000", Some(true)).parallel_ranges());
+        assert!(!client_at("registry.example", Some(false)).parallel_ranges());
     }
 }

@@ -15,7 +15,7 @@ pub fn run(command: CacheCommand) -> anyhow::Result<ExitCode> {
     };
     let dir = dir
         .cache_dir
-        .or_else(acrpull::cache::BlobCache::default_dir)
+        .or_else(|| acrpull::cache::BlobCache::default_dir(|name| std::env::var_os(name)))
         .ok_or_else(|| {
             acrpull::Error::Usage("no cache directory: set --cache-dir or HOME".into())
         })?;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use acrpull::credential::credential_helper::{self, Action};
 
-use crate::cli::request::azure_registries;
+use crate::cli::request::{azure_registries, with_environment};
 use crate::cli::stdout;
 
 pub async fn run(action: &str) -> anyhow::Result<ExitCode> {
@@ -22,7 +22,7 @@ pub async fn run(action: &str) -> anyhow::Result<ExitCode> {
         &input,
         &env,
         &registries,
-        &acrpull::registry::ClientOptions::default(),
+        &with_environment(acrpull::registry::ClientOptions::default()),
     )
     .await;
     let output = match result {
