@@ -210,8 +210,8 @@ async fn build(
         (Ok(()), Err(join)) => return Err(Error::Task(join.to_string())),
     }
     if options.bundle {
-        let image_config: oci_spec::image::ImageConfiguration =
-            serde_json::from_slice(&config_bytes).map_err(|e| {
+        let image_config: crate::rootfs::ImageConfig = serde_json::from_slice(&config_bytes)
+            .map_err(|e| {
                 Error::Unsupported(format!("image config {} is not valid: {e}", config.digest))
             })?;
         let rootless = ApplyOptions::default().rootless;

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use oci_spec::image::ImageConfiguration;
 use rustix::fs::{self as rfs, Mode, OFlags};
+use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
 use super::error::Error;
@@ -23,25 +23,84 @@ const MAX_DATABASE_BYTES: u64 = 4 << 20;
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const CAPABILITIES: [&str; 3] = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
 
+/// The parts of an OCI image configuration (image-spec `config.md`) that a runtime
+/// `config.json` is made from. Unknown fields are ignored; the fields read must have their
+/// spec types, and `architecture` and `os` (REQUIRED in the spec) must be present.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ImageConfig {
+    /// When the image was created (RFC 3339).
+    #[serde(default)]
+    pub created: Option<String>,
+    /// Who made the image.
+    #[serde(default)]
+    pub author: Option<String>,
+    /// CPU architecture (`GOARCH` values).
+    pub architecture: String,
+    /// Operating system (`GOOS` values).
+    pub os: String,
+    /// How a container of the image runs.
+    #[serde(default)]
+    pub config: Option<ExecutionConfig>,
+}
+
+/// `config` of an image configuration: the defaults for a container's process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExecutionConfig {
+    /// `user`, `uid`, `user:group`, `uid:gid`...
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The keys of the `ExposedPorts` set (`80/tcp`).
+    #[serde(default, deserialize_with = "set_keys")]
+    pub exposed_ports: Vec<String>,
+    /// `NAME=value` entries.
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    /// The command's first arguments.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// Arguments after the entrypoint (the command, without one).
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    /// The keys of the `Volumes` set (paths).
+    #[serde(default, deserialize_with = "set_keys")]
+    pub volumes: Vec<String>,
+    /// Working directory of the process.
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// Labels (become annotations).
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Signal that stops the container.
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+}
+
+/// A Go `map[string]struct{}` (`{"80/tcp": {}}`) as its sorted keys; `null` is empty.
+fn set_keys<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    let set = Option::<BTreeMap<String, serde::de::IgnoredAny>>::deserialize(deserializer)?;
+    Ok(set.unwrap_or_default().into_keys().collect())
+}
+
 /// OCI runtime-spec config.json (for `--bundle`) generated from `image_config`, with the user
 /// resolved inside `rootfs`. `rootless` selects `runc spec --rootless`-style namespaces, ID
 /// mappings and mounts.
 pub fn runtime_config(
-    image_config: &ImageConfiguration,
+    image_config: &ImageConfig,
     rootfs: &Path,
     rootless: bool,
 ) -> Result<Value, Error> {
-    let config = image_config.config().clone().unwrap_or_default();
-    let user_spec = config.user().clone().unwrap_or_default();
+    let config = image_config.config.clone().unwrap_or_default();
+    let user_spec = config.user.clone().unwrap_or_default();
     let databases = Databases::read(rootfs)?;
     let user = resolve_user(&user_spec, &databases)?;
-    let mut args: Vec<String> = config.entrypoint().clone().unwrap_or_default();
-    args.extend(config.cmd().clone().unwrap_or_default());
+    let mut args: Vec<String> = config.entrypoint.clone().unwrap_or_default();
+    args.extend(config.cmd.clone().unwrap_or_default());
     if args.is_empty() {
         // The runtime spec needs at least one argument; umoci (runc's default) runs `sh`.
         args.push("sh".to_string());
     }
-    let cwd = match config.working_dir().as_deref() {
+    let cwd = match config.working_dir.as_deref() {
         Some(dir) if !dir.is_empty() => in_root("WorkingDir", dir)?,
         _ => "/".to_string(),
     };
@@ -49,7 +108,7 @@ pub fn runtime_config(
         "terminal": false,
         "user": { "uid": user.uid, "gid": user.gid },
         "args": args,
-        "env": environment(config.env().as_deref().unwrap_or_default(), user.home.as_deref()),
+        "env": environment(config.env.as_deref().unwrap_or_default(), user.home.as_deref()),
         "cwd": cwd,
         "capabilities": capabilities(),
         "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 }],
@@ -60,9 +119,7 @@ pub fn runtime_config(
     }
     let mut mounts = default_mounts(rootless);
     let mut volumes: Vec<String> = config
-        .volumes()
-        .clone()
-        .unwrap_or_default()
+        .volumes
         .iter()
         .map(|volume| in_root("volume", volume))
         .collect::<Result<_, _>>()?;
@@ -202,32 +259,31 @@ fn linux_section(rootless: bool) -> Value {
     linux
 }
 
-fn annotations(image_config: &ImageConfiguration) -> Value {
+fn annotations(image_config: &ImageConfig) -> Value {
     let mut annotations: BTreeMap<String, String> = BTreeMap::new();
-    let config = image_config.config().clone().unwrap_or_default();
-    for (key, value) in config.labels().clone().unwrap_or_default() {
-        annotations.insert(key, value);
-    }
+    let config = image_config.config.clone().unwrap_or_default();
+    annotations.extend(config.labels.unwrap_or_default());
     let prefix = "org.opencontainers.image.";
     annotations.insert(
         format!("{prefix}architecture"),
-        image_config.architecture().to_string(),
+        image_config.architecture.clone(),
     );
-    annotations.insert(format!("{prefix}os"), image_config.os().to_string());
+    annotations.insert(format!("{prefix}os"), image_config.os.clone());
     annotations.insert(
         format!("{prefix}author"),
-        image_config.author().clone().unwrap_or_default(),
+        image_config.author.clone().unwrap_or_default(),
     );
-    if let Some(created) = image_config.created() {
+    if let Some(created) = &image_config.created {
         annotations.insert(format!("{prefix}created"), created.clone());
     }
-    // Written even when empty, as umoci writes them.
-    let mut ports: Vec<String> = config.exposed_ports().clone().unwrap_or_default();
-    ports.sort();
-    annotations.insert(format!("{prefix}exposedPorts"), ports.join(","));
+    // Written even when empty, as umoci writes them (the ports are sorted set keys).
+    annotations.insert(
+        format!("{prefix}exposedPorts"),
+        config.exposed_ports.join(","),
+    );
     annotations.insert(
         format!("{prefix}stopSignal"),
-        config.stop_signal().clone().unwrap_or_default(),
+        config.stop_signal.unwrap_or_default(),
     );
     json!(annotations)
 }
@@ -452,5 +508,29 @@ mod tests {
         assert_eq!(in_root("WorkingDir", "../../w/..//app").unwrap(), "/app");
         assert_eq!(in_root("WorkingDir", "/").unwrap(), "/");
         assert!(in_root("volume", "/a\0b").is_err());
+    }
+
+    #[test]
+    fn image_config_reads_the_spec_shapes_and_refuses_wrong_types() {
+        let config: ImageConfig = serde_json::from_value(json!({
+            "architecture": "riscv64", "os": "linux", "created": "2024-01-01T00:00:00Z",
+            "rootfs": { "type": "layers", "diff_ids": [] },
+            "config": {
+                "ExposedPorts": { "443/tcp": {}, "80/tcp": {} }, "Volumes": null,
+                "Entrypoint": ["/bin/app"], "Labels": { "a": "b" }, "Unknown": 1,
+            },
+        }))
+        .unwrap();
+        assert_eq!(config.architecture, "riscv64");
+        let execution = config.config.unwrap();
+        assert_eq!(execution.exposed_ports, ["443/tcp", "80/tcp"]);
+        assert!(execution.volumes.is_empty());
+        assert_eq!(execution.entrypoint.unwrap(), ["/bin/app"]);
+        // The spec's REQUIRED fields, and the types of the fields read, are checked.
+        let without_os = json!({ "architecture": "amd64" });
+        assert!(serde_json::from_value::<ImageConfig>(without_os).is_err());
+        let cmd_string =
+            json!({ "architecture": "amd64", "os": "linux", "config": { "Cmd": "sh" } });
+        assert!(serde_json::from_value::<ImageConfig>(cmd_string).is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! One test per escape class of unpack.md section 3.2, each named after what it proves. Every
+//! One test per escape class of docs/unpack.md section 3.2, each named after what it proves. Every
 //! test applies through `apply_checked`, which fails if anything beside the root changed.
 
 use std::fs;
@@ -482,14 +482,14 @@ fn runtime_config_reads_passwd_inside_the_root_only() {
                 .bytes(),
         )
         .unwrap();
-    let config: oci_spec::image::ImageConfiguration = serde_json::from_value(serde_json::json!({
+    let config: super::ImageConfig = serde_json::from_value(serde_json::json!({
         "architecture": "amd64", "os": "linux", "config": { "User": "user" },
         "rootfs": { "type": "layers", "diff_ids": [] },
     }))
     .unwrap();
     let error = super::runtime_config(&config, &sandbox.root(), false).unwrap_err();
     assert!(matches!(error, Error::RuntimeConfig { .. }), "{error}");
-    let numeric: oci_spec::image::ImageConfiguration = serde_json::from_value(serde_json::json!({
+    let numeric: super::ImageConfig = serde_json::from_value(serde_json::json!({
         "architecture": "amd64", "os": "linux", "config": { "User": "5:6" },
         "rootfs": { "type": "layers", "diff_ids": [] },
     }))

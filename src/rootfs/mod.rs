@@ -1,6 +1,6 @@
 //! The root filesystem applier: turns OCI/Docker layer blobs into one directory tree.
 //!
-//! A layer is a *changeset* (unpack.md section 1): entries are created or replace what lower
+//! A layer is a *changeset* (docs/unpack.md section 1): entries are created or replace what lower
 //! layers left, `.wh.NAME` removes lower content, `.wh..wh..opq` clears a directory's lower
 //! content. Layers are hostile input (section 3), so the tar crate is used only as a streaming
 //! parser, and all file system work is done by hand with `*at` calls relative to one root
@@ -35,7 +35,7 @@ use std::path::Path;
 
 use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 
-pub use bundle::runtime_config;
+pub use bundle::{runtime_config, ExecutionConfig, ImageConfig};
 pub use error::Error;
 pub use path::PathResolution;
 
