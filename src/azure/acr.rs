@@ -1,4 +1,4 @@
-//! The ACR half: AAD token -> ACR refresh token -> ACR access token (spec section 3).
+//! The ACR half: AAD token -> ACR refresh token -> ACR access token (docs/azure-auth.md section 3).
 //!
 //! A registry answers `401` with `WWW-Authenticate: Bearer realm=..,service=..`. The AAD token is
 //! exchanged at `{realm scheme://host:port}/oauth2/exchange` for an ACR refresh token (the one
@@ -68,34 +68,6 @@ pub async fn exchange_for_refresh_token(
         .filter(|token| !token.is_empty())
         .map(Secret::new)
         .ok_or_else(|| invalid(&url, "no refresh_token in the response"))
-}
-
-/// Trade an ACR refresh token for an access token covering `scopes`
-/// (e.g. `repository:app:pull`), at the realm itself.
-pub async fn access_token_from_refresh(
-    http: &reqwest::Client,
-    realm: &Url,
-    service: &str,
-    refresh: &Secret,
-    scopes: &[String],
-) -> Result<Secret, Error> {
-    #[derive(Deserialize)]
-    struct Issued {
-        access_token: Option<String>,
-        token: Option<String>,
-    }
-    let mut form = vec![("grant_type", "refresh_token"), ("service", service)];
-    form.extend(scopes.iter().map(|scope| ("scope", scope.as_str())));
-    form.push(("refresh_token", refresh.expose()));
-    let body = post_form(http, realm, &form).await?;
-    let issued: Issued =
-        serde_json::from_slice(&body).map_err(|_| invalid(realm, "the body is not JSON"))?;
-    issued
-        .access_token
-        .or(issued.token)
-        .filter(|token| !token.is_empty())
-        .map(Secret::new)
-        .ok_or_else(|| invalid(realm, "no access_token in the response"))
 }
 
 /// Whether an Azure token may be sent to `realm` for the registry at `registry_host` (a host,

@@ -1,10 +1,11 @@
 //! Azure identities (managed identity, workload identity, service principal) and the ACR token
-//! exchange. See `shared/spec/azure-acr-auth.md`.
+//! exchange. The protocols are summarised in `docs/azure-auth.md`; "spec N.N" in this module's
+//! comments names a section of it.
 //!
 //! Why hand-written rather than `azure_identity`: the ACR half must be written anyway, the
 //! identity half is four small request shapes, and our own client can honour
 //! `AZURE_POD_IDENTITY_AUTHORITY_HOST`, `IDENTITY_ENDPOINT` and a loopback `AZURE_AUTHORITY_HOST`
-//! so every path is tested against loopback fakes (spec section 4).
+//! so every path is tested against loopback fakes (docs/azure-auth.md section 4).
 //!
 //! Layout: [`env`] snapshots the variables; [`imds`], [`app_service`], [`workload`] and
 //! [`client_secret`] are the sources, each an [`AadTokenSource`] with its own cache;
@@ -33,10 +34,7 @@ pub mod workload;
 #[cfg(test)]
 mod tests;
 
-pub use acr::{
-    access_token_from_refresh, exchange_for_refresh_token, realm_trusted,
-    refresh_token_for_registry,
-};
+pub use acr::{exchange_for_refresh_token, realm_trusted, refresh_token_for_registry};
 pub use app_service::AppServiceSource;
 pub use cache::REFRESH_MARGIN;
 pub use client_secret::ClientSecretSource;

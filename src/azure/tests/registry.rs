@@ -11,10 +11,24 @@ use url::Url;
 
 use super::{imds_env, loopback_http};
 use crate::azure::{
-    access_token_from_refresh, default_chain, realm_trusted, refresh_token_for_registry, Error,
-    UserAssignedId, ACR_AUDIENCE,
+    default_chain, realm_trusted, refresh_token_for_registry, Error, UserAssignedId, ACR_AUDIENCE,
 };
 use crate::secret::Secret;
+
+/// Trade an ACR refresh token for an access token the way pulls do: the Docker token
+/// protocol's `refresh_token` grant at the challenge's realm (`crate::auth::token`).
+async fn access_token_from_refresh(
+    http: &reqwest::Client,
+    realm: &Url,
+    service: &str,
+    refresh: &Secret,
+    scopes: &[String],
+) -> Result<Secret, crate::auth::token::TokenError> {
+    let grant = crate::auth::token::TokenGrant::RefreshToken(refresh);
+    crate::auth::token::fetch(http, realm, Some(service), scopes, grant)
+        .await
+        .map(|issued| issued.token)
+}
 
 /// The fakes, a registry trusting them, and `app:v1` pushed; returns the manifest digest too.
 async fn registry_with_image() -> (FakeAzure, TokenAuthRegistry, String) {
