@@ -1,6 +1,6 @@
 #!/bin/sh
 # Run the rootfs test suite as an unprivileged user (uid/gid 65534, no capabilities), as
-# unpack.md section 2 requires: compile as root, copy the test binary and the fixture generator
+# docs/unpack.md section 2 describes: compile as root, copy the test binary and the fixture generator
 # into a fresh world-writable directory, then execute there with TMPDIR pointing at it. Runs the
 # suite twice: with openat2(RESOLVE_IN_ROOT) and with the userspace resolver forced.
 #

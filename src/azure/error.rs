@@ -2,7 +2,7 @@
 //!
 //! Messages say which endpoint answered what, because the usual failures (no identity on the VM,
 //! several identities and none chosen, no AcrPull role) are configuration problems the user fixes
-//! from the message alone (spec section 5, items 1-3). Response bodies are included only for
+//! from the message alone (docs/azure-auth.md 5, items 1-3). Response bodies are included only for
 //! error responses, which carry descriptions and trace ids, never tokens.
 
 /// Errors from Azure identity sources and the ACR exchange.

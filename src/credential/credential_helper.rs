@@ -4,8 +4,8 @@
 //!
 //! `get` reads a server URL on standard input and answers
 //! `{"ServerURL", "Username": "00000000-0000-0000-0000-000000000000", "Secret": <ACR refresh
-//! token>}`, the pair `az acr login` hands docker (spec 3.4). The refresh token comes from
-//! exchanging the Azure identity's AAD token at the registry's `/oauth2/exchange`. With
+//! token>}`, the pair `az acr login` hands docker (docs/azure-auth.md 3.4). The refresh token
+//! comes from exchanging the Azure identity's AAD token at the registry's `/oauth2/exchange`. With
 //! `"credsStore": "acrpull"` every registry the client pulls from is sent here, so the helper
 //! serves only ACR login servers and the registries the user listed ([`AzureRegistries`]);
 //! any other host gets "credentials not found" before an identity token is minted. The token

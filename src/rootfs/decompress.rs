@@ -6,7 +6,7 @@
 //! bounded whatever the layer size. [`LayerReader::new`] runs the same pipeline inline.
 //!
 //! Limits live in the reader because the tar crate buffers PAX and GNU long-name headers with
-//! `read_all` and no cap (unpack.md 3.5). The applier opens a *header window* around each call
+//! `read_all` and no cap (docs/unpack.md 3.5). The applier opens a *header window* around each call
 //! to the entry iterator: bytes read while it is open are extension headers (plus a few header
 //! blocks and padding), and exceeding the window fails the read. A total byte budget stops
 //! decompression bombs. Which limit tripped (or whether the blob source itself failed) is

@@ -1,10 +1,10 @@
 //! Creating one entry and applying its metadata, in the order umoci, containerd and moby use:
-//! create → owner → xattrs → mode → times (unpack.md 1.9).
+//! create → owner → xattrs → mode → times (docs/unpack.md 1.9).
 //!
 //! Everything acts on `(parent dirfd, name)` with no-follow calls, or on the descriptor just
-//! created, so a symlink at the final component is never followed (unpack.md 3.2 classes 6, 7).
-//! Regular files are created with `O_CREAT|O_EXCL|O_NOFOLLOW` after any old path was removed;
-//! nothing is ever opened with `O_TRUNC`. Directory mode and times are not set here: the layer
+//! created, so a symlink at the final component is never followed (docs/unpack.md 3.2 classes
+//! 6, 7). Regular files are created with `O_CREAT|O_EXCL|O_NOFOLLOW` after any old path was
+//! removed; nothing is ever opened with `O_TRUNC`. Directory mode and times are not set here: the layer
 //! applies them after the directory's children exist.
 
 use std::collections::BTreeSet;

@@ -1,6 +1,6 @@
 //! Applying one layer: the entry loop, whiteouts, hardlinks and the end-of-layer pass.
 //!
-//! This is unpack.md section 4 in code. The "upper" set holds every path this layer wrote and
+//! This is docs/unpack.md section 4 in code. The "upper" set holds every path this layer wrote and
 //! their ancestors, so whiteouts and opaque markers only remove lower content, whatever their
 //! position in the layer. Directory modes and times are collected and applied after all
 //! entries, deepest first, so read-only directories can still receive children and mtimes stay

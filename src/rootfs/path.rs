@@ -1,7 +1,7 @@
 //! In-root path resolution with chroot semantics.
 //!
 //! Every path the layer names is resolved relative to one root directory descriptor, opened
-//! once: `..` stops at the root and absolute symlinks restart at the root (unpack.md 3.3).
+//! once: `..` stops at the root and absolute symlinks restart at the root (docs/unpack.md 3.3).
 //! The kernel does this for us with `openat2(RESOLVE_IN_ROOT)`; where that is missing (Linux
 //! < 5.6, seccomp filters) or when a component is inaccessible to an unprivileged caller, an
 //! fd-by-fd walk emulates it: `lstat` each component, open directories with

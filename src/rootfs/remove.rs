@@ -1,7 +1,7 @@
 //! No-follow recursive removal, and the whiteout/opaque removal that spares this layer's paths.
 //!
 //! Removal works only through `unlinkat` on a parent descriptor and directories opened with
-//! `O_NOFOLLOW|O_DIRECTORY`, so a symlink is removed as a link and never followed (unpack.md
+//! `O_NOFOLLOW|O_DIRECTORY`, so a symlink is removed as a link and never followed (docs/unpack.md
 //! 3.2 classes 11 and 12). Whiteouts delete lower-layer content only: paths written earlier in
 //! the same layer (the "upper" set, which also holds their ancestors) survive, and directories
 //! in the upper set are descended into so their lower children still go.

@@ -1,4 +1,4 @@
-//! Changeset semantics on a real file system (unpack.md section 1).
+//! Changeset semantics on a real file system (docs/unpack.md section 1).
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};

@@ -1,7 +1,7 @@
 //! Pure functions over layer entry names: normalisation and whiteout classification.
 //!
 //! Everything here is lexical and host-independent, so it is table-tested. Names are sanitised
-//! before anything touches the file system (unpack.md 3.2 class 13): a whiteout whose parent
+//! before anything touches the file system (docs/unpack.md 3.2 class 13): a whiteout whose parent
 //! contains `..` never reaches the removal code.
 
 /// Longest path component Linux accepts (NAME_MAX).

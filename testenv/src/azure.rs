@@ -1,7 +1,7 @@
 //! Loopback fakes of Azure IMDS, the App Service identity endpoint, Entra ID and the ACR token
 //! service, in one in-process axum server on `127.0.0.1:0`.
 //!
-//! The fakes follow the protocol reference (`shared/spec/azure-acr-auth.md`), not acrpull's
+//! The fakes follow the protocol reference (`docs/azure-auth.md`), not acrpull's
 //! client: IMDS insists on `Metadata: true` and answers with string-typed fields, App Service
 //! sends `expires_on` as a string and no `expires_in`, Entra ID sends numbers, and the IMDS and App
 //! Service endpoints each honour only their own identity parameter names (an unknown name is

@@ -1,7 +1,8 @@
 //! An in-memory, read-write registry that serves the referrers API of distribution spec 1.1,
 //! for what the Debian `docker-registry` (distribution 2.8) cannot do.
 //!
-//! Written from the spec (`spec.md` of opencontainers/distribution-spec 1.1):
+//! Written from the spec (`spec.md` of opencontainers/distribution-spec 1.1,
+//! <https://github.com/opencontainers/distribution-spec/blob/v1.1.0/spec.md>):
 //! - blobs: `HEAD`/`GET`, uploads (`POST` then `PUT ?digest=`, `PATCH` chunks, cross-repository
 //!   mounts), digests checked;
 //! - manifests: `GET`/`HEAD`/`PUT` by tag or digest; a `PUT` whose manifest has a `subject`

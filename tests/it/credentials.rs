@@ -539,7 +539,7 @@ fn identity_tokens_and_the_null_guid_user_from_files_and_helpers() {
     no_secret(&pull(&[]));
 
     // The null-GUID user with the refresh token as password stays Basic; the token service
-    // accepts it (spec 3.4).
+    // accepts it (docs/azure-auth.md 3.4).
     let auth = base64::engine::general_purpose::STANDARD
         .encode(format!("00000000-0000-0000-0000-000000000000:{refresh}"));
     write(

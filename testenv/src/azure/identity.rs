@@ -1,6 +1,7 @@
 //! Fake identity endpoints: IMDS, App Service and the Entra ID v2 token endpoint.
 //!
-//! Error bodies copy the shapes in spec 1.4 and 2.6 (`error`, `error_description`, AADSTS codes).
+//! Error bodies copy the shapes in docs/azure-auth.md 1.4 and 2.6 (`error`,
+//! `error_description`, AADSTS codes). "spec N.N" below names a section of that document.
 
 use std::collections::HashMap;
 use std::sync::Arc;

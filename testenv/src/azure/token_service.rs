@@ -1,7 +1,8 @@
 //! The fake ACR token service: `/oauth2/exchange` and `/oauth2/token`, and the signing key.
 //!
-//! Registry tokens carry the claims the distribution registry checks (spec section 7): `iss`,
-//! `sub`, `aud` as a plain string equal to the service, `exp`, `nbf`, `iat`, `jti` and `access`.
+//! Registry tokens carry the claims the distribution registry checks (docs/azure-auth.md
+//! section 7): `iss`, `sub`, `aud` as a plain string equal to the service, `exp`, `nbf`, `iat`,
+//! `jti` and `access`.
 //! They are ES256 JWTs whose `x5c` header holds a self-signed certificate; the same certificate is
 //! the registry's `rootcertbundle`.
 
