@@ -83,6 +83,9 @@ pub enum Error {
     /// A background task failed unexpectedly.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// Signature verification refused the image, or could not be done (`--verify`).
+    #[error(transparent)]
+    Verify(#[from] crate::verify::Error),
     /// The pull was asked to stop (SIGINT, SIGTERM): nothing was put at the destination.
     #[error("stopped by {0}")]
     Stopped(crate::cancel::StopSignal),
@@ -112,6 +115,9 @@ pub enum ErrorClass {
     Network,
     /// Digest/size mismatch or unsafe content: exit 6.
     Integrity,
+    /// A signature or policy refused the image, or it has no signature under `--verify`:
+    /// exit 7.
+    Verification,
     /// Stopped by SIGINT (Ctrl-C): exit 130, as a shell reports a process killed by it.
     Interrupted,
     /// Stopped by SIGTERM: exit 143.
@@ -128,6 +134,7 @@ impl ErrorClass {
             ErrorClass::NotFound => 4,
             ErrorClass::Network => 5,
             ErrorClass::Integrity => 6,
+            ErrorClass::Verification => 7,
             ErrorClass::Interrupted => 130,
             ErrorClass::Terminated => 143,
         }
@@ -156,6 +163,10 @@ impl Error {
             Error::Destination(_) | Error::Io { .. } | Error::Cache(_) | Error::Task(_) => {
                 ErrorClass::Other
             }
+            Error::Verify(e) => match e.registry() {
+                Some(registry) => registry_class(registry),
+                None => ErrorClass::Verification,
+            },
             Error::Stopped(crate::cancel::StopSignal::Interrupt) => ErrorClass::Interrupted,
             Error::Stopped(crate::cancel::StopSignal::Terminate) => ErrorClass::Terminated,
         }

@@ -37,6 +37,7 @@ pub mod secret;
 pub mod source;
 pub mod tar_index;
 pub mod unpack;
+pub mod verify;
 
 #[cfg(test)]
 mod hygiene_tests;

@@ -25,6 +25,7 @@ pub fn class_name(class: ErrorClass) -> &'static str {
         ErrorClass::NotFound => "not_found",
         ErrorClass::Network => "network",
         ErrorClass::Integrity => "integrity",
+        ErrorClass::Verification => "verification",
         ErrorClass::Interrupted => "interrupted",
         ErrorClass::Terminated => "terminated",
     }

@@ -102,7 +102,7 @@ impl Artifact {
     }
 }
 
-fn blob(media_type: &str, bytes: Vec<u8>) -> (Value, (String, Vec<u8>)) {
+pub(crate) fn blob(media_type: &str, bytes: Vec<u8>) -> (Value, (String, Vec<u8>)) {
     let digest = sha256_digest(&bytes);
     (
         json!({"mediaType": media_type, "digest": digest, "size": bytes.len()}),
@@ -114,7 +114,7 @@ fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn artifact(
+pub(crate) fn artifact(
     name: &str,
     artifact_type: &str,
     config: (Value, (String, Vec<u8>)),
@@ -147,7 +147,7 @@ fn artifact(
     }
 }
 
-fn empty_config(with_data: bool) -> (Value, (String, Vec<u8>)) {
+pub(crate) fn empty_config(with_data: bool) -> (Value, (String, Vec<u8>)) {
     let (mut descriptor, bytes) = blob(EMPTY_MEDIA_TYPE, b"{}".to_vec());
     if with_data {
         descriptor["data"] = json!("e30=");

@@ -2,11 +2,13 @@
 //! committed fixture images ([`fixtures`]), an in-process fault-injecting registry
 //! ([`fake_registry`]), and loopback fakes of Azure IMDS, App Service, Entra ID and the ACR
 //! token service ([`azure`]). For referrers: a read-write registry serving the referrers
-//! API ([`oci_registry`]) and supply-chain artifacts to attach ([`artifacts`]). Everything
+//! API ([`oci_registry`]), supply-chain artifacts to attach ([`artifacts`]) and cosign
+//! signatures made with keys generated per test ([`cosign`]). Everything
 //! binds to 127.0.0.1 only.
 
 pub mod artifacts;
 pub mod azure;
+pub mod cosign;
 pub mod fake_registry;
 pub mod fixtures;
 pub mod oci_registry;
