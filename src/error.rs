@@ -163,6 +163,7 @@ impl Error {
             Error::Destination(_) | Error::Io { .. } | Error::Cache(_) | Error::Task(_) => {
                 ErrorClass::Other
             }
+            Error::Verify(crate::verify::Error::Usage(_)) => ErrorClass::Usage,
             Error::Verify(e) => match e.registry() {
                 Some(registry) => registry_class(registry),
                 None => ErrorClass::Verification,

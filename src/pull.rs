@@ -223,6 +223,9 @@ pub struct PullOptions {
     /// Limits on each layer applied to a root filesystem (decompression bombs, entry floods):
     /// on by default, lifted with `--max-layer-size none` / `--max-layer-entries none`.
     pub layer_limits: LayerLimits,
+    /// Signatures or policy the image must satisfy (`--verify`), checked once the manifest
+    /// is resolved and before any layer is downloaded.
+    pub verify: crate::verify::VerifyOptions,
 }
 
 /// Limits on one layer applied to a root filesystem. A layer over either is refused (the
@@ -262,6 +265,7 @@ impl Default for PullOptions {
             convert_to_oci: false,
             cancel: Cancel::default(),
             layer_limits: LayerLimits::default(),
+            verify: crate::verify::VerifyOptions::default(),
         }
     }
 }
@@ -313,6 +317,9 @@ pub struct PullOutcome {
     /// Referrers ignored, and why (`--referrers`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What `--verify` accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::verify::Verification>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -839,6 +846,8 @@ async fn pull_unguarded(
                 .into(),
         ));
     }
+    // Keys and policies load before anything else: a broken trust setup fails fast.
+    let verifier = options.verify.verifier()?;
     let output = match options.format {
         OutputFormat::Rootfs => Output::Directory,
         OutputFormat::Oci => Output::Layout,
@@ -874,6 +883,15 @@ async fn pull_unguarded(
     let source_for_report = source.clone();
     let display = spec.to_string();
     let resolved = resolve(source.as_ref(), &reference, &display, &options.platform).await?;
+    // Before any layer is downloaded, and before conversion: signers sign the source's bytes.
+    let verification = crate::verify::check(
+        verifier.as_deref(),
+        spec,
+        &resolved.root,
+        source.as_ref(),
+        reporter.as_ref(),
+    )
+    .await?;
     let (resolved, converted_from) = if options.convert_to_oci {
         crate::convert::to_oci(resolved)?
     } else {
@@ -951,6 +969,7 @@ async fn pull_unguarded(
         served_by: source_for_report.served_by(),
         referrers: discovery.carried(),
         warnings: discovery.warnings,
+        verification,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

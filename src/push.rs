@@ -42,6 +42,8 @@ pub struct PushOptions {
     pub referrers: bool,
     /// Rewrite Docker media types to OCI ones (`--manifest-format oci`).
     pub convert_to_oci: bool,
+    /// Signatures or policy the source image must satisfy before anything is pushed.
+    pub verify: crate::verify::VerifyOptions,
 }
 
 impl Default for PushOptions {
@@ -53,6 +55,7 @@ impl Default for PushOptions {
             client: ClientOptions::default(),
             referrers: false,
             convert_to_oci: false,
+            verify: crate::verify::VerifyOptions::default(),
         }
     }
 }
@@ -84,6 +87,9 @@ pub struct PushOutcome {
     /// With `--manifest-format oci`: the source manifest's digest `digest` was converted from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub converted_from: Option<Digest>,
+    /// What `--verify` accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::verify::Verification>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -104,9 +110,19 @@ pub async fn push(
     reporter: Arc<dyn Reporter>,
 ) -> Result<PushOutcome> {
     let started = Instant::now();
+    let verifier = options.verify.verifier()?;
     let (from, reference) = open_source(source, source_credential, &options.client, &[])?;
     let display = source.to_string();
     let resolved = resolve(from.as_ref(), &reference, &display, &options.platform).await?;
+    // Before any blob moves: a refused image is not pushed at all.
+    let verification = crate::verify::check(
+        verifier.as_deref(),
+        source,
+        &resolved.root,
+        from.as_ref(),
+        reporter.as_ref(),
+    )
+    .await?;
     let (resolved, converted_from) = if options.convert_to_oci {
         crate::convert::to_oci(resolved)?
     } else {
@@ -219,6 +235,7 @@ pub async fn push(
         referrers: discovery.carried(),
         warnings: discovery.warnings,
         converted_from,
+        verification,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -731,3 +731,59 @@ fn check_endpoint_name(endpoint: &acrpull::mirror::Endpoint) {
         parsed.registry()
     );
 }
+
+/// containers `policy.json`: never a panic; a parsed policy has non-empty requirement lists;
+/// for fixed images (registries, layouts, archives) the scope chosen is the model's: the
+/// first of identity, namespaces (most specific first) and `""` that the image's transport
+/// names, else `default`; identity matchers of the chosen `sigstoreSigned` requirements
+/// answer without panicking.
+pub fn policy_json(data: &[u8]) {
+    use acrpull::verify::policy::{ImageScopes, Policy, Requirement};
+    let Ok(policy) = Policy::parse(data) else {
+        return;
+    };
+    assert!(
+        !policy.default.0.is_empty(),
+        "an empty default was accepted"
+    );
+    let images = [
+        "registry.example.com/team/app:v1",
+        "localhost:5000/a/b@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "alpine",
+        "oci:/srv/layouts/app:v1",
+        "oci-archive:/srv/app.tar",
+    ];
+    for image in images {
+        let spec: acrpull::SourceSpec = image.parse().expect("a fixed image parses");
+        let scopes = ImageScopes::of(&spec);
+        let (entry, requirements) = policy.requirements_for(&scopes);
+        assert!(!requirements.0.is_empty(), "{entry}: an empty list");
+        let empty = String::new();
+        let model = policy
+            .transports
+            .0
+            .get(&scopes.transport)
+            .and_then(|named| {
+                std::iter::once(&scopes.identity)
+                    .chain(scopes.namespaces.iter())
+                    .chain(std::iter::once(&empty))
+                    .find(|candidate| named.0.contains_key(*candidate))
+            });
+        match model {
+            Some(scope) => assert_eq!(
+                entry,
+                format!("transports.{}.\"{scope}\"", scopes.transport)
+            ),
+            None => assert_eq!(entry, "default"),
+        }
+        for requirement in &requirements.0 {
+            if let Requirement::SigstoreSigned(sigstore) = requirement {
+                if let Some(identity) = &sigstore.signed_identity {
+                    for claimed in ["registry.example.com/team/app", "x:1", "", "UPPER/case"] {
+                        let _ = identity.matches(scopes.reference.as_ref(), claimed);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -44,7 +44,8 @@ Examples:
 Exit codes:
   0 success, 1 other failure (I/O, destination), 2 usage error or bad reference,
   3 authentication or permission, 4 not found (repository, tag, blob, platform),
-  5 network failure after retries, 6 integrity failure, unsafe or unusable content";
+  5 network failure after retries, 6 integrity failure, unsafe or unusable content,
+  7 signature or policy verification refused the image (--verify)";
 
 /// `--version`: the crate version and the git commit it was built from (see `build.rs`).
 pub const VERSION: &str = concat!(
@@ -87,6 +88,10 @@ pub enum Command {
     /// index, config and layers (JSON on stdout), or the exact manifest (--raw) or config
     /// (--config) bytes.
     Inspect(InspectArgs),
+    /// Verify an image's signatures without pulling it (no layer is downloaded):
+    /// `acrpull verify --verify cosign --cosign-key cosign.pub IMAGE`. Exit 0 when accepted,
+    /// 7 when refused.
+    Verify(VerifyCommandArgs),
     /// Show or trim the shared blob cache.
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -252,6 +257,67 @@ pub struct PushArgs {
     /// for ACR hosts, else anonymous).
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Signature verification of the source (last: its help heading applies to what follows).
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+}
+
+/// Signature verification (`--verify` and the flags of each scheme), shared by `pull`,
+/// `copy`, `push` and `verify`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Verification")]
+pub struct VerifyArgs {
+    /// Refuse the image unless it satisfies SCHEME, checked after its manifest is resolved
+    /// and before any layer is downloaded (exit 7 otherwise): `cosign` (a signature by
+    /// --cosign-key), `policy` (the containers policy.json, as skopeo and podman apply it), or
+    /// `none`.
+    #[arg(long = "verify", value_name = "SCHEME", default_value = "none", value_parser = parse_scheme)]
+    pub scheme: acrpull::verify::Scheme,
+    /// With --verify cosign: the signer's public key, PEM (`cosign.pub`: ECDSA P-256 or
+    /// P-384, RSA, Ed25519).
+    #[arg(long, value_name = "PEM")]
+    pub cosign_key: Option<PathBuf>,
+    /// With --verify policy: the containers policy.json (default
+    /// /etc/containers/policy.json).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+}
+
+fn parse_scheme(text: &str) -> Result<acrpull::verify::Scheme, String> {
+    text.parse()
+}
+
+impl VerifyArgs {
+    /// The library's options.
+    pub fn options(&self) -> acrpull::verify::VerifyOptions {
+        acrpull::verify::VerifyOptions {
+            scheme: self.scheme,
+            cosign: acrpull::verify::cosign::Options {
+                key: self.cosign_key.clone(),
+            },
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+/// `acrpull verify`.
+#[derive(Debug, Args)]
+pub struct VerifyCommandArgs {
+    /// Image: REGISTRY/REPOSITORY[:TAG][@DIGEST], or oci:PATH[:TAG|@DIGEST] for a local layout
+    /// (verified offline with the signatures it carries: stage it with `pull --referrers`).
+    pub image: String,
+    /// Print the verification as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// More logging on stderr.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Registry connection and credentials.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// What to verify with (last: its help heading applies to what follows it).
+    #[command(flatten)]
+    pub verify: VerifyArgs,
 }
 
 /// `acrpull inspect`.
@@ -469,6 +535,9 @@ pub struct PullArgs {
     /// Registry connection and credentials.
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Signature verification (last: its help heading applies to what follows it).
+    #[command(flatten)]
+    pub verify: VerifyArgs,
 }
 
 /// Known subcommand names, for `acrpull REF DEST` shorthand.
@@ -479,6 +548,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "token",
     "credential-helper",
     "inspect",
+    "verify",
     "cache",
     "completions",
     "man",

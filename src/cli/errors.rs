@@ -275,8 +275,52 @@ pub fn hint(error: &anyhow::Error, image: Option<&SourceSpec>) -> Option<String>
         acrpull::Error::Task(_) => {
             Some("this is a bug in acrpull; please report it with the output of -vv".into())
         }
+        acrpull::Error::Verify(e) => verify_hint(e, image),
         _ => None,
     }
+}
+
+/// What to do when `--verify` refused the image: by the kind of refusal, and for rejected
+/// signatures by the first reason given.
+fn verify_hint(error: &acrpull::verify::Error, image: Option<&SourceSpec>) -> Option<String> {
+    use acrpull::verify::{Error as V, Reason};
+    Some(match error {
+        V::NoSignature { .. } if matches!(image, Some(SourceSpec::Layout { .. })) => {
+            "a layout carries signatures only when it was staged with them: pull or copy it with --referrers (cosign's .sig tags and bundles come along), then verify again"
+                .into()
+        }
+        V::NoSignature { .. } => {
+            "the image is unsigned (or signed elsewhere): sign this digest (`cosign sign --key cosign.key IMAGE@DIGEST`), or check the repository the signatures were pushed to"
+                .into()
+        }
+        V::PolicyRejected { .. } => {
+            "the policy's `reject` applies to this image: give its registry or repository a scope of its own in the policy file if it is meant to be pulled"
+                .into()
+        }
+        V::Config { .. } => {
+            "fix or replace that file; nothing was downloaded".into()
+        }
+        V::Rejected { .. } => match error.reasons().first()? {
+            Reason::DigestMismatch { .. } => {
+                "the signature found signs another manifest (copied from another image, or the tag moved after signing): sign this digest"
+                    .into()
+            }
+            Reason::BadSignature(_) => {
+                "the signature was not made with this key, or its payload was changed: check that the key is the public half of the signing key (`cosign public-key --key cosign.key`)"
+                    .into()
+            }
+            Reason::IdentityMismatch { .. } => {
+                "the signature names another image than the policy's signedIdentity accepts; cosign signatures name only a repository, so use matchRepository or exactRepository for them"
+                    .into()
+            }
+            Reason::Unsupported(_) => {
+                "acrpull verifies cosign key signatures (and sigstoreSigned with keyPath or keyData in a policy)"
+                    .into()
+            }
+            _ => return None,
+        },
+        _ => return None,
+    })
 }
 
 /// The message, cause chain and hint, as printed on stderr. A pull stopped by a signal gets

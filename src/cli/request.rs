@@ -317,6 +317,7 @@ impl PullArgs {
                     max_uncompressed_bytes: self.max_layer_size,
                     max_entries: self.max_layer_entries,
                 },
+                verify: self.verify.options(),
             },
         ))
     }

@@ -406,6 +406,9 @@ pub enum Error {
         /// The policy entry (file and scope).
         policy: String,
     },
+    /// The flags do not say what to verify with (`--verify cosign` without a key).
+    #[error("{0}")]
+    Usage(String),
     /// The trust configuration (key, policy, trusted root) cannot be used.
     #[error("{what}: {reason}")]
     Config {
@@ -454,11 +457,60 @@ fn list(rejections: &[Rejection]) -> String {
         .join("; ")
 }
 
-/// Run `verifier` on `request`, logging what it accepted and any warnings.
-pub async fn verify(verifier: &dyn Verifier, request: &Request<'_>) -> Result<Verification, Error> {
+/// Verify `manifest` (what `image` resolved to at `source`) with `verifier`, if there is
+/// one: the step pull, copy and push take after resolving and before moving any blob. Its
+/// warnings go to `reporter`.
+pub async fn check(
+    verifier: Option<&dyn Verifier>,
+    image: &SourceSpec,
+    manifest: &FetchedManifest,
+    source: &dyn ImageSource,
+    reporter: &dyn crate::report::Reporter,
+) -> Result<Option<Verification>, Error> {
+    let Some(verifier) = verifier else {
+        return Ok(None);
+    };
+    let request = Request {
+        image,
+        manifest,
+        source,
+    };
+    verify(verifier, &request, reporter).await.map(Some)
+}
+
+/// `acrpull verify`: resolve `image` to its manifest (no platform is chosen: signatures sign
+/// what the reference names) and verify it, downloading no layer.
+pub async fn image(
+    image: &SourceSpec,
+    credential: crate::credential::Credential,
+    client: &crate::registry::ClientOptions,
+    options: &VerifyOptions,
+    reporter: &dyn crate::report::Reporter,
+) -> crate::error::Result<Verification> {
+    let Some(verifier) = options.verifier()? else {
+        return Err(crate::Error::Usage(
+            "acrpull verify needs --verify cosign or --verify policy".into(),
+        ));
+    };
+    let (source, reference) = crate::pull::open_source(image, credential, client, &[])?;
+    let manifest = source.manifest(&reference).await?;
+    let request = Request {
+        image,
+        manifest: &manifest,
+        source: source.as_ref(),
+    };
+    Ok(verify(verifier.as_ref(), &request, reporter).await?)
+}
+
+/// Run `verifier` on `request`: its warnings go to `reporter`, what it accepted to the log.
+pub async fn verify(
+    verifier: &dyn Verifier,
+    request: &Request<'_>,
+    reporter: &dyn crate::report::Reporter,
+) -> Result<Verification, Error> {
     let verification = verifier.verify(request).await?;
     for warning in &verification.warnings {
-        tracing::warn!("{warning}");
+        reporter.on_warning(warning);
     }
     tracing::info!(
         scheme = %verification.scheme,

@@ -45,8 +45,10 @@ fn commands_and_flags(scratch: &Scratch) -> BTreeMap<Vec<String>, Vec<String>> {
                 pending.push(child);
             }
         }
+        // Flags under their own help heading (`Verification:`) count too.
         let flags: Vec<String> = section(&text, "Options:")
             .into_iter()
+            .chain(section(&text, "Verification:"))
             .filter_map(|line| flag.captures(line).map(|c| c[1].to_string()))
             .filter(|name| name != "help" && name != "version")
             .collect();
@@ -79,6 +81,7 @@ fn docs_cover_every_command_and_flag() {
         pull.contains(&"format".into()) && pull.contains(&"password-stdin".into()),
         "{pull:?}"
     );
+    assert!(pull.contains(&"cosign-key".into()), "{pull:?}");
     assert!(tree.contains_key(&vec!["cache".to_string(), "prune".to_string()]));
 
     let mut missing = Vec::new();

@@ -88,6 +88,11 @@ fn registries_conf_corpus() {
 }
 
 #[test]
+fn policy_json_corpus() {
+    replay("policy_json", harness::policy_json);
+}
+
+#[test]
 fn layer_apply_corpus() {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = harness::layer::Sandbox::create(&dir.path().join("sandbox")).unwrap();

@@ -23,3 +23,4 @@ mod resilience;
 mod rootfs;
 mod support;
 mod terminal;
+mod verify;

@@ -28,6 +28,7 @@ pub async fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
                     .then_some(reference),
                 referrers: args.referrers,
                 convert_to_oci: args.manifest_format == ManifestFormatArg::Oci,
+                verify: args.verify.options(),
                 ..acrpull::PullOptions::default()
             };
             // A copy into a layout stages like a pull: stop it as cleanly on a signal.

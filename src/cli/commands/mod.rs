@@ -10,6 +10,7 @@ pub mod man;
 pub mod pull;
 pub mod push;
 pub mod token;
+pub mod verify;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -40,6 +41,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Push(args) | Command::Copy(args) => {
             init_logging(args.verbose, args.quiet);
             copy::run(args).await
+        }
+        Command::Verify(args) => {
+            init_logging(args.verbose, false);
+            verify::run(&args).await
         }
         Command::Completions { shell } => completions::run(shell),
         Command::Man(args) => man::run(&args),

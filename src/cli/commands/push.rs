@@ -25,6 +25,7 @@ pub async fn to_registry(
         client: args.registry.client_options(),
         referrers: args.referrers,
         convert_to_oci: args.manifest_format == ManifestFormatArg::Oci,
+        verify: args.verify.options(),
     };
     let outcome = acrpull::push::push(
         source,

@@ -225,10 +225,10 @@ impl CosignVerifier {
     /// Load the key named by the options.
     pub fn load(options: &Options) -> Result<Self, Error> {
         let Some(path) = &options.key else {
-            return Err(Error::Config {
-                what: "--verify cosign".into(),
-                reason: "needs --cosign-key PEM (the public key the image was signed with)".into(),
-            });
+            return Err(Error::Usage(
+                "--verify cosign needs --cosign-key PEM (the public key the image was signed with)"
+                    .into(),
+            ));
         };
         Ok(Self {
             trust: Trust::key_file(path)?,
