@@ -10,8 +10,9 @@
 //!   `keyPath`, `keyPaths`, `keyData`, `keyDatas`; the signature's `docker-reference` held
 //!   to `signedIdentity`: `matchExact`, `matchRepoDigestOrExact` (the default),
 //!   `matchRepository`, `exactReference`, `exactRepository`, `remapIdentity`). `signedBy`
-//!   (GPG) and the keyless `fulcio`/`pki`/Rekor forms parse, and refuse the image with a
-//!   reason saying acrpull does not verify them: never a silent pass.
+//!   (GPG) and the keyless `fulcio`/`pki` forms parse, and refuse the image with a reason
+//!   saying acrpull does not verify them: never a silent pass. With `rekorPublicKey*`, a
+//!   signature also needs Rekor's signed entry timestamp recording it ([`cosign::rekor`]).
 //! - Parsing is as strict as containers/image's: unknown or repeated keys, an empty
 //!   requirement list, a missing `default`, or a requirement with the wrong set of fields
 //!   make the whole file invalid (exit 7 before any network traffic).
@@ -28,6 +29,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::cosign::{self, Trust};
+use super::keys::PublicKey;
 use super::{Error, Reason, Rejection, Request, Scheme, Verification, Verifier};
 use crate::pull::SourceSpec;
 use crate::reference::Reference;
@@ -367,44 +369,69 @@ impl SigstoreSigned {
         Ok(())
     }
 
-    /// The keys it names (`None` for keyless forms), loaded relative to `base`.
-    fn trust(&self, base: &Path) -> Result<Option<Trust>, String> {
-        let mut pems: Vec<(String, String)> = Vec::new();
-        let files: Vec<&String> = self
-            .key_path
-            .iter()
-            .chain(self.key_paths.iter().flatten())
-            .collect();
-        for file in files {
-            let path = base.join(file);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("key {}: {e}", path.display()))?;
-            pems.push((text, path.display().to_string()));
-        }
-        let datas: Vec<&String> = self
-            .key_data
-            .iter()
-            .chain(self.key_datas.iter().flatten())
-            .collect();
-        for (index, data) in datas.into_iter().enumerate() {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(data.trim())
-                .map_err(|_| format!("keyData entry {index} is not base64"))?;
-            let text = String::from_utf8(bytes)
-                .map_err(|_| format!("keyData entry {index} is not PEM text"))?;
-            pems.push((text, format!("keyData entry {index}")));
-        }
-        if pems.is_empty() {
-            return Ok(None);
-        }
-        let mut keys = Vec::new();
-        for (text, origin) in pems {
-            let key = super::keys::PublicKey::from_pem(&text)
-                .map_err(|e| format!("key {origin}: {e}"))?;
-            keys.push((key, origin));
-        }
-        Ok(Some(Trust { keys }))
+    /// The keys it names (`None` for keyless forms) and the Rekor keys, loaded relative to
+    /// `base`.
+    fn keys(&self, base: &Path) -> Result<Loaded, String> {
+        let keys = load_keys(
+            base,
+            &self.key_path,
+            &self.key_paths,
+            &self.key_data,
+            &self.key_datas,
+        )?;
+        let rekor = load_keys(
+            base,
+            &self.rekor_public_key_path,
+            &self.rekor_public_key_paths,
+            &self.rekor_public_key_data,
+            &self.rekor_public_key_datas,
+        )?;
+        Ok(Loaded {
+            trust: (!keys.is_empty()).then_some(Trust { keys }),
+            rekor: rekor.into_iter().map(|(key, _)| key).collect(),
+        })
     }
+}
+
+/// The keys of one `sigstoreSigned` requirement.
+#[derive(Debug, Clone)]
+struct Loaded {
+    /// The signing keys (`None` for keyless forms).
+    trust: Option<Trust>,
+    /// Rekor's keys: when there are some, a signature needs a Rekor entry they signed.
+    rekor: Vec<PublicKey>,
+}
+
+/// PEM public keys from a `*Path`, `*Paths`, `*Data` and `*Datas` quartet.
+fn load_keys(
+    base: &Path,
+    path: &Option<String>,
+    paths: &Option<Vec<String>>,
+    data: &Option<String>,
+    datas: &Option<Vec<String>>,
+) -> Result<Vec<(PublicKey, String)>, String> {
+    let mut pems: Vec<(String, String)> = Vec::new();
+    for file in path.iter().chain(paths.iter().flatten()) {
+        let path = base.join(file);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("key {}: {e}", path.display()))?;
+        pems.push((text, path.display().to_string()));
+    }
+    for (index, data) in data.iter().chain(datas.iter().flatten()).enumerate() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|_| format!("key data entry {index} is not base64"))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("key data entry {index} is not PEM text"))?;
+        pems.push((text, format!("key data entry {index}")));
+    }
+    pems.into_iter()
+        .map(|(text, origin)| {
+            PublicKey::from_pem(&text)
+                .map(|key| (key, origin.clone()))
+                .map_err(|e| format!("key {origin}: {e}"))
+        })
+        .collect()
 }
 
 /// How an image is named to a policy: its transport, its full identity, and its namespaces
@@ -621,8 +648,8 @@ impl SignedIdentity {
 pub struct PolicyVerifier {
     path: PathBuf,
     policy: Policy,
-    /// The keys of each `sigstoreSigned` requirement, by position (transport, scope, index).
-    trust: BTreeMap<(String, usize), Option<Trust>>,
+    /// The keys of each `sigstoreSigned` requirement, by position (policy entry, index).
+    keys: BTreeMap<(String, usize), Loaded>,
 }
 
 impl PolicyVerifier {
@@ -631,7 +658,7 @@ impl PolicyVerifier {
         let bytes = std::fs::read(path).map_err(|e| invalid(path, e))?;
         let policy = Policy::parse(&bytes).map_err(|e| invalid(path, e))?;
         let base = path.parent().unwrap_or(Path::new("/"));
-        let mut trust = BTreeMap::new();
+        let mut keys = BTreeMap::new();
         let mut lists: Vec<(String, &Requirements)> = vec![("default".into(), &policy.default)];
         for (transport, scopes) in &policy.transports.0 {
             for (scope, requirements) in &scopes.0 {
@@ -641,17 +668,17 @@ impl PolicyVerifier {
         for (entry, requirements) in lists {
             for (index, requirement) in requirements.0.iter().enumerate() {
                 if let Requirement::SigstoreSigned(sigstore) = requirement {
-                    let keys = sigstore
-                        .trust(base)
+                    let loaded = sigstore
+                        .keys(base)
                         .map_err(|e| invalid(path, format!("{entry}: {e}")))?;
-                    trust.insert((entry.clone(), index), keys);
+                    keys.insert((entry.clone(), index), loaded);
                 }
             }
         }
         Ok(Self {
             path: path.to_path_buf(),
             policy,
-            trust,
+            keys,
         })
     }
 }
@@ -696,9 +723,9 @@ impl Verifier for PolicyVerifier {
                     })
                 }
                 Requirement::SigstoreSigned(sigstore) => {
-                    let trust = self.trust.get(&(entry.clone(), index)).cloned().flatten();
+                    let loaded = self.keys.get(&(entry.clone(), index));
                     let accepted =
-                        sigstore_signed(request, sigstore, trust.as_ref(), &named, index).await?;
+                        sigstore_signed(request, sigstore, loaded, &named, index).await?;
                     verification.signer = Some(accepted.signer);
                     verification.signature = Some(accepted.signature);
                     verification.skipped.extend(accepted.skipped);
@@ -721,7 +748,7 @@ impl Verifier for PolicyVerifier {
 async fn sigstore_signed(
     request: &Request<'_>,
     requirement: &SigstoreSigned,
-    trust: Option<&Trust>,
+    loaded: Option<&Loaded>,
     named: &str,
     index: usize,
 ) -> Result<cosign::Accepted, Error> {
@@ -732,7 +759,9 @@ async fn sigstore_signed(
         policy: Some(named.to_string()),
         rejections,
     };
-    let Some(trust) = trust else {
+    let Some((trust, rekor_keys)) =
+        loaded.and_then(|l| l.trust.as_ref().map(|trust| (trust, &l.rekor)))
+    else {
         return Err(refuse(vec![Rejection {
             signature: format!("requirement {index} (sigstoreSigned)"),
             reason: Reason::Unsupported(
@@ -742,27 +771,34 @@ async fn sigstore_signed(
             ),
         }]));
     };
-    let rekor = requirement.rekor_public_key_path.is_some()
-        || requirement.rekor_public_key_paths.is_some()
-        || requirement.rekor_public_key_data.is_some()
-        || requirement.rekor_public_key_datas.is_some();
     let (accepted, mut rejected, looked) = cosign::examine(request, trust).await?;
     let identity = requirement
         .signed_identity
         .clone()
         .unwrap_or(SignedIdentity::MatchRepoDigestOrExact {});
     let image = ImageScopes::of(request.image).reference;
-    for found in accepted {
-        if rekor {
-            rejected.push(Rejection {
-                signature: found.signature,
-                reason: Reason::Transparency(
-                    "the policy asks for a Rekor entry (rekorPublicKey*), which acrpull does \
-                     not verify"
+    for mut found in accepted {
+        if !rekor_keys.is_empty() {
+            let checked = match &found.evidence {
+                Some(evidence) => cosign::rekor::verify(evidence, rekor_keys),
+                None => Err(Reason::Transparency(
+                    "a bundle's Rekor entry is not checked by acrpull's policy support; sign \
+                     with a .sig tag"
                         .into(),
-                ),
-            });
-            continue;
+                )),
+            };
+            match checked {
+                Ok(log_index) => {
+                    found.signature = format!("{} (Rekor log index {log_index})", found.signature);
+                }
+                Err(reason) => {
+                    rejected.push(Rejection {
+                        signature: found.signature,
+                        reason,
+                    });
+                    continue;
+                }
+            }
         }
         let Some(claimed) = found.docker_reference.clone() else {
             rejected.push(Rejection {

@@ -104,6 +104,8 @@ pub struct SignedPayload {
     pub payload: Vec<u8>,
     /// The signature (the annotation, base64-encoded when stored).
     pub signature: Vec<u8>,
+    /// The `dev.sigstore.cosign/bundle` annotation (Rekor's signed entry timestamp).
+    pub rekor_bundle: Option<String>,
 }
 
 impl SignedPayload {
@@ -113,8 +115,52 @@ impl SignedPayload {
         SignedPayload {
             signature: key.sign(&payload),
             payload,
+            rekor_bundle: None,
         }
     }
+
+    /// With the entry a Rekor log signed by `rekor` would give `cosign sign` for it: a
+    /// `hashedrekord` of this payload, signature and `signer`'s public key.
+    pub fn logged(mut self, rekor: &Key, signer: &Key) -> SignedPayload {
+        let body = hashedrekord(&self.payload, &self.signature, signer);
+        self.rekor_bundle = Some(rekor_bundle(rekor, &body, 7));
+        self
+    }
+}
+
+/// A Rekor `hashedrekord` 0.0.1 entry recording `signature` over `payload` by `signer`.
+pub fn hashedrekord(payload: &[u8], signature: &[u8], signer: &Key) -> Vec<u8> {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    serde_json::to_vec(&json!({
+        "apiVersion": "0.0.1",
+        "kind": "hashedrekord",
+        "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": &sha256_digest(payload)[7..]}},
+            "signature": {
+                "content": b64(signature),
+                "publicKey": {"content": b64(signer.public_pem().as_bytes())},
+            },
+        },
+    }))
+    .unwrap_or_default()
+}
+
+/// cosign's `dev.sigstore.cosign/bundle` annotation for `body`: Rekor's signature (`rekor`)
+/// over the canonical JSON of the entry's body, time, log ID and index.
+pub fn rekor_bundle(rekor: &Key, body: &[u8], log_index: i64) -> String {
+    let body = base64::engine::general_purpose::STANDARD.encode(body);
+    let log_id = &sha256_digest(rekor.public_pem().as_bytes())[7..];
+    let integrated_time = 1_700_000_000_i64;
+    let canonical = format!(
+        r#"{{"body":"{body}","integratedTime":{integrated_time},"logID":"{log_id}","logIndex":{log_index}}}"#
+    );
+    let set = base64::engine::general_purpose::STANDARD.encode(rekor.sign(canonical.as_bytes()));
+    serde_json::to_string(&json!({
+        "SignedEntryTimestamp": set,
+        "Payload": {"body": body, "integratedTime": integrated_time,
+                    "logIndex": log_index, "logID": log_id},
+    }))
+    .unwrap_or_default()
 }
 
 /// cosign's `.sig` manifest for `subject` holding `layers` (tag `sha256-<hex>.sig`).
@@ -128,6 +174,9 @@ pub fn sig_manifest(subject: &Subject, layers: &[SignedPayload]) -> Artifact {
             "dev.cosignproject.cosign/signature":
                 base64::engine::general_purpose::STANDARD.encode(&layer.signature),
         });
+        if let Some(bundle) = &layer.rekor_bundle {
+            descriptor["annotations"]["dev.sigstore.cosign/bundle"] = json!(bundle);
+        }
         diff_ids.push(stored.0.clone());
         descriptors.push(descriptor);
         blobs.push(stored);

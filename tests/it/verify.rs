@@ -540,3 +540,79 @@ fn containers_policy_scopes_reject_and_sigstore_signed_identities() {
     let stderr = fails(&verify(&format!("{host}/public/tool:v1")), 7);
     assert!(stderr.contains("must not be empty"), "{stderr}");
 }
+
+#[test]
+fn a_policy_with_a_rekor_key_needs_the_rekor_entry_of_the_signature() {
+    let registry = Registry::start(RegistryOptions::anonymous()).expect("registry");
+    let scratch = Scratch::new();
+    let home = scratch.home();
+    let host = registry.host();
+    let (key, rekor, other_rekor) = (Key::p256(), Key::p256(), Key::p256());
+    public_key(scratch.dir.path(), "signer", &key);
+    public_key(scratch.dir.path(), "rekor", &rekor);
+    let policy = scratch.dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        json!({"default": [{"type": "sigstoreSigned", "keyPath": "signer.pub",
+                             "rekorPublicKeyPath": "rekor.pub",
+                             "signedIdentity": {"type": "matchRepository"}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let verify = |repository: &str, layer: &dyn Fn(&Subject, &str) -> SignedPayload| {
+        let image = Image::new(scratch.dir.path(), repository);
+        let reference = format!("{host}/{repository}");
+        let signed = layer(&image.subject, &reference);
+        image.push(
+            &registry,
+            repository,
+            &[&cosign::sig_manifest(&image.subject, &[signed])],
+        );
+        let args = ["verify", "--json", "--verify", "policy", "--policy"];
+        let mut all = args.to_vec();
+        all.push(policy.to_str().unwrap());
+        let image = format!("{reference}:v1");
+        all.push(&image);
+        run(&home, &all, None)
+    };
+    let logged = verify("logged", &|subject, reference| {
+        SignedPayload::new(&key, subject, reference).logged(&rekor, &key)
+    });
+    let accepted: Value = serde_json::from_str(&ok(&logged)).unwrap();
+    assert!(
+        accepted["signature"]
+            .as_str()
+            .unwrap()
+            .ends_with("(Rekor log index 7)"),
+        "{accepted}"
+    );
+
+    let unlogged = verify("unlogged", &|subject, reference| {
+        SignedPayload::new(&key, subject, reference)
+    });
+    let stderr = fails(&unlogged, 7);
+    assert!(stderr.contains("has no Rekor entry"), "{stderr}");
+
+    let forged = verify("forged", &|subject, reference| {
+        SignedPayload::new(&key, subject, reference).logged(&other_rekor, &key)
+    });
+    let stderr = fails(&forged, 7);
+    assert!(
+        stderr.contains("does not verify with the Rekor key"),
+        "{stderr}"
+    );
+
+    // A genuine Rekor entry, for another signature of the same key.
+    let mismatched = verify("mismatched", &|subject, reference| {
+        let mut signed = SignedPayload::new(&key, subject, reference);
+        let elsewhere = SignedPayload::new(&key, subject, "somewhere.example/else");
+        let body = cosign::hashedrekord(&elsewhere.payload, &elsewhere.signature, &key);
+        signed.rekor_bundle = Some(cosign::rekor_bundle(&rekor, &body, 8));
+        signed
+    });
+    let stderr = fails(&mismatched, 7);
+    assert!(
+        stderr.contains("transparency log: the Rekor entry records"),
+        "{stderr}"
+    );
+}

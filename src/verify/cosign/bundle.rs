@@ -178,6 +178,7 @@ impl Bundle {
             signer,
             docker_reference,
             skipped,
+            evidence: None,
         })
     }
 

@@ -24,6 +24,7 @@
 
 pub mod bundle;
 pub mod payload;
+pub mod rekor;
 
 use std::path::PathBuf;
 
@@ -92,6 +93,12 @@ impl Trust {
     /// Which key signed `message` with `signature`, if one did (any hash a key may sign
     /// cosign payloads with: the curve's, and SHA-256 that cosign used for every key).
     pub fn check(&self, message: &[u8], signature: &[u8]) -> Result<String, Reason> {
+        self.signer_of(message, signature)
+            .map(|key| format!("{} key {}", key.kind(), key.fingerprint()))
+    }
+
+    /// The key that made `signature` over `message`.
+    pub fn signer_of(&self, message: &[u8], signature: &[u8]) -> Result<&PublicKey, Reason> {
         let mut last = String::new();
         for (key, _) in &self.keys {
             let mut hashes = vec![key.default_hash()];
@@ -100,7 +107,7 @@ impl Trust {
             }
             for hash in hashes {
                 match key.verify(message, signature, hash) {
-                    Ok(()) => return Ok(format!("{} key {}", key.kind(), key.fingerprint())),
+                    Ok(()) => return Ok(key),
                     Err(e) => last = e,
                 }
             }
@@ -123,6 +130,8 @@ pub struct Accepted {
     pub docker_reference: Option<String>,
     /// Checks that were not made.
     pub skipped: Vec<String>,
+    /// What a transparency log check needs (`.sig` layers only).
+    pub evidence: Option<rekor::Evidence>,
 }
 
 /// Every cosign signature of the image, each accepted or rejected.
@@ -194,7 +203,21 @@ async fn check_layer(
         Ok(payload) => payload,
         Err(reason) => return Ok(Err(reason)),
     };
-    Ok(check_simple_signing(request, trust, &payload, &signature))
+    let mut accepted = match check_simple_signing(request, trust, &payload, &signature) {
+        Ok(accepted) => accepted,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let key = trust
+        .signer_of(&payload, &signature)
+        .map(PublicKey::to_spki_der)
+        .unwrap_or_default();
+    accepted.evidence = Some(rekor::Evidence {
+        bundle: annotations.get(REKOR_BUNDLE_ANNOTATION).cloned(),
+        payload,
+        signature,
+        key,
+    });
+    Ok(Ok(accepted))
 }
 
 /// A simple signing payload and its signature: signed by `trust`, and naming the image.
@@ -212,6 +235,7 @@ pub fn check_simple_signing(
         signer,
         docker_reference: claims.docker_reference().map(str::to_string),
         skipped: Vec::new(),
+        evidence: None,
     })
 }
 
