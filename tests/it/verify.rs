@@ -616,3 +616,70 @@ fn a_policy_with_a_rekor_key_needs_the_rekor_entry_of_the_signature() {
         "{stderr}"
     );
 }
+
+#[test]
+fn copy_and_push_verify_the_source_before_anything_is_pushed() {
+    let source = Registry::start(RegistryOptions::anonymous()).expect("source registry");
+    let target = OciRegistry::start().expect("target registry");
+    let scratch = Scratch::new();
+    let home = scratch.home();
+    let key = Key::p256();
+    let image = Image::new(scratch.dir.path(), "copied");
+    image.push(
+        &source,
+        "app",
+        &[&cosign::signed(&key, &image.subject, "app")],
+    );
+    let stranger = public_key(scratch.dir.path(), "stranger", &Key::p256());
+    let signer = public_key(scratch.dir.path(), "signer", &key);
+    let copy = |pem: &str| {
+        run(
+            &home,
+            &[
+                "copy",
+                "--json",
+                "--verify",
+                "cosign",
+                "--cosign-key",
+                pem,
+                &format!("{}/app:v1", source.host()),
+                &format!("{}/app:v1", target.host()),
+            ],
+            None,
+        )
+    };
+    let stderr = fails(&copy(&stranger), 7);
+    assert!(stderr.contains(&image.subject.digest), "{stderr}");
+    assert!(
+        target.manifest("app", "v1").is_none(),
+        "a refused copy pushed the image"
+    );
+    let pushes: Vec<_> = target
+        .requests()
+        .into_iter()
+        .filter(|(method, _, _)| method != "GET" && method != "HEAD")
+        .collect();
+    assert!(pushes.is_empty(), "{pushes:?}");
+    let copied: Value = serde_json::from_str(&ok(&copy(&signer))).unwrap();
+    assert_eq!(copied["verification"]["scheme"], "cosign", "{copied}");
+    assert!(target.manifest("app", "v1").is_some());
+    // push from a layout: the layout's own signatures are checked (here: none).
+    let stderr = fails(
+        &run(
+            &home,
+            &[
+                "push",
+                "--verify",
+                "cosign",
+                "--cosign-key",
+                &signer,
+                &format!("oci:{}:v1", image.layout.display()),
+                &format!("{}/unsigned:v1", target.host()),
+            ],
+            None,
+        ),
+        7,
+    );
+    assert!(stderr.contains("has no cosign signature"), "{stderr}");
+    assert!(target.manifest("unsigned", "v1").is_none());
+}
