@@ -25,7 +25,9 @@
 
 pub mod cosign;
 pub mod keys;
+pub mod notation;
 pub mod policy;
+pub mod x509;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
