@@ -11,6 +11,7 @@ pub mod azure;
 pub mod cosign;
 pub mod fake_registry;
 pub mod fixtures;
+pub mod notation;
 pub mod oci_registry;
 pub mod proxy;
 pub mod registry;

@@ -617,3 +617,6 @@ async fn envelope_of(
         .map_err(|e| format!("reading the signature envelope {}: {e}", layer.digest))?;
     Ok((layer.media_type.clone(), bytes))
 }
+
+#[cfg(test)]
+mod tests;
