@@ -227,7 +227,9 @@ fn pss_parameters(algorithm: &spki::AlgorithmIdentifierOwned) -> Result<Signatur
         .and_then(|p| p.decode_as::<spki::AlgorithmIdentifierOwned>().ok())
         .and_then(|h| Hash::from_oid(&h.oid));
     if mgf.oid != ID_MGF1 || mgf_hash != Some(hash) {
-        return Err(unsupported("the mask generation is not MGF1 with the same hash"));
+        return Err(unsupported(
+            "the mask generation is not MGF1 with the same hash",
+        ));
     }
     if params.trailer_field.is_some_and(|t| t != 1) {
         return Err(unsupported("trailer field other than 1"));
@@ -282,7 +284,9 @@ impl PublicKey {
                     .parameters
                     .as_ref()
                     .and_then(|p| p.decode_as().ok())
-                    .ok_or_else(|| Error::Malformed("EC public key without a named curve".into()))?;
+                    .ok_or_else(|| {
+                        Error::Malformed("EC public key without a named curve".into())
+                    })?;
                 let bad = |e: ecdsa::Error| Error::Malformed(format!("EC public key: {e}"));
                 match curve {
                     SECP256R1 => Ok(PublicKey::P256(
@@ -515,8 +519,8 @@ impl Eq for Certificate {}
 impl Certificate {
     /// Parse one DER certificate (exactly: no trailing bytes).
     pub fn from_der(der: &[u8]) -> Result<Certificate> {
-        let inner = x509_cert::Certificate::from_der(der)
-            .map_err(|e| Error::Malformed(e.to_string()))?;
+        let inner =
+            x509_cert::Certificate::from_der(der).map_err(|e| Error::Malformed(e.to_string()))?;
         let tbs = tbs_range(der)?;
         let subject = name_attributes(&inner.tbs_certificate.subject);
         let subject_text = inner.tbs_certificate.subject.to_string();
@@ -643,7 +647,11 @@ impl Certificate {
 
     /// The issuer name's DER encoding (to match CMS `IssuerAndSerialNumber`).
     pub fn issuer_der(&self) -> Vec<u8> {
-        self.inner.tbs_certificate.issuer.to_der().unwrap_or_default()
+        self.inner
+            .tbs_certificate
+            .issuer
+            .to_der()
+            .unwrap_or_default()
     }
 
     /// Whether the certificate is a CA (basicConstraints `cA` true).
@@ -689,12 +697,10 @@ impl Certificate {
             reason,
         };
         if self.inner.tbs_certificate.issuer != issuer.inner.tbs_certificate.subject {
-            return Err(link(format!(
-                "its issuer name is `{}`",
-                self.issuer_text
-            )));
+            return Err(link(format!("its issuer name is `{}`", self.issuer_text)));
         }
-        let algorithm = SignatureAlgorithm::from_algorithm_identifier(&self.inner.signature_algorithm)?;
+        let algorithm =
+            SignatureAlgorithm::from_algorithm_identifier(&self.inner.signature_algorithm)?;
         let signature = self
             .inner
             .signature
@@ -776,8 +782,8 @@ fn read_extensions(cert: &x509_cert::Certificate) -> Result<Extensions> {
                 out.extended_key_usage = Some((extension.critical, eku.0));
             }
             oids::ID_CE_SUBJECT_ALT_NAME => {
-                let san = SubjectAltName::from_der(value)
-                    .map_err(|e| malformed("subjectAltName", e))?;
+                let san =
+                    SubjectAltName::from_der(value).map_err(|e| malformed("subjectAltName", e))?;
                 out.subject_alt_names = san
                     .0
                     .into_iter()
@@ -836,7 +842,8 @@ fn check_unknown_critical(cert: &Certificate) -> Result<()> {
 fn check_leaf(cert: &Certificate, purpose: Purpose) -> Result<()> {
     check_unknown_critical(cert)?;
     if let Some((_, true, _)) = cert.extensions.basic_constraints {
-        return Err(cert.requirement("a signing certificate must not be a CA (basicConstraints cA is true)"));
+        return Err(cert
+            .requirement("a signing certificate must not be a CA (basicConstraints cA is true)"));
     }
     let Some((critical, usage)) = &cert.extensions.key_usage else {
         return Err(cert.requirement("the keyUsage extension must be present"));
@@ -894,13 +901,13 @@ fn check_leaf(cert: &Certificate, purpose: Purpose) -> Result<()> {
                 check_signing_key(cert)?;
             }
             Some((false, _)) => {
-                return Err(cert.requirement("the extendedKeyUsage extension of a timestamping certificate must be critical"))
-            }
-            _ => {
                 return Err(cert.requirement(
-                    "a timestamping certificate must have timeStamping as its only extendedKeyUsage",
+                    "the extendedKeyUsage extension of a timestamping certificate must be critical",
                 ))
             }
+            _ => return Err(cert.requirement(
+                "a timestamping certificate must have timeStamping as its only extendedKeyUsage",
+            )),
         },
         Purpose::SigstoreCodeSigning => match eku {
             Some((_, purposes)) if purposes.contains(&CODE_SIGNING) => {}
@@ -914,9 +921,12 @@ fn check_leaf(cert: &Certificate, purpose: Purpose) -> Result<()> {
 fn check_signing_key(cert: &Certificate) -> Result<()> {
     let key = cert.public_key()?;
     match &key {
-        PublicKey::Rsa(_) if ![2048, 3072, 4096].contains(&key.bits()) => Err(cert.requirement(
-            format!("RSA keys must be 2048, 3072 or 4096 bits, not {}", key.bits()),
-        )),
+        PublicKey::Rsa(_) if ![2048, 3072, 4096].contains(&key.bits()) => {
+            Err(cert.requirement(format!(
+                "RSA keys must be 2048, 3072 or 4096 bits, not {}",
+                key.bits()
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -981,16 +991,16 @@ pub fn validate_ordered_chain(chain: &[Certificate], options: &ChainOptions) -> 
     for (i, cert) in chain.iter().enumerate() {
         if i == last {
             if !cert.self_issued() {
-                return Err(cert.requirement(
-                    "the chain must end with a self-signed root certificate",
-                ));
+                return Err(
+                    cert.requirement("the chain must end with a self-signed root certificate")
+                );
             }
             cert.check_issued_by(cert)?;
         } else {
             if cert.self_issued() && cert.check_issued_by(cert).is_ok() {
-                return Err(cert.requirement(
-                    "only the last certificate of the chain may be self-signed",
-                ));
+                return Err(
+                    cert.requirement("only the last certificate of the chain may be self-signed")
+                );
             }
             cert.check_issued_by(&chain[i + 1])?;
         }
@@ -1034,7 +1044,10 @@ pub fn build_chain(
         subject: leaf.subject_text.clone(),
         reason: match last_error {
             Some(e) => e.to_string(),
-            None => format!("no trusted root or intermediate is named `{}`", leaf.issuer_text),
+            None => format!(
+                "no trusted root or intermediate is named `{}`",
+                leaf.issuer_text
+            ),
         },
     })
 }

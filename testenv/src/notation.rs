@@ -13,8 +13,8 @@ use std::path::Path;
 use base64::Engine as _;
 use ciborium::Value as Cbor;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 use serde_json::json;
 use time::OffsetDateTime;
@@ -106,11 +106,14 @@ impl Key {
                 };
                 let pair = ring::signature::EcdsaKeyPair::from_pkcs8(alg, &self.pkcs8, &rng)
                     .expect("ECDSA key for ring");
-                pair.sign(&rng, data).expect("ECDSA signature").as_ref().to_vec()
+                pair.sign(&rng, data)
+                    .expect("ECDSA signature")
+                    .as_ref()
+                    .to_vec()
             }
             KeyKind::Rsa2048 | KeyKind::Rsa3072 => {
-                let pair = ring::signature::RsaKeyPair::from_pkcs8(&self.pkcs8)
-                    .expect("RSA key for ring");
+                let pair =
+                    ring::signature::RsaKeyPair::from_pkcs8(&self.pkcs8).expect("RSA key for ring");
                 let padding = if self.kind == KeyKind::Rsa2048 {
                     &ring::signature::RSA_PSS_SHA256
                 } else {
@@ -315,7 +318,10 @@ pub fn sign_jws(chain: &Chain, spec: &SignSpec) -> Vec<u8> {
     }
     let protected = b64url(&serde_json::to_vec(&protected).unwrap_or_default());
     let payload = b64url(&spec.payload());
-    let signature = chain.leaf.key.sign(format!("{protected}.{payload}").as_bytes());
+    let signature = chain
+        .leaf
+        .key
+        .sign(format!("{protected}.{payload}").as_bytes());
     let envelope = json!({
         "payload": payload,
         "protected": protected,
@@ -337,11 +343,18 @@ fn cbor(value: &Cbor) -> Vec<u8> {
 /// A COSE_Sign1 envelope (`application/cose`) of `spec` signed by `chain`'s leaf.
 pub fn sign_cose(chain: &Chain, spec: &SignSpec) -> Vec<u8> {
     let text = |s: &str| Cbor::Text(s.to_owned());
-    let epoch = |at: OffsetDateTime| Cbor::Tag(1, Box::new(Cbor::Integer(at.unix_timestamp().into())));
+    let epoch =
+        |at: OffsetDateTime| Cbor::Tag(1, Box::new(Cbor::Integer(at.unix_timestamp().into())));
     let mut critical = vec![text("io.cncf.notary.signingScheme")];
     let mut protected = vec![
-        (Cbor::Integer(1.into()), Cbor::Integer(chain.leaf.key.cose_alg().into())),
-        (Cbor::Integer(3.into()), text("application/vnd.cncf.notary.payload.v1+json")),
+        (
+            Cbor::Integer(1.into()),
+            Cbor::Integer(chain.leaf.key.cose_alg().into()),
+        ),
+        (
+            Cbor::Integer(3.into()),
+            text("application/vnd.cncf.notary.payload.v1+json"),
+        ),
         (text("io.cncf.notary.signingScheme"), text("notary.x509")),
         (text("io.cncf.notary.signingTime"), epoch(spec.signing_time)),
     ];
@@ -379,7 +392,11 @@ pub fn sign_cose(chain: &Chain, spec: &SignSpec) -> Vec<u8> {
 
 /// Write a Notation configuration directory at `dir`: `policy` as `trustpolicy.json`, and
 /// each `(type, name, certificate DER)` into `truststore/x509/<type>/<name>/`.
-pub fn write_config(dir: &Path, policy: &serde_json::Value, certificates: &[(&str, &str, Vec<u8>)]) {
+pub fn write_config(
+    dir: &Path,
+    policy: &serde_json::Value,
+    certificates: &[(&str, &str, Vec<u8>)],
+) {
     std::fs::create_dir_all(dir).expect("config dir");
     std::fs::write(
         dir.join("trustpolicy.json"),
@@ -395,7 +412,13 @@ pub fn write_config(dir: &Path, policy: &serde_json::Value, certificates: &[(&st
 
 /// A trust policy of one statement `name` for `scopes` at `level`, trusting the `ca` stores
 /// and `identities`.
-pub fn policy(name: &str, scopes: &[&str], level: &str, stores: &[&str], identities: &[&str]) -> serde_json::Value {
+pub fn policy(
+    name: &str,
+    scopes: &[&str],
+    level: &str,
+    stores: &[&str],
+    identities: &[&str],
+) -> serde_json::Value {
     let mut statement = json!({
         "name": name,
         "registryScopes": scopes,

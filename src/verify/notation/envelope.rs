@@ -223,7 +223,10 @@ impl<'de> Deserialize<'de> for UniqueObject {
     }
 }
 
-fn json_object(bytes: &[u8], what: &str) -> Result<serde_json::Map<String, serde_json::Value>, EnvelopeError> {
+fn json_object(
+    bytes: &[u8],
+    what: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, EnvelopeError> {
     serde_json::from_slice::<UniqueObject>(bytes)
         .map(|o| o.0)
         .map_err(|e| bad(format!("{what} is not a valid JSON object: {e}")))
@@ -354,7 +357,10 @@ fn parse_certificates<'a>(
 fn parse_jws(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
     let top = json_object(bytes, "the JWS envelope")?;
     for key in top.keys() {
-        if !matches!(key.as_str(), "payload" | "protected" | "header" | "signature") {
+        if !matches!(
+            key.as_str(),
+            "payload" | "protected" | "header" | "signature"
+        ) {
             return Err(bad(format!(
                 "the JWS envelope has the member `{key}`; only the flattened JSON serialization (payload, protected, header, signature) is accepted"
             )));
@@ -369,7 +375,10 @@ fn parse_jws(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
     let protected_b64 = string("protected")?;
     let payload = b64url(payload_b64, "`payload`")?;
     let signature = b64url(string("signature")?, "`signature`")?;
-    let protected = json_object(&b64url(protected_b64, "`protected`")?, "the protected header")?;
+    let protected = json_object(
+        &b64url(protected_b64, "`protected`")?,
+        "the protected header",
+    )?;
 
     let text = |name: &str| -> Result<Option<String>, EnvelopeError> {
         match protected.get(name) {
@@ -486,10 +495,16 @@ fn header_map(value: Cbor, what: &str) -> Result<Vec<(Label, Cbor)>, EnvelopeErr
         let label = match key {
             Cbor::Integer(i) => Label::Int(i128::from(i)),
             Cbor::Text(t) => Label::Text(t),
-            _ => return Err(bad(format!("the {what} header has a label that is neither an integer nor text"))),
+            _ => {
+                return Err(bad(format!(
+                    "the {what} header has a label that is neither an integer nor text"
+                )))
+            }
         };
         if !seen.insert(label.clone()) {
-            return Err(bad(format!("the {what} header has the label {label:?} twice")));
+            return Err(bad(format!(
+                "the {what} header has the label {label:?} twice"
+            )));
         }
         out.push((label, value));
     }
@@ -572,7 +587,9 @@ fn parse_cose(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
                         Ok(i.to_string())
                     }
                 }
-                _ => Err(bad("`crit` holds a label that is neither an integer nor text")),
+                _ => Err(bad(
+                    "`crit` holds a label that is neither an integer nor text",
+                )),
             })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(bad("`crit` (2) is not an array")),

@@ -185,7 +185,12 @@ pub fn verify_envelope(
     {
         return Err(integrity(format!(
             "the signature is for {} ({}, {} bytes), not for this image {} ({}, {} bytes)",
-            signed.digest, signed.media_type, signed.size, target.digest, target.media_type, target.size
+            signed.digest,
+            signed.media_type,
+            signed.size,
+            target.digest,
+            target.media_type,
+            target.size
         )));
     }
     run.record(Check::Integrity, "passed", None);
@@ -354,18 +359,15 @@ fn authentic_timestamp(
     if envelope.signing_scheme == SigningScheme::X509SigningAuthority {
         // The signing authority vouches for the signing time.
         let at = envelope.signing_time;
-        let result = chain
-            .iter()
-            .find(|c| !c.valid_at(at))
-            .map_or(Ok(()), |c| {
-                Err(format!(
-                    "certificate `{}` was not valid at the authentic signing time {} (valid {} to {})",
-                    c.subject(),
-                    x509::rfc3339(at),
-                    x509::rfc3339(c.not_before()),
-                    x509::rfc3339(c.not_after())
-                ))
-            });
+        let result = chain.iter().find(|c| !c.valid_at(at)).map_or(Ok(()), |c| {
+            Err(format!(
+                "certificate `{}` was not valid at the authentic signing time {} (valid {} to {})",
+                c.subject(),
+                x509::rfc3339(at),
+                x509::rfc3339(c.not_before()),
+                x509::rfc3339(c.not_after())
+            ))
+        });
         return (result, None);
     }
     let tsa_stores: Vec<&str> = statement.stores(StoreType::Tsa).collect();
@@ -374,7 +376,10 @@ fn authentic_timestamp(
         && (statement.verify_timestamp == VerifyTimestamp::Always || expired);
     if !check_token {
         // No timestamp to rely on: the chain must be valid now.
-        let result = chain.iter().try_for_each(|c| c.check_valid_at(now)).map_err(|e| e.to_string());
+        let result = chain
+            .iter()
+            .try_for_each(|c| c.check_valid_at(now))
+            .map_err(|e| e.to_string());
         return (result, None);
     }
     let Some(token) = &envelope.timestamp_token else {
@@ -425,12 +430,13 @@ fn has_revocation_endpoints(cert: &Certificate) -> bool {
     {
         return true;
     }
-    cert.extension(&AUTHORITY_INFO_ACCESS).is_some_and(|(_, value)| {
-        use der::Decode as _;
-        x509_cert::ext::pkix::AuthorityInfoAccessSyntax::from_der(value)
-            .map(|aia| aia.0.iter().any(|d| d.access_method == OCSP))
-            .unwrap_or(true)
-    })
+    cert.extension(&AUTHORITY_INFO_ACCESS)
+        .is_some_and(|(_, value)| {
+            use der::Decode as _;
+            x509_cert::ext::pkix::AuthorityInfoAccessSyntax::from_der(value)
+                .map(|aia| aia.0.iter().any(|d| d.access_method == OCSP))
+                .unwrap_or(true)
+        })
 }
 
 /// How [`verify_image`] runs.

@@ -213,7 +213,11 @@ impl DistinguishedName {
             if kind == "S" {
                 kind = "ST".into();
             }
-            if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+            if kind.is_empty()
+                || !kind
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+            {
                 return Err(invalid(&format!("`{kind}` is not an attribute type")));
             }
             let value = unescape(value.trim_start()).map_err(|why| invalid(&why))?;
@@ -481,7 +485,9 @@ impl Statement {
                     return Err(context("`integrity` cannot be overridden".into()));
                 }
                 if action == Action::Skip && check != Check::Revocation {
-                    return Err(context(format!("`{key}` cannot be skipped, only revocation can")));
+                    return Err(context(format!(
+                        "`{key}` cannot be skipped, only revocation can"
+                    )));
                 }
                 level.actions[check as usize] = action;
                 level.customized = true;
@@ -534,9 +540,9 @@ impl Statement {
         }
         let mut trust_stores = Vec::new();
         for store in &raw.trust_stores {
-            let (kind, store_name) = store.split_once(':').ok_or_else(|| {
-                context(format!("the trust store `{store}` is not TYPE:NAME"))
-            })?;
+            let (kind, store_name) = store
+                .split_once(':')
+                .ok_or_else(|| context(format!("the trust store `{store}` is not TYPE:NAME")))?;
             let kind = match kind {
                 "ca" => StoreType::Ca,
                 "signingAuthority" => StoreType::SigningAuthority,

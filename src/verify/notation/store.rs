@@ -108,12 +108,11 @@ impl NotationConfig {
                 path: shown.clone(),
                 reason: e.to_string(),
             })?;
-            let policy = TrustPolicy::parse(&bytes).map_err(|PolicyError(reason)| {
-                ConfigError::Policy {
+            let policy =
+                TrustPolicy::parse(&bytes).map_err(|PolicyError(reason)| ConfigError::Policy {
                     path: shown.clone(),
                     reason,
-                }
-            })?;
+                })?;
             return Ok(NotationConfig {
                 dir: dir.to_path_buf(),
                 policy_path: path,
@@ -126,7 +125,11 @@ impl NotationConfig {
     }
 
     /// The certificates of the named store `kind:name`.
-    pub fn certificates(&self, kind: StoreType, name: &str) -> Result<Vec<Certificate>, ConfigError> {
+    pub fn certificates(
+        &self,
+        kind: StoreType,
+        name: &str,
+    ) -> Result<Vec<Certificate>, ConfigError> {
         read_store(&self.dir.join("truststore"), kind, name)
     }
 }
@@ -176,7 +179,9 @@ pub fn read_store(
         let shown = file.display().to_string();
         let file_type = entry.file_type().map_err(|e| error(e.to_string()))?;
         if file_type.is_symlink() {
-            return Err(error(format!("{shown} is a symlink, which is not accepted")));
+            return Err(error(format!(
+                "{shown} is a symlink, which is not accepted"
+            )));
         }
         if file_type.is_dir() {
             tracing::warn!(directory = %shown, "subdirectory of a trust store ignored (certificates belong directly in the named store)");

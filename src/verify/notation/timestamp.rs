@@ -14,8 +14,7 @@ use time::OffsetDateTime;
 use crate::verify::x509::{self, Certificate, Hash, SignatureAlgorithm};
 
 const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
-const ID_CT_TST_INFO: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
+const ID_CT_TST_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
 const ID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
 const ID_MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
 const ID_SIGNING_CERTIFICATE_V2: ObjectIdentifier =
@@ -96,8 +95,8 @@ pub fn verify(
     signature: &[u8],
     tsa_roots: &[Certificate],
 ) -> Result<Timestamp, TimestampError> {
-    let content = ContentInfo::from_der(token)
-        .map_err(|e| bad(format!("not a CMS ContentInfo: {e}")))?;
+    let content =
+        ContentInfo::from_der(token).map_err(|e| bad(format!("not a CMS ContentInfo: {e}")))?;
     if content.content_type != ID_SIGNED_DATA {
         return Err(bad(format!(
             "the token's content type is {}, not SignedData",
@@ -117,8 +116,9 @@ pub fn verify(
         .as_ref()
         .ok_or_else(|| bad("the token has no TSTInfo content"))?;
     // eContent is an OCTET STRING holding the DER TSTInfo.
-    let tst_bytes = der::asn1::OctetString::from_der(&tst_der.to_der().map_err(|e| bad(e.to_string()))?)
-        .map_err(|e| bad(format!("the TSTInfo is not in an OCTET STRING: {e}")))?;
+    let tst_bytes =
+        der::asn1::OctetString::from_der(&tst_der.to_der().map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(format!("the TSTInfo is not in an OCTET STRING: {e}")))?;
     let tst_bytes = tst_bytes.as_bytes();
     let info = TstInfo::from_der(tst_bytes).map_err(|e| bad(format!("malformed TSTInfo: {e}")))?;
     if info.version != 1 {
@@ -126,12 +126,13 @@ pub fn verify(
     }
 
     // The imprint covers the signature bytes.
-    let imprint_hash = Hash::from_oid(&info.message_imprint.hash_algorithm.oid).ok_or_else(|| {
-        bad(format!(
-            "unsupported message imprint hash {}",
-            info.message_imprint.hash_algorithm.oid
-        ))
-    })?;
+    let imprint_hash =
+        Hash::from_oid(&info.message_imprint.hash_algorithm.oid).ok_or_else(|| {
+            bad(format!(
+                "unsupported message imprint hash {}",
+                info.message_imprint.hash_algorithm.oid
+            ))
+        })?;
     if imprint_hash.digest(signature) != info.message_imprint.hashed_message.as_bytes() {
         return Err(bad("the message imprint is not the hash of this signature"));
     }
@@ -178,8 +179,12 @@ pub fn verify(
     .ok_or_else(|| bad("the token does not carry the TSA's certificate"))?
     .clone();
 
-    let digest_hash = Hash::from_oid(&signer.digest_alg.oid)
-        .ok_or_else(|| bad(format!("unsupported digest algorithm {}", signer.digest_alg.oid)))?;
+    let digest_hash = Hash::from_oid(&signer.digest_alg.oid).ok_or_else(|| {
+        bad(format!(
+            "unsupported digest algorithm {}",
+            signer.digest_alg.oid
+        ))
+    })?;
     let attributes = signer
         .signed_attrs
         .as_ref()
@@ -189,7 +194,9 @@ pub fn verify(
         match (found.next(), found.next()) {
             (Some(a), None) if a.values.len() == 1 => Ok(a.values.get(0)),
             (None, _) => Ok(None),
-            _ => Err(bad(format!("the signed attribute {oid} appears more than once"))),
+            _ => Err(bad(format!(
+                "the signed attribute {oid} appears more than once"
+            ))),
         }
     };
     let content_type: ObjectIdentifier = attribute(ID_CONTENT_TYPE)?
@@ -202,7 +209,9 @@ pub fn verify(
         .and_then(|v| v.decode_as().ok())
         .ok_or_else(|| bad("no message-digest signed attribute"))?;
     if message_digest.as_bytes() != digest_hash.digest(tst_bytes) {
-        return Err(bad("the message-digest attribute does not match the TSTInfo"));
+        return Err(bad(
+            "the message-digest attribute does not match the TSTInfo",
+        ));
     }
     let pinned: SigningCertificateV2 = attribute(ID_SIGNING_CERTIFICATE_V2)?
         .ok_or_else(|| bad("no signing-certificate-v2 signed attribute"))?
@@ -214,11 +223,17 @@ pub fn verify(
         .ok_or_else(|| bad("signing-certificate-v2 names no certificate"))?;
     let pin_hash = match &first.hash_algorithm {
         None => Hash::Sha256,
-        Some(alg) => Hash::from_oid(&alg.oid)
-            .ok_or_else(|| bad(format!("unsupported signing-certificate-v2 hash {}", alg.oid)))?,
+        Some(alg) => Hash::from_oid(&alg.oid).ok_or_else(|| {
+            bad(format!(
+                "unsupported signing-certificate-v2 hash {}",
+                alg.oid
+            ))
+        })?,
     };
     if pin_hash.digest(signer_cert.der()) != first.cert_hash.as_bytes() {
-        return Err(bad("signing-certificate-v2 does not name the TSA's certificate"));
+        return Err(bad(
+            "signing-certificate-v2 does not name the TSA's certificate",
+        ));
     }
 
     let algorithm = match signer.signature_algorithm.oid {
@@ -281,8 +296,8 @@ fn generalized_time(value: &der::Any) -> Result<OffsetDateTime, TimestampError> 
     let nanos = fraction.map_or(Ok(0), |f| {
         format!("{f:0<9}").parse::<u32>().map_err(|_| malformed())
     })?;
-    let clock = time::Time::from_hms_nano(n(8..10)? as u8, n(10..12)? as u8, n(12..14)? as u8, nanos)
-        .map_err(|_| malformed())?;
+    let clock =
+        time::Time::from_hms_nano(n(8..10)? as u8, n(10..12)? as u8, n(12..14)? as u8, nanos)
+            .map_err(|_| malformed())?;
     Ok(time::PrimitiveDateTime::new(date, clock).assume_utc())
 }
-
