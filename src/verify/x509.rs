@@ -384,7 +384,7 @@ impl PublicKey {
                     PublicKey::P521(key) => {
                         let sig = if der {
                             p521::ecdsa::DerSignature::from_bytes(signature)
-                                .and_then(|d| p521::ecdsa::Signature::try_from(d))
+                                .and_then(p521::ecdsa::Signature::try_from)
                         } else {
                             p521::ecdsa::Signature::from_slice(signature)
                         }
