@@ -22,7 +22,8 @@ if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then
     shift
 fi
 all_targets=(reference www_authenticate manifest jwt_expiry token_response http_headers layer_apply
-    docker_config registries_conf policy_json)
+    docker_config registries_conf policy_json notation_jws notation_cose notation_trust_policy
+    x509_certificate)
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all_targets[@]}")
 sanitizer=${FUZZ_SANITIZER:-address}
@@ -95,7 +96,8 @@ for target in "${targets[@]}"; do
     log="$logs/$target.log"
     dict=()
     case $target in
-    manifest | jwt_expiry | token_response | policy_json) dict=(-dict="$repo/fuzz/dict/json.dict") ;;
+    manifest | jwt_expiry | token_response | policy_json | notation_jws | notation_trust_policy)
+        dict=(-dict="$repo/fuzz/dict/json.dict") ;;
     www_authenticate | http_headers) dict=(-dict="$repo/fuzz/dict/headers.dict") ;;
     docker_config | registries_conf) dict=(-dict="$repo/fuzz/dict/$target.dict") ;;
     esac

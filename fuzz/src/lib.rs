@@ -785,5 +785,94 @@ pub fn policy_json(data: &[u8]) {
                 }
             }
         }
+/// A Notary Project envelope of `media_type`: parsing never panics; a parsed envelope has a
+/// leaf certificate, a signing time and signed bytes that contain its payload (JWS: as
+/// base64url), and checking its signature and reading its payload never panic either.
+fn notation_envelope(media_type: &str, data: &[u8]) {
+    use acrpull::verify::notation::envelope;
+    let Ok(parsed) = envelope::parse(media_type, data) else {
+        return;
+    };
+    assert!(!parsed.certificates.is_empty());
+    assert!(parsed.certificates.len() <= acrpull::verify::x509::MAX_CHAIN_LENGTH);
+    if media_type == envelope::COSE_MEDIA_TYPE {
+        assert!(parsed
+            .signed_bytes
+            .windows(parsed.payload.len().max(1))
+            .any(|w| parsed.payload.is_empty() || w == parsed.payload.as_slice()));
+    }
+    if let Some(expiry) = parsed.expiry {
+        assert!(expiry > parsed.signing_time);
+    }
+    let _ = parsed.verify();
+    let _ = parsed.payload();
+    let _ = acrpull::verify::x509::validate_ordered_chain(
+        &parsed.certificates,
+        &acrpull::verify::x509::ChainOptions {
+            purpose: acrpull::verify::x509::Purpose::NotaryCodeSigning,
+            at: Some(parsed.signing_time),
+        },
+    );
+}
+
+/// A JWS envelope (`application/jose+json`): see [`notation_envelope`].
+pub fn notation_jws(data: &[u8]) {
+    notation_envelope(acrpull::verify::notation::envelope::JWS_MEDIA_TYPE, data);
+}
+
+/// A COSE_Sign1 envelope (`application/cose`): see [`notation_envelope`].
+pub fn notation_cose(data: &[u8]) {
+    notation_envelope(acrpull::verify::notation::envelope::COSE_MEDIA_TYPE, data);
+}
+
+/// A Notation trust policy: parsing never panics; a valid document has unique statement
+/// names and scopes, every scope selects its own statement, and a repository no scope names
+/// selects the global statement when there is one.
+pub fn notation_trust_policy(data: &[u8]) {
+    use acrpull::verify::notation::policy::TrustPolicy;
+    let Ok(policy) = TrustPolicy::parse(data) else {
+        return;
+    };
+    let mut names = std::collections::HashSet::new();
+    for statement in &policy.statements {
+        assert!(names.insert(statement.name.clone()), "duplicate name");
+        assert!(!statement.registry_scopes.is_empty());
+        for scope in &statement.registry_scopes {
+            if scope != "*" {
+                let chosen = policy.statement_for(scope).expect("a named scope applies");
+                assert_eq!(chosen.name, statement.name);
+            }
+        }
+        if statement.level.is_skip() {
+            assert!(statement.trust_stores.is_empty());
+        }
+    }
+    let global = policy
+        .statements
+        .iter()
+        .find(|s| s.registry_scopes.iter().any(|x| x == "*"));
+    let unnamed = policy.statement_for("unnamed.invalid/nobody/at-all");
+    match global {
+        Some(g) => assert_eq!(unnamed.expect("global applies").name, g.name),
+        None => assert!(unnamed.is_err()),
+    }
+}
+
+/// X.509 certificates (PEM or DER): parsing never panics, and neither do reading a parsed
+/// certificate's parts, checking its self-signature and validating it as a chain.
+pub fn x509_certificate(data: &[u8]) {
+    use acrpull::verify::x509::{self, Certificate};
+    let Ok(certificates) = Certificate::parse_many(data) else {
+        return;
+    };
+    for cert in &certificates {
+        let _ = (cert.subject(), cert.issuer(), cert.sha256_fingerprint());
+        let _ = cert.public_key();
+        let _ = cert.check_issued_by(cert);
+        for purpose in [x509::Purpose::NotaryCodeSigning, x509::Purpose::Timestamping, x509::Purpose::SigstoreCodeSigning] {
+            let options = x509::ChainOptions { purpose, at: None };
+            let _ = x509::validate_ordered_chain(std::slice::from_ref(cert), &options);
+            let _ = x509::build_chain(cert, &certificates, &certificates, &options);
+        }
     }
 }

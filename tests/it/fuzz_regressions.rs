@@ -179,3 +179,23 @@ async fn manifest_cap_refuses_one_byte_over() {
         );
     }
 }
+
+#[test]
+fn notation_jws_corpus() {
+    replay("notation_jws", harness::notation_jws);
+}
+
+#[test]
+fn notation_cose_corpus() {
+    replay("notation_cose", harness::notation_cose);
+}
+
+#[test]
+fn notation_trust_policy_corpus() {
+    replay("notation_trust_policy", harness::notation_trust_policy);
+}
+
+#[test]
+fn x509_certificate_corpus() {
+    replay("x509_certificate", harness::x509_certificate);
+}
