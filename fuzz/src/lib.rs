@@ -869,7 +869,11 @@ pub fn x509_certificate(data: &[u8]) {
         let _ = (cert.subject(), cert.issuer(), cert.sha256_fingerprint());
         let _ = cert.public_key();
         let _ = cert.check_issued_by(cert);
-        for purpose in [x509::Purpose::NotaryCodeSigning, x509::Purpose::Timestamping, x509::Purpose::SigstoreCodeSigning] {
+        for purpose in [
+            x509::Purpose::NotaryCodeSigning,
+            x509::Purpose::Timestamping,
+            x509::Purpose::SigstoreCodeSigning,
+        ] {
             let options = x509::ChainOptions { purpose, at: None };
             let _ = x509::validate_ordered_chain(std::slice::from_ref(cert), &options);
             let _ = x509::build_chain(cert, &certificates, &certificates, &options);

@@ -199,3 +199,35 @@ fn notation_trust_policy_corpus() {
 fn x509_certificate_corpus() {
     replay("x509_certificate", harness::x509_certificate);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Without a fuzzer at hand: the real envelopes and certificates, with bytes changed and
+    /// cut, go through the fuzz checks (no panic, the invariants hold).
+    #[test]
+    fn mutated_notation_inputs_keep_the_fuzz_invariants(
+        seed in 0usize..4,
+        flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..8),
+        cut in proptest::prelude::any::<usize>(),
+    ) {
+        let (target, file, check): (&str, &str, fn(&[u8])) = [
+            ("notation_jws", "notation-go-jws-with-timestamp", harness::notation_jws as fn(&[u8])),
+            ("notation_cose", "notation-go-cose-with-timestamp", harness::notation_cose),
+            ("x509_certificate", "globalsign-root-r6.der", harness::x509_certificate),
+            ("notation_trust_policy", "spec-example", harness::notation_trust_policy),
+        ][seed];
+        let mut data = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions").join(target).join(file),
+        )
+        .unwrap();
+        for (at, value) in flips {
+            let len = data.len();
+            data[at % len] = value;
+        }
+        if cut % 4 == 0 {
+            data.truncate(cut % (data.len() + 1));
+        }
+        check(&data);
+    }
+}

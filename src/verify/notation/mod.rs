@@ -45,9 +45,36 @@ pub const MAX_SIGNATURES: usize = 100;
 pub struct Rejection {
     /// The check that failed and was enforced.
     pub check: Check,
+    /// What kind of failure it is.
+    pub kind: Kind,
     /// Why.
     pub reason: String,
 }
+
+/// The kinds of failure, as the verification framework reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// The envelope cannot be read, or uses what acrpull does not verify.
+    Malformed,
+    /// The signature does not verify with the signing certificate's key.
+    BadSignature,
+    /// The signature names another manifest (this digest).
+    DigestMismatch(String),
+    /// The chain is malformed, breaks the certificate rules, or does not reach the trust store.
+    UntrustedChain,
+    /// The signer is not a trusted identity.
+    IdentityMismatch {
+        /// The identities the statement trusts.
+        expected: String,
+        /// The signer's subject.
+        found: String,
+    },
+    /// A certificate or the signature is outside its validity (or the timestamp says so).
+    Expired,
+}
+
+/// A failed check: its kind and why.
+type Failure = (Kind, String);
 
 /// The result of one check.
 #[derive(Debug, Clone, Serialize)]
@@ -118,14 +145,18 @@ impl Run<'_> {
     }
 
     /// Apply the level to a check's outcome: an enforced failure rejects, a logged one warns.
-    fn outcome(&mut self, check: Check, outcome: Result<(), String>) -> Result<(), Rejection> {
+    fn outcome(&mut self, check: Check, outcome: Result<(), Failure>) -> Result<(), Rejection> {
         match outcome {
             Ok(()) => {
                 self.record(check, "passed", None);
                 Ok(())
             }
-            Err(reason) => match self.action(check) {
-                Action::Enforce => Err(Rejection { check, reason }),
+            Err((kind, reason)) => match self.action(check) {
+                Action::Enforce => Err(Rejection {
+                    check,
+                    kind,
+                    reason,
+                }),
                 Action::Log => {
                     let warning = format!(
                         "{} check failed but the trust policy statement `{}` only logs it ({}): {reason}",
@@ -162,13 +193,15 @@ pub fn verify_envelope(
         checks: Vec::new(),
         warnings: Vec::new(),
     };
-    let integrity = |reason: String| Rejection {
+    let integrity = |kind: Kind, reason: String| Rejection {
         check: Check::Integrity,
+        kind,
         reason,
     };
 
     // Integrity: always enforced.
-    let envelope = envelope::parse(media_type, bytes).map_err(|e| integrity(e.0))?;
+    let envelope =
+        envelope::parse(media_type, bytes).map_err(|e| integrity(Kind::Malformed, e.0))?;
     x509::validate_ordered_chain(
         &envelope.certificates,
         &x509::ChainOptions {
@@ -176,22 +209,32 @@ pub fn verify_envelope(
             at: None,
         },
     )
-    .map_err(|e| integrity(format!("the certificate chain is invalid: {e}")))?;
-    let payload = envelope.verify().map_err(|e| integrity(e.0))?;
+    .map_err(|e| {
+        integrity(
+            Kind::UntrustedChain,
+            format!("the certificate chain is invalid: {e}"),
+        )
+    })?;
+    let payload = envelope
+        .verify()
+        .map_err(|e| integrity(Kind::BadSignature, e.0))?;
     let signed = &payload.target_artifact;
     if signed.digest != target.digest.to_string()
         || signed.size != target.size
         || signed.media_type != target.media_type
     {
-        return Err(integrity(format!(
-            "the signature is for {} ({}, {} bytes), not for this image {} ({}, {} bytes)",
-            signed.digest,
-            signed.media_type,
-            signed.size,
-            target.digest,
-            target.media_type,
-            target.size
-        )));
+        return Err(integrity(
+            Kind::DigestMismatch(signed.digest.clone()),
+            format!(
+                "the signature is for {} ({}, {} bytes), not for this image {} ({}, {} bytes)",
+                signed.digest,
+                signed.media_type,
+                signed.size,
+                target.digest,
+                target.media_type,
+                target.size
+            ),
+        ));
     }
     run.record(Check::Integrity, "passed", None);
 
@@ -211,9 +254,9 @@ pub fn verify_envelope(
 
     // Expiry.
     let expiry = match envelope.expiry {
-        Some(expiry) if now >= expiry => Err(format!(
-            "the signature expired at {}",
-            x509::rfc3339(expiry)
+        Some(expiry) if now >= expiry => Err((
+            Kind::Expired,
+            format!("the signature expired at {}", x509::rfc3339(expiry)),
         )),
         _ => Ok(()),
     };
@@ -221,7 +264,10 @@ pub fn verify_envelope(
 
     // Authentic timestamp.
     let (timestamp_result, timestamp) = authentic_timestamp(config, statement, &envelope, now);
-    run.outcome(Check::AuthenticTimestamp, timestamp_result)?;
+    run.outcome(
+        Check::AuthenticTimestamp,
+        timestamp_result.map_err(|reason| (Kind::Expired, reason)),
+    )?;
 
     // Revocation: offline, so never claimed as checked.
     if run.action(Check::Revocation) == Action::Skip {
@@ -288,29 +334,34 @@ fn authenticity(
     config: &NotationConfig,
     statement: &Statement,
     envelope: &Envelope,
-) -> Result<String, String> {
+) -> Result<String, Failure> {
+    let untrusted = |reason: String| (Kind::UntrustedChain, reason);
     let kind = match envelope.signing_scheme {
         SigningScheme::X509 => StoreType::Ca,
         SigningScheme::X509SigningAuthority => StoreType::SigningAuthority,
     };
     let mut trusted = Vec::new();
     for name in statement.stores(kind) {
-        trusted.extend(config.certificates(kind, name).map_err(|e| e.to_string())?);
+        trusted.extend(
+            config
+                .certificates(kind, name)
+                .map_err(|e| untrusted(e.to_string()))?,
+        );
     }
     if trusted.is_empty() {
-        return Err(format!(
+        return Err(untrusted(format!(
             "the statement `{}` names no `{}` trust store, which {} signatures need",
             statement.name,
             kind.as_str(),
             envelope.signing_scheme.as_str()
-        ));
+        )));
     }
     let anchor = envelope
         .certificates
         .iter()
         .find(|c| trusted.contains(c))
         .ok_or_else(|| {
-            format!(
+            untrusted(format!(
                 "the certificate chain (root `{}`) does not lead to a certificate of the trust stores {}",
                 envelope.certificates.last().map_or("", Certificate::subject),
                 statement
@@ -318,30 +369,39 @@ fn authenticity(
                     .map(|n| format!("{}:{n}", kind.as_str()))
                     .collect::<Vec<_>>()
                     .join(", ")
-            )
+            ))
         })?;
     match &statement.trusted_identities {
         TrustedIdentities::Any => {}
         TrustedIdentities::Subjects(subjects) => {
+            let leaf = envelope.signing_certificate();
+            let expected = subjects
+                .iter()
+                .map(|dn| format!("x509.subject: {}", dn.text))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let mismatch = |reason: String| {
+                (
+                    Kind::IdentityMismatch {
+                        expected: expected.clone(),
+                        found: leaf.subject().to_string(),
+                    },
+                    reason,
+                )
+            };
             if subjects.is_empty() {
-                return Err(format!(
+                return Err(mismatch(format!(
                     "the statement `{}` has no x509.subject trusted identity",
                     statement.name
-                ));
+                )));
             }
-            let leaf = envelope.signing_certificate();
-            let subject = policy::certificate_subject(leaf)?;
+            let subject = policy::certificate_subject(leaf).map_err(mismatch)?;
             if !subjects.iter().any(|dn| dn.is_subset_of(&subject)) {
-                return Err(format!(
-                    "the signer `{}` is not a trusted identity of the statement `{}` ({})",
+                return Err(mismatch(format!(
+                    "the signer `{}` is not a trusted identity of the statement `{}` ({expected})",
                     leaf.subject(),
                     statement.name,
-                    subjects
-                        .iter()
-                        .map(|dn| format!("x509.subject: {}", dn.text))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ));
+                )));
             }
         }
     }
@@ -563,6 +623,7 @@ pub async fn verify_image(
             }
             Err(reason) => Err(Rejection {
                 check: Check::Integrity,
+                kind: Kind::Malformed,
                 reason,
             }),
         };
