@@ -785,6 +785,9 @@ pub fn policy_json(data: &[u8]) {
                 }
             }
         }
+    }
+}
+
 /// A Notary Project envelope of `media_type`: parsing never panics; a parsed envelope has a
 /// leaf certificate, a signing time and signed bytes that contain its payload (JWS: as
 /// base64url), and checking its signature and reading its payload never panic either.

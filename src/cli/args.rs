@@ -269,8 +269,8 @@ pub struct PushArgs {
 pub struct VerifyArgs {
     /// Refuse the image unless it satisfies SCHEME, checked after its manifest is resolved
     /// and before any layer is downloaded (exit 7 otherwise): `cosign` (a signature by
-    /// --cosign-key), `policy` (the containers policy.json, as skopeo and podman apply it), or
-    /// `none`.
+    /// --cosign-key), `policy` (the containers policy.json, as skopeo and podman apply it),
+    /// `notation` (Notary Project signatures under Notation's trust policy), or `none`.
     #[arg(long = "verify", value_name = "SCHEME", default_value = "none", value_parser = parse_scheme)]
     pub scheme: acrpull::verify::Scheme,
     /// With --verify cosign: the signer's public key, PEM (`cosign.pub`: ECDSA P-256 or
@@ -281,6 +281,11 @@ pub struct VerifyArgs {
     /// /etc/containers/policy.json).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// With --verify notation: Notation's configuration directory (trustpolicy.oci.json or
+    /// trustpolicy.json, truststore/x509/); default as the notation CLI finds it:
+    /// $NOTATION_CONFIG, else $XDG_CONFIG_HOME/notation, else ~/.config/notation.
+    #[arg(long, value_name = "DIR")]
+    pub notation_config: Option<PathBuf>,
 }
 
 fn parse_scheme(text: &str) -> Result<acrpull::verify::Scheme, String> {
@@ -296,6 +301,10 @@ impl VerifyArgs {
                 key: self.cosign_key.clone(),
             },
             policy: self.policy.clone(),
+            notation: self
+                .notation_config
+                .clone()
+                .or_else(|| acrpull::verify::notation::config_dir(|name| std::env::var(name).ok())),
         }
     }
 }

@@ -60,6 +60,8 @@ pub enum Scheme {
     Cosign,
     /// The containers `policy.json` (as skopeo and podman apply it).
     Policy,
+    /// Notary Project signatures under Notation's trust policy and trust store.
+    Notation,
 }
 
 impl Scheme {
@@ -68,6 +70,7 @@ impl Scheme {
         (Scheme::None, "none"),
         (Scheme::Cosign, "cosign"),
         (Scheme::Policy, "policy"),
+        (Scheme::Notation, "notation"),
     ];
 
     /// Its `--verify` name.
@@ -109,6 +112,9 @@ pub struct VerifyOptions {
     pub cosign: cosign::Options,
     /// The containers `policy.json` (`--policy`; default [`policy::DEFAULT_PATH`]).
     pub policy: Option<PathBuf>,
+    /// Notation's configuration directory (trust policy and trust store); the CLI resolves
+    /// it from `--notation-config` or Notation's environment ([`notation::config_dir`]).
+    pub notation: Option<PathBuf>,
 }
 
 impl VerifyOptions {
@@ -129,6 +135,15 @@ impl VerifyOptions {
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(policy::DEFAULT_PATH));
                 Some(Box::new(policy::PolicyVerifier::load(&path)?))
+            }
+            Scheme::Notation => {
+                let Some(dir) = &self.notation else {
+                    return Err(Error::Usage(
+                        "--verify notation needs Notation's configuration: --notation-config DIR, or NOTATION_CONFIG, XDG_CONFIG_HOME or HOME set"
+                            .into(),
+                    ));
+                };
+                Some(Box::new(notation::NotationVerifier::load(dir)?))
             }
         })
     }
@@ -491,7 +506,7 @@ pub async fn image(
 ) -> crate::error::Result<Verification> {
     let Some(verifier) = options.verifier()? else {
         return Err(crate::Error::Usage(
-            "acrpull verify needs --verify cosign or --verify policy".into(),
+            "acrpull verify needs --verify cosign, --verify policy or --verify notation".into(),
         ));
     };
     let (source, reference) = crate::pull::open_source(image, credential, client, &[])?;

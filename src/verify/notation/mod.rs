@@ -27,7 +27,6 @@ use time::OffsetDateTime;
 
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
-use crate::source::ImageSource;
 use crate::verify::x509::{self, Certificate};
 use envelope::{Envelope, SigningScheme};
 use policy::{Action, Check, Statement, StoreType, TrustedIdentities, VerifyTimestamp};
@@ -35,9 +34,6 @@ pub use store::{config_dir, ConfigError, NotationConfig};
 
 /// Notation's signature artifact type.
 pub const SIGNATURE_ARTIFACT_TYPE: &str = "application/vnd.cncf.notary.signature";
-
-/// Signatures verified at most per image before giving up (Notation's default limit).
-pub const MAX_SIGNATURES: usize = 100;
 
 /// A signature refused, and by which check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -499,160 +495,185 @@ fn has_revocation_endpoints(cert: &Certificate) -> bool {
         })
 }
 
-/// How [`verify_image`] runs.
-#[derive(Debug, Clone, Copy)]
-pub struct ImageOptions {
-    /// The time of verification (the caller reads the clock).
-    pub now: OffsetDateTime,
-    /// Signatures tried at most.
-    pub max_signatures: usize,
+/// `--verify notation`: the framework's [`Verifier`](crate::verify::Verifier) for Notary
+/// Project signatures, with the Notation configuration loaded up front.
+#[derive(Debug)]
+pub struct NotationVerifier {
+    config: NotationConfig,
 }
 
-/// What [`verify_image`] concluded when the image may be used.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase", tag = "outcome")]
-pub enum ImageOutcome {
-    /// The statement's level is `skip`: nothing was verified.
-    Skipped {
-        /// The statement.
-        statement: String,
-    },
-    /// A signature passed.
-    Verified(Box<Verified>),
-}
-
-/// Why an image was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ImageRejection {
-    /// No statement of the trust policy applies to the repository.
-    #[error("{0}")]
-    NoPolicy(String),
-    /// The image has no Notation signature.
-    #[error("{digest} has no Notary Project signature (no referrer of artifact type {SIGNATURE_ARTIFACT_TYPE}) at {source_name}; trust policy statement `{statement}` requires one")]
-    NoSignature {
-        /// The image.
-        digest: Digest,
-        /// Where.
-        source_name: String,
-        /// The statement.
-        statement: String,
-    },
-    /// Every signature was refused.
-    #[error("no signature of {digest} passed trust policy statement `{statement}` ({level}):{}", list(.rejections))]
-    Rejected {
-        /// The image.
-        digest: Digest,
-        /// The statement.
-        statement: String,
-        /// Its level.
-        level: String,
-        /// Each signature manifest and why it was refused.
-        rejections: Vec<(Digest, Rejection)>,
-        /// Signatures left untried because of the limit.
-        untried: usize,
-    },
-    /// The signatures could not be listed or fetched.
-    #[error("finding the signatures of {digest}: {source}")]
-    Discovery {
-        /// The image.
-        digest: Digest,
-        /// What failed.
-        source: crate::referrers::Error,
-    },
-}
-
-fn list(rejections: &[(Digest, Rejection)]) -> String {
-    rejections
-        .iter()
-        .map(|(digest, why)| format!("\n  signature {digest}: {why}"))
-        .collect()
-}
-
-/// Verify the image `subject` (its resolved manifest) from `repository` (`registry/path`,
-/// as trust policy scopes name it) with the Notation configuration `config`: find its
-/// signatures at `source`, try them in turn (at most `options.max_signatures`), pass on the
-/// first that passes.
-pub async fn verify_image(
-    source: &dyn ImageSource,
-    subject: &Descriptor,
-    repository: &str,
-    config: &NotationConfig,
-    options: &ImageOptions,
-) -> Result<ImageOutcome, ImageRejection> {
-    let statement = config
-        .policy
-        .statement_for(repository)
-        .map_err(|e| ImageRejection::NoPolicy(e.0))?;
-    if statement.level.is_skip() {
-        tracing::info!(statement = %statement.name, "trust policy level is skip: signatures not verified");
-        return Ok(ImageOutcome::Skipped {
-            statement: statement.name.clone(),
-        });
-    }
-    let discovery_options = crate::referrers::DiscoveryOptions {
-        artifact_type: Some(SIGNATURE_ARTIFACT_TYPE.to_string()),
-        max_depth: 1,
-        max_referrers: options.max_signatures.max(1) * 4,
-        cosign_tags: false,
-        ..crate::referrers::DiscoveryOptions::default()
-    };
-    let found = crate::referrers::discover(source, subject, &discovery_options)
-        .await
-        .map_err(|source| ImageRejection::Discovery {
-            digest: subject.digest.clone(),
-            source,
+impl NotationVerifier {
+    /// Load the Notation configuration directory `dir` (its trust policy is validated now;
+    /// trust stores are read when a statement needs them).
+    pub fn load(dir: &std::path::Path) -> Result<NotationVerifier, crate::verify::Error> {
+        let config = NotationConfig::load(dir).map_err(|e| crate::verify::Error::Config {
+            what: "Notation configuration".into(),
+            reason: e.to_string(),
         })?;
-    let signatures: Vec<&crate::referrers::Referrer> = found
-        .all()
-        .into_iter()
-        .filter(|r| r.subject == subject.digest)
-        .collect();
-    if signatures.is_empty() {
-        return Err(ImageRejection::NoSignature {
-            digest: subject.digest.clone(),
-            source_name: source.describe(),
-            statement: statement.name.clone(),
-        });
+        Ok(NotationVerifier { config })
     }
-    let mut rejections = Vec::new();
-    for signature in signatures.iter().take(options.max_signatures.max(1)) {
-        let result = match envelope_of(source, signature).await {
-            Ok((media_type, bytes)) => {
-                verify_envelope(config, statement, subject, &media_type, &bytes, options.now)
+
+    /// A verifier over an already loaded configuration.
+    pub fn new(config: NotationConfig) -> NotationVerifier {
+        NotationVerifier { config }
+    }
+}
+
+/// The repository a trust policy scope names for `image`: `registry/repository` for a
+/// registry image; `local/<directory or file name>` for layouts and archives (the scope
+/// Notation gives local content), so only a `local/...` or the global `*` statement applies.
+pub fn scope_of(image: &crate::pull::SourceSpec) -> String {
+    use crate::pull::SourceSpec;
+    match image {
+        SourceSpec::Registry(reference) => {
+            format!("{}/{}", reference.registry(), reference.repository())
+        }
+        SourceSpec::Layout { path, .. } | SourceSpec::Archive { path, .. } => format!(
+            "local/{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ),
+    }
+}
+
+impl From<(&Rejection, &Digest)> for crate::verify::Reason {
+    fn from((rejection, expected): (&Rejection, &Digest)) -> Self {
+        use crate::verify::Reason;
+        let reason = format!("{} check: {}", rejection.check.as_str(), rejection.reason);
+        match &rejection.kind {
+            Kind::Malformed => Reason::Malformed(reason),
+            Kind::BadSignature => {
+                Reason::BadSignature(format!("the signing certificate's key ({reason})"))
             }
-            Err(reason) => Err(Rejection {
-                check: Check::Integrity,
-                kind: Kind::Malformed,
-                reason,
-            }),
-        };
-        match result {
-            Ok(mut verified) => {
-                verified.signature_digest = Some(signature.digest.clone());
-                return Ok(ImageOutcome::Verified(Box::new(verified)));
-            }
-            Err(rejection) => {
-                tracing::info!(signature = %signature.digest, "{rejection}");
-                rejections.push((signature.digest.clone(), rejection));
-            }
+            Kind::DigestMismatch(signed) => Reason::DigestMismatch {
+                signed: signed.clone(),
+                expected: expected.clone(),
+            },
+            Kind::UntrustedChain => Reason::UntrustedChain(reason),
+            Kind::IdentityMismatch { expected, found } => Reason::IdentityMismatch {
+                expected: expected.clone(),
+                found: found.clone(),
+            },
+            Kind::Expired => Reason::Expired(reason),
         }
     }
-    Err(ImageRejection::Rejected {
-        digest: subject.digest.clone(),
-        statement: statement.name.clone(),
-        level: statement.level.name.clone(),
-        untried: signatures.len().saturating_sub(rejections.len()),
-        rejections,
-    })
 }
 
-/// The envelope of a signature manifest: its one layer, of a supported media type, read and
-/// checked against its digest.
-async fn envelope_of(
-    source: &dyn ImageSource,
-    signature: &crate::referrers::Referrer,
-) -> Result<(String, Vec<u8>), String> {
+#[async_trait::async_trait]
+impl crate::verify::Verifier for NotationVerifier {
+    fn scheme(&self) -> crate::verify::Scheme {
+        crate::verify::Scheme::Notation
+    }
+
+    async fn verify(
+        &self,
+        request: &crate::verify::Request<'_>,
+    ) -> Result<crate::verify::Verification, crate::verify::Error> {
+        use crate::verify::{Error, Reason, Scheme, Verification};
+        let digest = request.digest().clone();
+        let scope = scope_of(request.image);
+        let policy_file = self.config.policy_path.display().to_string();
+        let statement =
+            self.config
+                .policy
+                .statement_for(&scope)
+                .map_err(|e| Error::PolicyRejected {
+                    image: request.display(),
+                    digest: digest.clone(),
+                    policy: format!("{policy_file}: {}", e.0),
+                })?;
+        let policy = format!("{policy_file}: statement `{}`", statement.name);
+        let mut verification = Verification::new(Scheme::Notation, digest.clone());
+        verification.policy = Some(policy.clone());
+        verification.level = Some(statement.level.name.clone());
+        if statement.level.is_skip() {
+            verification.skipped.push(format!(
+                "every check: trust policy statement `{}` has level skip",
+                statement.name
+            ));
+            verification.warnings.push(format!(
+                "signatures of {} were not verified: trust policy statement `{}` has level skip",
+                request.display(),
+                statement.name
+            ));
+            return Ok(verification);
+        }
+        let signatures = request.referrers(SIGNATURE_ARTIFACT_TYPE).await?;
+        if signatures.is_empty() {
+            return Err(Error::NoSignature {
+                scheme: Scheme::Notation,
+                image: request.display(),
+                digest,
+                policy: Some(policy),
+                looked: format!(
+                    "the referrers of artifact type {SIGNATURE_ARTIFACT_TYPE} at {}",
+                    request.source.describe()
+                ),
+            });
+        }
+        let subject = request.subject();
+        let now = OffsetDateTime::now_utc();
+        let mut rejections = Vec::new();
+        for signature in signatures.iter().take(crate::verify::MAX_SIGNATURES) {
+            let name = format!("{} ({})", signature.digest, signature.found_by);
+            let envelope = match envelope_layer(signature) {
+                Ok(layer) => request
+                    .blob(&layer)
+                    .await?
+                    .map(|bytes| (layer.media_type.clone(), bytes)),
+                Err(reason) => Err(Reason::Malformed(reason)),
+            };
+            let outcome = envelope.and_then(|(media_type, bytes)| {
+                verify_envelope(&self.config, statement, &subject, &media_type, &bytes, now)
+                    .map_err(|rejection| Reason::from((&rejection, &digest)))
+            });
+            match outcome {
+                Ok(verified) => {
+                    verification.signer = Some(verified.signer.clone());
+                    verification.signature = Some(name);
+                    verification.level = Some(verified.level.clone());
+                    verification.skipped = verified
+                        .checks
+                        .iter()
+                        .filter(|c| c.result != "passed")
+                        .map(|c| {
+                            format!(
+                                "{}: {}{}",
+                                c.check,
+                                c.result,
+                                c.detail
+                                    .as_deref()
+                                    .map(|d| format!(" ({d})"))
+                                    .unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                    verification.warnings = verified.warnings;
+                    verification.rejected = rejections;
+                    return Ok(verification);
+                }
+                Err(reason) => {
+                    tracing::info!(signature = %name, "Notation signature rejected: {reason}");
+                    rejections.push(crate::verify::Rejection {
+                        signature: name,
+                        reason,
+                    });
+                }
+            }
+        }
+        Err(Error::Rejected {
+            scheme: Scheme::Notation,
+            image: request.display(),
+            digest,
+            policy: Some(policy),
+            rejections,
+        })
+    }
+}
+
+/// The envelope layer of a signature manifest: its one layer, of a supported media type.
+fn envelope_layer(signature: &crate::referrers::Referrer) -> Result<Descriptor, String> {
     #[derive(serde::Deserialize)]
     struct Manifest {
         #[serde(default)]
@@ -672,17 +693,7 @@ async fn envelope_of(
             layer.media_type
         ));
     }
-    if layer.size > envelope::MAX_ENVELOPE_SIZE as u64 {
-        return Err(format!(
-            "the signature envelope is {} bytes, more than {} accepted",
-            layer.size,
-            envelope::MAX_ENVELOPE_SIZE
-        ));
-    }
-    let bytes = crate::pull::read_config(source, layer)
-        .await
-        .map_err(|e| format!("reading the signature envelope {}: {e}", layer.digest))?;
-    Ok((layer.media_type.clone(), bytes))
+    Ok(layer.clone())
 }
 
 #[cfg(test)]
