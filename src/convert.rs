@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::media_type::{self, ManifestKind};
-use crate::pull::{Resolved, ResolvedImage};
+use crate::resolve::{Resolved, ResolvedImage};
 use crate::source::FetchedManifest;
 
 /// The annotation on a converted manifest or index that holds the digest it was converted

@@ -145,7 +145,7 @@ impl Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         if std::fs::symlink_metadata(&self.path).is_ok() {
-            crate::unpack::remove_tree(self.path.clone());
+            crate::fsutil::remove_tree(self.path.clone());
         }
         if let Some(registration) = &self.registration {
             let _ = std::fs::remove_file(registration);
@@ -236,7 +236,7 @@ pub fn remove_if_abandoned(path: &Path) -> bool {
         return false;
     }
     tracing::info!(path = %path.display(), "removing the staging directory of a pull that died");
-    crate::unpack::remove_tree(path.to_path_buf());
+    crate::fsutil::remove_tree(path.to_path_buf());
     remove_abandoned_lock_beside(path);
     true
 }

@@ -18,13 +18,16 @@ pub mod convert;
 pub mod credential;
 pub mod destination;
 pub mod digest;
+pub mod download;
 pub mod error;
 pub mod fetch;
+pub mod fsutil;
 pub mod http;
 pub mod layout;
 pub mod manifest;
 pub mod media_type;
 pub mod mirror;
+pub mod output;
 pub mod platform;
 pub mod pull;
 pub mod push;
@@ -32,11 +35,11 @@ pub mod reference;
 pub mod referrers;
 pub mod registry;
 pub mod report;
+pub mod resolve;
 pub mod rootfs;
 pub mod secret;
 pub mod source;
 pub mod tar_index;
-pub mod unpack;
 pub mod verify;
 
 #[cfg(test)]
@@ -45,9 +48,10 @@ mod hygiene_tests;
 pub use digest::Digest;
 pub use error::{Error, ErrorClass};
 pub use platform::Platform;
-pub use pull::{pull, OutputFormat, PlatformChoice, PullOptions, PullOutcome, SourceSpec};
+pub use pull::{pull, OutputFormat, PullOptions, PullOutcome};
 pub use reference::Reference;
 pub use report::{NoopReporter, Reporter};
+pub use resolve::{PlatformChoice, SourceSpec};
 
 /// Entry points for the fuzz targets in `fuzz/` and the tests that replay their regression
 /// corpus (`tests/it/fuzz_regressions.rs`, `tests/it/properties.rs`). These parsers are private

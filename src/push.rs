@@ -15,15 +15,14 @@ use serde::Serialize;
 
 use crate::credential::Credential;
 use crate::digest::Digest;
+use crate::download::{blobs_of, referrer_blobs};
 use crate::error::{Error, Result};
 use crate::manifest::Descriptor;
-use crate::pull::{
-    blobs_of, discover_referrers, open_source, referrer_blobs, resolve, PlatformChoice, SourceSpec,
-};
 use crate::reference::Reference;
 use crate::referrers::{Discovery, ReferrerDescriptor};
 use crate::registry::{build_http, ClientOptions, RegistryClient};
 use crate::report::Reporter;
+use crate::resolve::{discover_referrers, open_source, resolve, PlatformChoice, SourceSpec};
 use crate::source::ImageSource;
 
 /// How to push.

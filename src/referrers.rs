@@ -789,17 +789,16 @@ impl Walker<'_> {
                 });
             }
             for entry in &fields.manifests {
-                let child =
-                    crate::pull::fetch_child(self.source, entry)
-                        .await
-                        .map_err(|e| match e {
-                            crate::Error::Registry(e) => Error::Registry(e),
-                            other => Error::Invalid {
-                                digest: manifest.digest.clone(),
-                                subject: subject.clone(),
-                                reason: other.to_string(),
-                            },
-                        })?;
+                let child = crate::resolve::fetch_child(self.source, entry)
+                    .await
+                    .map_err(|e| match e {
+                        crate::Error::Registry(e) => Error::Registry(e),
+                        other => Error::Invalid {
+                            digest: manifest.digest.clone(),
+                            subject: subject.clone(),
+                            reason: other.to_string(),
+                        },
+                    })?;
                 let child_fields =
                     ManifestFields::parse(&child).map_err(|reason| Error::Invalid {
                         digest: child.digest.clone(),

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use acrpull::manifest::Descriptor;
 use acrpull::media_type::ManifestKind;
-use acrpull::pull::{open_source, read_config, resolve, ResolvedImage};
+use acrpull::resolve::{open_source, read_config, resolve, ResolvedImage};
 use acrpull::source::{FetchedManifest, ImageSource};
 use acrpull::{Platform, PlatformChoice, SourceSpec};
 use serde::Serialize;

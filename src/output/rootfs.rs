@@ -15,25 +15,58 @@ use std::sync::Arc;
 use crate::cancel::StoppableReader;
 use crate::destination::Destination;
 use crate::digest::Digest;
+use crate::download::Downloads;
 use crate::error::{Error, Result};
 use crate::fetch::BlobTap;
 use crate::layout;
 use crate::manifest::{Descriptor, ImageConfigSummary};
 use crate::media_type::{self, layer_compression, LayerCompression};
-use crate::pull::{blob_file, download_all_tapped, PullOptions, Resolved, Written};
-use crate::report::{BlobKind, Reporter};
+use crate::report::BlobKind;
+use crate::resolve::check_single_platform;
 use crate::rootfs::{Applier, ApplyOptions};
-use crate::source::ImageSource;
 
-/// Write the resolved image as a root filesystem (or a runtime bundle) at `destination`.
-/// Returns bytes downloaded.
-pub async fn write_rootfs(
-    resolved: &Resolved,
-    source: Arc<dyn ImageSource>,
-    destination: &Destination,
-    options: &PullOptions,
-    reporter: &Arc<dyn Reporter>,
-) -> Result<Written> {
+use super::{Job, Output, Written};
+
+/// Limits on one layer applied to a root filesystem. A layer over either is refused (the
+/// integrity class) and the pull leaves nothing at the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerLimits {
+    /// Largest uncompressed layer, in bytes (`u64::MAX`: no limit).
+    pub max_uncompressed_bytes: u64,
+    /// Most tar entries in one layer (`u64::MAX`: no limit).
+    pub max_entries: u64,
+}
+
+impl Default for LayerLimits {
+    fn default() -> Self {
+        let apply = ApplyOptions::default();
+        Self {
+            max_uncompressed_bytes: apply.max_uncompressed_bytes,
+            max_entries: apply.max_entries,
+        }
+    }
+}
+
+/// A root filesystem (or an OCI runtime bundle) at a claimed destination.
+pub struct RootfsOutput<'a> {
+    /// Where it goes.
+    pub destination: &'a Destination,
+    /// `rootfs/` plus `config.json` instead of the bare tree.
+    pub bundle: bool,
+    /// Limits on each layer.
+    pub limits: LayerLimits,
+}
+
+#[async_trait::async_trait]
+impl Output for RootfsOutput<'_> {
+    async fn write(&self, job: &Job<'_>) -> Result<Written> {
+        write_rootfs(self, job).await
+    }
+}
+
+/// Write the resolved image as a root filesystem (or a runtime bundle) at its destination.
+async fn write_rootfs(output: &RootfsOutput<'_>, job: &Job<'_>) -> Result<Written> {
+    let (resolved, destination) = (job.resolved, output.destination);
     let [image] = &resolved.images[..] else {
         return Err(Error::Task(format!(
             "a root filesystem is built from one image, not {}",
@@ -64,19 +97,10 @@ pub async fn write_rootfs(
         })
         .collect::<Result<_>>()?;
     let staging = destination.staging()?;
-    let result = build(
-        resolved,
-        config,
-        layers,
-        source,
-        staging.path(),
-        options,
-        reporter,
-    )
-    .await;
+    let result = build(output, job, config, layers, staging.path()).await;
     match result {
         Ok((written, out)) => {
-            if options.sync {
+            if job.downloads.sync {
                 sync_filesystem(&out)?;
             }
             // Dropping the staging directory removes it (with the old tree after --force).
@@ -88,17 +112,17 @@ pub async fn write_rootfs(
 }
 
 async fn build(
-    resolved: &Resolved,
+    output: &RootfsOutput<'_>,
+    job: &Job<'_>,
     config: &Descriptor,
     layers: Vec<(Descriptor, LayerCompression)>,
-    source: Arc<dyn ImageSource>,
     staging: &Path,
-    options: &PullOptions,
-    reporter: &Arc<dyn Reporter>,
 ) -> Result<(Written, PathBuf)> {
+    let (resolved, downloads) = (job.resolved, job.downloads);
+    let reporter = &downloads.reporter;
     let blobs = staging.join("blobs");
     let out = staging.join("out");
-    let rootfs = if options.bundle {
+    let rootfs = if output.bundle {
         out.join("rootfs")
     } else {
         out.clone()
@@ -109,20 +133,18 @@ async fn build(
     })?;
     // Blobs go to the cache when there is one (kept, so synced like any output), else to
     // staging files deleted after use (not synced).
-    let blobs = options.cache.is_none().then_some(blobs);
-    let sync = options.sync && options.cache.is_some();
+    let blobs = downloads.cache.is_none().then_some(blobs);
+    let sync = downloads.sync && downloads.cache.is_some();
     // The config first: its diff_ids are needed before any layer can be checked.
-    let mut transferred = download_all_tapped(
-        source.clone(),
-        vec![(config.clone(), BlobKind::Config)],
-        blobs.as_deref(),
-        options,
-        reporter,
-        &HashMap::new(),
-        sync,
-    )
-    .await?;
-    let config_path = blob_file(blobs.as_deref(), options, &config.digest);
+    let mut transferred = downloads
+        .tapped(
+            vec![(config.clone(), BlobKind::Config)],
+            blobs.as_deref(),
+            &HashMap::new(),
+            sync,
+        )
+        .await?;
+    let config_path = downloads.blob_file(blobs.as_deref(), &config.digest);
     let config_bytes = std::fs::read(&config_path).map_err(|source| Error::Io {
         path: config_path.clone(),
         source,
@@ -130,7 +152,7 @@ async fn build(
     let summary: ImageConfigSummary = serde_json::from_slice(&config_bytes).map_err(|e| {
         Error::Unsupported(format!("image config {} is not valid: {e}", config.digest))
     })?;
-    crate::pull::check_single_platform(resolved, &options.platform, &summary, reporter.as_ref())?;
+    check_single_platform(resolved, job.platform, &summary, reporter.as_ref())?;
     let platform = summary.platform().map(|p| p.to_string());
     let diff_ids = summary.rootfs.map(|r| r.diff_ids).unwrap_or_default();
     if diff_ids.len() != layers.len() {
@@ -151,22 +173,14 @@ async fn build(
             list.push((layer.clone(), BlobKind::Layer));
         }
     }
-    let downloads = tokio::spawn({
+    let fetching = tokio::spawn({
         let blobs_dir = blobs.clone();
-        let options = options.clone();
-        let reporter = reporter.clone();
+        let downloads: Downloads = downloads.clone();
         let taps = taps.clone();
         async move {
-            download_all_tapped(
-                source,
-                list,
-                blobs_dir.as_deref(),
-                &options,
-                &reporter,
-                &taps,
-                sync,
-            )
-            .await
+            downloads
+                .tapped(list, blobs_dir.as_deref(), &taps, sync)
+                .await
         }
     });
     let mut applying = None;
@@ -175,8 +189,8 @@ async fn build(
         &diff_ids,
         &taps,
         &rootfs,
-        reporter,
-        options,
+        downloads,
+        output.limits,
         &mut applying,
     )
     .await;
@@ -196,20 +210,20 @@ async fn build(
         }
         if !taps.values().any(|tap| tap.failed()) {
             // The layer itself was refused: stop the downloads and report why.
-            downloads.abort();
-            let _ = downloads.await;
+            fetching.abort();
+            let _ = fetching.await;
             return Err(e);
         }
         // A download failed: its error (reported first, below) explains the apply error.
         applied = Err(e);
     }
-    match (applied, downloads.await) {
+    match (applied, fetching.await) {
         (Ok(()), Ok(Ok(layers))) => transferred += layers,
         // A download error explains an apply loop that stopped waiting; report it first.
         (_, Ok(Err(e))) | (Err(e), _) => return Err(e),
         (Ok(()), Err(join)) => return Err(Error::Task(join.to_string())),
     }
-    if options.bundle {
+    if output.bundle {
         let image_config: crate::rootfs::ImageConfig = serde_json::from_slice(&config_bytes)
             .map_err(|e| {
                 Error::Unsupported(format!("image config {} is not valid: {e}", config.digest))
@@ -234,14 +248,14 @@ async fn apply_in_order(
     diff_ids: &[Digest],
     taps: &HashMap<Digest, Arc<BlobTap>>,
     rootfs: &Path,
-    reporter: &Arc<dyn Reporter>,
-    options: &PullOptions,
+    downloads: &Downloads,
+    limits: LayerLimits,
     applying: &mut Option<Digest>,
 ) -> Result<()> {
-    let cancel = &options.cancel;
+    let (cancel, reporter) = (&downloads.cancel, &downloads.reporter);
     let apply_options = ApplyOptions {
-        max_uncompressed_bytes: options.layer_limits.max_uncompressed_bytes,
-        max_entries: options.layer_limits.max_entries,
+        max_uncompressed_bytes: limits.max_uncompressed_bytes,
+        max_entries: limits.max_entries,
         ..ApplyOptions::default()
     };
     let mut applier = Some(Applier::new(rootfs, apply_options)?);
@@ -298,26 +312,4 @@ fn sync_filesystem(tree: &Path) -> Result<()> {
     };
     let dir = std::fs::File::open(tree).map_err(io)?;
     rustix::fs::syncfs(&dir).map_err(|e| io(e.into()))
-}
-
-/// Remove a tree even where layers left read-only directories (running unprivileged).
-pub fn remove_tree(path: PathBuf) {
-    use std::os::unix::fs::PermissionsExt as _;
-    if std::fs::remove_dir_all(&path).is_ok() {
-        return;
-    }
-    let mut stack = vec![path.clone()];
-    while let Some(dir) = stack.pop() {
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(entry.path());
-                }
-            }
-        }
-    }
-    if let Err(e) = std::fs::remove_dir_all(&path) {
-        tracing::warn!(path = %path.display(), error = %e, "could not remove a staging directory");
-    }
 }

@@ -1,0 +1,101 @@
+//! OCI image layout output: every blob downloaded into the layout (a new one in a staging
+//! directory, or an existing one added to in place), the manifests written, and `index.json`
+//! committed only once every blob the image reaches is there.
+
+use std::collections::BTreeMap;
+
+use crate::destination::Destination;
+use crate::download::{blobs_of, referrer_blobs, Transfer};
+use crate::error::Result;
+use crate::layout::{self, LayoutWriter};
+use crate::manifest::{Descriptor, ImageConfigSummary, REF_NAME};
+use crate::media_type::ManifestKind;
+use crate::report::BlobKind;
+use crate::resolve::{check_single_platform, tag_of};
+
+use super::{Job, Output, Written};
+
+/// An OCI image layout at a claimed destination.
+pub struct LayoutOutput<'a> {
+    /// Where it goes.
+    pub destination: &'a Destination,
+    /// The tag to record instead of the source's (`copy SRC oci:DIR:TAG`, `pull -f`).
+    pub tag: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl Output for LayoutOutput<'_> {
+    async fn write(&self, job: &Job<'_>) -> Result<Written> {
+        let writer = LayoutWriter::prepare(self.destination)?;
+        fill(job, writer, self.tag.as_deref()).await
+    }
+}
+
+/// Fill the layout `writer` with the resolved images and commit it (verified complete first).
+/// `tag` is recorded as the image's name, else the source's tag.
+pub(super) async fn fill(
+    job: &Job<'_>,
+    writer: LayoutWriter<'_>,
+    tag: Option<&str>,
+) -> Result<Written> {
+    let (resolved, downloads) = (job.resolved, job.downloads);
+    let mut blobs = blobs_of(resolved);
+    blobs.extend(referrer_blobs(job.referrers, &blobs));
+    let mut transferred = Transfer::default();
+    let config_summary = |config: &Descriptor| {
+        std::fs::read(layout::blob_path(writer.root(), &config.digest))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<ImageConfigSummary>(&bytes).ok())
+    };
+    if let (ManifestKind::Image, Some(image)) = (resolved.root.kind, resolved.images.first()) {
+        // A single image's config first: it is held to the platform asked for before its
+        // layers are fetched.
+        let config = &image.parsed.config;
+        blobs.retain(|(blob, _)| blob.digest != config.digest);
+        let first = vec![(config.clone(), BlobKind::Config)];
+        transferred += downloads.all(first, writer.root()).await?;
+        if let Some(summary) = config_summary(config) {
+            check_single_platform(
+                resolved,
+                job.platform,
+                &summary,
+                downloads.reporter.as_ref(),
+            )?;
+        }
+    }
+    transferred += downloads.all(blobs, writer.root()).await?;
+    // An empty index (`--platform all`) has no image, so no platform.
+    let platform = resolved
+        .images
+        .first()
+        .and_then(|image| config_summary(&image.parsed.config))
+        .and_then(|summary| summary.platform())
+        .map(|p| p.to_string());
+    for image in &resolved.images {
+        writer.put_bytes(&image.manifest.digest, &image.manifest.bytes)?;
+    }
+    writer.put_bytes(&resolved.top.digest, &resolved.top.bytes)?;
+    for referrer in job.referrers.all() {
+        for child in &referrer.children {
+            writer.put_bytes(&child.digest, &child.bytes)?;
+        }
+        writer.put_bytes(&referrer.digest, &referrer.manifest.bytes)?;
+    }
+    let annotations = tag
+        .map(str::to_string)
+        .or_else(|| tag_of(job.spec))
+        .map(|tag| BTreeMap::from([(REF_NAME.to_string(), tag)]));
+    let descriptor = Descriptor {
+        media_type: resolved.top.media_type.clone(),
+        digest: resolved.top.digest.clone(),
+        size: resolved.top.bytes.len() as u64,
+        urls: None,
+        annotations,
+        platform: None,
+    };
+    writer.commit_with_referrers(descriptor, &crate::referrers::layout_entries(job.referrers))?;
+    Ok(Written {
+        transferred,
+        platform,
+    })
+}
