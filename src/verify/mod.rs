@@ -36,8 +36,8 @@ use serde::Serialize;
 
 use crate::digest::{Digest, Digester};
 use crate::manifest::Descriptor;
-use crate::pull::SourceSpec;
 use crate::referrers::{DiscoveryOptions, Referrer};
+use crate::resolve::SourceSpec;
 use crate::source::{FetchedManifest, ImageSource};
 
 /// Largest signature blob read (a payload, a bundle, an envelope with its certificates).
@@ -509,7 +509,7 @@ pub async fn image(
             "acrpull verify needs --verify cosign, --verify policy or --verify notation".into(),
         ));
     };
-    let (source, reference) = crate::pull::open_source(image, credential, client, &[])?;
+    let (source, reference) = crate::resolve::open_source(image, credential, client, &[])?;
     let manifest = source.manifest(&reference).await?;
     let request = Request {
         image,

@@ -31,8 +31,8 @@ use serde::Deserialize;
 use super::cosign::{self, Trust};
 use super::keys::PublicKey;
 use super::{Error, Reason, Rejection, Request, Scheme, Verification, Verifier};
-use crate::pull::SourceSpec;
 use crate::reference::Reference;
+use crate::resolve::SourceSpec;
 
 /// Where skopeo and podman read the system policy.
 pub const DEFAULT_PATH: &str = "/etc/containers/policy.json";
