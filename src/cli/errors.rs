@@ -289,6 +289,17 @@ fn verify_hint(error: &acrpull::verify::Error, image: Option<&SourceSpec>) -> Op
             "a layout carries signatures only when it was staged with them: pull or copy it with --referrers (cosign's .sig tags and bundles come along), then verify again"
                 .into()
         }
+        V::NoSignature {
+            scheme: acrpull::verify::Scheme::Notation,
+            ..
+        } => {
+            "the image has no Notary Project signature: sign this digest (`notation sign IMAGE@DIGEST`), or check the repository the signatures were pushed to"
+                .into()
+        }
+        V::PolicyRejected { policy, .. } if policy.contains("registryScopes") => {
+            "no statement of the Notation trust policy covers this repository: add one whose registryScopes names it (or a global `*` statement)"
+                .into()
+        }
         V::NoSignature { .. } => {
             "the image is unsigned (or signed elsewhere): sign this digest (`cosign sign --key cosign.key IMAGE@DIGEST`), or check the repository the signatures were pushed to"
                 .into()

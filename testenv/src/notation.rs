@@ -430,3 +430,46 @@ pub fn policy(
     }
     json!({"version": "1.0", "trustPolicies": [statement]})
 }
+
+/// The signature manifest Notation pushes for `envelope` (of `media_type`) over `subject`:
+/// `artifactType` `application/vnd.cncf.notary.signature`, the empty config, one layer, the
+/// `subject`, and the chain's thumbprints annotation.
+pub fn signature_artifact(
+    subject: &Subject,
+    envelope: Vec<u8>,
+    media_type: &str,
+    chain: &[Vec<u8>],
+) -> crate::artifacts::Artifact {
+    use crate::fixtures::{sha256_digest, OCI_MANIFEST};
+    let config = b"{}".to_vec();
+    let thumbprints: Vec<String> = chain
+        .iter()
+        .map(|der| sha256_digest(der)[7..].to_owned())
+        .collect();
+    let annotations = std::collections::BTreeMap::from([(
+        "io.cncf.notary.x509chain.thumbprint#S256".to_owned(),
+        serde_json::to_string(&thumbprints).unwrap_or_default(),
+    )]);
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": crate::artifacts::NOTATION_TYPE,
+        "config": {"mediaType": crate::artifacts::EMPTY_MEDIA_TYPE, "digest": sha256_digest(&config), "size": 2},
+        "layers": [{"mediaType": media_type, "digest": sha256_digest(&envelope), "size": envelope.len()}],
+        "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.size},
+        "annotations": annotations,
+    });
+    crate::artifacts::Artifact {
+        name: "notation".to_owned(),
+        manifest: serde_json::to_vec(&manifest).unwrap_or_default(),
+        media_type: OCI_MANIFEST.to_owned(),
+        blobs: vec![
+            (sha256_digest(&config), config),
+            (sha256_digest(&envelope), envelope),
+        ],
+        subject: Some(subject.clone()),
+        tag: None,
+        artifact_type: crate::artifacts::NOTATION_TYPE.to_owned(),
+        annotations,
+    }
+}

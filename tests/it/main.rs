@@ -14,6 +14,7 @@ mod fuzz_regressions;
 mod hardening;
 mod hostile;
 mod mirrors;
+mod notation;
 mod operator;
 mod properties;
 mod pull_layout;

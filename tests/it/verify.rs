@@ -17,13 +17,13 @@ use serde_json::{json, Value};
 use crate::support::{fails, make_layout, ok, run, Scratch};
 
 /// A one-layer image in a layout, and its manifest as a subject.
-struct Image {
-    layout: PathBuf,
-    subject: Subject,
+pub(crate) struct Image {
+    pub(crate) layout: PathBuf,
+    pub(crate) subject: Subject,
 }
 
 impl Image {
-    fn new(dir: &Path, name: &str) -> Image {
+    pub(crate) fn new(dir: &Path, name: &str) -> Image {
         let layout = dir.join(name);
         make_layout(
             &layout,
@@ -39,14 +39,14 @@ impl Image {
     }
 
     /// Digests of the image's layers (what a refused pull must not download).
-    fn layers(&self) -> Vec<String> {
+    pub(crate) fn layers(&self) -> Vec<String> {
         let layout = Layout::open(&self.layout).unwrap();
         let (_, layers) = layout.image_parts(&self.subject.digest).unwrap();
         layers.into_iter().map(|l| l.digest).collect()
     }
 
     /// Onto the real registry as `repository:v1`, with `artifacts` (cosign tags and all).
-    fn push(&self, registry: &Registry, repository: &str, artifacts: &[&Artifact]) {
+    pub(crate) fn push(&self, registry: &Registry, repository: &str, artifacts: &[&Artifact]) {
         skopeo_copy(
             &format!("oci:{}:v1", self.layout.display()),
             &format!("docker://{}/{repository}:v1", registry.host()),
@@ -62,7 +62,7 @@ impl Image {
     }
 
     /// Onto the fake referrers registry as `app:v1`, with `artifacts`.
-    fn push_api(&self, registry: &OciRegistry, artifacts: &[&Artifact]) {
+    pub(crate) fn push_api(&self, registry: &OciRegistry, artifacts: &[&Artifact]) {
         let layout = Layout::open(&self.layout).unwrap();
         let blobs: Vec<(String, Vec<u8>)> = layout
             .reachable(&self.subject.digest)
@@ -85,7 +85,7 @@ impl Image {
     }
 }
 
-fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) {
+pub(crate) fn block_on(work: impl std::future::Future<Output = anyhow::Result<()>>) {
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(work)
@@ -100,7 +100,7 @@ fn public_key(dir: &Path, name: &str, key: &Key) -> String {
 }
 
 /// `acrpull pull --no-cache ARGS... IMAGE DEST`.
-fn pull(home: &Path, args: &[&str], image: &str, dest: &Path) -> std::process::Output {
+pub(crate) fn pull(home: &Path, args: &[&str], image: &str, dest: &Path) -> std::process::Output {
     let mut all = vec!["pull", "--no-cache"];
     all.extend_from_slice(args);
     all.extend([image, dest.to_str().unwrap()]);
