@@ -7,6 +7,8 @@
 //!
 //! The entry point is [`pull::pull`].
 
+#![warn(missing_docs)]
+
 pub mod archive;
 pub mod archive_source;
 pub mod auth;
