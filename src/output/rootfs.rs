@@ -7,8 +7,13 @@
 //! is decompressed and applied as its bytes arrive, overlapping the downloads of later layers.
 //! The tap reaches end-of-file only once the layer's digest is verified and fails otherwise, so
 //! a layer whose digest fails fails its application, and the whole staging tree is discarded.
+//!
+//! Decompression runs on other cores: each layer inflates (and hashes its diff_id) on a thread
+//! of its own, started a few layers before its turn ([`apply_in_order`]), so later layers are
+//! decompressed while earlier ones are applied. What they inflate ahead waits in a spill file
+//! in the staging directory ([`crate::rootfs`]'s spool) and reaches the applier in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,7 +28,7 @@ use crate::manifest::{Descriptor, ImageConfigSummary};
 use crate::media_type::{self, layer_compression, LayerCompression};
 use crate::report::BlobKind;
 use crate::resolve::check_single_platform;
-use crate::rootfs::{Applier, ApplyOptions};
+use crate::rootfs::{Applier, ApplyOptions, Inflating};
 
 use super::{Job, Output, Written};
 
@@ -188,7 +193,7 @@ async fn build(
         &layers,
         &diff_ids,
         &taps,
-        &rootfs,
+        (&rootfs, staging),
         downloads,
         output.limits,
         &mut applying,
@@ -243,11 +248,34 @@ async fn build(
     ))
 }
 
+/// How many layers inflate ahead of the one being applied: the cores left over by the
+/// applier and the current layer's own inflater. `ACRPULL_INFLATE_AHEAD=N` sets it (0: none).
+fn inflate_ahead() -> usize {
+    if let Some(ahead) = std::env::var("ACRPULL_INFLATE_AHEAD")
+        .ok()
+        .and_then(|value| value.parse().ok())
+    {
+        return ahead;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (cores - 1).min(MAX_INFLATE_AHEAD)
+}
+
+/// An upper bound on [`inflate_ahead`]: each layer inflated ahead holds a thread, about 1 MiB
+/// of memory and up to 512 MiB of spill file.
+const MAX_INFLATE_AHEAD: usize = 8;
+
+/// Apply the layers strictly in order. Each layer inflates on a thread of its own, started up
+/// to [`inflate_ahead`] layers before its turn, so later layers decompress on the other cores
+/// while the applier works (their output waits in memory or in a spill file in `staging`).
+/// Every check stays where it was: a layer's bytes reach the applier only through its blob
+/// tap (which fails unless the blob's digest verified) and its diff_id is checked after its
+/// last entry; a failure discards the whole staging tree.
 async fn apply_in_order(
     layers: &[(Descriptor, LayerCompression)],
     diff_ids: &[Digest],
     taps: &HashMap<Digest, Arc<BlobTap>>,
-    rootfs: &Path,
+    (rootfs, staging): (&Path, &Path),
     downloads: &Downloads,
     limits: LayerLimits,
     applying: &mut Option<Digest>,
@@ -259,19 +287,47 @@ async fn apply_in_order(
         ..ApplyOptions::default()
     };
     let mut applier = Some(Applier::new(rootfs, apply_options)?);
+    let ahead = inflate_ahead();
+    let mut inflating: VecDeque<Inflating> = VecDeque::new();
     let mut warned = 0;
-    for (index, ((layer, compression), diff_id)) in layers.iter().zip(diff_ids).enumerate() {
+    for (index, ((layer, _), diff_id)) in layers.iter().zip(diff_ids).enumerate() {
         *applying = Some(layer.digest.clone());
         let tap = taps
             .get(&layer.digest)
             .ok_or_else(|| Error::Task(format!("no download for layer {}", layer.digest)))?;
         cancel.check()?;
-        // Starts as soon as the layer's first bytes arrive; see the module docs.
-        let reader = StoppableReader::new(tap.reader(), cancel.clone());
         let mut current = applier
             .take()
             .ok_or_else(|| Error::Task("applier lost".into()))?;
-        let compression = *compression;
+        // Start the inflaters of this layer and of the next `ahead` ones. Each starts as soon
+        // as its layer's first bytes arrive; see the module docs.
+        let limit = current.max_uncompressed_bytes();
+        for (next, (later, compression)) in layers
+            .iter()
+            .enumerate()
+            .take(index + ahead + 1)
+            .skip(index + inflating.len())
+        {
+            let later_tap = taps
+                .get(&later.digest)
+                .ok_or_else(|| Error::Task(format!("no download for layer {}", later.digest)))?;
+            let reader = StoppableReader::new(later_tap.reader(), cancel.clone());
+            let started = Inflating::start(
+                reader,
+                *compression,
+                diff_ids[next].algorithm(),
+                limit,
+                Some(staging.to_path_buf()),
+            )
+            .map_err(|source| Error::Io {
+                path: staging.to_path_buf(),
+                source,
+            })?;
+            inflating.push_back(started);
+        }
+        let stream = inflating
+            .pop_front()
+            .ok_or_else(|| Error::Task(format!("no inflater for layer {}", layer.digest)))?;
         let diff_id = diff_id.clone();
         let (tap, start_reporter, digest, count) = (
             Arc::clone(tap),
@@ -286,7 +342,7 @@ async fn apply_in_order(
                 start_reporter.on_layer_apply_start(&digest, index, count);
             }
             let result = current
-                .apply_layer(reader, compression, &diff_id)
+                .apply_inflating(stream, &diff_id)
                 .map_err(Error::from);
             (current, result)
         })

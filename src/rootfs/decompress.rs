@@ -1,9 +1,11 @@
 //! The layer byte pipeline: blob → decompressor → diff_id hasher → limits → tar parser.
 //!
-//! Decompression and the diff_id hash run on their own thread ([`LayerReader::spawn`]), which
-//! hands the tar parser fixed-size chunks through a bounded channel (with the buffers sent back
-//! for reuse), so inflating overlaps with the file system work of the applier and memory stays
-//! bounded whatever the layer size. [`LayerReader::new`] runs the same pipeline inline.
+//! Decompression and the diff_id hash run on their own thread, which hands the tar parser
+//! fixed-size chunks through a [`Spool`] (buffers recycled), so inflating overlaps with the file
+//! system work of the applier and memory stays bounded whatever the layer size: either scoped
+//! to one application ([`LayerReader::spawn`]), or started earlier, while lower layers are
+//! still being applied ([`Inflating::start`]), when it may spill what it inflated ahead to the
+//! staging area. [`LayerReader::new`] runs the same pipeline inline.
 //!
 //! Limits live in the reader because the tar crate buffers PAX and GNU long-name headers with
 //! `read_all` and no cap (docs/unpack.md 3.5). The applier opens a *header window* around each call
@@ -14,19 +16,24 @@
 
 use std::cell::RefCell;
 use std::io::{self, BufReader, Read};
+use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::Arc;
 use std::thread::ScopedJoinHandle;
 
 use flate2::read::MultiGzDecoder;
 
+use super::spool::{Next, Spool, SpoolLimits};
 use crate::digest::{Algorithm, Digest, Digester};
 use crate::media_type::LayerCompression;
 
 /// Uncompressed bytes per chunk handed from the decompression thread to the applier.
 const CHUNK: usize = 256 * 1024;
-/// Chunks queued between the two threads (the memory bound is about `CHUNK * (QUEUE + 2)`).
+/// Chunks queued in memory between the two threads.
 const QUEUE: usize = 4;
+/// Most uncompressed bytes a layer inflated ahead may keep in its spill file; past that its
+/// inflater waits for the applier.
+const SPILL_LIMIT: u64 = 512 << 20;
 
 /// Which guard stopped the stream, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,47 +179,64 @@ impl<R: Read> Pipeline<R> {
     }
 }
 
-/// A message from the decompression thread.
-enum Chunk {
-    /// `.1` bytes of uncompressed data at the start of `.0`.
-    Data(Vec<u8>, usize),
-    /// The end of the stream, after the blob was drained.
-    End(Totals),
-    /// The pipeline failed.
-    Failed(StreamError),
+/// What the decompression thread says after its last chunk.
+type Last = Result<Totals, StreamError>;
+
+/// Ends the spool with a failure if the decompression thread stops without a last word (it
+/// panicked), so the reader never waits forever.
+struct LastWord<'a> {
+    spool: &'a Spool<Last>,
+    said: bool,
 }
 
-/// The decompression thread: fill chunks until the end of the stream.
-fn run_pipeline<R: Read>(
-    mut pipeline: Pipeline<R>,
-    sender: mpsc::SyncSender<Chunk>,
-    recycled: mpsc::Receiver<Vec<u8>>,
-) {
+impl LastWord<'_> {
+    fn say(mut self, last: Last) {
+        self.said = true;
+        self.spool.end(last);
+    }
+}
+
+impl Drop for LastWord<'_> {
+    fn drop(&mut self) {
+        if !self.said {
+            self.spool.end(Err(StreamError {
+                error: io::Error::other("the decompression thread stopped"),
+                blob: false,
+            }));
+        }
+    }
+}
+
+/// The decompression thread: fill chunks until the end of the stream, or until more than
+/// `total_limit` bytes came out (the reader trips its own limit on them first).
+fn run_pipeline<R: Read>(mut pipeline: Pipeline<R>, spool: &Spool<Last>, total_limit: u64) {
+    let last_word = LastWord { spool, said: false };
     loop {
-        let mut buffer = recycled.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
+        let mut buffer = spool.buffer(CHUNK);
         let mut filled = 0;
         while filled < buffer.len() {
             match pipeline.read(&mut buffer[filled..]) {
                 Ok(0) => break,
                 Ok(read) => filled += read,
                 Err(error) if error.error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => {
-                    let _ = sender.send(Chunk::Failed(error));
-                    return;
-                }
+                Err(error) => return last_word.say(Err(error)),
             }
         }
         if filled == 0 {
-            let last = match pipeline.finish() {
-                Ok(totals) => Chunk::End(totals),
-                Err(error) => Chunk::Failed(error),
-            };
-            let _ = sender.send(last);
-            return;
+            return last_word.say(pipeline.finish());
         }
-        if sender.send(Chunk::Data(buffer, filled)).is_err() {
+        if spool.push(buffer, filled).is_err() {
             // The applier stopped reading (it failed): nothing more to do.
-            return;
+            return last_word.say(Err(StreamError {
+                error: io::Error::other("the applier stopped reading"),
+                blob: false,
+            }));
+        }
+        if pipeline.count > total_limit {
+            return last_word.say(Err(StreamError {
+                error: io::Error::other("uncompressed size limit exceeded"),
+                blob: false,
+            }));
         }
     }
 }
@@ -223,13 +247,15 @@ enum Upstream<R: Read> {
     #[cfg_attr(not(test), allow(dead_code))]
     Inline(Box<Pipeline<R>>),
     /// The pipeline runs on its own thread.
-    Thread(ThreadReader),
+    Thread(SpoolReader),
 }
 
-/// The applier's end of the channel from the decompression thread.
-struct ThreadReader {
-    receiver: mpsc::Receiver<Chunk>,
-    recycle: mpsc::Sender<Vec<u8>>,
+/// The applier's end of the spool filled by a decompression thread.
+struct SpoolReader {
+    spool: Arc<Spool<Last>>,
+    /// The thread, when it is not scoped: joined once it said its last word.
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The chunk being read: `current[start..end]` is still unread.
     current: Vec<u8>,
     start: usize,
     end: usize,
@@ -237,10 +263,22 @@ struct ThreadReader {
     failed: bool,
 }
 
-impl ThreadReader {
+impl SpoolReader {
+    fn new(spool: Arc<Spool<Last>>, thread: Option<std::thread::JoinHandle<()>>) -> Self {
+        SpoolReader {
+            spool,
+            thread,
+            current: Vec::new(),
+            start: 0,
+            end: 0,
+            totals: None,
+            failed: false,
+        }
+    }
+
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
         while self.start == self.end {
-            if self.totals.is_some() {
+            if self.totals.is_some() || buf.is_empty() {
                 return Ok(0);
             }
             if self.failed {
@@ -249,26 +287,27 @@ impl ThreadReader {
                     blob: false,
                 });
             }
-            match self.receiver.recv() {
-                Ok(Chunk::Data(data, length)) => {
-                    let used = std::mem::replace(&mut self.current, data);
-                    if used.capacity() > 0 {
-                        let _ = self.recycle.send(used);
-                    }
+            let next = self.spool.take(std::mem::take(&mut self.current));
+            if !matches!(next, Next::Data(..)) {
+                if let Some(thread) = self.thread.take() {
+                    // It has nothing left to do but return.
+                    let _ = thread.join();
+                }
+            }
+            match next {
+                Next::Data(data, length) => {
+                    self.current = data;
                     self.start = 0;
                     self.end = length;
                 }
-                Ok(Chunk::End(totals)) => self.totals = Some(totals),
-                Ok(Chunk::Failed(error)) => {
+                Next::End(Ok(totals)) => self.totals = Some(totals),
+                Next::End(Err(error)) => {
                     self.failed = true;
                     return Err(error);
                 }
-                Err(mpsc::RecvError) => {
+                Next::Failed(error) => {
                     self.failed = true;
-                    return Err(StreamError {
-                        error: io::Error::other("the decompression thread stopped"),
-                        blob: false,
-                    });
+                    return Err(StreamError { error, blob: false });
                 }
             }
         }
@@ -276,6 +315,56 @@ impl ThreadReader {
         buf[..length].copy_from_slice(&self.current[self.start..self.start + length]);
         self.start += length;
         Ok(length)
+    }
+}
+
+impl Drop for SpoolReader {
+    fn drop(&mut self) {
+        // A blocked decompression thread wakes up and stops; one waiting for blob bytes stops
+        // when they come or when the download ends.
+        self.spool.close();
+    }
+}
+
+/// A layer whose decompression thread already runs, ahead of its application: what it
+/// inflates waits in memory, then in an unlinked spill file, until the applier reads it with
+/// [`LayerReader::from_inflating`]. Dropping it stops the thread (at its next chunk, or when
+/// its blob ends).
+pub(crate) struct Inflating {
+    reader: SpoolReader,
+}
+
+impl Inflating {
+    /// Start inflating `blob` (and hashing its uncompressed bytes with `algorithm`) on a new
+    /// thread, spilling to `spill_dir` while nobody reads. Stops after `total_limit` bytes.
+    pub(crate) fn start<R: Read + Send + 'static>(
+        blob: R,
+        compression: LayerCompression,
+        algorithm: Algorithm,
+        total_limit: u64,
+        spill_dir: Option<PathBuf>,
+    ) -> io::Result<Self> {
+        let pipeline = pipeline(blob, compression, algorithm)?;
+        let limits = SpoolLimits {
+            memory: QUEUE * CHUNK,
+            spill: if spill_dir.is_some() { SPILL_LIMIT } else { 0 },
+        };
+        let spool = Arc::new(Spool::new(limits, spill_dir));
+        let thread = std::thread::Builder::new()
+            .name("acrpull-inflate".into())
+            .spawn({
+                let spool = Arc::clone(&spool);
+                move || run_pipeline(pipeline, &spool, total_limit)
+            })?;
+        Ok(Inflating {
+            reader: SpoolReader::new(spool, Some(thread)),
+        })
+    }
+
+    /// Uncompressed bytes that went through the spill file so far.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn spilled(&self) -> u64 {
+        self.reader.spool.spilled_total()
     }
 }
 
@@ -337,7 +426,7 @@ impl<R: Read> LayerReader<R> {
         io::copy(&mut self, &mut io::sink())?;
         let result = match self.upstream {
             Upstream::Inline(pipeline) => pipeline.finish(),
-            Upstream::Thread(mut reader) => reader.totals.take().ok_or_else(|| StreamError {
+            Upstream::Thread(ref mut reader) => reader.totals.take().ok_or_else(|| StreamError {
                 error: io::Error::other("the layer stream ended without its totals"),
                 blob: false,
             }),
@@ -366,25 +455,37 @@ impl<R: Read + Send> LayerReader<R> {
         R: 'scope,
     {
         let pipeline = pipeline(blob, compression, algorithm)?;
-        let (sender, receiver) = mpsc::sync_channel(QUEUE);
-        let (recycle, recycled) = mpsc::channel();
+        let limits = SpoolLimits {
+            memory: QUEUE * CHUNK,
+            spill: 0,
+        };
+        let spool = Arc::new(Spool::new(limits, None));
+        spool.attach();
         let thread = std::thread::Builder::new()
             .name("acrpull-inflate".into())
-            .spawn_scoped(scope, move || run_pipeline(pipeline, sender, recycled))?;
+            .spawn_scoped(scope, {
+                let spool = Arc::clone(&spool);
+                move || run_pipeline(pipeline, &spool, total_limit)
+            })?;
         let budget = new_budget(total_limit);
         let reader = LayerReader {
-            upstream: Upstream::Thread(ThreadReader {
-                receiver,
-                recycle,
-                current: Vec::new(),
-                start: 0,
-                end: 0,
-                totals: None,
-                failed: false,
-            }),
+            upstream: Upstream::Thread(SpoolReader::new(spool, None)),
             budget: Rc::clone(&budget),
         };
         Ok((reader, budget, thread))
+    }
+}
+
+impl LayerReader<io::Empty> {
+    /// Read a layer whose inflater was started earlier; the limits count from its first byte.
+    pub(crate) fn from_inflating(layer: Inflating, total_limit: u64) -> (Self, SharedBudget) {
+        layer.reader.spool.attach();
+        let budget = new_budget(total_limit);
+        let reader = LayerReader {
+            upstream: Upstream::Thread(layer.reader),
+            budget: Rc::clone(&budget),
+        };
+        (reader, budget)
     }
 }
 
@@ -523,6 +624,86 @@ mod tests {
             assert_eq!(compressed, blob.len() as u64);
             assert_eq!(tripped(&budget), None);
         });
+    }
+
+    /// Wait until `layer` spilled `bytes` (its inflater ran ahead with nobody reading).
+    fn wait_spilled(layer: &Inflating, bytes: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while layer.spilled() < bytes {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "spilled {}",
+                layer.spilled()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_layer_inflated_ahead_spills_then_reads_back_whole_and_verified() {
+        let data: Vec<u8> = (0..8 * CHUNK + 77).map(|i| (i * 31 % 253) as u8).collect();
+        let blob = gzip(&data);
+        let dir = tempfile::tempdir().unwrap();
+        let layer = Inflating::start(
+            io::Cursor::new(blob.clone()),
+            LayerCompression::Gzip,
+            Algorithm::Sha256,
+            1 << 30,
+            Some(dir.path().to_path_buf()),
+        )
+        .unwrap();
+        // Four chunks wait in memory, the other five in the spill file.
+        wait_spilled(&layer, (data.len() - QUEUE * CHUNK) as u64);
+        let (mut reader, budget) = LayerReader::from_inflating(layer, 1 << 30);
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        let (digest, uncompressed, compressed) = reader.finish().unwrap();
+        assert!(out == data, "the bytes read back differ");
+        assert_eq!(digest, Digest::sha256_of(&data));
+        assert_eq!(uncompressed, data.len() as u64);
+        assert_eq!(compressed, blob.len() as u64);
+        assert_eq!(tripped(&budget), None);
+    }
+
+    #[test]
+    fn a_layer_inflated_ahead_stops_at_the_size_limit() {
+        let blob = gzip(&vec![0u8; 64 * CHUNK]);
+        let dir = tempfile::tempdir().unwrap();
+        let limit = 6 * CHUNK as u64;
+        let layer = Inflating::start(
+            io::Cursor::new(blob),
+            LayerCompression::Gzip,
+            Algorithm::Sha256,
+            limit,
+            Some(dir.path().to_path_buf()),
+        )
+        .unwrap();
+        // It stops one chunk past the limit, however long nobody reads.
+        wait_spilled(&layer, 3 * CHUNK as u64);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(layer.spilled(), 3 * CHUNK as u64);
+        let (mut reader, budget) = LayerReader::from_inflating(layer, limit);
+        assert!(io::copy(&mut reader, &mut io::sink()).is_err());
+        assert_eq!(tripped(&budget), Some(Tripped::TotalBytes));
+    }
+
+    #[test]
+    fn a_failing_blob_inflated_ahead_fails_its_reader() {
+        let blob = FailingBlob {
+            data: vec![3u8; 100_000],
+            good: 50_000,
+        };
+        let layer = Inflating::start(
+            blob,
+            LayerCompression::None,
+            Algorithm::Sha256,
+            1 << 30,
+            None,
+        )
+        .unwrap();
+        let (mut reader, budget) = LayerReader::from_inflating(layer, 1 << 30);
+        assert!(io::copy(&mut reader, &mut io::sink()).is_err());
+        assert_eq!(tripped(&budget), Some(Tripped::BlobRead));
     }
 
     /// Yields `good` bytes of its data, then fails.

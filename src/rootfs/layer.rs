@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec};
 use rustix::io::Errno;
 
-use super::decompress::{self, LayerReader, SharedBudget, Tripped};
+use super::decompress::{self, Inflating, LayerReader, SharedBudget, Tripped};
 use super::entry::{parse_pax_time, Degraded, FileError, Metadata, Target};
 use super::error::{display, Error};
 use super::path::{proc_path, ResolveError, Resolver};
@@ -87,6 +87,19 @@ pub(crate) fn apply(
         }
         result
     })
+}
+
+/// Apply a layer whose inflater runs already; see [`super::Applier::apply_inflating`].
+pub(crate) fn apply_inflating(
+    resolver: &mut Resolver,
+    options: &ApplyOptions,
+    degraded: &mut Degraded,
+    layer: Inflating,
+    diff_id: &Digest,
+) -> Result<LayerStats, Error> {
+    resolver.restore.clear();
+    let (reader, budget) = LayerReader::from_inflating(layer, options.max_uncompressed_bytes);
+    apply_stream(resolver, degraded, reader, &budget, options, diff_id)
 }
 
 /// Apply the entries of the layer stream, then check its diff_id.

@@ -20,6 +20,7 @@ mod error;
 mod layer;
 mod path;
 mod remove;
+mod spool;
 pub(crate) mod whiteout;
 
 #[cfg(test)]
@@ -38,6 +39,8 @@ use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 pub use bundle::{runtime_config, ExecutionConfig, ImageConfig};
 pub use error::Error;
 pub use path::PathResolution;
+
+pub(crate) use decompress::Inflating;
 
 use crate::digest::Digest;
 use crate::media_type::LayerCompression;
@@ -138,6 +141,30 @@ impl Applier {
         )?;
         self.summarise(diff_id, &degraded);
         Ok(stats)
+    }
+
+    /// Apply one layer whose decompression already runs ([`Inflating::start`], started ahead
+    /// by the rootfs scheduler), with the same checks as [`Applier::apply_layer`].
+    pub(crate) fn apply_inflating(
+        &mut self,
+        layer: Inflating,
+        diff_id: &Digest,
+    ) -> Result<LayerStats, Error> {
+        let mut degraded = entry::Degraded::default();
+        let stats = layer::apply_inflating(
+            &mut self.resolver,
+            &self.options,
+            &mut degraded,
+            layer,
+            diff_id,
+        )?;
+        self.summarise(diff_id, &degraded);
+        Ok(stats)
+    }
+
+    /// The largest uncompressed layer this applier accepts.
+    pub(crate) fn max_uncompressed_bytes(&self) -> u64 {
+        self.options.max_uncompressed_bytes
     }
 
     /// Warnings collected so far: at most one line per kind of degradation per layer.

@@ -644,3 +644,49 @@ fn files_in_a_setgid_directory_get_the_owner_the_layer_names() {
     assert_eq!(owner("plain/other"), (7, 8));
     assert_eq!(owner("plain/root"), (0, 0));
 }
+
+/// A layer whose inflater ran ahead (its output spilled to the staging area) is checked like
+/// any other: its entries apply, and a wrong diff_id fails the layer after they did.
+#[test]
+fn a_layer_inflated_ahead_applies_and_its_diff_id_is_still_checked() {
+    use flate2::{write::GzEncoder, Compression};
+    use std::io::Write as _;
+    let spill = tempfile::tempdir().unwrap();
+    let mut tar = Tar::new();
+    for index in 0..40 {
+        let data = vec![index as u8; 100_000];
+        tar.file(&format!("data/file{index}"), &data);
+    }
+    let tar = tar.bytes();
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(&tar).unwrap();
+    let blob = encoder.finish().unwrap();
+    let start = || {
+        super::Inflating::start(
+            std::io::Cursor::new(blob.clone()),
+            LayerCompression::Gzip,
+            crate::digest::Algorithm::Sha256,
+            1 << 30,
+            Some(spill.path().to_path_buf()),
+        )
+        .unwrap()
+    };
+    let (ahead, wrong) = (start(), start());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while ahead.spilled() == 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing spilled");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let mut sandbox = Sandbox::new();
+    sandbox
+        .applier
+        .apply_inflating(ahead, &Digest::sha256_of(&tar))
+        .unwrap();
+    assert_eq!(sandbox.read("data/file39").unwrap(), vec![39u8; 100_000]);
+    let mut other = Sandbox::new();
+    let error = other
+        .applier
+        .apply_inflating(wrong, &Digest::sha256_of(b"another layer"))
+        .unwrap_err();
+    assert!(matches!(error, Error::DiffIdMismatch { .. }), "{error}");
+}

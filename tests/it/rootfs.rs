@@ -146,6 +146,48 @@ fn a_corrupt_layer_leaves_the_destination_as_it_was() {
     );
 }
 
+/// Every later layer inflating ahead (spilling to the staging area) changes nothing: the
+/// tree is umoci's, and a corrupt layer still fails the pull with nothing left behind.
+#[test]
+fn layers_inflated_ahead_give_the_same_tree_and_still_fail_on_a_corrupt_blob() {
+    let registry = Registry::start(RegistryOptions::anonymous()).expect("registry");
+    let scratch = Scratch::new();
+    seed(&registry, "whiteouts", "it/whiteouts:v1").expect("seeded");
+    let dest = scratch.dest("ahead");
+    let image = format!("{}/it/whiteouts:v1", registry.host());
+    ok(&crate::support::acrpull(&scratch.home())
+        .env("ACRPULL_INFLATE_AHEAD", "8")
+        .args(["pull", "-q", "--no-cache", &image, dest.to_str().unwrap()])
+        .output()
+        .unwrap());
+    assert_eq!(
+        tree_snapshot(&dest).unwrap(),
+        umoci_reference("whiteouts", &scratch)
+    );
+
+    let fake = FakeRegistry::start(fixture_layout("simple"), "fake/simple").expect("fake");
+    let layout = Layout::fixture("simple").unwrap();
+    let (_, layers) = layout
+        .image_parts(&layout.main_ref().unwrap().digest)
+        .unwrap();
+    fake.faults().corrupt_blob(&layers[1].digest);
+    let dest = scratch.dest("corrupt");
+    let image = format!("{}/fake/simple:v1", fake.host());
+    let output = crate::support::acrpull(&scratch.home())
+        .env("ACRPULL_INFLATE_AHEAD", "8")
+        .args(["pull", &image, dest.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = fails(&output, 6);
+    assert!(stderr.contains(&layers[1].digest), "{stderr}");
+    assert!(!dest.exists(), "nothing at the destination");
+    assert_eq!(
+        scratch.out_entries(),
+        vec!["ahead"],
+        "no staging directory left"
+    );
+}
+
 #[test]
 fn layer_limits_refuse_bombs_by_default_size_and_lift_with_none() {
     let scratch = Scratch::new();
