@@ -15,6 +15,18 @@
 #   floor_fetch      fetch_blobs.sh --verify: curl --parallel + sha256sum -c  (network+hash floor)
 #   floor_untar      untar_layers.sh: pigz|zstd -dc | tar -x per layer, from local blobs
 #                    (decompress+extract floor; no network, no digests, no whiteouts)
+#   floor_inflate    fetch_blobs.sh (curl --parallel, no check), then pigz|zstd -dc per layer
+#                    to /dev/null, one layer after the other (the inflate floor of issue 19:
+#                    no file written, nothing checked)
+#
+# Link profiles (LINKS=lan,wan; default none): the same pulls through acrpull-shaper
+# (testenv), which adds a round-trip time and caps bandwidth in front of the registry:
+#   lan   RTT 20 ms, 1 Gbit/s in total, 25 MiB/s per connection (blob storage behind a registry)
+#   wan   RTT 80 ms, 200 Mbit/s in total
+# Jobs acr_oci, acr_rootfs, skopeo_oci, skopeo_umoci, podman_overlay run against the shaper
+# (results under raw/<image>@<link>/); the report adds the physical limit of the link,
+# compressed bytes / bandwidth + 4 RTT. acrpull treats the shaper as a remote registry
+# (ACRPULL_PARALLEL_RANGES=1).
 #
 # Every timed run starts from a fresh destination: hyperfine --prepare renames the previous
 # output into the trash (trash.sh: no `rm -rf`, see the harness README "Clean destination").
@@ -23,6 +35,9 @@
 # Environment:
 #   RUNS=5 WARMUP=1       hyperfine runs per job (big images: BIG_RUNS=2, BIG_WARMUP=0)
 #   JOBS=a,b,...          subset of jobs (default: all above)
+#   LINKS=lan,wan         link profiles to run as well (LINK_JOBS=... subset of their jobs)
+#   SHAPER=path           acrpull-shaper binary (default: target/release/acrpull-shaper)
+#   DRY=1                 print the commands instead of timing them
 #   ACRPULL=path          binary (default: target/release/acrpull of this worktree)
 #   OUT=/var/tmp/acrbench-perf   outputs, trash and raw results (kept out of the repository)
 #   LABEL=latest          section of BENCHMARKS.md to (re)write; WRITE=0 to only print
@@ -38,9 +53,18 @@ RUNS=${RUNS:-5}
 WARMUP=${WARMUP:-1}
 BIG_RUNS=${BIG_RUNS:-2}
 BIG_WARMUP=${BIG_WARMUP:-0}
-ALL_JOBS=acr_oci,acr_rootfs,acr_repull_oci,skopeo_oci,skopeo_umoci,podman_overlay,floor_fetch,floor_untar
+ALL_JOBS=acr_oci,acr_rootfs,acr_repull_oci,skopeo_oci,skopeo_umoci,podman_overlay,floor_fetch,floor_untar,floor_inflate
 JOBS=${JOBS:-$ALL_JOBS}
 ACRPULL=${ACRPULL:-$ROOT/target/release/acrpull}
+SHAPER=${SHAPER:-$ROOT/target/release/acrpull-shaper}
+LINKS=${LINKS:-}
+LINK_JOBS=${LINK_JOBS:-acr_oci,acr_rootfs,skopeo_oci,skopeo_umoci,podman_overlay}
+DRY=${DRY:-0}
+# name → "RTT_MS TOTAL_BYTES_PER_S CONNECTION_BYTES_PER_S" (0: no cap)
+declare -A LINK_PROFILE=(
+    [lan]="20 125000000 $((25 << 20))"
+    [wan]="80 25000000 0"
+)
 LABEL=${LABEL:-latest}
 WRITE=${WRITE:-1}
 if [[ -z ${COMMIT:-} ]]; then
@@ -63,6 +87,10 @@ for t in hyperfine skopeo umoci curl jq pigz zstd /usr/bin/time python3; do
     command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
 done
 [[ -x $ACRPULL ]] || { echo "no acrpull binary at $ACRPULL: cargo build --release --bin acrpull" >&2; exit 1; }
+for link in ${LINKS//,/ }; do
+    [[ -n ${LINK_PROFILE[$link]:-} ]] || { echo "unknown link profile: $link (lan, wan)" >&2; exit 1; }
+    [[ -x $SHAPER ]] || { echo "no shaper at $SHAPER: cargo build --release -p acrpull-testenv --bin acrpull-shaper" >&2; exit 1; }
+done
 mkdir -p "$OUT/trash" "$OUT/raw"
 MIN_FREE_GB=${MIN_FREE_GB:-30}
 COOLDOWN=${COOLDOWN:-370}
@@ -86,9 +114,13 @@ bench() { # IMAGE_ID JOB PREPARE COMMAND
     local id=$1 job=$2 prep=$3 cmd=$4 runs=$5 warmup=$6
     has_job "$job" || return 0
     local raw="$OUT/raw/$id"
+    echo "---- [$id] $job: $cmd"
+    if [[ $DRY == 1 ]]; then
+        echo "     (dry run; prepare: $prep)"
+        return 0
+    fi
     mkdir -p "$raw"
     rm -f "$raw/$job".*
-    echo "---- [$id] $job: $cmd"
     local c0 c1
     c0=$(awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat)
     if ! hyperfine --shell bash --style basic --warmup "$warmup" --runs "$runs" \
@@ -106,6 +138,32 @@ bench() { # IMAGE_ID JOB PREPARE COMMAND
         '{command:$cmd, commit:$commit, machine_busy_ticks:$busy, loadavg_after:$load}' >"$raw/$job.info.json"
 }
 
+# The pulls of acrpull and its peers against the registry at REG (the registry itself or a
+# shaped link in front of it). ACRPULL_ENV is put before every acrpull command.
+pulls() { # ID REG IMAGE TAG WORKDIR RUNS WARMUP
+    local id=$1 reg=$2 img=$3 tag=$4 W=$5 runs=$6 warmup=$7
+    A="${ACRPULL_ENV:-} $ACRPULL --quiet $reg/$img"
+    # Cold runs: the default mode (blobs go through the cache), with the cache emptied first.
+    bench "$id" acr_oci "$TRASH $W/layout $W/cache" "$A $W/layout --format oci --cache-dir $W/cache" "$runs" "$warmup"
+    if has_job acr_repull_oci && [[ $DRY != 1 ]]; then
+        "$TRASH" "$W/warm-cache"
+        $A "$W/warm" --format oci --cache-dir "$W/warm-cache"
+        bench "$id" acr_repull_oci "$TRASH $W/repull" "$A $W/repull --format oci --cache-dir $W/warm-cache" "$runs" 1
+    fi
+    bench "$id" acr_rootfs "$TRASH $W/rootfs $W/cache" "$A $W/rootfs --cache-dir $W/cache" "$runs" "$warmup"
+    SK="skopeo copy --quiet --src-tls-verify=false docker://$reg/$img"
+    bench "$id" skopeo_oci "$TRASH $W/layout" "$SK oci:$W/layout:$tag" "$runs" "$warmup"
+    bench "$id" skopeo_umoci "$TRASH $W/layout $W/bundle" \
+        "$SK oci:$W/layout:$tag && umoci unpack --rootless --image $W/layout:$tag $W/bundle" "$runs" "$warmup"
+    if command -v podman >/dev/null; then
+        # podman refuses a runroot longer than 50 characters: keep it on /run (tmpfs).
+        R=/run/acrbench-perf/$id
+        P="podman --root $W/podman/root --runroot $R --tmpdir $W/podman/tmp"
+        bench "$id" podman_overlay "$TRASH $W/podman && rm -rf $R" \
+            "$P --storage-driver overlay pull -q --tls-verify=false $reg/$img" "$runs" "$warmup"
+    fi
+}
+
 for img in "${IMAGES[@]}"; do
     [[ $img == *:* ]] || img=$img:v1
     name=${img%%:*} tag=${img#*:}
@@ -118,32 +176,40 @@ for img in "${IMAGES[@]}"; do
     # A full run replaces the image's rows; a JOBS subset keeps the other rows it finds.
     [[ $JOBS == "$ALL_JOBS" ]] && rm -rf "${OUT:?}/raw/$id"
     echo "== $img: static blobs for the local floors"
-    "$HARNESS/fetch_blobs.sh" "$img" "$W/blobs-static" --verify
-    cp "$W/blobs-static/manifest.json" "$OUT/raw/$id.manifest.json"
-    mkdir -p "$OUT/raw/$id"
+    if [[ $DRY != 1 ]]; then
+        "$HARNESS/fetch_blobs.sh" "$img" "$W/blobs-static" --verify
+        cp "$W/blobs-static/manifest.json" "$OUT/raw/$id.manifest.json"
+        mkdir -p "$OUT/raw/$id"
+    fi
 
-    A="$ACRPULL --quiet $REG/$img"
-    # Cold runs: the default mode (blobs go through the cache), with the cache emptied first.
-    bench "$id" acr_oci "$TRASH $W/layout $W/cache" "$A $W/layout --format oci --cache-dir $W/cache" "$runs" "$warmup"
-    if has_job acr_repull_oci; then
-        "$TRASH" "$W/warm-cache"
-        $A "$W/warm" --format oci --cache-dir "$W/warm-cache"
-        bench "$id" acr_repull_oci "$TRASH $W/repull" "$A $W/repull --format oci --cache-dir $W/warm-cache" "$runs" 1
-    fi
-    bench "$id" acr_rootfs "$TRASH $W/rootfs $W/cache" "$A $W/rootfs --cache-dir $W/cache" "$runs" "$warmup"
-    SK="skopeo copy --quiet --src-tls-verify=false docker://$REG/$img"
-    bench "$id" skopeo_oci "$TRASH $W/layout" "$SK oci:$W/layout:$tag" "$runs" "$warmup"
-    bench "$id" skopeo_umoci "$TRASH $W/layout $W/bundle" \
-        "$SK oci:$W/layout:$tag && umoci unpack --rootless --image $W/layout:$tag $W/bundle" "$runs" "$warmup"
-    if command -v podman >/dev/null; then
-        # podman refuses a runroot longer than 50 characters: keep it on /run (tmpfs).
-        R=/run/acrbench-perf/$id
-        P="podman --root $W/podman/root --runroot $R --tmpdir $W/podman/tmp"
-        bench "$id" podman_overlay "$TRASH $W/podman && rm -rf $R" \
-            "$P --storage-driver overlay pull -q --tls-verify=false $REG/$img" "$runs" "$warmup"
-    fi
+    pulls "$id" "$REG" "$img" "$tag" "$W" "$runs" "$warmup"
     bench "$id" floor_fetch "$TRASH $W/blobs" "$HARNESS/fetch_blobs.sh $img $W/blobs --verify" "$runs" "$warmup"
     bench "$id" floor_untar "$TRASH $W/untar" "$HARNESS/untar_layers.sh $W/blobs-static $W/untar" "$runs" "$warmup"
+    bench "$id" floor_inflate "$TRASH $W/blobs-inflate" \
+        "$HARNESS/fetch_blobs.sh $img $W/blobs-inflate && $HARNESS/untar_layers.sh $W/blobs-inflate -" "$runs" "$warmup"
+
+    for link in ${LINKS//,/ }; do
+        read -r rtt total per_connection <<<"${LINK_PROFILE[$link]}"
+        lid="$id@$link"
+        if [[ $DRY == 1 ]]; then
+            host="SHAPED_HOST"
+        else
+            coproc SHAPER_PROC { "$SHAPER" "$REG" "$rtt" "$total" "$per_connection"; }
+            read -r -u "${SHAPER_PROC[0]}" host
+            mkdir -p "$OUT/raw/$lid"
+            [[ $JOBS == "$ALL_JOBS" ]] && rm -f "$OUT/raw/$lid"/*
+            jq -n --argjson rtt "$rtt" --argjson total "$total" --argjson per "$per_connection" \
+                '{rtt_ms:$rtt, total_bytes_per_s:$total, connection_bytes_per_s:$per}' >"$OUT/raw/$lid/link.json"
+            cp "$OUT/raw/$id.manifest.json" "$OUT/raw/$lid.manifest.json"
+        fi
+        echo "== $img through the $link link ($host: RTT $rtt ms, total $total B/s, per connection $per_connection B/s)"
+        JOBS=$LINK_JOBS ACRPULL_ENV="env ACRPULL_PARALLEL_RANGES=1" \
+            pulls "$lid" "$host" "$img" "$tag" "$W" "$runs" "$warmup"
+        if [[ $DRY != 1 ]]; then
+            eval "exec ${SHAPER_PROC[1]}>&-"
+            wait "$SHAPER_PROC_PID" 2>/dev/null || true
+        fi
+    done
 
     # never delete through a mount (podman); then move everything to the trash
     awk -v w="$W" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r | while read -r mp; do
@@ -152,6 +218,7 @@ for img in "${IMAGES[@]}"; do
     "$TRASH" "$W"
 done
 
+[[ $DRY == 1 ]] && exit 0
 args=("$OUT/raw" --label "$LABEL" --commit "$COMMIT")
 [[ $WRITE == 1 ]] && args+=(--write "$ROOT/BENCHMARKS.md")
 python3 "$HERE/report.py" "${args[@]}"
