@@ -5,8 +5,7 @@
 //! round-trip time and caps bandwidth ([`shaper`]). For referrers: a read-write registry
 //! serving the referrers API ([`oci_registry`]), supply-chain artifacts to attach
 //! ([`artifacts`]) and cosign signatures made with keys generated per test ([`cosign`]).
-//! Everything
-//! binds to 127.0.0.1 only.
+//! Everything binds to 127.0.0.1 only.
 
 pub mod artifacts;
 pub mod azure;

@@ -1,6 +1,5 @@
-//! The link shaper as a process, for benchmarks of real links:
-//! `acrpull-shaper UPSTREAM_HOST:PORT RTT_MS [TOTAL_BYTES_PER_SECOND [CONNECTION_BYTES_PER_SECOND]]`
-//! proxies a TCP service (a registry, plain or TLS) on a free loopback port with the given
+//! The link shaper as a process, for benchmarks of real links: `acrpull-shaper
+//! UPSTREAM_HOST:PORT RTT_MS [TOTAL_BYTES_PER_SECOND [CONNECTION_BYTES_PER_SECOND]]` proxies a TCP service (a registry, plain or TLS) on a free loopback port with the given
 //! round-trip time and bandwidth caps (0 or absent: no cap). It prints `127.0.0.1:PORT` on
 //! stdout and serves until its stdin closes.
 
@@ -10,8 +9,8 @@ use std::time::Duration;
 use acrpull_testenv::shaper::{Link, Shaper};
 use anyhow::Context as _;
 
-const USAGE: &str =
-    "usage: acrpull-shaper UPSTREAM_HOST:PORT RTT_MS [TOTAL_BYTES_PER_SECOND [CONNECTION_BYTES_PER_SECOND]]";
+const USAGE: &str = "usage: acrpull-shaper UPSTREAM_HOST:PORT RTT_MS \
+     [TOTAL_BYTES_PER_SECOND [CONNECTION_BYTES_PER_SECOND]]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
