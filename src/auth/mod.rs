@@ -230,22 +230,9 @@ impl Authenticator {
                     .await;
             }
             Credential::AzureOrAnonymous(source) => {
-                match self
-                    .azure_token(http, realm, service, scopes, source.as_ref())
-                    .await
-                {
-                    Err(Error::Azure {
-                        source: crate::azure::Error::EndpointUnreachable { .. },
-                        ..
-                    }) => {
-                        tracing::info!(
-                            registry = %self.registry,
-                            "no Azure identity endpoint reachable; pulling anonymously"
-                        );
-                        TokenGrant::Anonymous
-                    }
-                    other => return other,
-                }
+                return self
+                    .azure_or_anonymous_token(http, realm, service, scopes, source.as_ref())
+                    .await;
             }
         };
         // Credentials (anything but anonymous) only go to HTTPS or loopback realms.
@@ -258,6 +245,41 @@ impl Authenticator {
                 realm: crate::http::redact_url(realm),
                 source: Box::new(source),
             })
+    }
+
+    /// The Azure identity chosen automatically for an ACR host. When this machine has no
+    /// identity (no endpoint, or IMDS knows none), the token is asked for anonymously, which
+    /// registries with anonymous pull grant; if the registry refuses that too, the identity
+    /// failure is the error (it says what to set up).
+    async fn azure_or_anonymous_token(
+        &self,
+        http: &reqwest::Client,
+        realm: &url::Url,
+        service: Option<&str>,
+        scopes: &[String],
+        source: &dyn crate::azure::AadTokenSource,
+    ) -> Result<CachedToken> {
+        let identity_error = match self.azure_token(http, realm, service, scopes, source).await {
+            Err(Error::Azure { source, registry }) if source.is_no_identity() => {
+                Error::Azure { source, registry }
+            }
+            other => return other,
+        };
+        tracing::info!(
+            registry = %self.registry,
+            "no Azure identity on this machine ({identity_error}); asking for an anonymous pull token"
+        );
+        match token::fetch(http, realm, service, scopes, TokenGrant::Anonymous).await {
+            Ok(token) => Ok(token),
+            Err(refused) if refused.is_denied() => {
+                tracing::debug!(registry = %self.registry, error = %refused, "anonymous pull refused");
+                Err(identity_error)
+            }
+            Err(other) => Err(Error::Token {
+                realm: crate::http::redact_url(realm),
+                source: Box::new(other),
+            }),
+        }
     }
 
     /// AAD token -> ACR refresh token (cached per registry) -> access token for `scopes`.

@@ -7,13 +7,11 @@
 //! system-assigned identity instead).
 
 use std::sync::atomic::AtomicBool;
-use std::time::SystemTime;
 
 use url::Url;
 
 use super::cache::TokenCache;
 use super::env::{Env, IDENTITY_ENDPOINT, IDENTITY_HEADER};
-use super::response::{describe_error_body, error_description, parse_token_response};
 use super::retry::{self, RetryPolicy, RetryStatuses};
 use super::{resource_of, AadToken, AadTokenSource, Error, UserAssignedId};
 use crate::secret::Secret;
@@ -100,21 +98,7 @@ impl AppServiceSource {
             &self.reached,
         )
         .await?;
-        let endpoint = crate::http::redact_url(&self.endpoint);
-        match (answer.status, &self.selector) {
-            (200..=299, _) => parse_token_response(&endpoint, &answer.body, SystemTime::now()),
-            (400 | 404, Some(selector)) => Err(Error::IdentityNotAssigned {
-                identity: selector.to_string(),
-                endpoint,
-                description: error_description(&answer.body)
-                    .unwrap_or_else(|| describe_error_body(&answer.body)),
-            }),
-            (status, _) => Err(Error::Refused {
-                endpoint,
-                status,
-                description: describe_error_body(&answer.body),
-            }),
-        }
+        super::token_from_answer(&self.endpoint, &answer, self.selector.as_ref())
     }
 }
 

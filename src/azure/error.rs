@@ -27,6 +27,15 @@ pub enum Error {
         source: reqwest::Error,
     },
 
+    /// IMDS answered, but this machine has no managed identity (none assigned, none chosen).
+    #[error("{endpoint} has no managed identity for this machine: {description}")]
+    NoIdentity {
+        /// The endpoint (no query string).
+        endpoint: String,
+        /// IMDS `error_description`.
+        description: String,
+    },
+
     /// A request failed below HTTP (connection reset, timeout, TLS).
     #[error("request to {url} failed")]
     Transport {
@@ -102,17 +111,14 @@ pub enum Error {
         detail: String,
     },
 
-    /// The environment names an identity source this version cannot use.
-    #[error(
-        "{source_name} managed identity was detected ({detected_by}) but is not supported yet; \
-         use a service principal (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_CLIENT_SECRET) or \
-         registry credentials instead"
-    )]
-    UnsupportedSource {
-        /// The source, e.g. `Service Fabric`.
-        source_name: &'static str,
-        /// The variables that identified it.
-        detected_by: String,
+    /// The Azure Arc agent named a key file acrpull will not read (outside the agent's token
+    /// directory, not a regular `.key` file, a symbolic link, or over 4 KiB).
+    #[error("refusing the Azure Arc key file {path}: {reason}")]
+    ArcKeyFile {
+        /// The path the agent's challenge named.
+        path: String,
+        /// Why it was refused.
+        reason: String,
     },
 
     /// The workload identity token file could not be read.
@@ -158,4 +164,15 @@ pub enum Error {
         /// The error body (shortened; error bodies carry no tokens).
         body: String,
     },
+}
+
+impl Error {
+    /// Whether the failure means "this machine has no Azure identity at all" (no endpoint
+    /// reachable, or IMDS knows no identity for it), as opposed to a broken or refused one.
+    pub fn is_no_identity(&self) -> bool {
+        matches!(
+            self,
+            Error::EndpointUnreachable { .. } | Error::NoIdentity { .. }
+        )
+    }
 }

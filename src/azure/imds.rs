@@ -129,6 +129,15 @@ impl ImdsSource {
                 endpoint,
                 description,
             },
+            None if description
+                .to_ascii_lowercase()
+                .contains("identity not found") =>
+            {
+                Error::NoIdentity {
+                    endpoint,
+                    description,
+                }
+            }
             None => Error::Refused {
                 endpoint,
                 status: 400,

@@ -7,8 +7,9 @@
 //! `AZURE_POD_IDENTITY_AUTHORITY_HOST`, `IDENTITY_ENDPOINT` and a loopback `AZURE_AUTHORITY_HOST`
 //! so every path is tested against loopback fakes (docs/azure-auth.md section 4).
 //!
-//! Layout: [`env`] snapshots the variables; [`imds`], [`app_service`], [`workload`] and
-//! [`client_secret`] are the sources, each an [`AadTokenSource`] with its own cache;
+//! Layout: [`env`] snapshots the variables; [`imds`], [`app_service`], [`arc`],
+//! [`service_fabric`], [`azure_ml`], [`cloud_shell`], [`workload`] and [`client_secret`] are
+//! the sources, each an [`AadTokenSource`] with its own cache;
 //! [`default_chain`] picks one the way DefaultAzureCredential does; [`acr`] turns an AAD token
 //! into ACR refresh and access tokens.
 
@@ -20,8 +21,11 @@ use crate::secret::Secret;
 
 pub mod acr;
 pub mod app_service;
+pub mod arc;
+pub mod azure_ml;
 mod cache;
 pub mod client_secret;
+pub mod cloud_shell;
 mod entra;
 pub mod env;
 mod error;
@@ -29,6 +33,7 @@ pub mod imds;
 pub mod registries;
 pub(crate) mod response;
 mod retry;
+pub mod service_fabric;
 pub mod workload;
 
 #[cfg(test)]
@@ -36,19 +41,31 @@ mod tests;
 
 pub use acr::{exchange_for_refresh_token, realm_trusted, refresh_token_for_registry};
 pub use app_service::AppServiceSource;
+pub use arc::ArcSource;
+pub use azure_ml::AzureMlSource;
 pub use cache::REFRESH_MARGIN;
 pub use client_secret::ClientSecretSource;
+pub use cloud_shell::CloudShellSource;
 pub use entra::DEFAULT_AUTHORITY_HOST;
 pub use env::Env;
 pub use error::Error;
 pub use imds::{ImdsSource, DEFAULT_IMDS_HOST};
 pub use registries::{AzureRegistries, NotAzureRegistry, AZURE_REGISTRIES_VAR};
 pub use retry::RetryPolicy;
+pub use service_fabric::ServiceFabricSource;
 pub use workload::WorkloadIdentitySource;
 
 /// The AAD audience of Azure Container Registry. Accepted by every registry, unlike the ARM
 /// audience, which a registry can refuse (spec 3.8).
 pub const ACR_AUDIENCE: &str = "https://containerregistry.azure.net";
+
+/// What to do when an Azure identity may not pull: the role to assign under either permission
+/// model ACR has (classic RBAC, or the ABAC repository permissions of registries whose role
+/// assignment mode is "RBAC Registry + ABAC Repository Permissions").
+pub const PERMISSION_HINT: &str = "assign the identity the AcrPull role on the registry, or, on a \
+     registry with ABAC repository permissions (role assignment mode \"RBAC Registry + ABAC \
+     Repository Permissions\"), the Container Registry Repository Reader role (optionally with \
+     a condition naming the repository); role assignments can take minutes to apply";
 
 /// An Entra ID (AAD) access token for the registry audience.
 #[derive(Debug, Clone)]
@@ -111,12 +128,15 @@ impl fmt::Display for UserAssignedId {
 }
 
 /// Pick the identity source the environment describes, in DefaultAzureCredential order:
-/// service principal secret, workload identity, then managed identity (App Service endpoint, else
-/// IMDS). `selector` chooses a user-assigned managed identity and applies only to managed
-/// identity; without it `AZURE_CLIENT_ID` is used as a client id, as the SDK chains do.
+/// service principal secret, workload identity, then managed identity. `selector` chooses a
+/// user-assigned managed identity and applies only to managed identity; without it
+/// `AZURE_CLIENT_ID` is used as a client id, as the SDK chains do.
 ///
-/// Managed identity flavours this version cannot use (Service Fabric, Azure Arc, Cloud Shell,
-/// Azure ML) are named in an error rather than silently falling back to IMDS.
+/// Managed identity sources are detected in the Go SDK's order (azidentity
+/// `managed_identity_client.go`): `IDENTITY_ENDPOINT` with `IDENTITY_HEADER` is Service Fabric
+/// (with `IDENTITY_SERVER_THUMBPRINT`) or App Service; with `IMDS_ENDPOINT` it is Azure Arc;
+/// then `MSI_ENDPOINT` is Azure ML (with `MSI_SECRET`) or Cloud Shell; then an installed Arc
+/// agent; then IMDS.
 pub fn default_chain(
     env: &Env,
     selector: Option<UserAssignedId>,
@@ -129,36 +149,15 @@ pub fn default_chain(
     if env.contains(AZURE_FEDERATED_TOKEN_FILE) {
         return Ok(Arc::new(WorkloadIdentitySource::new(env, audience)?));
     }
-    let unsupported = |source_name, names: &[&str]| {
-        Err(Error::UnsupportedSource {
-            source_name,
-            detected_by: names.join(", "),
-        })
-    };
-    // Managed identity detection in MSAL Go's `GetSource` order (spec 2.1).
-    if env.contains(IDENTITY_ENDPOINT) && env.contains(IDENTITY_HEADER) {
-        if env.contains(IDENTITY_SERVER_THUMBPRINT) {
-            return unsupported(
-                "Service Fabric",
-                &[
-                    IDENTITY_ENDPOINT,
-                    IDENTITY_HEADER,
-                    IDENTITY_SERVER_THUMBPRINT,
-                ],
-            );
-        }
-        return Ok(Arc::new(AppServiceSource::new(env, selector, audience)?));
-    }
-    if env.contains(MSI_ENDPOINT) {
-        return if env.contains(MSI_SECRET) {
-            unsupported("Azure ML", &[MSI_ENDPOINT, MSI_SECRET])
-        } else {
-            unsupported("Cloud Shell", &[MSI_ENDPOINT])
-        };
-    }
     if env.contains(IDENTITY_ENDPOINT) {
+        if env.contains(IDENTITY_HEADER) {
+            if env.contains(IDENTITY_SERVER_THUMBPRINT) {
+                return Ok(Arc::new(ServiceFabricSource::new(env, selector, audience)?));
+            }
+            return Ok(Arc::new(AppServiceSource::new(env, selector, audience)?));
+        }
         if env.contains(IMDS_ENDPOINT) {
-            return unsupported("Azure Arc", &[IDENTITY_ENDPOINT, IMDS_ENDPOINT]);
+            return Ok(Arc::new(ArcSource::new(env, selector, audience)?));
         }
         return Err(Error::Configuration {
             detail: format!(
@@ -166,6 +165,15 @@ pub fn default_chain(
                  which matches no known managed identity source"
             ),
         });
+    }
+    if env.contains(MSI_ENDPOINT) {
+        if env.contains(MSI_SECRET) {
+            return Ok(Arc::new(AzureMlSource::new(env, selector, audience)?));
+        }
+        return Ok(Arc::new(CloudShellSource::new(env, selector, audience)?));
+    }
+    if arc::agent_installed() {
+        return Ok(Arc::new(ArcSource::new(env, selector, audience)?));
     }
     Ok(Arc::new(ImdsSource::new(env, selector, audience)?))
 }
@@ -261,6 +269,64 @@ pub(crate) fn identity_endpoint(raw: &str, variable: &str) -> Result<url::Url, E
         .ok_or_else(|| Error::Configuration {
             detail: format!("{variable} is not an http(s) URL: {raw}"),
         })
+}
+
+/// The token in a managed-identity endpoint's final answer: a 2xx body parsed liberally; with a
+/// user-assigned `selector`, a 400/404 names that identity as not assigned; anything else is
+/// the endpoint's refusal with its error description.
+pub(crate) fn token_from_answer(
+    endpoint: &url::Url,
+    answer: &retry::Answer,
+    selector: Option<&UserAssignedId>,
+) -> Result<AadToken, Error> {
+    let endpoint = crate::http::redact_url(endpoint);
+    match (answer.status, selector) {
+        (200..=299, _) => {
+            response::parse_token_response(&endpoint, &answer.body, std::time::SystemTime::now())
+        }
+        (400 | 404, Some(selector)) => Err(Error::IdentityNotAssigned {
+            identity: selector.to_string(),
+            endpoint,
+            description: response::error_description(&answer.body)
+                .unwrap_or_else(|| response::describe_error_body(&answer.body)),
+        }),
+        (status, _) => Err(Error::Refused {
+            endpoint,
+            status,
+            description: response::describe_error_body(&answer.body),
+        }),
+    }
+}
+
+/// Refuse a user-assigned identity on a source whose endpoint cannot select one (Azure Arc,
+/// Cloud Shell, Service Fabric), as the Azure SDKs do: asking would silently get the
+/// system-assigned identity instead.
+pub(crate) fn refuse_selector(
+    source_name: &str,
+    selector: Option<UserAssignedId>,
+    env: &Env,
+) -> Result<(), Error> {
+    let from_env = selector.is_none() && env.contains(env::AZURE_CLIENT_ID);
+    match selector_or_env(selector, env) {
+        None => Ok(()),
+        Some(selector) => Err(Error::Configuration {
+            detail: format!(
+                "{source_name} managed identity cannot select a user-assigned identity \
+                 ({selector}{}): the endpoint always answers with the identity the platform \
+                 assigned; drop --client-id/--object-id/--resource-id{}",
+                if from_env {
+                    ", from AZURE_CLIENT_ID"
+                } else {
+                    ""
+                },
+                if from_env {
+                    " and unset AZURE_CLIENT_ID"
+                } else {
+                    ""
+                },
+            ),
+        }),
+    }
 }
 
 /// The user-assigned identity to ask for: the flag's, else `AZURE_CLIENT_ID` as a client id.
@@ -400,42 +466,51 @@ mod unit_tests {
     }
 
     #[test]
-    fn unsupported_sources_are_named() {
-        let cases: [(&[(&str, &str)], &str); 4] = [
+    fn managed_identity_sources_in_go_sdk_order() {
+        let thumbprint = "ab".repeat(20);
+        let cases: [(&[(&str, &str)], &str); 6] = [
             (
                 &[
                     ("IDENTITY_ENDPOINT", "https://127.0.0.1:2377/m"),
                     ("IDENTITY_HEADER", "h"),
-                    ("IDENTITY_SERVER_THUMBPRINT", "ab"),
+                    ("IDENTITY_SERVER_THUMBPRINT", &thumbprint),
+                    ("IMDS_ENDPOINT", "http://127.0.0.1:40342"),
+                    ("MSI_ENDPOINT", "http://127.0.0.1:1/t"),
                 ],
-                "Service Fabric",
+                "managed identity (Service Fabric",
+            ),
+            (
+                &[
+                    ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/m"),
+                    ("IDENTITY_HEADER", "h"),
+                    ("IMDS_ENDPOINT", "http://127.0.0.1:40342"),
+                ],
+                "managed identity (App Service",
             ),
             (
                 &[
                     ("IDENTITY_ENDPOINT", "http://127.0.0.1:40342/m"),
                     ("IMDS_ENDPOINT", "http://127.0.0.1:40342"),
+                    ("MSI_ENDPOINT", "http://127.0.0.1:1/t"),
                 ],
-                "Azure Arc",
-            ),
-            (
-                &[("MSI_ENDPOINT", "http://127.0.0.1:50342/oauth2/token")],
-                "Cloud Shell",
+                "managed identity (Azure Arc",
             ),
             (
                 &[
                     ("MSI_ENDPOINT", "http://127.0.0.1:1/t"),
                     ("MSI_SECRET", "s"),
                 ],
-                "Azure ML",
+                "managed identity (Azure ML",
             ),
+            (
+                &[("MSI_ENDPOINT", "http://127.0.0.1:50342/oauth2/token")],
+                "managed identity (Cloud Shell",
+            ),
+            (&[], "managed identity (IMDS"),
         ];
-        for (pairs, name) in cases {
-            let error = chosen(pairs).unwrap_err();
-            assert!(
-                error.starts_with(&format!("{name} managed identity was detected")),
-                "{error}"
-            );
-            assert!(error.contains("not supported yet"), "{error}");
+        for (pairs, expected) in cases {
+            let described = chosen(pairs).unwrap();
+            assert!(described.starts_with(expected), "{described}");
         }
         let error = chosen(&[("IDENTITY_ENDPOINT", "http://127.0.0.1:1/t")]).unwrap_err();
         assert!(error.contains("IDENTITY_HEADER"), "{error}");

@@ -124,38 +124,52 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> Option<u64> {
     u64::try_from(era * 146_097 + day_of_era - 719_468).ok()
 }
 
-/// A readable description of an error body: `error: error_description` (OAuth and IMDS), the
-/// first `errors[]` entry (registry style), or the body itself, shortened.
+/// A readable description of an error body: `error: error_description` (OAuth and IMDS),
+/// `code: message` of a nested `error` object (Service Fabric), the first `errors[]` entry
+/// (registry style), a bare `message` (the legacy App Service API Azure ML serves), or the
+/// body itself, shortened.
 pub(crate) fn describe_error_body(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct OAuthError {
-        error: Option<String>,
-        error_description: Option<String>,
-        errors: Option<Vec<RegistryError>>,
-    }
-    #[derive(Deserialize)]
-    struct RegistryError {
-        code: Option<String>,
-        message: Option<String>,
-    }
     let text = String::from_utf8_lossy(body);
-    let Ok(parsed) = serde_json::from_slice::<OAuthError>(body) else {
+    let Ok(serde_json::Value::Object(parsed)) = serde_json::from_slice::<serde_json::Value>(body)
+    else {
         return crate::http::excerpt(&text);
     };
-    let described = match (parsed.error, parsed.error_description) {
-        (Some(error), Some(description)) => format!("{error}: {description}"),
-        (None, Some(description)) => description,
-        (Some(error), None) => error,
-        (None, None) => match parsed.errors.as_deref() {
-            Some([first, ..]) => format!(
-                "{}: {}",
-                first.code.as_deref().unwrap_or("error"),
-                first.message.as_deref().unwrap_or("")
-            ),
-            _ => return crate::http::excerpt(&text),
-        },
+    let field = |value: Option<&serde_json::Value>, name: &str| {
+        value
+            .and_then(|value| value.get(name))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
     };
-    crate::http::excerpt(&described)
+    let pair = |code: Option<String>, message: Option<String>| match (code, message) {
+        (Some(code), Some(message)) => Some(format!("{code}: {message}")),
+        (None, Some(message)) => Some(message),
+        (Some(code), None) => Some(code),
+        (None, None) => None,
+    };
+    let object = serde_json::Value::Object(parsed.clone());
+    let described = match parsed.get("error") {
+        Some(serde_json::Value::Object(_)) => pair(
+            field(parsed.get("error"), "code"),
+            field(parsed.get("error"), "message"),
+        ),
+        _ => pair(
+            field(Some(&object), "error"),
+            field(Some(&object), "error_description"),
+        ),
+    }
+    .or_else(|| {
+        let first = parsed.get("errors")?.as_array()?.first()?;
+        Some(format!(
+            "{}: {}",
+            field(Some(first), "code").unwrap_or_else(|| "error".into()),
+            field(Some(first), "message").unwrap_or_default()
+        ))
+    })
+    .or_else(|| field(Some(&object), "message"));
+    match described {
+        Some(described) => crate::http::excerpt(&described),
+        None => crate::http::excerpt(&text),
+    }
 }
 
 /// Only the `error_description` of an IMDS / App Service error body, if present.
@@ -255,6 +269,17 @@ mod tests {
             "UNAUTHORIZED: no"
         );
         assert_eq!(describe_error_body(b"  plain text "), "plain text");
+        assert_eq!(
+            describe_error_body(
+                br#"{"error":{"code":"SecretHeaderNotFound","message":"Secret is not found"}}"#
+            ),
+            "SecretHeaderNotFound: Secret is not found"
+        );
+        assert_eq!(
+            describe_error_body(br#"{"statusCode":400,"message":"No MSI found"}"#),
+            "No MSI found"
+        );
+        assert_eq!(describe_error_body(br#"{"other":1}"#), r#"{"other":1}"#);
         assert_eq!(
             error_description(
                 br#"{"error":"x","error_description":"Multiple user assigned identities exist"}"#

@@ -92,6 +92,8 @@ impl RetryStatuses {
 /// The final answer of an endpoint: status and body.
 pub(crate) struct Answer {
     pub(crate) status: u16,
+    /// The `WWW-Authenticate` header, if any (Azure Arc names its key file there).
+    pub(crate) www_authenticate: Option<String>,
     pub(crate) body: bytes::Bytes,
 }
 
@@ -153,6 +155,12 @@ pub(crate) async fn send(
         }
     })?;
     let status = sent.response.status().as_u16();
+    let www_authenticate = sent
+        .response
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
     let body = crate::http::read_capped(sent.response, TOKEN_BODY_LIMIT, Pace::default())
         .await
         .map_err(|error| super::acr::body_error(endpoint, error))?;
@@ -164,7 +172,11 @@ pub(crate) async fn send(
             description: describe_error_body(&body),
         });
     }
-    Ok(Answer { status, body })
+    Ok(Answer {
+        status,
+        www_authenticate,
+        body,
+    })
 }
 
 #[cfg(test)]

@@ -113,20 +113,21 @@ fn registry_hint(error: &RegistryError, image: Option<&SourceSpec>) -> Option<St
             // The message already names the role to assign (AcrPull) for Azure identities.
             return None;
         }
-        RegistryError::Unauthorized { status: 403, .. } => {
+        RegistryError::Unauthorized { status: 403, .. } => format!(
             "the credentials were accepted but may not pull this repository: grant pull \
-             permission (on ACR, assign the AcrPull role to the identity)"
-                .into()
-        }
+             permission (on ACR, {})",
+            acrpull::azure::PERMISSION_HINT
+        ),
         RegistryError::Unauthorized { .. } | RegistryError::Token { .. } => {
             "check the credentials: --username with --password-stdin, a Docker config \
              (`~/.docker/config.json`), or an Azure identity (--identity, --client-id)"
                 .into()
         }
         RegistryError::Azure { source, .. } => match source {
-            Azure::EndpointUnreachable { .. } => {
-                "no managed identity here: run on an Azure VM, VMSS, ACI or App Service with a \
-                 managed identity enabled, or set AZURE_CLIENT_ID, AZURE_TENANT_ID and \
+            Azure::EndpointUnreachable { .. } | Azure::NoIdentity { .. } => {
+                "no managed identity here: run where Azure provides one (a VM or scale set, \
+                 App Service, Container Apps, an Azure Arc-enabled server, Service Fabric, \
+                 Azure ML, Cloud Shell) with it enabled, or set AZURE_CLIENT_ID, AZURE_TENANT_ID and \
                  AZURE_CLIENT_SECRET (service principal) or AZURE_FEDERATED_TOKEN_FILE \
                  (workload identity)"
                     .into()
@@ -138,9 +139,10 @@ fn registry_hint(error: &RegistryError, image: Option<&SourceSpec>) -> Option<St
             }
             Azure::AcrRefused {
                 status: 401 | 403, ..
-            } => "the registry refused the Entra ID token: assign the AcrPull role to the \
-                 identity on this registry (role assignments can take minutes to apply)"
-                .into(),
+            } => format!(
+                "the registry refused the Entra ID token: {}",
+                acrpull::azure::PERMISSION_HINT
+            ),
             _ => return None,
         },
         RegistryError::Tls { .. } => {

@@ -576,6 +576,14 @@ impl RegistryClient {
             return Ok(response);
         }
         let url = redact_url(response.url());
+        // A 403 from the registry itself (not from blob storage behind a redirect) to an Azure
+        // identity is ACR's `DENIED`: the identity lacks the role.
+        let denied_to_identity = status == StatusCode::FORBIDDEN
+            && self.uses_azure_identity()
+            && self
+                .base()
+                .await
+                .is_ok_and(|base| base.origin() == response.url().origin());
         let challenge_error = challenge_of(&response).and_then(|c| c.error().map(str::to_string));
         let body = crate::http::read_excerpt(response, self.options.pace).await;
         let registry_message = body.as_deref().and_then(registry_error_message);
@@ -586,6 +594,7 @@ impl RegistryClient {
                 status: status.as_u16(),
                 detail: match challenge_error.as_deref() {
                     Some("insufficient_scope") => Some(self.permission_message()),
+                    _ if denied_to_identity => Some(self.permission_message()),
                     _ => challenge_error.or(registry_message).or(body),
                 },
             },
@@ -600,6 +609,15 @@ impl RegistryClient {
 }
 
 impl RegistryClient {
+    /// Whether requests carry tokens minted from an Azure identity.
+    fn uses_azure_identity(&self) -> bool {
+        use crate::credential::Credential;
+        matches!(
+            self.auth.credential(),
+            Credential::Azure(_) | Credential::AzureOrAnonymous(_)
+        )
+    }
+
     /// What to say when the registry accepted our token but it grants no pull.
     fn permission_message(&self) -> String {
         use crate::credential::Credential;
@@ -607,10 +625,11 @@ impl RegistryClient {
         match self.auth.credential() {
             Credential::Azure(_) | Credential::AzureOrAnonymous(_) => format!(
                 "insufficient_scope: {} has no pull permission on repository `{}` in `{registry}`; \
-                 assign it the AcrPull role, e.g. `az role assignment create --assignee <principal id> \
+                 {}, e.g. `az role assignment create --assignee <principal id> \
                  --scope <registry resource id> --role acrpull`",
                 self.auth.credential().kind(),
-                self.repository
+                self.repository,
+                crate::azure::PERMISSION_HINT,
             ),
             other => format!(
                 "insufficient_scope: {} has no pull permission on repository `{}` in `{registry}`",

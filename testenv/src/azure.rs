@@ -28,10 +28,14 @@ use axum::routing::{get, post};
 use axum::Router;
 
 mod identity;
+mod managed;
 mod registry;
+mod tls;
 mod token_service;
 
+pub use managed::ArcChallenge;
 pub use registry::{push_tiny_image, ChallengeOnlyRegistry, TokenAuthRegistry};
+pub use tls::ServiceFabricServer;
 
 /// The ACR audience the fakes issue AAD tokens for (and the exchange accepts).
 pub const ACR_AUDIENCE: &str = "https://containerregistry.azure.net";
@@ -51,6 +55,14 @@ pub enum Endpoint {
     Imds,
     /// `GET /msi/token` (App Service style).
     AppService,
+    /// `GET /arc/metadata/identity/oauth2/token` (the Azure Arc agent).
+    Arc,
+    /// `GET /aml/token` (Azure ML, legacy App Service API).
+    AzureMl,
+    /// `POST /cloudshell/token` (Cloud Shell).
+    CloudShell,
+    /// `GET /sf/token` over TLS (Service Fabric).
+    ServiceFabric,
     /// `POST /{tenant}/oauth2/v2.0/token`.
     Entra,
     /// `POST /oauth2/exchange`.
@@ -146,6 +158,11 @@ struct Knobs {
     system_identity: Option<String>,
     user_assigned: Vec<ManagedIdentity>,
     app_service_header: String,
+    msi_secret: String,
+    arc_challenge: managed::ArcChallenge,
+    arc_token_directory: PathBuf,
+    arc_key: Option<String>,
+    anonymous_pull: bool,
     service_principals: Vec<ServicePrincipal>,
     federated: Vec<FederatedCredential>,
     roles: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
@@ -196,6 +213,7 @@ fn now() -> u64 {
 pub struct FakeAzure {
     address: SocketAddr,
     shared: Arc<Shared>,
+    router: Router,
     directory: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
 }
@@ -211,11 +229,18 @@ impl FakeAzure {
             signer.certificate_pem(),
         )
         .context("writing the root certificate bundle")?;
+        let arc_token_directory = directory.path().join("arc-tokens");
+        std::fs::create_dir(&arc_token_directory).context("creating the Arc token directory")?;
         let shared = Arc::new(Shared {
             knobs: Mutex::new(Knobs {
                 system_identity: None,
                 user_assigned: Vec::new(),
                 app_service_header: "fake-identity-header".to_string(),
+                msi_secret: "fake-msi-secret".to_string(),
+                arc_challenge: managed::ArcChallenge::FreshKeyFile,
+                arc_token_directory,
+                arc_key: None,
+                anonymous_pull: false,
                 service_principals: Vec::new(),
                 federated: Vec::new(),
                 roles: BTreeMap::new(),
@@ -236,6 +261,10 @@ impl FakeAzure {
         let router = Router::new()
             .route("/metadata/identity/oauth2/token", get(identity::imds))
             .route("/msi/token", get(identity::app_service))
+            .route("/arc/metadata/identity/oauth2/token", get(managed::arc))
+            .route("/aml/token", get(managed::azure_ml))
+            .route("/cloudshell/token", post(managed::cloud_shell))
+            .route("/sf/token", get(managed::service_fabric))
             .route("/{tenant}/oauth2/v2.0/token", post(identity::entra))
             .route("/oauth2/exchange", post(token_service::exchange))
             .route(
@@ -251,12 +280,14 @@ impl FakeAzure {
             .await
             .context("binding the fake on 127.0.0.1")?;
         let address = listener.local_addr()?;
+        let served = router.clone();
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = axum::serve(listener, served).await;
         });
         Ok(Self {
             address,
             shared,
+            router,
             directory,
             server,
         })
@@ -270,6 +301,48 @@ impl FakeAzure {
     /// The value for `IDENTITY_ENDPOINT`.
     pub fn app_service_endpoint(&self) -> String {
         format!("{}/msi/token", self.url())
+    }
+
+    /// The value for `IDENTITY_ENDPOINT` on an Azure Arc server (with `IMDS_ENDPOINT` set too).
+    pub fn arc_endpoint(&self) -> String {
+        format!("{}/arc/metadata/identity/oauth2/token", self.url())
+    }
+
+    /// The directory the fake Arc agent writes its challenge key files into (the client must be
+    /// given the same directory as its token directory).
+    pub fn arc_token_directory(&self) -> PathBuf {
+        self.shared.knobs().arc_token_directory.clone()
+    }
+
+    /// What the Arc agent's next challenges name.
+    pub fn set_arc_challenge(&self, challenge: ArcChallenge) {
+        self.shared.knobs().arc_challenge = challenge;
+    }
+
+    /// The value for `MSI_ENDPOINT` on Azure ML (with `MSI_SECRET` = [`Self::msi_secret`]).
+    pub fn azure_ml_endpoint(&self) -> String {
+        format!("{}/aml/token", self.url())
+    }
+
+    /// The `MSI_SECRET` the Azure ML endpoint demands.
+    pub fn msi_secret(&self) -> String {
+        self.shared.knobs().msi_secret.clone()
+    }
+
+    /// The value for `MSI_ENDPOINT` in Cloud Shell (no `MSI_SECRET`).
+    pub fn cloud_shell_endpoint(&self) -> String {
+        format!("{}/cloudshell/token", self.url())
+    }
+
+    /// Serve the Service Fabric endpoint over TLS with a fresh self-signed certificate, on its
+    /// own loopback port; `IDENTITY_HEADER` is [`Self::app_service_header`].
+    pub async fn serve_service_fabric(&self) -> anyhow::Result<ServiceFabricServer> {
+        tls::ServiceFabricServer::start(self.router.clone()).await
+    }
+
+    /// Let the token service hand out pull tokens without credentials (ACR anonymous pull).
+    pub fn set_anonymous_pull(&self, allowed: bool) {
+        self.shared.knobs().anonymous_pull = allowed;
     }
 
     /// The value for `AZURE_AUTHORITY_HOST` (with the trailing slash the webhook sets).

@@ -13,6 +13,7 @@ use super::{Env, RetryPolicy};
 
 mod identity;
 mod registry;
+mod sources;
 
 /// The real retry schedule with millisecond delays.
 fn fast_policy() -> RetryPolicy {

@@ -15,19 +15,19 @@ use serde_json::json;
 use super::{now, IssuedAad, ManagedIdentity, Shared, MANAGED_IDENTITY_TENANT};
 
 /// The identity parameter names one endpoint understands.
-struct ParameterNames {
+pub(super) struct ParameterNames {
     client_id: &'static [&'static str],
     object_id: &'static [&'static str],
     resource_id: &'static [&'static str],
 }
 
-const IMDS_NAMES: ParameterNames = ParameterNames {
+pub(super) const IMDS_NAMES: ParameterNames = ParameterNames {
     client_id: &["client_id"],
     object_id: &["object_id"],
     resource_id: &["msi_res_id"],
 };
 
-const APP_SERVICE_NAMES: ParameterNames = ParameterNames {
+pub(super) const APP_SERVICE_NAMES: ParameterNames = ParameterNames {
     client_id: &["client_id"],
     object_id: &["principal_id", "object_id"],
     resource_id: &["mi_res_id"],
@@ -90,8 +90,23 @@ fn select_identity(
     }
 }
 
+/// The principal of the managed identity a request selects (with the knobs' identities).
+pub(super) fn managed_principal(
+    shared: &Shared,
+    query: &HashMap<String, String>,
+    names: &ParameterNames,
+) -> Result<String, &'static str> {
+    let knobs = shared.knobs();
+    select_identity(
+        knobs.system_identity.as_deref(),
+        &knobs.user_assigned,
+        query,
+        names,
+    )
+}
+
 /// Issue an AAD token for `principal` and remember it for the exchange.
-fn issue_aad(
+pub(super) fn issue_aad(
     shared: &Shared,
     principal: &str,
     tenant: &str,

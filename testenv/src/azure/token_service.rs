@@ -251,6 +251,9 @@ pub(super) async fn token_basic(
                 .ok()
         })
         .and_then(|bytes| String::from_utf8(bytes).ok());
+    if basic.is_none() && !headers.contains_key(axum::http::header::AUTHORIZATION) {
+        return anonymous(&shared, &parse_form(query.as_deref().unwrap_or("")));
+    }
     let Some((NULL_GUID, refresh_token)) = basic.as_deref().and_then(|b| b.split_once(':')) else {
         return registry_error(
             StatusCode::UNAUTHORIZED,
@@ -263,6 +266,50 @@ pub(super) async fn token_basic(
     form.push(("grant_type".into(), "refresh_token".into()));
     form.push(("refresh_token".into(), refresh_token.to_string()));
     grant(&shared, &form)
+}
+
+/// `GET /oauth2/token?service=..&scope=..` without credentials: on a registry with anonymous
+/// pull enabled, a token granting `pull` (and nothing else) on every repository asked for
+/// (spec 3.9); otherwise `401`, as ACR answers.
+fn anonymous(shared: &Shared, form: &[(String, String)]) -> Response {
+    let (allowed, ttl, backdate) = {
+        let knobs = shared.knobs();
+        (
+            knobs.anonymous_pull,
+            knobs.registry_token_ttl,
+            knobs.backdate,
+        )
+    };
+    if !allowed {
+        return registry_error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required, visit https://aka.ms/acr/authorization for more information.",
+        );
+    }
+    if first(form, "service") != Some(SERVICE) {
+        return registry_error(
+            StatusCode::BAD_REQUEST,
+            "DENIED",
+            "service does not match this registry",
+        );
+    }
+    let mut grants: Vec<(String, Vec<String>)> = form
+        .iter()
+        .filter(|(key, _)| key == "scope")
+        .filter_map(|(_, scope)| {
+            let (kind, rest) = scope.split_once(':')?;
+            let (name, actions) = rest.rsplit_once(':')?;
+            (kind == "repository" && actions.split(',').any(|action| action == "pull"))
+                .then(|| (name.to_string(), vec!["pull".to_string()]))
+        })
+        .collect();
+    grants.sort();
+    grants.dedup();
+    match shared.signer.access_token("", &grants, ttl, backdate) {
+        Ok(token) => Json(json!({"access_token": token})).into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{error:#}")).into_response(),
+    }
 }
 
 /// Refresh token + service + scopes -> an access token for what the roles allow.
