@@ -84,6 +84,12 @@ pub enum Command {
     /// username with an ACR refresh token minted from the Azure identity. `store` and `erase`
     /// do nothing; `list` prints `{}`.
     CredentialHelper(CredentialHelperArgs),
+    /// Answer the kubelet as an image credential provider (also run as
+    /// `acrpull-credential-provider`): read a CredentialProviderRequest
+    /// (credentialprovider.kubelet.k8s.io/v1 or v1beta1) on stdin and print a
+    /// CredentialProviderResponse with the null-GUID user and an ACR refresh token from the
+    /// node's Azure identity, for ACR hosts and ACRPULL_AZURE_REGISTRIES hosts only.
+    KubeletCredentialProvider,
     /// Show what an image reference points at: manifest digest, media type, platforms of an
     /// index, config and layers (JSON on stdout), or the exact manifest (--raw) or config
     /// (--config) bytes.
@@ -556,6 +562,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "copy",
     "token",
     "credential-helper",
+    "kubelet-credential-provider",
     "inspect",
     "verify",
     "cache",
@@ -566,9 +573,13 @@ pub const SUBCOMMANDS: &[&str] = &[
 
 /// The program name under which acrpull acts as a Docker credential helper.
 const HELPER_PROGRAM: &str = "docker-credential-acrpull";
+/// The program name under which acrpull acts as a kubelet image credential provider (not
+/// `acr-credential-provider`, the name of cloud-provider-azure's, which takes other arguments).
+const KUBELET_PROVIDER_PROGRAM: &str = "acrpull-credential-provider";
 
-/// Parse the process arguments, inserting `pull` when no subcommand is named, and
-/// `credential-helper` when invoked as `docker-credential-acrpull`.
+/// Parse the process arguments, inserting `pull` when no subcommand is named,
+/// `credential-helper` when invoked as `docker-credential-acrpull`, and
+/// `kubelet-credential-provider` when invoked as `acrpull-credential-provider`.
 pub fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
     let mut args = args;
     let invoked_as = args
@@ -579,6 +590,11 @@ pub fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
     if invoked_as == HELPER_PROGRAM {
         args[0] = "acrpull".into();
         args.insert(1, "credential-helper".into());
+        return Cli::try_parse_from(args);
+    }
+    if invoked_as == KUBELET_PROVIDER_PROGRAM {
+        args[0] = "acrpull".into();
+        args.insert(1, "kubelet-credential-provider".into());
         return Cli::try_parse_from(args);
     }
     let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");

@@ -11,6 +11,7 @@
 pub mod credential_helper;
 pub mod docker_config;
 pub mod helper;
+pub mod kubelet;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -302,3 +302,133 @@ async fn a_token_refused_mid_pull_is_renewed_once_and_the_pull_goes_on() {
         "a fresh token was minted"
     );
 }
+
+/// A port nothing listens on: "not on Azure" for the identity endpoint.
+fn closed_loopback_url() -> String {
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = unused.local_addr().unwrap().port();
+    drop(unused);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// ACR anonymous pull (spec 3.9): an ACR host (here the loopback registry, listed in
+/// `ACRPULL_AZURE_REGISTRIES`) is pulled without `--identity`; with no identity endpoint, or an
+/// IMDS that knows no identity for the machine, the pull goes on anonymously when the registry
+/// allows it, and fails with the identity's own message when it does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn anonymous_pull_registries_work_without_an_identity() {
+    let env = Env::start().await;
+    let listed = [(
+        "ACRPULL_AZURE_REGISTRIES",
+        env.registry.address().to_string(),
+    )];
+    let no_endpoint = closed_loopback_url();
+    let mut without_endpoint: Vec<(&str, &str)> =
+        listed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    without_endpoint.push(("AZURE_POD_IDENTITY_AUTHORITY_HOST", &no_endpoint));
+    let with_imds: Vec<(&str, &str)> = listed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // Anonymous pull disabled: the identity failure is the error, with its hint.
+    let output = env
+        .run(&[&env.image(), &dest(&env, "refused")], &without_endpoint)
+        .await;
+    let stderr = fails(&output, 3);
+    assert!(stderr.contains("managed identity"), "{stderr}");
+    assert!(!Path::new(&dest(&env, "refused")).exists());
+
+    env.fake.set_anonymous_pull(true);
+    let rootfs = dest(&env, "no-endpoint");
+    ok(&env.run(&[&env.image(), &rootfs], &without_endpoint).await);
+    assert!(Path::new(&rootfs).read_dir().unwrap().next().is_some());
+    // IMDS answers, but the machine has no identity: anonymous as well.
+    let rootfs = dest(&env, "no-identity");
+    ok(&env.run(&[&env.image(), &rootfs], &with_imds).await);
+    assert!(env.fake.requests(Endpoint::Imds) >= 1);
+    assert_eq!(
+        env.fake.requests(Endpoint::Exchange),
+        0,
+        "no AAD token existed"
+    );
+    // An identity, when there is one, is still used (and needs its role).
+    env.fake.set_system_identity(Some("vm"));
+    env.fake.grant("vm", "app", &["pull"]);
+    ok(&env
+        .run(&[&env.image(), &dest(&env, "identity")], &with_imds)
+        .await);
+    assert!(env.fake.requests(Endpoint::Exchange) >= 1);
+}
+
+/// ACR has two permission models: RBAC (AcrPull) and, on registries whose role assignment mode
+/// is "RBAC Registry + ABAC Repository Permissions", the Container Registry Repository Reader
+/// role. A refusal names both, whether it is an `insufficient_scope` challenge or a `403`.
+#[tokio::test(flavor = "multi_thread")]
+async fn permission_refusals_name_acrpull_and_the_abac_repository_reader_role() {
+    use acrpull_testenv::proxy::{BlobFault, FaultProxy};
+    let env = Env::start().await;
+    env.fake.set_system_identity(Some("vm"));
+    let output = env
+        .run(&["--identity", &env.image(), &dest(&env, "scope")], &[])
+        .await;
+    let stderr = fails(&output, 3);
+    for role in ["AcrPull", "Container Registry Repository Reader", "ABAC"] {
+        assert!(stderr.contains(role), "{role}: {stderr}");
+    }
+
+    env.fake.grant("vm", "app", &["pull"]);
+    let proxy = FaultProxy::start(&env.registry.url()).expect("proxy");
+    proxy
+        .faults()
+        .next_blob_gets([BlobFault::Status(403, None)]);
+    let image = format!("{}/app:v1", proxy.host());
+    let output = env
+        .run(
+            &["--identity", "--jobs", "1", &image, &dest(&env, "denied")],
+            &[],
+        )
+        .await;
+    let stderr = fails(&output, 3);
+    for role in ["AcrPull", "Container Registry Repository Reader"] {
+        assert!(stderr.contains(role), "{role}: {stderr}");
+    }
+    assert!(!Path::new(&dest(&env, "denied")).exists());
+}
+
+/// Registries with dedicated data endpoints redirect blob GETs to
+/// `<registry>.<region>.data.azurecr.io`, another host (and an ACR-looking name). The proxy's
+/// storage listener plays that host: it refuses any `Authorization`, and the pull must follow
+/// the redirect without the registry token.
+#[tokio::test(flavor = "multi_thread")]
+async fn blob_redirects_to_a_dedicated_data_endpoint_carry_no_token() {
+    use acrpull_testenv::proxy::FaultProxy;
+    let env = Env::start().await;
+    env.fake.set_system_identity(Some("vm"));
+    env.fake.grant("vm", "app", &["pull"]);
+    let storage_token = env
+        .fake
+        .mint_registry_token("data-endpoint", &[("app", &["pull"])])
+        .expect("storage token");
+    let proxy =
+        FaultProxy::start_with(&env.registry.url(), Some(format!("Bearer {storage_token}")))
+            .expect("proxy");
+    proxy.faults().redirect_blobs(true);
+    let image = format!("{}/app:v1", proxy.host());
+    ok(&env
+        .run(&["--identity", &image, &dest(&env, "rootfs")], &[])
+        .await);
+    let requests = proxy.requests();
+    let data: Vec<_> = requests
+        .iter()
+        .filter(|r| r.listener == "storage")
+        .collect();
+    assert!(!data.is_empty(), "blobs came from the data endpoint");
+    assert!(
+        data.iter().all(|r| !r.authorization && r.status == 200),
+        "{data:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.listener == "registry" && r.authorization),
+        "the registry itself got the token"
+    );
+}

@@ -13,6 +13,7 @@ mod errors;
 mod fuzz_regressions;
 mod hardening;
 mod hostile;
+mod kubelet;
 mod mirrors;
 mod notation;
 mod operator;

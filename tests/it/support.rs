@@ -36,7 +36,12 @@ const INHERITED: &[&str] = &[
 
 /// A command for the binary with a clean environment and an empty HOME.
 pub fn acrpull(home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_acrpull"));
+    acrpull_as(Path::new(env!("CARGO_BIN_EXE_acrpull")), home)
+}
+
+/// [`acrpull`] run through `program` (a symlink to the binary under another name).
+pub fn acrpull_as(program: &Path, home: &Path) -> Command {
+    let mut command = Command::new(program);
     for name in INHERITED {
         command.env_remove(name);
     }

@@ -6,6 +6,7 @@ pub mod completions;
 pub mod copy;
 pub mod credential_helper;
 pub mod inspect;
+pub mod kubelet_credential_provider;
 pub mod man;
 pub mod pull;
 pub mod push;
@@ -51,6 +52,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CredentialHelper(args) => {
             init_logging(0, false);
             credential_helper::run(&args.action).await
+        }
+        Command::KubeletCredentialProvider => {
+            init_logging(0, false);
+            kubelet_credential_provider::run().await
         }
         Command::Cache(command) => cache::run(command),
     }
