@@ -33,6 +33,7 @@ pub mod output;
 pub mod platform;
 pub mod pull;
 pub mod push;
+pub mod query;
 pub mod reference;
 pub mod referrers;
 pub mod registry;

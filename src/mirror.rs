@@ -1,26 +1,33 @@
-//! Mirrors and pull-through caches: `registries.conf` (containers format v2: `[[registry]]`
-//! with `prefix`, `location`, `insecure`, `blocked` and `[[registry.mirror]]`) and one-off
+//! Mirrors and pull-through caches, configured the containers way (`registries.conf`, see
+//! [`registries_conf`]), the containerd way (`hosts.toml`, see [`hosts_toml`]) or one-off with
 //! `--mirror HOST`. A pull tries the mirrors in order and falls back to the origin; blobs and
 //! digest-pinned manifests are verified by digest, so any mirror may serve them, while a
-//! mirror marked `pull-from-mirror = "digest-only"` is skipped for tags. Which endpoint
-//! served what is recorded for `-v` and `--json`.
+//! digest-only mirror (`pull-from-mirror = "digest-only"`, a `hosts.toml` host without
+//! `resolve`) is skipped for tags. Which endpoint served what is recorded for `-v` and `--json`.
+
+pub mod hosts_toml;
+pub mod registries_conf;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::Deserialize;
+use reqwest::header::HeaderMap;
 
 use crate::digest::Digest;
+use crate::http::{CertsDirError, TlsFiles};
 use crate::reference::Reference;
-use crate::registry::{Error, RegistryClient, Result};
+use crate::registry::{ClientOptions, Error, RegistryClient, Result, Route};
 use crate::source::{BlobBody, FetchedManifest, ImageSource};
+pub use hosts_toml::HostsDir;
+use registries_conf::{ConfFiles, MirrorUse};
 
-/// Why a mirror configuration cannot be used.
+/// Why the registry configuration (registries.conf, hosts.toml, certificates directories)
+/// cannot be used. The binary exits with 2 for all of these.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The file could not be read.
+    /// A file could not be read.
     #[error("reading {path} failed")]
     Read {
         /// The file.
@@ -29,12 +36,12 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not valid registries.conf TOML.
-    #[error("{path} is not a valid registries.conf: {message}")]
+    /// A registries.conf or hosts.toml file is malformed or refused.
+    #[error("{} is not a valid {}: {message}", path.display(), kind_of(path))]
     Parse {
         /// The file.
         path: PathBuf,
-        /// What the parser said.
+        /// What is wrong.
         message: String,
     },
     /// The configuration blocks the registry.
@@ -45,40 +52,37 @@ pub enum ConfigError {
     /// rewritten reference too).
     #[error("invalid mirror location `{0}`")]
     BadLocation(String),
+    /// A hosts.toml leaves no host that may pull (every host lacks the `pull` capability).
+    #[error("hosts.toml for `{0}` lists no host with the `pull` capability")]
+    NoPullHosts(String),
+    /// A certificates directory is unusable (a client certificate without its key, ...).
+    #[error(transparent)]
+    CertsDir(#[from] CertsDirError),
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct File {
-    #[serde(default)]
-    registry: Vec<Entry>,
+fn kind_of(path: &Path) -> &'static str {
+    if path.file_name().is_some_and(|name| name == "hosts.toml") {
+        "hosts.toml"
+    } else {
+        "registries.conf"
+    }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct Entry {
-    prefix: Option<String>,
-    location: Option<String>,
-    #[serde(default)]
-    insecure: bool,
-    #[serde(default)]
-    blocked: bool,
-    #[serde(default)]
-    mirror: Vec<MirrorEntry>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct MirrorEntry {
-    location: String,
-    #[serde(default)]
-    insecure: bool,
-    pull_from_mirror: Option<String>,
-}
-
-/// Parsed `registries.conf`.
-#[derive(Debug, Default)]
-pub struct MirrorConfig {
-    entries: Vec<Entry>,
+/// How to reach one endpoint beyond its host: what a `hosts.toml` entry may set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connection {
+    /// Plain HTTP (`http://` host).
+    pub plain_http: bool,
+    /// Accept any TLS certificate (`skip_verify`).
+    pub skip_verify: bool,
+    /// The API root when not `v2/` (see [`Route::api_root`]).
+    pub api_root: Option<String>,
+    /// `?ns=<registry>` on pull requests (containerd's mirror convention).
+    pub namespace: Option<String>,
+    /// Headers for every request to the endpoint.
+    pub headers: HeaderMap,
+    /// CA files and client certificates, besides those of the host's certificates directory.
+    pub tls: TlsFiles,
 }
 
 /// One place to pull an image from.
@@ -94,10 +98,72 @@ pub struct Endpoint {
     pub digest_only: bool,
     /// The origin (last resort).
     pub origin: bool,
+    /// Scheme, API path, headers and TLS files.
+    pub connection: Connection,
 }
 
-/// The registries.conf paths, in the order containers tools use: `--registries-conf`, then
-/// `CONTAINERS_REGISTRIES_CONF`, then `/etc/containers/registries.conf` (if present).
+impl Endpoint {
+    /// The client options for this endpoint: `base` with the endpoint's TLS settings and its
+    /// host's certificates directory.
+    pub fn client_options(
+        &self,
+        base: &ClientOptions,
+    ) -> std::result::Result<ClientOptions, ConfigError> {
+        let mut options = base.clone();
+        options.http_fallback |= self.insecure;
+        options.insecure |= self.insecure || self.connection.skip_verify;
+        options.plain_http |= self.connection.plain_http;
+        options
+            .ca_files
+            .extend(self.connection.tls.ca_files.iter().cloned());
+        if let Some(certificate) = self.connection.tls.client_certificates.first() {
+            options.client_certificate = Some(certificate.clone());
+        }
+        Ok(options.for_host(&self.host)?)
+    }
+
+    /// Where the API is at the endpoint's host and what requests carry.
+    pub fn route(&self) -> Route {
+        let mut route = Route::default();
+        if let Some(root) = &self.connection.api_root {
+            route.api_root = root.clone();
+        }
+        route.namespace = self.connection.namespace.clone();
+        route.headers = self.connection.headers.clone();
+        route
+    }
+
+    /// Whether this is `reference`'s own registry reached as usual, so that nothing about
+    /// mirrors needs doing.
+    pub fn is_plain_origin_of(&self, reference: &Reference) -> bool {
+        self.origin
+            && !self.insecure
+            && self.host == reference.registry()
+            && self.repository == reference.repository()
+            && self.connection == Connection::default()
+    }
+}
+
+/// The locations of registries.conf (containers) and hosts.toml (containerd) files, for
+/// [`MirrorConfig::load`].
+#[derive(Debug, Clone, Default)]
+pub struct ConfigFiles {
+    /// registries.conf and its drop-ins (see [`ConfFiles::locate`]).
+    pub registries_conf: ConfFiles,
+    /// The hosts.toml directory (`--hosts-dir`, or [`HostsDir::system`]).
+    pub hosts_dir: Option<HostsDir>,
+}
+
+/// The parsed mirror configuration.
+#[derive(Debug, Default)]
+pub struct MirrorConfig {
+    registries: Vec<registries_conf::Registry>,
+    hosts_dir: Option<HostsDir>,
+}
+
+/// The registries.conf paths when only one file is named: `--registries-conf`, then
+/// `CONTAINERS_REGISTRIES_CONF`, then `/etc/containers/registries.conf` (if present). Kept for
+/// callers of the first version; [`ConfFiles::locate`] finds drop-ins and the user's file too.
 pub fn config_path(flag: Option<&Path>, env: Option<PathBuf>) -> Option<PathBuf> {
     flag.map(Path::to_path_buf).or(env).or_else(|| {
         let system = PathBuf::from("/etc/containers/registries.conf");
@@ -106,76 +172,87 @@ pub fn config_path(flag: Option<&Path>, env: Option<PathBuf>) -> Option<PathBuf>
 }
 
 impl MirrorConfig {
-    /// Read and parse a file.
-    pub fn load(path: &Path) -> std::result::Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message,
+    /// Read one registries.conf file.
+    pub fn load_file(path: &Path) -> std::result::Result<Self, ConfigError> {
+        Self::load(&ConfigFiles {
+            registries_conf: ConfFiles {
+                main: Some((path.to_path_buf(), true)),
+                drop_in_dirs: Vec::new(),
+            },
+            hosts_dir: None,
+        })
+    }
+
+    /// Read every file `files` names.
+    pub fn load(files: &ConfigFiles) -> std::result::Result<Self, ConfigError> {
+        Ok(Self {
+            registries: files.registries_conf.load()?,
+            hosts_dir: files.hosts_dir.clone(),
         })
     }
 
     /// Parse registries.conf text (unknown keys are ignored, as containers tools do).
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
         Ok(Self {
-            entries: file.registry,
+            registries: registries_conf::parse(text)?,
+            hosts_dir: None,
         })
     }
 
     /// The endpoints to try for `reference`, mirrors first, then the origin; `extra` mirrors
-    /// (from `--mirror`) come before configured ones.
+    /// (from `--mirror`) come before configured ones. When a hosts.toml directory applies to
+    /// the registry, it decides the endpoints after `extra`, and registries.conf only whether
+    /// the registry is blocked.
     pub fn endpoints(
         &self,
         reference: &Reference,
         extra: &[String],
     ) -> std::result::Result<Vec<Endpoint>, ConfigError> {
         let full = format!("{}/{}", reference.registry(), reference.repository());
-        let matched = self
-            .entries
-            .iter()
-            .filter_map(|entry| {
-                let prefix = entry.prefix.as_deref().or(entry.location.as_deref())?;
-                let prefix = prefix.trim_end_matches('/');
-                let matches = full == prefix
-                    || full.starts_with(&format!("{prefix}/"))
-                    || reference.registry() == prefix;
-                matches.then_some((prefix, entry))
-            })
-            .max_by_key(|(prefix, _)| prefix.len());
+        let matched = registries_conf::find(&self.registries, &full);
+        if let Some((entry, _)) = matched {
+            if entry.blocked {
+                return Err(ConfigError::Blocked(full));
+            }
+        }
         let mut endpoints = Vec::new();
         for location in extra {
             endpoints.push(rewrite(
                 &full,
-                reference.registry(),
+                reference.registry().len(),
                 location,
                 false,
                 false,
             )?);
         }
-        let Some((prefix, entry)) = matched else {
+        if let Some(hosts) = &self.hosts_dir {
+            if let Some(configured) = hosts.endpoints(reference)? {
+                endpoints.extend(configured);
+                return Ok(endpoints);
+            }
+        }
+        let Some((entry, matched_len)) = matched else {
             endpoints.push(origin(reference, false));
             return Ok(endpoints);
         };
-        if entry.blocked {
-            return Err(ConfigError::Blocked(full));
-        }
-        for mirror in &entry.mirror {
-            let digest_only = mirror.pull_from_mirror.as_deref() == Some("digest-only");
+        let pinned = reference.digest().is_some();
+        for mirror in &entry.mirrors {
+            // A tag-only mirror serves nothing to a pull by digest.
+            if mirror.usage == MirrorUse::TagOnly && pinned {
+                continue;
+            }
             endpoints.push(rewrite(
                 &full,
-                prefix,
+                matched_len,
                 &mirror.location,
                 mirror.insecure,
-                digest_only,
+                mirror.usage == MirrorUse::DigestOnly,
             )?);
         }
-        let mut last = match &entry.location {
-            Some(location) => rewrite(&full, prefix, location, entry.insecure, false)?,
-            None => origin(reference, entry.insecure),
+        let mut last = if entry.location.is_empty() {
+            origin(reference, entry.insecure)
+        } else {
+            rewrite(&full, matched_len, &entry.location, entry.insecure, false)?
         };
         last.origin = true;
         endpoints.push(last);
@@ -190,19 +267,21 @@ fn origin(reference: &Reference, insecure: bool) -> Endpoint {
         insecure,
         digest_only: false,
         origin: true,
+        connection: Connection::default(),
     }
 }
 
-/// Replace `prefix` in `full` by `location` and split into host and repository.
+/// Replace the first `matched` bytes of `full` by `location` and split into host and
+/// repository.
 fn rewrite(
     full: &str,
-    prefix: &str,
+    matched: usize,
     location: &str,
     insecure: bool,
     digest_only: bool,
 ) -> std::result::Result<Endpoint, ConfigError> {
     let bad = || ConfigError::BadLocation(location.to_string());
-    let remainder = full.strip_prefix(prefix).ok_or_else(bad)?;
+    let remainder = full.get(matched..).ok_or_else(bad)?;
     let location = location
         .trim_start_matches("https://")
         .trim_start_matches("http://")
@@ -219,6 +298,7 @@ fn rewrite(
         insecure,
         digest_only,
         origin: false,
+        connection: Connection::default(),
     })
 }
 

@@ -136,7 +136,11 @@ pub async fn push(
         }
         _ => Vec::new(),
     };
-    let http = build_http(&options.client).map_err(|source| Error::Io {
+    let client = options
+        .client
+        .for_host(destination.api_host())
+        .map_err(crate::mirror::ConfigError::from)?;
+    let http = build_http(&client).map_err(|source| Error::Io {
         path: PathBuf::from("<CA files>"),
         source,
     })?;
@@ -147,7 +151,7 @@ pub async fn push(
             destination.api_host(),
             destination.repository(),
             destination_credential,
-            options.client.clone(),
+            client,
         )
         .for_push(mount_from.clone()),
     );

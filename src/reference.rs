@@ -209,7 +209,7 @@ pub(crate) fn valid_name(registry: &str, repository: &str) -> bool {
     valid_registry(registry) && valid_repository(repository)
 }
 
-fn valid_repository(repository: &str) -> bool {
+pub(crate) fn valid_repository(repository: &str) -> bool {
     repository.len() <= 255 && repository.split('/').all(valid_repository_component)
 }
 
@@ -242,7 +242,7 @@ fn valid_repository_component(component: &str) -> bool {
     true
 }
 
-fn valid_tag(tag: &str) -> bool {
+pub(crate) fn valid_tag(tag: &str) -> bool {
     let bytes = tag.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 128

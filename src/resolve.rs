@@ -222,14 +222,12 @@ pub fn open_source(
         SourceSpec::Registry(reference) if !mirrors.is_empty() => {
             let mut endpoints = Vec::new();
             for (endpoint, credential) in mirrors {
-                let mut options = client.clone();
-                options.http_fallback |= endpoint.insecure;
-                options.insecure |= endpoint.insecure;
+                let options = endpoint.client_options(client)?;
                 let http = build_http(&options).map_err(|source| Error::Io {
                     path: PathBuf::from("<CA files>"),
                     source,
                 })?;
-                let api_host = if endpoint.origin {
+                let api_host = if endpoint.origin && endpoint.host == reference.registry() {
                     reference.api_host()
                 } else {
                     &endpoint.host
@@ -241,13 +239,17 @@ pub fn open_source(
                     &endpoint.repository,
                     credential.clone(),
                     options,
-                );
+                )
+                .with_route(endpoint.route());
                 endpoints.push((endpoint.clone(), Arc::new(registry)));
             }
             let source = crate::mirror::MirroredSource::new(endpoints);
             Ok((Arc::new(source), reference.manifest_reference()))
         }
         SourceSpec::Registry(reference) => {
+            let client = &client
+                .for_host(reference.api_host())
+                .map_err(crate::mirror::ConfigError::from)?;
             let http = build_http(client).map_err(|source| Error::Io {
                 path: PathBuf::from("<CA files>"),
                 source,

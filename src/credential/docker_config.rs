@@ -7,6 +7,9 @@
 //! ignored; inside an `auths` entry only the fields docker writes are accepted, so a misspelt
 //! `identityToken` is an error naming the file rather than a silent anonymous pull.
 //!
+//! The legacy `~/.dockercfg` (docker before 1.7) is the `auths` map alone, at the top level
+//! ([`AuthFile::parse_legacy`]).
+//!
 //! `auths` is read as plain JSON and checked by hand: serde's message for a value of the wrong
 //! type repeats the value (`invalid type: string "dXNlcjpz..."`), and there it may be a secret.
 
@@ -115,22 +118,21 @@ impl AuthFile {
     /// Parse a file's bytes.
     pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
         let raw: RawFile = serde_json::from_slice(bytes).map_err(ParseError::Json)?;
-        let auths = match raw.auths {
-            serde_json::Value::Object(entries) => entries
-                .into_iter()
-                .map(|(key, value)| {
-                    let entry = AuthEntry::from_json(&key, value)?;
-                    Ok((key, entry))
-                })
-                .collect::<Result<_, ParseError>>()?,
-            // As docker reads it: no entries.
-            serde_json::Value::Null => BTreeMap::new(),
-            _ => return Err(ParseError::AuthsNotAnObject),
-        };
         Ok(Self {
-            auths,
+            auths: auths_of(raw.auths)?,
             cred_helpers: raw.cred_helpers,
             creds_store: raw.creds_store,
+        })
+    }
+
+    /// Parse a legacy `~/.dockercfg`: `{"https://index.docker.io/v1/": {"auth": ..., "email":
+    /// ...}}`, registry keys at the top level, no helpers.
+    pub fn parse_legacy(bytes: &[u8]) -> Result<Self, ParseError> {
+        // Read as plain JSON first: a secret in the wrong place must not reach a message.
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(ParseError::Json)?;
+        Ok(Self {
+            auths: auths_of(value)?,
+            ..Self::default()
         })
     }
 
@@ -176,6 +178,22 @@ impl AuthFile {
             });
         }
         Ok(found)
+    }
+}
+
+/// The `auths` map from its JSON: an object of entries, or `null` (no entries, as docker
+/// reads it).
+fn auths_of(value: serde_json::Value) -> Result<BTreeMap<String, AuthEntry>, ParseError> {
+    match value {
+        serde_json::Value::Object(entries) => entries
+            .into_iter()
+            .map(|(key, value)| {
+                let entry = AuthEntry::from_json(&key, value)?;
+                Ok((key, entry))
+            })
+            .collect(),
+        serde_json::Value::Null => Ok(BTreeMap::new()),
+        _ => Err(ParseError::AuthsNotAnObject),
     }
 }
 
@@ -445,6 +463,40 @@ mod tests {
             file.lookup("h").unwrap().as_slice(),
             [Lookup::Stored { credential: Credential::Basic { username, .. }, .. }] if username == "u"
         ));
+    }
+
+    /// The format docker wrote before 1.7 (and containers/image still reads): registry keys at
+    /// the top level, each `{auth, email}`.
+    #[test]
+    fn legacy_dockercfg_is_the_auths_map_alone() {
+        let file = AuthFile::parse_legacy(
+            format!(
+                r#"{{"https://index.docker.io/v1/": {{"auth": "{}", "email": "me@example"}},
+                    "http://127.0.0.1:5000": {{"auth": "{}", "email": ""}}}}"#,
+                b64("hub:hubpass"),
+                b64("alice:pw")
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert!(matches!(
+            file.lookup("docker.io").unwrap().as_slice(),
+            [Lookup::Stored { credential: Credential::Basic { username, .. }, .. }] if username == "hub"
+        ));
+        assert!(matches!(
+            file.lookup("127.0.0.1:5000").unwrap().as_slice(),
+            [Lookup::Stored { credential: Credential::Basic { username, .. }, .. }] if username == "alice"
+        ));
+        // The modern format's keys are registry keys there, not settings.
+        let error = AuthFile::parse_legacy(br#"{"auths": {"h": {"auth": "x"}}}"#)
+            .err()
+            .unwrap();
+        assert!(
+            anyhow_like(&error).contains("`auths`"),
+            "{}",
+            anyhow_like(&error)
+        );
+        assert!(AuthFile::parse_legacy(br#"["s3cret"]"#).is_err());
     }
 
     fn anyhow_like(error: &dyn std::error::Error) -> String {

@@ -88,6 +88,8 @@ pub struct ConfigFiles {
     pub registry_auth_file: Option<PathBuf>,
     /// `XDG_RUNTIME_DIR`.
     pub xdg_runtime_dir: Option<PathBuf>,
+    /// `XDG_CONFIG_HOME` (default `$HOME/.config`), for the containers `auth.json`.
+    pub xdg_config_home: Option<PathBuf>,
     /// `PATH`, searched for `docker-credential-<name>`.
     pub search_path: Option<OsString>,
 }
@@ -101,42 +103,80 @@ impl ConfigFiles {
             docker_config: var("DOCKER_CONFIG").map(PathBuf::from),
             registry_auth_file: var("REGISTRY_AUTH_FILE").map(PathBuf::from),
             xdg_runtime_dir: var("XDG_RUNTIME_DIR").map(PathBuf::from),
+            xdg_config_home: var("XDG_CONFIG_HOME").map(PathBuf::from),
             search_path: var("PATH"),
         }
     }
 
-    /// The files to read, in order, with their kind (for messages). With `authfile`, only it.
+    /// The files to read, in order. With `authfile`, only it.
     ///
     /// Docker's file comes first (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`),
     /// then the containers one: `$REGISTRY_AUTH_FILE` alone when set, else
-    /// `$XDG_RUNTIME_DIR/containers/auth.json` and `~/.config/containers/auth.json`.
-    pub fn candidates(&self, authfile: Option<&Path>) -> Vec<(PathBuf, &'static str)> {
+    /// `$XDG_RUNTIME_DIR/containers/auth.json` and `$XDG_CONFIG_HOME/containers/auth.json`
+    /// (`~/.config` when unset); then the legacy `~/.dockercfg`, as containers/image reads it.
+    pub fn candidates(&self, authfile: Option<&Path>) -> Vec<Candidate> {
+        let file = |path: PathBuf, kind| Candidate {
+            path,
+            kind,
+            legacy: false,
+        };
         if let Some(path) = authfile {
-            return vec![(path.to_path_buf(), "--authfile")];
+            return vec![file(path.to_path_buf(), "--authfile")];
         }
         let mut files = Vec::new();
         match (&self.docker_config, &self.home) {
-            (Some(dir), _) => {
-                files.push((dir.join("config.json"), "Docker config ($DOCKER_CONFIG)"))
+            (Some(dir), _) => files.push(file(
+                dir.join("config.json"),
+                "Docker config ($DOCKER_CONFIG)",
+            )),
+            (None, Some(home)) => {
+                files.push(file(home.join(".docker/config.json"), "Docker config"))
             }
-            (None, Some(home)) => files.push((home.join(".docker/config.json"), "Docker config")),
             (None, None) => {}
         }
         if let Some(path) = &self.registry_auth_file {
-            files.push((path.clone(), "containers auth file ($REGISTRY_AUTH_FILE)"));
+            files.push(file(
+                path.clone(),
+                "containers auth file ($REGISTRY_AUTH_FILE)",
+            ));
         } else {
             if let Some(dir) = &self.xdg_runtime_dir {
-                files.push((dir.join("containers/auth.json"), "containers auth file"));
+                files.push(file(
+                    dir.join("containers/auth.json"),
+                    "containers auth file",
+                ));
             }
-            if let Some(home) = &self.home {
-                files.push((
-                    home.join(".config/containers/auth.json"),
+            let config_home = self
+                .xdg_config_home
+                .clone()
+                .or_else(|| self.home.as_ref().map(|home| home.join(".config")));
+            if let Some(dir) = config_home {
+                files.push(file(
+                    dir.join("containers/auth.json"),
                     "containers auth file",
                 ));
             }
         }
+        if let Some(home) = &self.home {
+            files.push(Candidate {
+                path: home.join(".dockercfg"),
+                kind: "legacy Docker config",
+                legacy: true,
+            });
+        }
         files
     }
+}
+
+/// A credentials file to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Where it is.
+    pub path: PathBuf,
+    /// What it is, for messages (`Docker config`, `containers auth file`, ...).
+    pub kind: &'static str,
+    /// The legacy `~/.dockercfg` format ([`AuthFile::parse_legacy`]).
+    pub legacy: bool,
 }
 
 /// A credential and the source it came from (for `-v`).
@@ -260,7 +300,7 @@ fn from_files(
     options: &CredentialOptions,
 ) -> Result<Option<ResolvedCredential>, Error> {
     let server_url = docker_config::helper_server_url(registry);
-    for (path, kind) in options.files.candidates(options.authfile.as_deref()) {
+    for Candidate { path, kind, legacy } in options.files.candidates(options.authfile.as_deref()) {
         let file_error = |source| Error::File {
             path: path.clone(),
             source,
@@ -274,7 +314,12 @@ fn from_files(
             }
             Err(e) => return Err(file_error(FileError::Io(e))),
         };
-        let file = AuthFile::parse(&bytes).map_err(|e| file_error(e.into()))?;
+        let parsed = if legacy {
+            AuthFile::parse_legacy(&bytes)
+        } else {
+            AuthFile::parse(&bytes)
+        };
+        let file = parsed.map_err(|e| file_error(e.into()))?;
         for lookup in file.lookup(registry).map_err(|e| file_error(e.into()))? {
             match lookup {
                 Lookup::Stored { key, credential } => {
@@ -368,6 +413,12 @@ mod tests {
         format!(r#"{{"auths": {{"reg.example": {{"auth": "{encoded}"}}}}}}"#)
     }
 
+    fn legacy(user: &str) -> String {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:pw"));
+        format!(r#"{{"https://reg.example/v1/": {{"auth": "{encoded}", "email": ""}}}}"#)
+    }
+
     fn user_of(resolved: &ResolvedCredential) -> &str {
         match &resolved.credential {
             Credential::Basic { username, .. } => username,
@@ -410,6 +461,37 @@ mod tests {
             resolved.source
         );
         assert!(!resolved.source.contains("pw"));
+
+        // XDG_CONFIG_HOME moves the containers file; the legacy ~/.dockercfg comes last.
+        std::fs::remove_file(home.join(".docker/config.json")).unwrap();
+        std::fs::remove_file(dir.path().join("run/containers/auth.json")).unwrap();
+        let xdg = CredentialOptions {
+            files: ConfigFiles {
+                xdg_config_home: Some(dir.path().join("xdg")),
+                ..files.clone()
+            },
+            ..CredentialOptions::default()
+        };
+        write(&home.join(".dockercfg"), &legacy("legacy"));
+        assert_eq!(user_of(&resolve_here(&xdg).unwrap()), "legacy");
+        write(&dir.path().join("xdg/containers/auth.json"), &auth("xdg"));
+        let resolved = resolve_here(&xdg).unwrap();
+        assert_eq!(user_of(&resolved), "xdg");
+        assert!(
+            resolved.source.contains("xdg/containers/auth.json"),
+            "{}",
+            resolved.source
+        );
+        assert_eq!(user_of(&resolve_here(&options).unwrap()), "config");
+        std::fs::remove_file(home.join(".config/containers/auth.json")).unwrap();
+        let resolved = resolve_here(&options).unwrap();
+        assert_eq!(user_of(&resolved), "legacy");
+        assert!(
+            resolved.source.contains("legacy Docker config"),
+            "{}",
+            resolved.source
+        );
+        write(&home.join(".docker/config.json"), &auth("docker"));
 
         let explicit = dir.path().join("explicit.json");
         write(&explicit, &auth("explicit"));

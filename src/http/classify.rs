@@ -10,8 +10,10 @@ use std::error::Error as StdError;
 /// The kind of a transport failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// The peer speaks TLS but its certificate was not accepted (unknown issuer, wrong name,
-    /// expired): retrying or falling back to plain HTTP would only hide the problem.
+    /// The peer speaks TLS but a certificate was not accepted: its own (unknown issuer, wrong
+    /// name, expired), or ours (a registry that requires a client certificate and got none or
+    /// one it does not trust): retrying or falling back to plain HTTP would only hide the
+    /// problem.
     Certificate,
     /// Another TLS failure (handshake, protocol, a plain-HTTP server on a TLS port).
     Tls,
@@ -49,6 +51,15 @@ pub fn classify(error: &reqwest::Error) -> Failure {
             rustls::Error::InvalidCertificate(_)
             | rustls::Error::NoCertificatesPresented
             | rustls::Error::InvalidCertRevocationList(_) => Failure::Certificate,
+            rustls::Error::AlertReceived(
+                rustls::AlertDescription::CertificateRequired
+                | rustls::AlertDescription::BadCertificate
+                | rustls::AlertDescription::UnknownCA
+                | rustls::AlertDescription::CertificateUnknown
+                | rustls::AlertDescription::CertificateExpired
+                | rustls::AlertDescription::CertificateRevoked
+                | rustls::AlertDescription::UnsupportedCertificate,
+            ) => Failure::Certificate,
             _ => Failure::Tls,
         };
     }

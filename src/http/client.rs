@@ -1,6 +1,6 @@
-//! Building HTTP clients, in one place: trusted roots and extra CA files, proxies, timeouts,
-//! and never following redirects by itself (callers follow them, so that credentials never
-//! cross to another origin).
+//! Building HTTP clients, in one place: trusted roots and extra CA files, a client certificate
+//! for registries that require one, proxies, timeouts, and never following redirects by itself
+//! (callers follow them, so that credentials never cross to another origin).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +29,18 @@ pub struct HttpOptions {
     pub insecure: bool,
     /// PEM files with extra CA certificates to trust.
     pub ca_files: Vec<PathBuf>,
+    /// The certificate (and key) to present to servers that ask for one.
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// A TLS client certificate: a PEM certificate chain and its PEM private key, in two files
+/// (`client.cert` + `client.key`) or in one (`key: None`, as containerd's `client = "file.pem"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1), when not in `cert`.
+    pub key: Option<PathBuf>,
 }
 
 impl Default for HttpOptions {
@@ -39,6 +51,7 @@ impl Default for HttpOptions {
             read_timeout: Some(Duration::from_secs(60)),
             insecure: false,
             ca_files: Vec::new(),
+            client_certificate: None,
         }
     }
 }
@@ -61,6 +74,30 @@ pub enum ClientError {
         /// The file.
         path: PathBuf,
         /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A client certificate or key file could not be read.
+    #[error("reading client certificate file {} failed", path.display())]
+    ReadClientCertificate {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The client certificate files hold no certificate, no private key, or not PEM.
+    #[error(
+        "client certificate {} is unusable: it needs a PEM certificate and a PEM private key{}",
+        cert.display(),
+        key.as_ref().map(|k| format!(" (key file {})", k.display())).unwrap_or_default()
+    )]
+    BadClientCertificate {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file, when separate.
+        key: Option<PathBuf>,
+        /// Why (never the file's content).
         #[source]
         source: reqwest::Error,
     },
@@ -97,5 +134,31 @@ pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, ClientErro
             builder = builder.add_root_certificate(certificate);
         }
     }
+    if let Some(certificate) = &options.client_certificate {
+        builder = builder.identity(identity(certificate)?);
+    }
     builder.build().map_err(ClientError::Build)
+}
+
+/// The identity a client certificate's files make: certificate chain and key in one PEM buffer.
+fn identity(certificate: &ClientCertificate) -> Result<reqwest::Identity, ClientError> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|source| ClientError::ReadClientCertificate {
+            path: path.clone(),
+            source,
+        })
+    };
+    let mut pem = read(&certificate.cert)?;
+    if let Some(key) = &certificate.key {
+        pem.push(b'\n');
+        pem.extend_from_slice(&read(key)?);
+    }
+    let identity = reqwest::Identity::from_pem(&pem);
+    // The buffer holds a private key: do not leave it in freed memory longer than needed.
+    pem.fill(0);
+    identity.map_err(|source| ClientError::BadClientCertificate {
+        cert: certificate.cert.clone(),
+        key: certificate.key.clone(),
+        source,
+    })
 }

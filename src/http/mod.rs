@@ -11,6 +11,7 @@
 //! This module sits below `auth`, `azure`, `credential` and `registry` and imports none of them.
 
 pub mod body;
+pub mod certs_dir;
 pub mod challenge;
 pub mod classify;
 pub mod client;
@@ -19,8 +20,9 @@ pub mod retry;
 pub mod safe_url;
 
 pub use body::{excerpt, read_capped, read_excerpt, BodyError};
+pub use certs_dir::{CertDirs, CertsDirError, TlsFiles};
 pub use classify::Failure;
-pub use client::{build_client, ClientError, HttpOptions, Proxy};
+pub use client::{build_client, ClientCertificate, ClientError, HttpOptions, Proxy};
 pub use pace::Pace;
 pub use retry::{RetryPolicy, SendError, Sent, Verdict};
 pub use safe_url::{redact_url, SafeUrl};

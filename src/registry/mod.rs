@@ -5,6 +5,7 @@
 //! follows redirects itself so that `Authorization` never leaves the registry's origin.
 
 pub mod error;
+mod listing;
 pub mod referrers;
 mod upload;
 
@@ -48,6 +49,11 @@ pub struct ClientOptions {
     pub http_fallback: bool,
     /// Extra PEM files with CA certificates to trust.
     pub ca_files: Vec<PathBuf>,
+    /// The client certificate to present (mutual TLS).
+    pub client_certificate: Option<crate::http::ClientCertificate>,
+    /// Where per-registry certificates directories are (`certs.d`, `--cert-dir`); the
+    /// default looks nowhere. Applied by [`ClientOptions::for_host`].
+    pub cert_dirs: crate::http::CertDirs,
     /// Retry policy.
     pub retry: RetryPolicy,
     /// Per-request timeout for connecting and for each read.
@@ -62,6 +68,33 @@ pub struct ClientOptions {
     pub parallel_ranges: Option<bool>,
 }
 
+impl ClientOptions {
+    /// These options for a connection to `host` (`host[:port]`): the CA files and client
+    /// certificate of its certificates directory ([`Self::cert_dirs`]) added. A client
+    /// certificate already set (from `hosts.toml`) is kept; of several in a directory the
+    /// first (by file name) is presented.
+    pub fn for_host(&self, host: &str) -> Result<ClientOptions, crate::http::CertsDirError> {
+        let files = self.cert_dirs.for_host(host)?;
+        let mut options = self.clone();
+        if !files.ca_files.is_empty() || !files.client_certificates.is_empty() {
+            tracing::debug!(
+                host,
+                cas = files.ca_files.len(),
+                client_certificates = files.client_certificates.len(),
+                "certificates directory"
+            );
+        }
+        options.ca_files.extend(files.ca_files);
+        if options.client_certificate.is_none() {
+            if files.client_certificates.len() > 1 {
+                tracing::warn!(host, "several client certificates for one registry; presenting the first by file name");
+            }
+            options.client_certificate = files.client_certificates.into_iter().next();
+        }
+        Ok(options)
+    }
+}
+
 /// Build the HTTP client shared by registry and token requests. The library reads no
 /// environment variable: the binary adds `SSL_CERT_FILE` to [`ClientOptions::ca_files`].
 pub fn build_http(options: &ClientOptions) -> Result<reqwest::Client, std::io::Error> {
@@ -69,11 +102,13 @@ pub fn build_http(options: &ClientOptions) -> Result<reqwest::Client, std::io::E
         read_timeout: Some(options.read_timeout.unwrap_or(Duration::from_secs(60))),
         insecure: options.insecure,
         ca_files: options.ca_files.clone(),
+        client_certificate: options.client_certificate.clone(),
         ..crate::http::HttpOptions::default()
     })
     .map_err(|error| {
         let kind = match &error {
-            crate::http::ClientError::ReadCaFile { source, .. } => source.kind(),
+            crate::http::ClientError::ReadCaFile { source, .. }
+            | crate::http::ClientError::ReadClientCertificate { source, .. } => source.kind(),
             _ => std::io::ErrorKind::InvalidData,
         };
         let cause = std::error::Error::source(&error)
@@ -94,6 +129,33 @@ pub struct RegistryClient {
     auth: Authenticator,
     push: bool,
     mount_from: Vec<String>,
+    catalog: bool,
+    route: Route,
+}
+
+/// Where a registry's API is at its host and what every request to it carries: what a
+/// containerd `hosts.toml` entry may change (`server` path, `override_path`, `header`).
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The API root, relative to the host, ending in `/`: `v2/` by default, `mirror/v2/` for
+    /// `https://host/mirror`, exactly the configured path with `override_path`.
+    pub api_root: String,
+    /// `?ns=<registry>` on pull requests, as containerd sends to mirrors so that one mirror can
+    /// serve several upstream registries.
+    pub namespace: Option<String>,
+    /// Headers sent with every request to the registry itself (never to redirect targets or
+    /// token services).
+    pub headers: HeaderMap,
+}
+
+impl Default for Route {
+    fn default() -> Self {
+        Self {
+            api_root: "v2/".to_string(),
+            namespace: None,
+            headers: HeaderMap::new(),
+        }
+    }
 }
 
 /// Makes a request body afresh for each attempt.
@@ -119,7 +181,38 @@ impl RegistryClient {
             auth: Authenticator::new(registry, credential),
             push: false,
             mount_from: Vec::new(),
+            catalog: false,
+            route: Route::default(),
         }
+    }
+
+    /// This client, asking for the registry-wide `registry:catalog:*` scope (for
+    /// [`RegistryClient::catalog`]; make it with an empty repository).
+    #[must_use]
+    pub fn for_catalog(mut self) -> Self {
+        self.catalog = true;
+        self
+    }
+
+    /// This client, reaching the API where `route` says.
+    #[must_use]
+    pub fn with_route(mut self, route: Route) -> Self {
+        self.route = route;
+        self
+    }
+
+    /// The path (relative to the host) of `rest` under this client's repository, e.g.
+    /// `v2/team/app/manifests/v1`, with the `ns` query when the route has one.
+    fn repository_path(&self, rest: &str) -> String {
+        let mut path = format!("{}{}/{rest}", self.route.api_root, self.repository);
+        if let Some(namespace) = &self.route.namespace {
+            let query: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("ns", namespace)
+                .finish();
+            path.push('?');
+            path.push_str(&query);
+        }
+        path
     }
 
     /// The repository.
@@ -130,6 +223,9 @@ impl RegistryClient {
     /// The token scope requests need: pull, or pull and push (plus pull on the repositories
     /// blobs may be mounted from), space-separated.
     fn scope(&self) -> String {
+        if self.catalog {
+            return "registry:catalog:*".to_string();
+        }
         if self.push {
             let mut scope = format!("repository:{}:pull,push", self.repository);
             for from in &self.mount_from {
@@ -184,7 +280,12 @@ impl RegistryClient {
                     reason: format!("not a usable host: {e}"),
                 }
             })?;
-            let ping = base.join("v2/").expect("static path joins");
+            let ping = base
+                .join(&self.route.api_root)
+                .map_err(|e| Error::Unsupported {
+                    url: format!("{base}{}", self.route.api_root),
+                    reason: format!("not a usable API path: {e}"),
+                })?;
             // With a plain-HTTP fallback ahead, one HTTPS attempt is enough.
             let result = if *scheme == "https" && schemes.len() > 1 {
                 let once = retry::RetryPolicy {
@@ -194,7 +295,11 @@ impl RegistryClient {
                 match retry::send(
                     &once,
                     &SafeUrl::from(&ping),
-                    || self.http.get(ping.clone()),
+                    || {
+                        self.http
+                            .get(ping.clone())
+                            .headers(self.route.headers.clone())
+                    },
                     |_| Verdict::Done,
                     |_, _| 0,
                 )
@@ -213,10 +318,23 @@ impl RegistryClient {
                     }),
                 }
             } else {
-                self.send_with_retries(Method::GET, &ping, None, HeaderMap::new())
+                self.send_with_retries(Method::GET, &ping, None, self.route.headers.clone())
                     .await
             };
             match result {
+                // A registry answers `/v2/` with 200 or 401, never 400: a 400 over plain HTTP
+                // after HTTPS failed is a TLS server refusing a plain request (Go's "Client
+                // sent an HTTP request to an HTTPS server"). Its TLS failure is the error, e.g.
+                // a handshake refused for want of a client certificate.
+                Ok(response)
+                    if *scheme == "http" && response.status() == StatusCode::BAD_REQUEST =>
+                {
+                    if let Some(Error::Transport { url, source, .. }) = last_error {
+                        tracing::debug!(url = %ping, "plain HTTP refused with 400: the server speaks TLS");
+                        return Err(Error::Tls { url, source });
+                    }
+                    return Ok(base);
+                }
                 Ok(response) => {
                     tracing::debug!(url = %ping, status = %response.status(), "ping");
                     if response.status() == StatusCode::UNAUTHORIZED {
@@ -355,6 +473,14 @@ impl RegistryClient {
                 .send_body_with_retries(method, url, None, headers, body)
                 .await;
         }
+        // The route's headers, where the request does not set its own (Accept, Range).
+        let mut headers = headers;
+        let own: Vec<_> = headers.keys().cloned().collect();
+        for (name, value) in &self.route.headers {
+            if !own.contains(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
         let scope = self.scope();
         let mut sent = self.auth.authorization(&self.http, &scope).await?;
         let mut retried_auth = false;
@@ -395,7 +521,7 @@ impl RegistryClient {
     /// Fetch a manifest or index by tag or digest, verified against `Docker-Content-Digest` and
     /// (when `reference` is a digest) against the reference.
     pub async fn manifest(&self, reference: &str) -> Result<FetchedManifest> {
-        let path = format!("v2/{}/manifests/{reference}", self.repository);
+        let path = self.repository_path(&format!("manifests/{reference}"));
         let mut headers = HeaderMap::new();
         headers.insert(
             ACCEPT,
@@ -434,7 +560,7 @@ impl RegistryClient {
         offset: u64,
         end: Option<u64>,
     ) -> Result<BlobBody> {
-        let path = format!("v2/{}/blobs/{digest}", self.repository);
+        let path = self.repository_path(&format!("blobs/{digest}"));
         let mut headers = HeaderMap::new();
         let range = match end {
             Some(end) if end > offset => Some(format!("bytes={offset}-{}", end - 1)),

@@ -47,7 +47,10 @@ impl RegistryClient {
             Some(url) => url.clone(),
             None => {
                 let mut url = self
-                    .url_for(&format!("v2/{}/referrers/{subject}", self.repository))
+                    .url_for(&format!(
+                        "{}{}/referrers/{subject}",
+                        self.route.api_root, self.repository
+                    ))
                     .await?;
                 if let Some(artifact_type) = artifact_type {
                     url.query_pairs_mut()

@@ -51,6 +51,7 @@ pub struct RegistryOptions {
     auth: Auth,
     proxy: Option<String>,
     tls: bool,
+    client_certs: bool,
     foreign_urls: bool,
 }
 
@@ -61,6 +62,7 @@ impl RegistryOptions {
             auth: Auth::Anonymous,
             proxy: None,
             tls: false,
+            client_certs: false,
             foreign_urls: false,
         }
     }
@@ -70,6 +72,15 @@ impl RegistryOptions {
     #[must_use]
     pub fn tls(mut self) -> RegistryOptions {
         self.tls = true;
+        self
+    }
+
+    /// Serve HTTPS (as [`RegistryOptions::tls`]) and require a client certificate issued by a
+    /// fresh CA (`http: tls: clientcas`); [`Registry::client_certificate`] is one it accepts.
+    #[must_use]
+    pub fn require_client_certs(mut self) -> RegistryOptions {
+        self.tls = true;
+        self.client_certs = true;
         self
     }
 
@@ -155,8 +166,16 @@ health:
             addr = q(&format!("127.0.0.1:{port}")),
             marker = q(marker),
             tls = if self.tls {
+                let client_cas = if self.client_certs {
+                    format!(
+                        "    clientcas:\n      - {}\n",
+                        path(&dir.join("client-ca.pem"))
+                    )
+                } else {
+                    String::new()
+                };
                 format!(
-                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    "  tls:\n    certificate: {}\n    key: {}\n{client_cas}",
                     path(&dir.join("cert.pem")),
                     path(&dir.join("key.pem"))
                 )
@@ -238,6 +257,9 @@ impl Registry {
                 dir.path().join("key.pem"),
                 certified.key_pair.serialize_pem(),
             )?;
+        }
+        if options.client_certs {
+            write_client_ca_and_certificate(dir.path())?;
         }
         let credentials = match &options.auth {
             Auth::Htpasswd { user, password } => Some((user.clone(), password.clone())),
@@ -343,6 +365,14 @@ impl Registry {
         path.is_file().then_some(path)
     }
 
+    /// A client certificate and its key (PEM files `(cert, key)`) the registry accepts, when
+    /// started with [`RegistryOptions::require_client_certs`].
+    pub fn client_certificate(&self) -> Option<(PathBuf, PathBuf)> {
+        let cert = self.dir.path().join("client.cert");
+        cert.is_file()
+            .then(|| (cert, self.dir.path().join("client.key")))
+    }
+
     /// The port the registry listens on.
     pub fn port(&self) -> u16 {
         self.port
@@ -392,6 +422,40 @@ impl Drop for Registry {
             );
         }
     }
+}
+
+/// A CA (`client-ca.pem`, what the registry trusts for clients) and a client certificate it
+/// issued (`client.cert` + `client.key`), in `dir`.
+fn write_client_ca_and_certificate(dir: &Path) -> anyhow::Result<()> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().context("CA key")?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).context("CA params")?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name
+        .push(DnType::CommonName, "acrpull-testenv client CA");
+    let ca = ca.self_signed(&ca_key).context("signing the CA")?;
+    let client_key = KeyPair::generate().context("client key")?;
+    let mut client = CertificateParams::new(Vec::<String>::new()).context("client params")?;
+    client.distinguished_name = DistinguishedName::new();
+    client
+        .distinguished_name
+        .push(DnType::CommonName, "acrpull-testenv client");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client
+        .signed_by(&client_key, &ca, &ca_key)
+        .context("signing the client certificate")?;
+    fs::write(dir.join("client-ca.pem"), ca.pem())?;
+    fs::write(dir.join("client.cert"), client.pem())?;
+    fs::write(dir.join("client.key"), client_key.serialize_pem())?;
+    Ok(())
 }
 
 enum Spawned {
