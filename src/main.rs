@@ -60,6 +60,7 @@ fn image_of(command: &cli::Command) -> Option<acrpull::SourceSpec> {
         cli::Command::Pull(args) if args.from_file.is_none() => args.image.parse().ok(),
         cli::Command::Inspect(args) => args.image.parse().ok(),
         cli::Command::Verify(args) => args.image.parse().ok(),
+        cli::Command::Digest(args) => args.image.parse().ok(),
         _ => None,
     }
 }

@@ -98,6 +98,15 @@ pub enum Command {
     /// `acrpull verify --verify cosign --cosign-key cosign.pub IMAGE`. Exit 0 when accepted,
     /// 7 when refused.
     Verify(VerifyCommandArgs),
+    /// List a repository's tags, one a line (`acrpull tags registry.example/app`), as
+    /// `crane ls` and `skopeo list-tags` do; pages are followed.
+    Tags(TagsArgs),
+    /// Print the manifest digest an image reference resolves to, one line, as `crane digest`
+    /// does (HEAD, else GET with the body's digest checked).
+    Digest(DigestArgs),
+    /// List the repositories of a registry, one a line (`/v2/_catalog`, where the registry
+    /// allows it).
+    Catalog(CatalogArgs),
     /// Show or trim the shared blob cache.
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -368,6 +377,63 @@ pub struct InspectArgs {
     pub registry: RegistryArgs,
 }
 
+/// `acrpull tags`.
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// The repository: REGISTRY/REPOSITORY (a tag or digest is ignored).
+    #[arg(value_name = "REPO")]
+    pub repository: String,
+    /// Ask the registry for pages of N tags (`?n=N`; default: the registry's choice).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: Option<u32>,
+    /// Print `{"repository": ..., "tags": [...]}` instead.
+    #[arg(long)]
+    pub json: bool,
+    /// More logging on stderr.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Registry connection and credentials.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `acrpull digest`.
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// The image: REGISTRY/REPOSITORY[:TAG][@DIGEST].
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Print `{"reference": ..., "digest": ...}` instead.
+    #[arg(long)]
+    pub json: bool,
+    /// More logging on stderr.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Registry connection and credentials.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `acrpull catalog`.
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// The registry, e.g. myregistry.azurecr.io or 127.0.0.1:5000.
+    #[arg(value_name = "REGISTRY")]
+    pub registry_host: String,
+    /// Ask the registry for pages of N repositories (`?n=N`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: Option<u32>,
+    /// Print `{"registry": ..., "repositories": [...]}` instead.
+    #[arg(long)]
+    pub json: bool,
+    /// More logging on stderr.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Registry connection and credentials.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
 /// `acrpull token`.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
@@ -447,6 +513,12 @@ pub struct RegistryArgs {
     /// Trust the CA certificates in this PEM file (repeatable; SSL_CERT_FILE also works).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Vec<PathBuf>,
+    /// Use the certificates in DIR for every registry: `*.crt` CAs to trust, `*.cert` with
+    /// `*.key` a client certificate (as skopeo's --cert-dir). Default: the registry's
+    /// directory in ~/.config/containers/certs.d, /etc/containers/certs.d or
+    /// /etc/docker/certs.d.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
     /// Retries for each request and each interrupted download.
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
@@ -504,10 +576,15 @@ pub struct PullArgs {
     /// (repeatable; tried before those in registries.conf).
     #[arg(long, value_name = "HOST")]
     pub mirror: Vec<String>,
-    /// Mirror configuration in containers registries.conf (v2) format (default:
-    /// CONTAINERS_REGISTRIES_CONF, then /etc/containers/registries.conf).
+    /// Mirror configuration in containers registries.conf (v2) format, read alone (default:
+    /// CONTAINERS_REGISTRIES_CONF, else ~/.config/containers/registries.conf or
+    /// /etc/containers/registries.conf, with their registries.conf.d drop-ins).
     #[arg(long, value_name = "PATH")]
     pub registries_conf: Option<PathBuf>,
+    /// containerd registry host configuration: DIR/<host[:port]>/hosts.toml (mirrors in
+    /// order, then `server`) and DIR/_default (default: /etc/containerd/certs.d when present).
+    #[arg(long, value_name = "DIR")]
+    pub hosts_dir: Option<PathBuf>,
     /// Blobs downloaded at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
@@ -565,6 +642,9 @@ pub const SUBCOMMANDS: &[&str] = &[
     "kubelet-credential-provider",
     "inspect",
     "verify",
+    "tags",
+    "digest",
+    "catalog",
     "cache",
     "completions",
     "man",

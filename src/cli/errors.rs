@@ -146,8 +146,10 @@ fn registry_hint(error: &RegistryError, image: Option<&SourceSpec>) -> Option<St
             _ => return None,
         },
         RegistryError::Tls { .. } => {
-            "trust the registry's CA with --ca-file PEM (or SSL_CERT_FILE); for a test \
-             registry only, --insecure skips verification and --plain-http drops TLS"
+            "trust the registry's CA with --ca-file PEM (or SSL_CERT_FILE); a registry that \
+             requires a client certificate needs one in --cert-dir DIR or \
+             certs.d/<host:port>/ (NAME.cert with NAME.key); for a test registry only, \
+             --insecure skips verification and --plain-http drops TLS"
                 .into()
         }
         RegistryError::Transport { .. }

@@ -67,6 +67,13 @@ pub fn with_environment(mut options: ClientOptions) -> ClientOptions {
     options
 }
 
+/// `HOME`, when set and not empty.
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|home| !home.is_empty())
+        .map(PathBuf::from)
+}
+
 impl RegistryArgs {
     /// Connection settings.
     pub fn client_options(&self) -> ClientOptions {
@@ -74,6 +81,14 @@ impl RegistryArgs {
             plain_http: self.plain_http,
             insecure: self.insecure,
             ca_files: self.ca_file.clone(),
+            client_certificate: None,
+            cert_dirs: match &self.cert_dir {
+                Some(dir) => acrpull::http::CertDirs {
+                    cert_dir: Some(dir.clone()),
+                    per_host_roots: Vec::new(),
+                },
+                None => acrpull::http::CertDirs::containers(home().as_deref()),
+            },
             retry: RetryPolicy {
                 retries: self.retries,
                 ..RetryPolicy::default()
@@ -212,25 +227,38 @@ impl PullArgs {
         Ok(references)
     }
 
-    /// Mirrors for `reference` from `--mirror` and registries.conf, each with its credential
+    /// Mirrors for `reference` from `--mirror`, registries.conf and hosts.toml, each with its credential
     /// (`origin` for the registry itself); empty when there are none.
     pub fn mirrors(
         &self,
         reference: &acrpull::Reference,
         origin: &Credential,
     ) -> Result<Vec<(acrpull::mirror::Endpoint, Credential)>, acrpull::Error> {
-        use acrpull::mirror::{config_path, MirrorConfig};
-        let path = config_path(
-            self.registries_conf.as_deref(),
-            std::env::var_os("CONTAINERS_REGISTRIES_CONF").map(PathBuf::from),
-        );
-        let config = match path {
-            Some(path) => MirrorConfig::load(&path)?,
-            None => MirrorConfig::default(),
+        use acrpull::mirror::registries_conf::ConfFiles;
+        use acrpull::mirror::{ConfigFiles, HostsDir, MirrorConfig};
+        let files = ConfigFiles {
+            registries_conf: ConfFiles::locate(
+                self.registries_conf.as_deref(),
+                std::env::var_os("CONTAINERS_REGISTRIES_CONF")
+                    .filter(|path| !path.is_empty())
+                    .map(PathBuf::from),
+                home().as_deref(),
+                std::path::Path::new("/etc/containers"),
+            ),
+            hosts_dir: match &self.hosts_dir {
+                Some(dir) if !dir.is_dir() => {
+                    return Err(acrpull::Error::Usage(format!(
+                        "--hosts-dir {}: not a directory",
+                        dir.display()
+                    )))
+                }
+                Some(dir) => Some(HostsDir::new(dir)),
+                None => HostsDir::system(),
+            },
         };
+        let config = MirrorConfig::load(&files)?;
         let endpoints = config.endpoints(reference, &self.mirror)?;
-        if endpoints.len() == 1 && endpoints[0].origin && endpoints[0].host == reference.registry()
-        {
+        if endpoints.len() == 1 && endpoints[0].is_plain_origin_of(reference) {
             return Ok(Vec::new());
         }
         let env = acrpull::azure::Env::from_process();

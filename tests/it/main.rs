@@ -5,6 +5,7 @@
 mod archives;
 mod azure;
 mod cache;
+mod certificates;
 mod cli;
 mod cli_docs;
 mod conformance;
@@ -20,6 +21,7 @@ mod operator;
 mod properties;
 mod pull_layout;
 mod push;
+mod queries;
 mod referrers;
 mod resilience;
 mod rootfs;

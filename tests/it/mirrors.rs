@@ -198,3 +198,218 @@ fn wait_until_cached(mirror: &Registry, summary: &serde_json::Value) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The `--hosts-dir` layout of containerd (docs/hosts.md of containerd): a mirror in a
+/// `[host."..."]` table, then `server`.
+fn hosts_toml(root: &std::path::Path, dir: &str, text: &str) {
+    std::fs::create_dir_all(root.join(dir)).unwrap();
+    std::fs::write(root.join(dir).join("hosts.toml"), text).unwrap();
+}
+
+fn pull_json(scratch: &crate::support::Scratch, args: &[&str], dest: &str) -> serde_json::Value {
+    let dest = scratch.dest(dest);
+    let mut all = vec!["pull", "--json", "--format", "oci", "--retries", "0"];
+    all.extend_from_slice(args);
+    all.push(dest.to_str().unwrap());
+    summary(&run(&scratch.home(), &all, None))
+}
+
+fn served_by_only(json: &serde_json::Value, host: &str) {
+    let served = json["servedBy"].as_object().expect("servedBy recorded");
+    assert!(
+        !served.is_empty() && served.values().all(|v| v == &serde_json::json!(host)),
+        "expected everything from {host}: {served:?}"
+    );
+}
+
+/// containerd's hosts.toml against two real registries, one a distribution pull-through
+/// cache (`proxy: remoteurl:`) of the other: the cache is asked first, with `?ns=`; when it is
+/// down, `server` answers; a `pull`-only host gets digests and never the tag.
+#[test]
+fn hosts_toml_mirror_first_then_server_and_pull_only_hosts_get_digests() {
+    let origin = Registry::start(RegistryOptions::anonymous()).expect("origin");
+    seed(&origin, "simple", "team/app:v1").expect("seeded");
+    let mirror =
+        Registry::start(RegistryOptions::anonymous().proxy(&origin.url())).expect("mirror");
+    let scratch = Scratch::new();
+    let hosts = scratch.dir.path().join("certs.d");
+    let image = format!("{}/team/app:v1", origin.host());
+    // containerd's directory name for host:port is host_port_ (tried before host:port).
+    let dir = format!("127.0.0.1_{}_", origin.port());
+    hosts_toml(
+        &hosts,
+        &dir,
+        &format!(
+            "server = \"{}\"\n\n[host.\"{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  [host.\"{}\".header]\n    X-Mirror-Test = [\"yes\"]\n",
+            origin.url(),
+            mirror.url(),
+            mirror.url()
+        ),
+    );
+    let hosts_arg = hosts.to_str().unwrap();
+    let json = pull_json(
+        &scratch,
+        &["--hosts-dir", hosts_arg, &image],
+        "through-mirror",
+    );
+    served_by_only(&json, &mirror.host());
+    // The cache really fetched it from the origin: its storage fills with the blobs.
+    wait_until_cached(&mirror, &json);
+
+    // The mirror down: server answers.
+    drop(mirror);
+    let json = pull_json(&scratch, &["--hosts-dir", hosts_arg, &image], "mirror-down");
+    served_by_only(&json, &origin.host());
+
+    // A pull-only host (no resolve): the tag comes from server, the blobs from the host.
+    let mirror =
+        Registry::start(RegistryOptions::anonymous().proxy(&origin.url())).expect("mirror 2");
+    hosts_toml(
+        &hosts,
+        &dir,
+        &format!(
+            "server = \"{}\"\n[host.\"{}\"]\n  capabilities = [\"pull\"]\n",
+            origin.url(),
+            mirror.url()
+        ),
+    );
+    let json = pull_json(&scratch, &["--hosts-dir", hosts_arg, &image], "pull-only");
+    let served = json["servedBy"].as_object().unwrap();
+    assert_eq!(
+        served["manifest v1"],
+        serde_json::json!(origin.host()),
+        "{served:?}"
+    );
+    assert!(
+        served
+            .iter()
+            .filter(|(k, _)| k.starts_with("sha256:"))
+            .all(|(_, v)| v == &serde_json::json!(mirror.host())),
+        "{served:?}"
+    );
+}
+
+/// `_default` applies to every registry without its own directory, and a malformed hosts.toml
+/// is a clear error (exit 2) naming the file, before anything is pulled.
+#[test]
+fn hosts_toml_default_directory_and_malformed_files() {
+    let origin = Registry::start(RegistryOptions::anonymous()).expect("origin");
+    seed(&origin, "simple", "team/app:v1").expect("seeded");
+    let mirror =
+        Registry::start(RegistryOptions::anonymous().proxy(&origin.url())).expect("mirror");
+    let scratch = Scratch::new();
+    let hosts = scratch.dir.path().join("certs.d");
+    // Without `server`: the registry itself comes last.
+    hosts_toml(
+        &hosts,
+        "_default",
+        &format!(
+            "[host.\"{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            mirror.url()
+        ),
+    );
+    let image = format!("{}/team/app:v1", origin.host());
+    let hosts_arg = hosts.to_str().unwrap();
+    let json = pull_json(&scratch, &["--hosts-dir", hosts_arg, &image], "default");
+    served_by_only(&json, &mirror.host());
+
+    for (text, expected) in [
+        ("[host.\"http://127.0.0.1:1\"\n", "hosts.toml"),
+        (
+            "[host.\"http://127.0.0.1:1\"]\ncapabilities = [\"pull\", \"teleport\"]\n",
+            "unknown capability `teleport`",
+        ),
+        (
+            "server = \"https://127.0.0.1:1\"\ncapabilities = [\"push\"]\n",
+            "no host with the `pull` capability",
+        ),
+    ] {
+        hosts_toml(&hosts, "_default", text);
+        let dest = scratch.dest("never");
+        let stderr = crate::support::fails(
+            &run(
+                &scratch.home(),
+                &[
+                    "pull",
+                    "--hosts-dir",
+                    hosts_arg,
+                    &image,
+                    dest.to_str().unwrap(),
+                ],
+                None,
+            ),
+            2,
+        );
+        assert!(stderr.contains(expected), "{text}: {stderr}");
+        assert!(!dest.exists());
+    }
+    let stderr = crate::support::fails(
+        &run(
+            &scratch.home(),
+            &["pull", "--hosts-dir", "/nonexistent/certs.d", &image, "x"],
+            None,
+        ),
+        2,
+    );
+    assert!(stderr.contains("not a directory"), "{stderr}");
+}
+
+/// registries.conf the containers way: the user's file with its drop-ins (lexical order, a
+/// later file replaces an entry), and conflicting entries refused with exit 2.
+#[test]
+fn registries_conf_user_file_drop_ins_and_conflicts() {
+    let origin = Registry::start(RegistryOptions::anonymous()).expect("origin");
+    seed(&origin, "simple", "team/app:v1").expect("seeded");
+    let mirror =
+        Registry::start(RegistryOptions::anonymous().proxy(&origin.url())).expect("mirror");
+    let scratch = Scratch::new();
+    let config = scratch.home().join(".config/containers");
+    std::fs::create_dir_all(config.join("registries.conf.d")).unwrap();
+    std::fs::write(
+        config.join("registries.conf"),
+        format!("[[registry]]\nlocation = \"{}\"\n", origin.host()),
+    )
+    .unwrap();
+    // 10 points at a mirror that is not there; 20 replaces it with the real one.
+    std::fs::write(
+        config.join("registries.conf.d/10-first.conf"),
+        format!(
+            "[[registry]]\nlocation = \"{}\"\n[[registry.mirror]]\nlocation = \"127.0.0.1:1\"\n",
+            origin.host()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        config.join("registries.conf.d/20-second.conf"),
+        format!(
+            "[[registry]]\nlocation = \"{}\"\n[[registry.mirror]]\nlocation = \"{}\"\n",
+            origin.host(),
+            mirror.host()
+        ),
+    )
+    .unwrap();
+    let image = format!("{}/team/app:v1", origin.host());
+    let json = pull_json(&scratch, &[&image], "drop-in");
+    served_by_only(&json, &mirror.host());
+
+    std::fs::write(
+        config.join("registries.conf.d/30-conflict.conf"),
+        format!(
+            "[[registry]]\nlocation = \"{o}\"\n[[registry]]\nprefix = \"{o}/team\"\nlocation = \"{o}\"\ninsecure = true\n",
+            o = origin.host()
+        ),
+    )
+    .unwrap();
+    let stderr = crate::support::fails(
+        &run(
+            &scratch.home(),
+            &["pull", &image, scratch.dest("c").to_str().unwrap()],
+            None,
+        ),
+        2,
+    );
+    assert!(
+        stderr.contains("30-conflict.conf") && stderr.contains("conflicting `insecure`"),
+        "{stderr}"
+    );
+}

@@ -22,6 +22,8 @@ const INHERITED: &[&str] = &[
     "DOCKER_CONFIG",
     "REGISTRY_AUTH_FILE",
     "XDG_RUNTIME_DIR",
+    "XDG_CONFIG_HOME",
+    "CONTAINERS_REGISTRIES_CONF",
     "HTTPS_PROXY",
     "HTTP_PROXY",
     "https_proxy",

@@ -10,6 +10,7 @@ pub mod kubelet_credential_provider;
 pub mod man;
 pub mod pull;
 pub mod push;
+pub mod query;
 pub mod token;
 pub mod verify;
 
@@ -38,6 +39,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => {
             init_logging(args.verbose, false);
             inspect::run(&args).await
+        }
+        Command::Tags(args) => {
+            init_logging(args.verbose, false);
+            query::tags(args).await
+        }
+        Command::Digest(args) => {
+            init_logging(args.verbose, false);
+            query::digest(args).await
+        }
+        Command::Catalog(args) => {
+            init_logging(args.verbose, false);
+            query::catalog(args).await
         }
         Command::Push(args) | Command::Copy(args) => {
             init_logging(args.verbose, args.quiet);

@@ -13,7 +13,10 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
     let mut credential_args = args.registry_args;
     credential_args.identity = credential_args.identity || credential_args.username.is_none();
     let credential = credential_args.credential_for(reference.registry())?;
-    let options = credential_args.client_options();
+    let options = credential_args
+        .client_options()
+        .for_host(reference.api_host())
+        .map_err(|e| acrpull::Error::from(acrpull::mirror::ConfigError::from(e)))?;
     let http = acrpull::registry::build_http(&options)?;
     let client = acrpull::registry::RegistryClient::new(
         http.clone(),
