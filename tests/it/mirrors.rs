@@ -5,16 +5,21 @@ use acrpull_testenv::registry::{seed, Registry, RegistryOptions};
 
 use crate::support::{ok, run, skopeo_raw_digest, Scratch};
 
+/// A registry holding `team/app:v1` and a distribution pull-through cache of it.
+fn origin_and_cache() -> (Registry, Registry) {
+    let origin = Registry::start(RegistryOptions::anonymous()).expect("origin");
+    seed(&origin, "simple", "team/app:v1").expect("seeded");
+    let cache = Registry::start(RegistryOptions::anonymous().proxy(&origin.url())).expect("cache");
+    (origin, cache)
+}
+
 fn summary(output: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(&ok(output)).expect("JSON summary")
 }
 
 #[test]
 fn a_pull_through_cache_serves_first_and_either_side_can_be_down() {
-    let origin = Registry::start(RegistryOptions::anonymous()).expect("origin");
-    seed(&origin, "simple", "team/app:v1").expect("seeded");
-    let mirror =
-        Registry::start(RegistryOptions::anonymous().proxy(&origin.url())).expect("mirror");
+    let (origin, mirror) = origin_and_cache();
     let scratch = Scratch::new();
     let home = scratch.home();
     let image = format!("{}/team/app:v1", origin.host());
@@ -102,10 +107,7 @@ fn a_pull_through_cache_serves_first_and_either_side_can_be_down() {
 
 #[test]
 fn registries_conf_mirrors_with_digest_only_and_blocked_registries() {
-    let origin = Registry::start(RegistryOptions::anonymous()).expect("origin");
-    seed(&origin, "simple", "team/app:v1").expect("seeded");
-    let mirror =
-        Registry::start(RegistryOptions::anonymous().proxy(&origin.url())).expect("mirror");
+    let (origin, mirror) = origin_and_cache();
     let scratch = Scratch::new();
     let conf = scratch.dir.path().join("registries.conf");
     std::fs::write(
@@ -227,10 +229,7 @@ fn served_by_only(json: &serde_json::Value, host: &str) {
 /// down, `server` answers; a `pull`-only host gets digests and never the tag.
 #[test]
 fn hosts_toml_mirror_first_then_server_and_pull_only_hosts_get_digests() {
-    let origin = Registry::start(RegistryOptions::anonymous()).expect("origin");
-    seed(&origin, "simple", "team/app:v1").expect("seeded");
-    let mirror =
-        Registry::start(RegistryOptions::anonymous().proxy(&origin.url())).expect("mirror");
+    let (origin, mirror) = origin_and_cache();
     let scratch = Scratch::new();
     let hosts = scratch.dir.path().join("certs.d");
     let image = format!("{}/team/app:v1", origin.host());
@@ -293,10 +292,7 @@ fn hosts_toml_mirror_first_then_server_and_pull_only_hosts_get_digests() {
 /// is a clear error (exit 2) naming the file, before anything is pulled.
 #[test]
 fn hosts_toml_default_directory_and_malformed_files() {
-    let origin = Registry::start(RegistryOptions::anonymous()).expect("origin");
-    seed(&origin, "simple", "team/app:v1").expect("seeded");
-    let mirror =
-        Registry::start(RegistryOptions::anonymous().proxy(&origin.url())).expect("mirror");
+    let (origin, mirror) = origin_and_cache();
     let scratch = Scratch::new();
     let hosts = scratch.dir.path().join("certs.d");
     // Without `server`: the registry itself comes last.
@@ -358,10 +354,7 @@ fn hosts_toml_default_directory_and_malformed_files() {
 /// later file replaces an entry), and conflicting entries refused with exit 2.
 #[test]
 fn registries_conf_user_file_drop_ins_and_conflicts() {
-    let origin = Registry::start(RegistryOptions::anonymous()).expect("origin");
-    seed(&origin, "simple", "team/app:v1").expect("seeded");
-    let mirror =
-        Registry::start(RegistryOptions::anonymous().proxy(&origin.url())).expect("mirror");
+    let (origin, mirror) = origin_and_cache();
     let scratch = Scratch::new();
     let config = scratch.home().join(".config/containers");
     std::fs::create_dir_all(config.join("registries.conf.d")).unwrap();
