@@ -233,7 +233,12 @@ fn api_root(path: &str) -> String {
 
 /// Parse `hosts.toml` text; relative `ca` and `client` paths are relative to `dir`.
 pub fn parse(dir: &Path, text: &str) -> Result<Vec<HostEntry>, String> {
-    let file: HostsFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    let mut file: HostsFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    // The deserializer may visit tables in key order: put them back in the file's order.
+    let order = header_order(text);
+    file.host
+        .0
+        .sort_by_key(|(url, _)| order.iter().position(|o| o == url).unwrap_or(usize::MAX));
     let mut hosts = Vec::new();
     for (url, settings) in &file.host.0 {
         let entry =
@@ -247,6 +252,32 @@ pub fn parse(dir: &Path, text: &str) -> Result<Vec<HostEntry>, String> {
     })?;
     hosts.push(entry);
     Ok(hosts)
+}
+
+/// The `[host."URL"]` table headers in the order the file writes them (as containerd's
+/// `getSortedHosts` reads them); sub-tables (`[host."URL".header]`) count where first seen.
+fn header_order(text: &str) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        let Some(rest) = line.strip_prefix('[').filter(|r| !r.starts_with('[')) else {
+            continue;
+        };
+        let Some(rest) = rest.trim_start().strip_prefix("host").map(str::trim_start) else {
+            continue;
+        };
+        let Some(rest) = rest.strip_prefix('.').map(str::trim_start) else {
+            continue;
+        };
+        let name = match rest.chars().next() {
+            Some(quote @ ('"' | '\'')) => rest[1..].split(quote).next().unwrap_or(""),
+            _ => rest.split(['.', ']']).next().unwrap_or("").trim(),
+        };
+        if !name.is_empty() && !order.iter().any(|o| o == name) {
+            order.push(name.to_string());
+        }
+    }
+    order
 }
 
 fn host_entry(
