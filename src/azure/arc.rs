@@ -36,12 +36,13 @@ pub const MAX_KEY_FILE_BYTES: u64 = 4096;
 /// The api-version MSAL Go and azure-identity send to Arc.
 const API_VERSION: &str = "2020-06-01";
 
-/// The agent's token directory on this platform, if Arc supports it.
-pub fn default_token_directory() -> Option<PathBuf> {
+/// The agent's token directory on this platform, if Arc supports it (on Windows below
+/// `%ProgramData%`, taken from the `env` snapshot).
+pub fn default_token_directory(env: &Env) -> Option<PathBuf> {
     if cfg!(target_os = "linux") {
         Some(PathBuf::from(LINUX_TOKEN_DIRECTORY))
     } else if cfg!(windows) {
-        std::env::var_os("ProgramData").map(|data| {
+        env.get(super::env::PROGRAM_DATA).map(|data| {
             Path::new(&data)
                 .join("AzureConnectedMachineAgent")
                 .join("Tokens")
@@ -73,7 +74,7 @@ impl ArcSource {
     /// the platform's token directory. A user-assigned `selector` (or `AZURE_CLIENT_ID`) is an
     /// error: Arc has only the system-assigned identity.
     pub fn new(env: &Env, selector: Option<UserAssignedId>, audience: &str) -> Result<Self, Error> {
-        let directory = default_token_directory().ok_or_else(|| Error::Configuration {
+        let directory = default_token_directory(env).ok_or_else(|| Error::Configuration {
             detail: "Azure Arc managed identity is supported on Linux and Windows only".into(),
         })?;
         Self::with_options(env, selector, audience, RetryPolicy::default(), directory)

@@ -23,6 +23,7 @@ pub const VARIABLES: &[&str] = &[
     IMDS_ENDPOINT,
     MSI_ENDPOINT,
     MSI_SECRET,
+    PROGRAM_DATA,
 ];
 
 /// Client (application) id: of a service principal, a workload identity, or the user-assigned
@@ -50,6 +51,9 @@ pub const IMDS_ENDPOINT: &str = "IMDS_ENDPOINT";
 pub const MSI_ENDPOINT: &str = "MSI_ENDPOINT";
 /// Azure ML secret for `MSI_ENDPOINT`.
 pub const MSI_SECRET: &str = "MSI_SECRET";
+
+/// Windows' machine-wide data directory: the Arc agent keeps its key files below it.
+pub const PROGRAM_DATA: &str = "ProgramData";
 
 /// Variables whose values are secrets and never appear in `Debug` output.
 const SECRET_VARIABLES: &[&str] = &[AZURE_CLIENT_SECRET, IDENTITY_HEADER, MSI_SECRET];

@@ -67,6 +67,14 @@ pub fn with_environment(mut options: ClientOptions) -> ClientOptions {
     options
 }
 
+/// `ACRPULL_INFLATE_AHEAD=N`: how many layers may inflate ahead of the one being applied
+/// (0: none; unset or not a number: the library's default, cores − 1).
+fn inflate_ahead_from_environment() -> Option<usize> {
+    std::env::var("ACRPULL_INFLATE_AHEAD")
+        .ok()
+        .and_then(|value| value.trim().parse().ok())
+}
+
 /// `HOME`, when set and not empty.
 fn home() -> Option<PathBuf> {
     std::env::var_os("HOME")
@@ -344,6 +352,7 @@ impl PullArgs {
                 layer_limits: acrpull::pull::LayerLimits {
                     max_uncompressed_bytes: self.max_layer_size,
                     max_entries: self.max_layer_entries,
+                    inflate_ahead: inflate_ahead_from_environment(),
                 },
                 verify: self.verify.options(),
             },

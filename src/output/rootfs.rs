@@ -40,6 +40,9 @@ pub struct LayerLimits {
     pub max_uncompressed_bytes: u64,
     /// Most tar entries in one layer (`u64::MAX`: no limit).
     pub max_entries: u64,
+    /// How many layers may inflate ahead of the one being applied (`None`: the cores left
+    /// over by the applier, at most 8; `Some(0)`: none).
+    pub inflate_ahead: Option<usize>,
 }
 
 impl Default for LayerLimits {
@@ -48,6 +51,7 @@ impl Default for LayerLimits {
         Self {
             max_uncompressed_bytes: apply.max_uncompressed_bytes,
             max_entries: apply.max_entries,
+            inflate_ahead: None,
         }
     }
 }
@@ -248,13 +252,10 @@ async fn build(
     ))
 }
 
-/// How many layers inflate ahead of the one being applied: the cores left over by the
-/// applier and the current layer's own inflater. `ACRPULL_INFLATE_AHEAD=N` sets it (0: none).
-fn inflate_ahead() -> usize {
-    if let Some(ahead) = std::env::var("ACRPULL_INFLATE_AHEAD")
-        .ok()
-        .and_then(|value| value.parse().ok())
-    {
+/// How many layers inflate ahead of the one being applied: as configured, else the cores
+/// left over by the applier and the current layer's own inflater.
+fn inflate_ahead(configured: Option<usize>) -> usize {
+    if let Some(ahead) = configured {
         return ahead;
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -287,7 +288,7 @@ async fn apply_in_order(
         ..ApplyOptions::default()
     };
     let mut applier = Some(Applier::new(rootfs, apply_options)?);
-    let ahead = inflate_ahead();
+    let ahead = inflate_ahead(limits.inflate_ahead);
     let mut inflating: VecDeque<Inflating> = VecDeque::new();
     let mut warned = 0;
     for (index, ((layer, _), diff_id)) in layers.iter().zip(diff_ids).enumerate() {
