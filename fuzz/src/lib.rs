@@ -613,8 +613,9 @@ fn check_endpoints(
     let matched = entries
         .iter()
         .filter(|entry| full == entry.prefix || full.starts_with(&format!("{}/", entry.prefix)))
+        // The longest prefix; of equal ones the first, as containers/image's FindRegistry.
         .fold(None::<&ModelEntry>, |best, entry| match best {
-            Some(best) if best.prefix.len() > entry.prefix.len() => Some(best),
+            Some(best) if best.prefix.len() >= entry.prefix.len() => Some(best),
             _ => Some(entry),
         });
     let endpoints = match result {
