@@ -302,7 +302,7 @@ impl ArchiveSource {
         &self,
         opened: &Arc<Opened>,
         layout: &ImageIndex,
-    ) -> Result<Vec<(Digest, crate::referrers::ReferrerDescriptor)>> {
+    ) -> Result<Vec<(Digest, crate::referrer::ReferrerDescriptor)>> {
         let mut listed = Vec::new();
         for entry in &layout.manifests {
             if entry.size > MANIFEST_LIMIT || media_type::manifest_kind(&entry.media_type).is_none()
@@ -316,7 +316,7 @@ impl ArchiveSource {
                     Some(entry.media_type.clone()),
                 )
                 .await?;
-            listed.extend(crate::referrers::listing_of(&manifest));
+            listed.extend(crate::referrer::listing_of(&manifest));
         }
         Ok(listed)
     }
@@ -689,7 +689,7 @@ impl ImageSource for ArchiveSource {
                     &self.describe(),
                     self.kind.scheme(),
                     &|d| {
-                        !d.ref_name().is_some_and(crate::referrers::is_referrer_tag)
+                        !d.ref_name().is_some_and(crate::referrer::is_referrer_tag)
                             && !referrers.contains(&d.digest)
                     },
                 )?;
@@ -715,14 +715,14 @@ impl ImageSource for ArchiveSource {
         let Some(layout) = opened.layout.as_ref() else {
             return Ok(crate::registry::referrers::ReferrersPage::Unsupported);
         };
-        let listed: Vec<crate::referrers::ReferrerDescriptor> = self
+        let listed: Vec<crate::referrer::ReferrerDescriptor> = self
             .listings(&opened, layout)
             .await?
             .into_iter()
             .filter(|(of, _)| of == subject)
             .map(|(_, listing)| listing)
             .collect();
-        Ok(crate::referrers::local_page(
+        Ok(crate::referrer::local_page(
             &listed,
             format!("{}/index.json", self.describe()),
         ))

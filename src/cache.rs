@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::digest::Digest;
+use crate::fsutil::{lock_exclusive, same_file, try_lock_exclusive};
 use crate::registry::MANIFEST_LIMIT;
 use crate::source::{BlobBody, FetchedManifest, ImageSource};
 
@@ -271,6 +272,12 @@ impl BlobCache {
         removed
     }
 
+    /// Record `staging` in this cache, so that it is removed if this process dies.
+    pub fn register(&self, staging: crate::layout::Staging) -> crate::layout::Staging {
+        let registration = self.register_staging(staging.path());
+        staging.with_registration(registration)
+    }
+
     /// Record the staging directory `path` of a running pull (locked by it), so that it is
     /// removed if the pull dies. Returns the record, which the pull removes when done; `None`
     /// if it could not be written (best effort).
@@ -434,23 +441,6 @@ pub struct Usage {
     pub partial: u64,
     /// Their bytes.
     pub partial_bytes: u64,
-}
-
-/// Take an exclusive `flock` on `file`, waiting for its holder. Released when every descriptor
-/// of that open file is closed, which includes the holder's death.
-pub(crate) fn lock_exclusive(file: &File) -> std::io::Result<()> {
-    rustix::fs::flock(file, rustix::fs::FlockOperation::LockExclusive).map_err(Into::into)
-}
-
-pub(crate) use crate::blocking::try_lock_exclusive;
-
-/// Whether `path` still names the file open as `file`.
-pub(crate) fn same_file(file: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt as _;
-    match (file.metadata(), std::fs::metadata(path)) {
-        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
-        _ => false,
-    }
 }
 
 fn lock_path(partial: &Path) -> PathBuf {

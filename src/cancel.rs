@@ -53,10 +53,11 @@ impl Cancel {
         *self.0.borrow()
     }
 
-    /// Fail with [`crate::Error::Stopped`] if the pull was asked to stop.
-    pub fn check(&self) -> crate::error::Result<()> {
+    /// Fail with the signal if the pull was asked to stop (`?` turns it into
+    /// [`crate::Error::Stopped`]).
+    pub fn check(&self) -> Result<(), StopSignal> {
         match self.signal() {
-            Some(signal) => Err(crate::Error::Stopped(signal)),
+            Some(signal) => Err(signal),
             None => Ok(()),
         }
     }
@@ -118,10 +119,7 @@ mod tests {
         cancel.cancel(StopSignal::Interrupt);
         assert_eq!(waiter.await.unwrap(), StopSignal::Terminate);
         assert_eq!(cancel.cancelled().await, StopSignal::Terminate);
-        assert!(matches!(
-            cancel.check(),
-            Err(crate::Error::Stopped(StopSignal::Terminate))
-        ));
+        assert_eq!(cancel.check(), Err(StopSignal::Terminate));
     }
 
     #[test]

@@ -130,7 +130,7 @@ impl Destination {
             layout::staging_dir_beside(&self.target)?
         };
         Ok(match &self.cache {
-            Some(cache) => staging.registered_with(cache),
+            Some(cache) => cache.register(staging),
             None => staging,
         })
     }
@@ -406,7 +406,7 @@ struct DestinationLock {
 impl Drop for DestinationLock {
     fn drop(&mut self) {
         if let Some(path) = &self.path {
-            if crate::cache::same_file(&self.file, path) {
+            if crate::fsutil::same_file(&self.file, path) {
                 let _ = std::fs::remove_file(path);
             }
         }
@@ -453,13 +453,13 @@ impl DestinationLock {
                 }
                 Err(e) => return Err(io("creating a lock file in", &parent)(e)),
             };
-            if crate::cache::try_lock_exclusive(&file) {
+            if crate::fsutil::try_lock_exclusive(&file) {
                 let Some(path) = path else {
                     return Ok(Self { file, path: None });
                 };
                 // Its previous owner may have removed it as we opened it: lock the file
                 // that has the name now.
-                if !crate::cache::same_file(&file, &path) {
+                if !crate::fsutil::same_file(&file, &path) {
                     continue;
                 }
                 let mut lock = Self {

@@ -216,5 +216,29 @@ fn registry_class(error: &crate::registry::Error) -> ErrorClass {
     }
 }
 
+impl From<crate::cancel::StopSignal> for Error {
+    fn from(signal: crate::cancel::StopSignal) -> Self {
+        Error::Stopped(signal)
+    }
+}
+
+impl From<crate::source::ChildError> for Error {
+    fn from(error: crate::source::ChildError) -> Self {
+        match error {
+            crate::source::ChildError::Source(e) => Error::Registry(e),
+            crate::source::ChildError::Mismatch {
+                digest,
+                expected,
+                actual,
+            } => Error::Integrity {
+                what: "manifest",
+                digest,
+                expected,
+                actual,
+            },
+        }
+    }
+}
+
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,6 +1,9 @@
 //! File-system helpers every layer that writes shares (below the stores and outputs).
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+pub use crate::blocking::try_lock_exclusive;
 
 /// Remove a tree even where layers left read-only directories (running unprivileged).
 pub fn remove_tree(path: PathBuf) {
@@ -21,5 +24,20 @@ pub fn remove_tree(path: PathBuf) {
     }
     if let Err(e) = std::fs::remove_dir_all(&path) {
         tracing::warn!(path = %path.display(), error = %e, "could not remove a staging directory");
+    }
+}
+
+/// Take an exclusive `flock` on `file`, waiting for its holder. Released when every descriptor
+/// of that open file is closed, which includes the holder's death.
+pub fn lock_exclusive(file: &File) -> std::io::Result<()> {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::LockExclusive).map_err(Into::into)
+}
+
+/// Whether `path` still names the file open as `file`.
+pub fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
     }
 }

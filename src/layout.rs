@@ -120,7 +120,7 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
 /// on the directory) while its pull runs, removed on drop unless it was renamed away. A pull
 /// killed with `kill -9` leaves it behind with the lock released; the next pull to the same
 /// destination removes it, and so do `acrpull cache prune` and the next pull anywhere when it
-/// was registered with the blob cache ([`Staging::registered_with`]).
+/// was registered with the blob cache ([`crate::cache::BlobCache::register`]).
 #[derive(Debug)]
 pub struct Staging {
     path: PathBuf,
@@ -135,9 +135,10 @@ impl Staging {
         &self.path
     }
 
-    /// Record this directory in `cache`, so that it is removed if this process dies.
-    pub fn registered_with(mut self, cache: &crate::cache::BlobCache) -> Self {
-        self.registration = cache.register_staging(&self.path);
+    /// Remember its entry in the blob cache's list ([`crate::cache::BlobCache::register`]),
+    /// removed with the directory.
+    pub fn with_registration(mut self, registration: Option<PathBuf>) -> Self {
+        self.registration = registration;
         self
     }
 }
@@ -191,7 +192,7 @@ fn locked_temporary_dir(parent: &Path, prefix: &str) -> Result<Staging, Destinat
         .map_err(io_error("creating a staging directory in", parent))?;
     let path = staging.keep();
     let lock = std::fs::File::open(&path)
-        .and_then(|dir| crate::cache::lock_exclusive(&dir).map(|()| dir))
+        .and_then(|dir| crate::fsutil::lock_exclusive(&dir).map(|()| dir))
         .map_err(io_error("locking a staging directory in", parent));
     let lock = match lock {
         Ok(lock) => lock,
@@ -232,7 +233,7 @@ pub fn remove_if_abandoned(path: &Path) -> bool {
     let Ok(dir) = std::fs::File::open(path) else {
         return false;
     };
-    if !crate::cache::try_lock_exclusive(&dir) {
+    if !crate::fsutil::try_lock_exclusive(&dir) {
         return false;
     }
     tracing::info!(path = %path.display(), "removing the staging directory of a pull that died");
@@ -258,7 +259,7 @@ fn remove_abandoned_lock_beside(staging: &Path) {
     }
     let lock = staging.with_file_name(format!("{destination}.acrpull.lock"));
     if let Ok(file) = std::fs::File::options().write(true).open(&lock) {
-        if crate::cache::try_lock_exclusive(&file) {
+        if crate::fsutil::try_lock_exclusive(&file) {
             let _ = std::fs::remove_file(&lock);
         }
     }
@@ -278,10 +279,10 @@ pub fn sync_dir(path: &Path) {
 
 /// An OCI layout being written.
 #[derive(Debug)]
-pub struct LayoutWriter<'a> {
+pub struct LayoutWriter {
     root: PathBuf,
-    /// A new layout: its staging directory, and where it goes when complete.
-    staging: Option<(Staging, &'a crate::destination::Destination)>,
+    /// A new layout: its staging directory, handed back by the commit to be published.
+    staging: Option<Staging>,
 }
 
 /// Remove the temporary files a killed writer left in a layout we hold the lock of.
@@ -304,27 +305,22 @@ fn remove_temporary_files(root: &Path) {
     }
 }
 
-impl<'a> LayoutWriter<'a> {
-    /// Prepare to write a layout at a claimed destination: a new one in a staging directory
-    /// (the destination was absent, empty, or is replaced with `--force`), or the existing
-    /// layout there, added to in place (the destination's lock keeps other acrpull processes
-    /// out).
-    pub fn prepare(
-        destination: &'a crate::destination::Destination,
-    ) -> Result<Self, DestinationError> {
-        if destination.adds_to_layout() {
-            let dest = destination.path();
-            remove_temporary_files(dest);
-            read_index(dest).map_err(io_error("reading the existing layout", dest))?;
-            return Ok(Self {
-                root: dest.to_path_buf(),
-                staging: None,
-            });
-        }
-        let staging = destination.staging()?;
-        let root = staging.path().to_path_buf();
-        let mut writer = Self::create(&root)?;
-        writer.staging = Some((staging, destination));
+impl LayoutWriter {
+    /// Add to the existing layout at `dest`, in place (the destination's lock keeps other
+    /// acrpull processes out).
+    pub fn add_to(dest: &Path) -> Result<Self, DestinationError> {
+        remove_temporary_files(dest);
+        read_index(dest).map_err(io_error("reading the existing layout", dest))?;
+        Ok(Self {
+            root: dest.to_path_buf(),
+            staging: None,
+        })
+    }
+
+    /// Write a new layout in `staging`; the commit hands the directory back for publishing.
+    pub fn in_staging(staging: Staging) -> Result<Self, DestinationError> {
+        let mut writer = Self::create(staging.path())?;
+        writer.staging = Some(staging);
         Ok(writer)
     }
 
@@ -362,8 +358,8 @@ impl<'a> LayoutWriter<'a> {
 
     /// Check that every blob `descriptor` reaches is present with its size, add it to
     /// `index.json` (replacing an entry with the same tag, or the same digest when untagged),
-    /// and publish the layout.
-    pub fn commit(self, descriptor: Descriptor) -> crate::error::Result<()> {
+    /// and hand back a new layout's staging directory, for the caller to publish.
+    pub fn commit(self, descriptor: Descriptor) -> Result<Option<Staging>, DestinationError> {
         self.commit_with_referrers(descriptor, &[])
     }
 
@@ -374,8 +370,8 @@ impl<'a> LayoutWriter<'a> {
     pub fn commit_with_referrers(
         mut self,
         descriptor: Descriptor,
-        referrers: &[crate::referrers::ReferrerDescriptor],
-    ) -> crate::error::Result<()> {
+        referrers: &[crate::referrer::ReferrerDescriptor],
+    ) -> Result<Option<Staging>, DestinationError> {
         verify_complete(&self.root, &descriptor)?;
         for referrer in referrers {
             let referrer = Descriptor {
@@ -436,10 +432,7 @@ impl<'a> LayoutWriter<'a> {
         }
         let bytes = serde_json::to_vec(&index).map_err(|e| unusable(e.to_string()))?;
         write_atomic(&index_path, &bytes)?;
-        if let Some((staging, destination)) = self.staging.take() {
-            destination.publish_dir(staging.path())?;
-        }
-        Ok(())
+        Ok(self.staging.take())
     }
 }
 

@@ -11,13 +11,13 @@
 
 pub mod archive;
 pub mod archive_source;
-pub mod auth;
 pub mod azure;
 pub mod blocking;
 pub mod cache;
 pub mod cancel;
 pub mod convert;
 pub mod credential;
+pub mod credential_helper;
 pub mod destination;
 pub mod digest;
 pub mod download;
@@ -35,6 +35,7 @@ pub mod pull;
 pub mod push;
 pub mod query;
 pub mod reference;
+pub mod referrer;
 pub mod referrers;
 pub mod registry;
 pub mod report;

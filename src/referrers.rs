@@ -31,54 +31,15 @@ use crate::registry::referrers::ReferrersPage;
 use crate::registry::RegistryClient;
 use crate::source::{FetchedManifest, ImageSource};
 
+pub use crate::referrer::{
+    cosign_tag, is_referrer_tag, listing_of, local_page, subject_of, tag_schema_tag,
+    ReferrerDescriptor, COSIGN_SUFFIXES,
+};
+pub use crate::registry::referrers::FoundBy;
+use crate::referrer::ManifestFields;
+
 /// The media type of the empty config (`{}`) artifact manifests use.
 pub const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
-
-/// The suffixes of cosign's tags, in the order they are looked up.
-pub const COSIGN_SUFFIXES: &[&str] = &["sig", "att", "sbom"];
-
-/// How a referrer was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum FoundBy {
-    /// Listed by the registry's referrers API.
-    ReferrersApi,
-    /// Listed in the referrers tag-schema index (`<alg>-<hex>`).
-    TagSchema,
-    /// A cosign tag (`sha256-<hex>.sig`, `.att`, `.sbom`).
-    CosignTag,
-    /// A manifest in an OCI layout's `index.json` with this `subject`.
-    Layout,
-}
-
-impl std::fmt::Display for FoundBy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            FoundBy::ReferrersApi => "referrers API",
-            FoundBy::TagSchema => "tag schema",
-            FoundBy::CosignTag => "cosign tag",
-            FoundBy::Layout => "layout",
-        })
-    }
-}
-
-/// A descriptor as the referrers API and the tag-schema index list them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReferrerDescriptor {
-    /// The referrer's manifest media type.
-    pub media_type: String,
-    /// Its digest.
-    pub digest: Digest,
-    /// Its size.
-    pub size: u64,
-    /// Its artifact type (the manifest's `artifactType`, else its config media type).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub artifact_type: Option<String>,
-    /// Annotations (the manifest's, in API answers; the tag in a layout's `index.json`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
-}
 
 /// One referrer, with its own referrers.
 #[derive(Debug, Clone, Serialize)]
@@ -311,112 +272,6 @@ pub enum Error {
 
 /// Result alias for this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// The referrers tag of `digest` (`<alg>-<hex>`, each part truncated as the spec says).
-pub fn tag_schema_tag(digest: &Digest) -> String {
-    let hex = digest.hex();
-    format!(
-        "{}-{}",
-        digest.algorithm().as_str(),
-        &hex[..hex.len().min(64)]
-    )
-}
-
-/// cosign's tag for `digest` with `suffix` (`sig`, `att`, `sbom`).
-pub fn cosign_tag(digest: &Digest, suffix: &str) -> String {
-    format!("{}.{suffix}", tag_schema_tag(digest))
-}
-
-/// Whether `tag` names referrers rather than an image: a tag-schema or cosign tag.
-pub fn is_referrer_tag(tag: &str) -> bool {
-    let Some((algorithm, rest)) = tag.split_once('-') else {
-        return false;
-    };
-    let hex = rest.split_once('.').map_or(rest, |(hex, suffix)| {
-        if COSIGN_SUFFIXES.contains(&suffix) {
-            hex
-        } else {
-            ""
-        }
-    });
-    matches!(algorithm, "sha256" | "sha512")
-        && hex.len() == 64
-        && hex.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// The parts of a referrer manifest (image manifest or index) that discovery reads.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ManifestFields {
-    #[serde(default)]
-    artifact_type: Option<String>,
-    #[serde(default)]
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
-    #[serde(default)]
-    subject: Option<Descriptor>,
-    #[serde(default)]
-    annotations: Option<BTreeMap<String, String>>,
-}
-
-impl ManifestFields {
-    fn parse(manifest: &FetchedManifest) -> std::result::Result<Self, String> {
-        serde_json::from_slice(&manifest.bytes).map_err(|e| e.to_string())
-    }
-
-    /// `artifactType`, else the config's media type (the referrers API's rule).
-    fn artifact_type(&self) -> Option<String> {
-        self.artifact_type
-            .clone()
-            .filter(|t| !t.is_empty())
-            .or_else(|| self.config.as_ref().map(|c| c.media_type.clone()))
-    }
-}
-
-/// The subject of a manifest, if it has one (for layouts and pushes).
-pub fn subject_of(manifest: &FetchedManifest) -> Option<Digest> {
-    ManifestFields::parse(manifest)
-        .ok()
-        .and_then(|m| m.subject)
-        .map(|s| s.digest)
-}
-
-/// A manifest that has a `subject`: that subject, and the entry the referrers API would list
-/// for it (for sources that answer the API from their own content, such as layouts).
-pub fn listing_of(manifest: &FetchedManifest) -> Option<(Digest, ReferrerDescriptor)> {
-    let fields = ManifestFields::parse(manifest).ok()?;
-    let subject = fields.subject.as_ref()?.digest.clone();
-    Some((
-        subject,
-        ReferrerDescriptor {
-            media_type: manifest.media_type.clone(),
-            digest: manifest.digest.clone(),
-            size: manifest.bytes.len() as u64,
-            artifact_type: fields.artifact_type(),
-            annotations: fields.annotations,
-        },
-    ))
-}
-
-/// The one page a local source (a layout, an archive) answers with the referrers it found in
-/// its `index.json`.
-pub fn local_page(listed: &[ReferrerDescriptor], url: String) -> ReferrersPage {
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_INDEX,
-        "manifests": listed,
-    });
-    ReferrersPage::Listed {
-        bytes: Bytes::from(index.to_string()),
-        filtered: false,
-        next: None,
-        url,
-        found_by: FoundBy::Layout,
-    }
-}
 
 /// The `index.json` entry of a referrer written into a layout: untagged (found by its
 /// `subject`, as the image-layout spec's tools look for it), or under its cosign tag.
@@ -789,10 +644,10 @@ impl Walker<'_> {
                 });
             }
             for entry in &fields.manifests {
-                let child = crate::resolve::fetch_child(self.source, entry)
+                let child = crate::source::fetch_child(self.source, entry)
                     .await
                     .map_err(|e| match e {
-                        crate::Error::Registry(e) => Error::Registry(e),
+                        crate::source::ChildError::Source(e) => Error::Registry(e),
                         other => Error::Invalid {
                             digest: manifest.digest.clone(),
                             subject: subject.clone(),

@@ -18,7 +18,7 @@ use crate::reference::Reference;
 use crate::referrers::{Discovery, DiscoveryOptions};
 use crate::registry::{build_http, ClientOptions, RegistryClient};
 use crate::report::Reporter;
-use crate::source::{FetchedManifest, ImageSource, LayoutSource};
+use crate::source::{fetch_child, FetchedManifest, ImageSource, LayoutSource};
 
 pub use crate::archive_source::ArchiveKind;
 
@@ -350,33 +350,6 @@ fn parse_json<T: serde::de::DeserializeOwned>(manifest: &FetchedManifest) -> Res
             manifest.digest, manifest.media_type
         ))
     })
-}
-
-/// Fetch an index entry's manifest, checking its digest and size against the entry.
-pub(crate) async fn fetch_child(
-    source: &dyn ImageSource,
-    descriptor: &Descriptor,
-) -> Result<FetchedManifest> {
-    let child = source.manifest(&descriptor.digest.to_string()).await?;
-    if child.digest != descriptor.digest || child.bytes.len() as u64 != descriptor.size {
-        return Err(Error::Integrity {
-            what: "manifest",
-            digest: descriptor.digest.clone(),
-            expected: format!("{} ({} bytes)", descriptor.digest, descriptor.size),
-            actual: format!("{} ({} bytes)", child.digest, child.bytes.len()),
-        });
-    }
-    // The index said what the child is; the child must agree (CVE-2021-41190).
-    if child.media_type != descriptor.media_type {
-        return Err(Error::Registry(crate::registry::Error::AmbiguousManifest {
-            url: format!("{} {}", source.describe(), descriptor.digest),
-            reason: format!(
-                "the index entry says `{}` but the manifest is `{}`",
-                descriptor.media_type, child.media_type
-            ),
-        }));
-    }
-    Ok(child)
 }
 
 /// Largest image config read into memory (configs are a few KiB; this only bounds a bad one).

@@ -13,84 +13,7 @@ use crate::media_type::{self, ManifestKind};
 use crate::registry::referrers::ReferrersPage;
 use crate::registry::{Error, Result, MANIFEST_LIMIT};
 
-/// A manifest or index, with the exact bytes as served (digest-stable).
-#[derive(Debug, Clone)]
-pub struct FetchedManifest {
-    /// Exact bytes.
-    pub bytes: Bytes,
-    /// Media type (from the document, else the response's `Content-Type`).
-    pub media_type: String,
-    /// Image manifest or index.
-    pub kind: ManifestKind,
-    /// Digest of `bytes`.
-    pub digest: Digest,
-}
-
-/// Just enough of a document to recognise schema 1 before its digest is judged.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Probe {
-    schema_version: Option<u32>,
-}
-
-impl FetchedManifest {
-    /// Check bytes against the digests we were given and classify them
-    /// ([`crate::manifest::classify`]). `content_type` is the type the document came with: the
-    /// registry's `Content-Type`, or the `mediaType` of the descriptor that named it.
-    pub fn verify(
-        bytes: Bytes,
-        content_type: Option<String>,
-        pinned: Option<&Digest>,
-        served: Option<&Digest>,
-        url: &str,
-    ) -> Result<Self> {
-        let algorithm = pinned
-            .or(served)
-            .map_or(Algorithm::Sha256, Digest::algorithm);
-        let mut digester = Digester::new(algorithm);
-        digester.update(&bytes);
-        let digest = digester.finish();
-        let probe = serde_json::from_slice::<Probe>(&bytes);
-        // Classified before the digest is judged: a registry re-signs a schema 1 manifest on
-        // every GET, so its body never hashes to the digest it announces.
-        let schema1 = content_type
-            .as_deref()
-            .is_some_and(media_type::is_docker_schema1)
-            || probe.as_ref().is_ok_and(|p| p.schema_version == Some(1));
-        if schema1 {
-            return Err(Error::Schema1 {
-                url: url.to_string(),
-            });
-        }
-        for expected in [pinned, served].into_iter().flatten() {
-            if expected.algorithm() == digest.algorithm() && expected != &digest {
-                return Err(Error::Integrity {
-                    what: "manifest".into(),
-                    digest: expected.clone(),
-                    expected: expected.to_string(),
-                    actual: digest.to_string(),
-                });
-            }
-        }
-        let crate::manifest::Classified { media_type, kind } =
-            crate::manifest::classify(&bytes, content_type.as_deref()).map_err(|e| match e {
-                crate::manifest::DocumentError::Ambiguous(reason) => Error::AmbiguousManifest {
-                    url: url.to_string(),
-                    reason,
-                },
-                other => Error::Unsupported {
-                    url: url.to_string(),
-                    reason: other.to_string(),
-                },
-            })?;
-        Ok(Self {
-            bytes,
-            media_type,
-            kind,
-            digest,
-        })
-    }
-}
+pub use crate::registry::{BlobBody, FetchedManifest};
 
 /// The manifest a layout's `index.json` names for `reference`: a digest (any manifest blob of
 /// the layout may be addressed, with its media type when the index lists it), a tag (the
@@ -136,14 +59,48 @@ pub(crate) fn select_in_index(
     Ok((found.digest.clone(), Some(found.media_type.clone())))
 }
 
-/// An open blob body from some offset.
-pub struct BlobBody {
-    /// Where the body starts (0 if the source ignored a range request).
-    pub offset: u64,
-    /// The body length, if announced.
-    pub content_length: Option<u64>,
-    /// The bytes.
-    pub stream: BoxStream<'static, std::io::Result<Bytes>>,
+/// Why an index entry's manifest could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ChildError {
+    /// The source failed to serve it, or served something ambiguous.
+    #[error(transparent)]
+    Source(#[from] Error),
+    /// The manifest served is not the one the entry names (digest or size).
+    #[error("manifest {digest} failed verification: expected {expected}, got {actual}")]
+    Mismatch {
+        /// The digest the entry names.
+        digest: Digest,
+        /// What the entry says (digest and size).
+        expected: String,
+        /// What was served.
+        actual: String,
+    },
+}
+
+/// Fetch an index entry's manifest, checking its digest and size against the entry.
+pub async fn fetch_child(
+    source: &dyn ImageSource,
+    descriptor: &Descriptor,
+) -> std::result::Result<FetchedManifest, ChildError> {
+    let child = source.manifest(&descriptor.digest.to_string()).await?;
+    if child.digest != descriptor.digest || child.bytes.len() as u64 != descriptor.size {
+        return Err(ChildError::Mismatch {
+            digest: descriptor.digest.clone(),
+            expected: format!("{} ({} bytes)", descriptor.digest, descriptor.size),
+            actual: format!("{} ({} bytes)", child.digest, child.bytes.len()),
+        });
+    }
+    // The index said what the child is; the child must agree (CVE-2021-41190).
+    if child.media_type != descriptor.media_type {
+        return Err(ChildError::Source(Error::AmbiguousManifest {
+            url: format!("{} {}", source.describe(), descriptor.digest),
+            reason: format!(
+                "the index entry says `{}` but the manifest is `{}`",
+                descriptor.media_type, child.media_type
+            ),
+        }));
+    }
+    Ok(child)
 }
 
 /// A place images are read from.
@@ -257,10 +214,10 @@ impl LayoutSource {
     fn is_referrer(&self, entry: &Descriptor) -> bool {
         entry
             .ref_name()
-            .is_some_and(crate::referrers::is_referrer_tag)
+            .is_some_and(crate::referrer::is_referrer_tag)
             || self
                 .small_manifest(entry)
-                .is_some_and(|m| crate::referrers::subject_of(&m).is_some())
+                .is_some_and(|m| crate::referrer::subject_of(&m).is_some())
     }
 
     /// The referrers of `subject` the layout holds: manifests listed in `index.json` whose
@@ -268,12 +225,12 @@ impl LayoutSource {
     fn referrers_in_index(
         &self,
         subject: &Digest,
-    ) -> Result<Vec<crate::referrers::ReferrerDescriptor>> {
+    ) -> Result<Vec<crate::referrer::ReferrerDescriptor>> {
         let index = crate::layout::read_index(&self.root).map_err(|source| Error::Io {
             path: self.root.join("index.json"),
             source,
         })?;
-        let schema_tag = crate::referrers::tag_schema_tag(subject);
+        let schema_tag = crate::referrer::tag_schema_tag(subject);
         let mut found = Vec::new();
         for entry in &index.manifests {
             let Some(manifest) = self.small_manifest(entry) else {
@@ -284,14 +241,14 @@ impl LayoutSource {
                 #[derive(serde::Deserialize)]
                 struct Listed {
                     #[serde(default)]
-                    manifests: Vec<crate::referrers::ReferrerDescriptor>,
+                    manifests: Vec<crate::referrer::ReferrerDescriptor>,
                 }
                 if let Ok(listed) = serde_json::from_slice::<Listed>(&manifest.bytes) {
                     found.extend(listed.manifests);
                 }
                 continue;
             }
-            if let Some((of, listing)) = crate::referrers::listing_of(&manifest) {
+            if let Some((of, listing)) = crate::referrer::listing_of(&manifest) {
                 if &of == subject {
                     found.push(listing);
                 }
@@ -370,7 +327,7 @@ impl ImageSource for LayoutSource {
         _page: Option<&url::Url>,
     ) -> Result<ReferrersPage> {
         let listed = self.referrers_in_index(subject)?;
-        Ok(crate::referrers::local_page(
+        Ok(crate::referrer::local_page(
             &listed,
             format!("{}/index.json", self.describe()),
         ))

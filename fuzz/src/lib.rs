@@ -209,7 +209,7 @@ pub fn jwt_expiry(data: &[u8]) {
 /// Token responses: IMDS, App Service and Entra ID (with their error bodies), and a registry's
 /// token endpoint (Docker token protocol).
 pub fn token_response(data: &[u8]) {
-    if let Ok(token) = acrpull::auth::token::parse_response(data) {
+    if let Ok(token) = acrpull::registry::auth::token::parse_response(data) {
         assert!(!token.token.expose().is_empty());
         let _ = token.is_fresh();
     }

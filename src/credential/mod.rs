@@ -6,9 +6,8 @@
 //! identity chain, then anonymous. It says which source answered, never what the secret is.
 //!
 //! [`docker_config`] parses the files, [`helper`] runs `docker-credential-*` programs, and
-//! [`credential_helper`] is the other direction: acrpull answering as a credential helper.
+//! [`crate::credential_helper`] is the other direction: acrpull answering as a credential helper.
 
-pub mod credential_helper;
 pub mod docker_config;
 pub mod helper;
 pub mod kubelet;

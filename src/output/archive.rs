@@ -38,7 +38,7 @@ async fn write_archive(output: &ArchiveOutput<'_>, job: &Job<'_>) -> Result<Writ
     let staging = destination.staging()?;
     let layout_dir = staging.path().join("layout");
     let writer = LayoutWriter::create(&layout_dir)?;
-    let written = super::layout::fill(job, writer, output.tag.as_deref()).await?;
+    let (written, _) = super::layout::fill(job, writer, output.tag.as_deref()).await?;
     let archive = staging.path().join("archive");
     let kind = output.kind;
     let image = resolved.images.first().map(|image| image.parsed.clone());

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::destination::Destination;
 use crate::download::{blobs_of, referrer_blobs, Transfer};
 use crate::error::Result;
-use crate::layout::{self, LayoutWriter};
+use crate::layout::{self, LayoutWriter, Staging};
 use crate::manifest::{Descriptor, ImageConfigSummary, REF_NAME};
 use crate::media_type::ManifestKind;
 use crate::report::BlobKind;
@@ -26,18 +26,29 @@ pub struct LayoutOutput<'a> {
 #[async_trait::async_trait]
 impl Output for LayoutOutput<'_> {
     async fn write(&self, job: &Job<'_>) -> Result<Written> {
-        let writer = LayoutWriter::prepare(self.destination)?;
-        fill(job, writer, self.tag.as_deref()).await
+        // A new layout is written in a staging directory (the destination was absent, empty,
+        // or is replaced with --force); an existing one is added to in place.
+        let writer = if self.destination.adds_to_layout() {
+            LayoutWriter::add_to(self.destination.path())?
+        } else {
+            LayoutWriter::in_staging(self.destination.staging()?)?
+        };
+        let (written, staging) = fill(job, writer, self.tag.as_deref()).await?;
+        if let Some(staging) = staging {
+            self.destination.publish_dir(staging.path())?;
+        }
+        Ok(written)
     }
 }
 
 /// Fill the layout `writer` with the resolved images and commit it (verified complete first).
-/// `tag` is recorded as the image's name, else the source's tag.
+/// `tag` is recorded as the image's name, else the source's tag. Returns a new layout's
+/// staging directory, to be published.
 pub(super) async fn fill(
     job: &Job<'_>,
-    writer: LayoutWriter<'_>,
+    writer: LayoutWriter,
     tag: Option<&str>,
-) -> Result<Written> {
+) -> Result<(Written, Option<Staging>)> {
     let (resolved, downloads) = (job.resolved, job.downloads);
     let mut blobs = blobs_of(resolved);
     blobs.extend(referrer_blobs(job.referrers, &blobs));
@@ -93,9 +104,13 @@ pub(super) async fn fill(
         annotations,
         platform: None,
     };
-    writer.commit_with_referrers(descriptor, &crate::referrers::layout_entries(job.referrers))?;
-    Ok(Written {
-        transferred,
-        platform,
-    })
+    let staging = writer
+        .commit_with_referrers(descriptor, &crate::referrers::layout_entries(job.referrers))?;
+    Ok((
+        Written {
+            transferred,
+            platform,
+        },
+        staging,
+    ))
 }

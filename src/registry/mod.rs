@@ -4,7 +4,9 @@
 //! does), authenticates lazily from challenges, retries transient failures with backoff, and
 //! follows redirects itself so that `Authorization` never leaves the registry's origin.
 
+pub mod auth;
 pub mod error;
+mod fetched;
 mod listing;
 pub mod referrers;
 mod upload;
@@ -22,13 +24,13 @@ use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_
 use reqwest::{Method, Response, StatusCode};
 use tokio::sync::OnceCell;
 
-use crate::auth::{Authenticator, SentAuthorization};
+use self::auth::{Authenticator, SentAuthorization};
 use crate::credential::Credential;
 use crate::digest::Digest;
 use crate::http::challenge::{self, Challenge};
 use crate::http::{BodyError, SafeUrl, SendError, Verdict};
 use crate::media_type;
-use crate::source::{BlobBody, FetchedManifest};
+pub use self::fetched::{BlobBody, FetchedManifest};
 pub use error::{Error, Result};
 use retry::RetryPolicy;
 

@@ -11,7 +11,31 @@ use reqwest::{Method, StatusCode};
 use super::{read_capped, redact_url, Error, RegistryClient, Result, MANIFEST_LIMIT};
 use crate::digest::Digest;
 use crate::media_type;
-use crate::referrers::FoundBy;
+
+/// How a referrer was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FoundBy {
+    /// Listed by the registry's referrers API.
+    ReferrersApi,
+    /// Listed in the referrers tag-schema index (`<alg>-<hex>`).
+    TagSchema,
+    /// A cosign tag (`sha256-<hex>.sig`, `.att`, `.sbom`).
+    CosignTag,
+    /// A manifest in an OCI layout's `index.json` with this `subject`.
+    Layout,
+}
+
+impl std::fmt::Display for FoundBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FoundBy::ReferrersApi => "referrers API",
+            FoundBy::TagSchema => "tag schema",
+            FoundBy::CosignTag => "cosign tag",
+            FoundBy::Layout => "layout",
+        })
+    }
+}
 
 /// One answer of the referrers API.
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 //! (`docker-registry`), an in-process fault-injecting registry, and skopeo/umoci cross-checks.
 //! Everything runs on loopback.
 
+mod architecture;
 mod archives;
 mod azure;
 mod cache;

@@ -4,7 +4,7 @@
 use std::io::Read as _;
 use std::process::ExitCode;
 
-use acrpull::credential::credential_helper::{self, Action};
+use acrpull::credential_helper::{self, Action};
 
 use crate::cli::request::{azure_registries, with_environment};
 use crate::cli::stdout;

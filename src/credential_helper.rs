@@ -160,7 +160,7 @@ pub async fn get(
         &host,
         &host,
         "",
-        super::Credential::Anonymous,
+        crate::credential::Credential::Anonymous,
         options.clone(),
     );
     let base = client.base().await.map_err(|source| Error::Registry {
