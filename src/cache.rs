@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::digest::Digest;
-use crate::fsutil::{lock_exclusive, same_file, try_lock_exclusive};
+use crate::fsutil::{same_file, try_lock_exclusive};
 use crate::registry::MANIFEST_LIMIT;
 use crate::source::{BlobBody, FetchedManifest, ImageSource};
 

@@ -25,6 +25,7 @@ pub mod error;
 pub mod fetch;
 pub mod fsutil;
 pub mod http;
+pub mod kubelet;
 pub mod layout;
 pub mod manifest;
 pub mod media_type;

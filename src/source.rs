@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
-use crate::digest::{Algorithm, Digest, Digester};
+use crate::digest::Digest;
 use crate::manifest::Descriptor;
 use crate::media_type::{self, ManifestKind};
 use crate::registry::referrers::ReferrersPage;

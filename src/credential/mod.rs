@@ -10,7 +10,6 @@
 
 pub mod docker_config;
 pub mod helper;
-pub mod kubelet;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -16,16 +16,16 @@ use crate::azure::{
 use crate::secret::Secret;
 
 /// Trade an ACR refresh token for an access token the way pulls do: the Docker token
-/// protocol's `refresh_token` grant at the challenge's realm (`crate::auth::token`).
+/// protocol's `refresh_token` grant at the challenge's realm (`crate::registry::auth::token`).
 async fn access_token_from_refresh(
     http: &reqwest::Client,
     realm: &Url,
     service: &str,
     refresh: &Secret,
     scopes: &[String],
-) -> Result<Secret, crate::auth::token::TokenError> {
-    let grant = crate::auth::token::TokenGrant::RefreshToken(refresh);
-    crate::auth::token::fetch(http, realm, Some(service), scopes, grant)
+) -> Result<Secret, crate::registry::auth::token::TokenError> {
+    let grant = crate::registry::auth::token::TokenGrant::RefreshToken(refresh);
+    crate::registry::auth::token::fetch(http, realm, Some(service), scopes, grant)
         .await
         .map(|issued| issued.token)
 }

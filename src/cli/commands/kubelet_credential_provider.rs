@@ -6,8 +6,8 @@
 use std::io::Read as _;
 use std::process::ExitCode;
 
-use acrpull::credential::credential_helper;
-use acrpull::credential::kubelet::{self, Error};
+use acrpull::credential_helper;
+use acrpull::kubelet::{self, Error};
 
 use crate::cli::request::{azure_registries, with_environment};
 use crate::cli::stdout;

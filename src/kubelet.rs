@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::credential_helper::{self, NULL_GUID_USERNAME};
+use crate::credential_helper::{self, NULL_GUID_USERNAME};
 use crate::azure::{self, AzureRegistries};
 use crate::registry::ClientOptions;
 
