@@ -34,24 +34,8 @@ pub const CONFIG_LIMIT: u64 = 16 * 1024 * 1024;
 /// The annotation Docker (and containerd) put on `index.json` entries: the full image name.
 const IMAGE_NAME_ANNOTATION: &str = "io.containerd.image.name";
 
-/// Which archive format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArchiveKind {
-    /// `docker save` (classic, or Docker 25+ with an OCI layout inside).
-    Docker,
-    /// A tar of an OCI image layout.
-    Oci,
-}
+pub use crate::source_spec::ArchiveKind;
 
-impl ArchiveKind {
-    /// The transport name, as skopeo spells it.
-    pub fn scheme(self) -> &'static str {
-        match self {
-            ArchiveKind::Docker => "docker-archive",
-            ArchiveKind::Oci => "oci-archive",
-        }
-    }
-}
 
 /// One entry of a `docker save` `manifest.json`.
 #[derive(Debug, Clone, Deserialize)]

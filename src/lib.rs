@@ -44,6 +44,7 @@ pub mod resolve;
 pub mod rootfs;
 pub mod secret;
 pub mod source;
+pub mod source_spec;
 pub mod tar_index;
 pub mod verify;
 

@@ -386,3 +386,27 @@ async fn pull_unguarded(
         seconds: started.elapsed().as_secs_f64(),
     })
 }
+/// `acrpull verify`: resolve `image` to its manifest (no platform is chosen: signatures sign
+/// what the reference names) and verify it, downloading no layer.
+pub async fn verify_image(
+    image: &SourceSpec,
+    credential: Credential,
+    client: &ClientOptions,
+    options: &crate::verify::VerifyOptions,
+    reporter: &dyn Reporter,
+) -> Result<crate::verify::Verification> {
+    let Some(verifier) = options.verifier()? else {
+        return Err(Error::Usage(
+            "acrpull verify needs --verify cosign, --verify policy or --verify notation".into(),
+        ));
+    };
+    let (source, reference) = open_source(image, credential, client, &[])?;
+    let manifest = source.manifest(&reference).await?;
+    let request = crate::verify::Request {
+        image,
+        manifest: &manifest,
+        source: source.as_ref(),
+    };
+    Ok(crate::verify::verify(verifier.as_ref(), &request, reporter).await?)
+}
+

@@ -37,7 +37,7 @@ use serde::Serialize;
 use crate::digest::{Digest, Digester};
 use crate::manifest::Descriptor;
 use crate::referrers::{DiscoveryOptions, Referrer};
-use crate::resolve::SourceSpec;
+use crate::source_spec::SourceSpec;
 use crate::source::{FetchedManifest, ImageSource};
 
 /// Largest signature blob read (a payload, a bundle, an envelope with its certificates).
@@ -493,30 +493,6 @@ pub async fn check(
         source,
     };
     verify(verifier, &request, reporter).await.map(Some)
-}
-
-/// `acrpull verify`: resolve `image` to its manifest (no platform is chosen: signatures sign
-/// what the reference names) and verify it, downloading no layer.
-pub async fn image(
-    image: &SourceSpec,
-    credential: crate::credential::Credential,
-    client: &crate::registry::ClientOptions,
-    options: &VerifyOptions,
-    reporter: &dyn crate::report::Reporter,
-) -> crate::error::Result<Verification> {
-    let Some(verifier) = options.verifier()? else {
-        return Err(crate::Error::Usage(
-            "acrpull verify needs --verify cosign, --verify policy or --verify notation".into(),
-        ));
-    };
-    let (source, reference) = crate::resolve::open_source(image, credential, client, &[])?;
-    let manifest = source.manifest(&reference).await?;
-    let request = Request {
-        image,
-        manifest: &manifest,
-        source: source.as_ref(),
-    };
-    Ok(verify(verifier.as_ref(), &request, reporter).await?)
 }
 
 /// Run `verifier` on `request`: its warnings go to `reporter`, what it accepted to the log.

@@ -32,7 +32,7 @@ use super::cosign::{self, Trust};
 use super::keys::PublicKey;
 use super::{Error, Reason, Rejection, Request, Scheme, Verification, Verifier};
 use crate::reference::Reference;
-use crate::resolve::SourceSpec;
+use crate::source_spec::SourceSpec;
 
 /// Where skopeo and podman read the system policy.
 pub const DEFAULT_PATH: &str = "/etc/containers/policy.json";

@@ -93,6 +93,19 @@ fn test_only_files(files: &[PathBuf]) -> BTreeSet<PathBuf> {
             }
         }
     }
+    // A test module that is a directory takes its submodules with it.
+    let test_dirs: Vec<PathBuf> = out
+        .iter()
+        .filter(|path| path.ends_with("mod.rs"))
+        .filter_map(|path| path.parent().map(Path::to_path_buf))
+        .chain(out.iter().map(|path| path.with_extension("")))
+        .collect();
+    out.extend(
+        files
+            .iter()
+            .filter(|file| test_dirs.iter().any(|dir| file.starts_with(dir)))
+            .cloned(),
+    );
     out
 }
 
@@ -330,4 +343,8 @@ fn the_checks_see_cycles_and_long_files() {
     let declared = [src.join("b/mod.rs")];
     std::fs::write(src.join("b/mod.rs"), "#[cfg(test)]\nmod inner;\n").unwrap();
     assert!(test_only_files(&declared).contains(&src.join("b/inner.rs")));
+    std::fs::create_dir(src.join("b/inner")).unwrap();
+    std::fs::write(src.join("b/inner/deep.rs"), "fn d() {}\n").unwrap();
+    let nested = [src.join("b/mod.rs"), src.join("b/inner/deep.rs")];
+    assert!(test_only_files(&nested).contains(&src.join("b/inner/deep.rs")));
 }

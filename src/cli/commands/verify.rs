@@ -10,7 +10,7 @@ use crate::cli::stdout;
 pub async fn run(args: &VerifyCommandArgs) -> anyhow::Result<ExitCode> {
     let source = parse_image(&args.image)?;
     let credential = args.registry.credential_for_source(&source)?;
-    let verification = acrpull::verify::image(
+    let verification = acrpull::pull::verify_image(
         &source,
         credential,
         &args.registry.client_options(),

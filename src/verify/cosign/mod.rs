@@ -293,7 +293,7 @@ impl Verifier for CosignVerifier {
         verification.level = Some("keyed".into());
         verification.skipped = first.skipped;
         verification.rejected = rejected;
-        if let (Some(claimed), crate::resolve::SourceSpec::Registry(reference)) =
+        if let (Some(claimed), crate::source_spec::SourceSpec::Registry(reference)) =
             (&first.docker_reference, request.image)
         {
             let named = format!("{}/{}", reference.registry(), reference.repository());

@@ -522,8 +522,8 @@ impl NotationVerifier {
 /// The repository a trust policy scope names for `image`: `registry/repository` for a
 /// registry image; `local/<directory or file name>` for layouts and archives (the scope
 /// Notation gives local content), so only a `local/...` or the global `*` statement applies.
-pub fn scope_of(image: &crate::pull::SourceSpec) -> String {
-    use crate::pull::SourceSpec;
+pub fn scope_of(image: &crate::source_spec::SourceSpec) -> String {
+    use crate::source_spec::SourceSpec;
     match image {
         SourceSpec::Registry(reference) => {
             format!("{}/{}", reference.registry(), reference.repository())
