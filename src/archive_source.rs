@@ -36,7 +36,6 @@ const IMAGE_NAME_ANNOTATION: &str = "io.containerd.image.name";
 
 pub use crate::source_spec::ArchiveKind;
 
-
 /// One entry of a `docker save` `manifest.json`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]

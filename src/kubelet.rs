@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::credential_helper::{self, NULL_GUID_USERNAME};
 use crate::azure::{self, AzureRegistries};
+use crate::credential_helper::{self, NULL_GUID_USERNAME};
 use crate::registry::ClientOptions;
 
 /// The API version the kubelet sends since Kubernetes 1.26.

@@ -409,4 +409,3 @@ pub async fn verify_image(
     };
     Ok(crate::verify::verify(verifier.as_ref(), &request, reporter).await?)
 }
-

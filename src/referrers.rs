@@ -31,12 +31,12 @@ use crate::registry::referrers::ReferrersPage;
 use crate::registry::RegistryClient;
 use crate::source::{FetchedManifest, ImageSource};
 
+use crate::referrer::ManifestFields;
 pub use crate::referrer::{
     cosign_tag, is_referrer_tag, listing_of, local_page, subject_of, tag_schema_tag,
     ReferrerDescriptor, COSIGN_SUFFIXES,
 };
 pub use crate::registry::referrers::FoundBy;
-use crate::referrer::ManifestFields;
 
 /// The media type of the empty config (`{}`) artifact manifests use.
 pub const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";

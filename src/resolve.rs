@@ -18,9 +18,8 @@ use crate::registry::{build_http, ClientOptions, RegistryClient};
 use crate::report::Reporter;
 use crate::source::{fetch_child, FetchedManifest, ImageSource, LayoutSource};
 
-pub use crate::source_spec::{ArchiveKind, SourceSpec};
 pub(crate) use crate::source_spec::tag_of;
-
+pub use crate::source_spec::{ArchiveKind, SourceSpec};
 
 /// Which platform(s) to pull from an index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -430,7 +429,6 @@ async fn fetch_image(
     }
     Ok(child)
 }
-
 
 /// The manifests a pull writes (the top manifest and each image), as referrer subjects: a
 /// single platform taken from an index leaves the index out, and its referrers with it.

@@ -25,12 +25,12 @@ use reqwest::{Method, Response, StatusCode};
 use tokio::sync::OnceCell;
 
 use self::auth::{Authenticator, SentAuthorization};
+pub use self::fetched::{BlobBody, FetchedManifest};
 use crate::credential::Credential;
 use crate::digest::Digest;
 use crate::http::challenge::{self, Challenge};
 use crate::http::{BodyError, SafeUrl, SendError, Verdict};
 use crate::media_type;
-pub use self::fetched::{BlobBody, FetchedManifest};
 pub use error::{Error, Result};
 use retry::RetryPolicy;
 

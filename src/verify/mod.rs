@@ -37,8 +37,8 @@ use serde::Serialize;
 use crate::digest::{Digest, Digester};
 use crate::manifest::Descriptor;
 use crate::referrers::{DiscoveryOptions, Referrer};
-use crate::source_spec::SourceSpec;
 use crate::source::{FetchedManifest, ImageSource};
+use crate::source_spec::SourceSpec;
 
 /// Largest signature blob read (a payload, a bundle, an envelope with its certificates).
 pub const SIGNATURE_BLOB_LIMIT: u64 = 4 * 1024 * 1024;
