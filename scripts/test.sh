@@ -11,6 +11,8 @@ unset AZURE_CLIENT_ID AZURE_TENANT_ID AZURE_CLIENT_SECRET AZURE_FEDERATED_TOKEN_
   IDENTITY_SERVER_THUMBPRINT IMDS_ENDPOINT MSI_ENDPOINT MSI_SECRET
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Every public item documented (missing_docs) and no broken intra-doc link.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 cargo test --workspace
 if [ -x scripts/rootless-tests.sh ]; then
   scripts/rootless-tests.sh

@@ -7,7 +7,7 @@
 //! `AZURE_POD_IDENTITY_AUTHORITY_HOST`, `IDENTITY_ENDPOINT` and a loopback `AZURE_AUTHORITY_HOST`
 //! so every path is tested against loopback fakes (docs/azure-auth.md section 4).
 //!
-//! Layout: [`env`] snapshots the variables; [`imds`], [`app_service`], [`arc`],
+//! Layout: [`env`](mod@env) snapshots the variables; [`imds`], [`app_service`], [`arc`],
 //! [`service_fabric`], [`azure_ml`], [`cloud_shell`], [`workload`] and [`client_secret`] are
 //! the sources, each an [`AadTokenSource`] with its own cache;
 //! [`default_chain`] picks one the way DefaultAzureCredential does; [`acr`] turns an AAD token

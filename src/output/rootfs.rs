@@ -9,7 +9,7 @@
 //! a layer whose digest fails fails its application, and the whole staging tree is discarded.
 //!
 //! Decompression runs on other cores: each layer inflates (and hashes its diff_id) on a thread
-//! of its own, started a few layers before its turn ([`apply_in_order`]), so later layers are
+//! of its own, started a few layers before its turn (`apply_in_order`), so later layers are
 //! decompressed while earlier ones are applied. What they inflate ahead waits in a spill file
 //! in the staging directory ([`crate::rootfs`]'s spool) and reaches the applier in order.
 

@@ -4,9 +4,9 @@
 //! layers left, `.wh.NAME` removes lower content, `.wh..wh..opq` clears a directory's lower
 //! content. Layers are hostile input (section 3), so the tar crate is used only as a streaming
 //! parser, and all file system work is done by hand with `*at` calls relative to one root
-//! descriptor: every path resolves inside the root with chroot semantics ([`path`]), the final
-//! component is never followed ([`entry`], [`remove`]), and the byte stream is bounded and
-//! verified against the diff_id ([`decompress`]).
+//! descriptor: every path resolves inside the root with chroot semantics (`path`), the final
+//! component is never followed (`entry`, `remove`), and the byte stream is bounded and
+//! verified against the diff_id (`decompress`).
 //!
 //! Running unprivileged ([`ApplyOptions::rootless`]) follows umoci `--rootless`: owners go to the
 //! `user.rootlesscontainers` xattr, device nodes are skipped, and unreadable directories are

@@ -58,7 +58,7 @@ impl std::fmt::Debug for Authenticator {
 pub struct SentAuthorization(pub Secret);
 
 impl Authenticator {
-    /// Authentication for `registry` (host[:port]) with `credential`.
+    /// Authentication for `registry` (`host[:port]`) with `credential`.
     pub fn new(registry: impl Into<String>, credential: Credential) -> Self {
         Self {
             registry: registry.into(),

@@ -111,7 +111,7 @@ pub struct Verified {
     /// The timestamp range, when an RFC 3161 countersignature was verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<String>,
-    /// The signature manifest's digest (set by [`verify_image`]).
+    /// The signature manifest's digest (set by `verify_image`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature_digest: Option<Digest>,
     /// Every check and its result.
