@@ -298,7 +298,6 @@ const STILL_LONG: &[(&str, usize)] = &[
     ("archive_source.rs", 741),
     ("cli/args.rs", 702),
     ("fetch.rs", 760),
-    ("referrers.rs", 810),
     ("registry/mod.rs", 847),
     ("rootfs/layer.rs", 722),
     ("verify/notation/envelope.rs", 693),
