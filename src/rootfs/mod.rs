@@ -17,6 +17,7 @@ mod bundle;
 mod decompress;
 mod entry;
 mod error;
+mod header;
 mod layer;
 mod path;
 mod remove;
