@@ -271,6 +271,12 @@ pub struct Verification {
     /// The policy entry that applied (containers `policy.json` scope, Notation trust policy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// A keyless signer: the certificate's SAN and OIDC issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<cosign::keyless::SignerIdentity>,
+    /// Checks made beyond the signature itself (transparency log, chain, identity, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
     /// Checks not made, and why (no transparency log entry, revocation offline, ...).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<String>,
@@ -292,6 +298,8 @@ impl Verification {
             signature: None,
             level: None,
             policy: None,
+            identity: None,
+            checks: Vec::new(),
             skipped: Vec::new(),
             rejected: Vec::new(),
             warnings: Vec::new(),

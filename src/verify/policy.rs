@@ -771,7 +771,8 @@ async fn sigstore_signed(
             ),
         }]));
     };
-    let (accepted, mut rejected, looked) = cosign::examine(request, trust).await?;
+    let (accepted, mut rejected, looked) =
+        cosign::examine(request, cosign::Expect::Key(trust)).await?;
     let identity = requirement
         .signed_identity
         .clone()

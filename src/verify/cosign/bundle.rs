@@ -10,7 +10,10 @@
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::{payload::SimpleSigning, Accepted, Trust, SIMPLE_SIGNING};
+use super::keyless::{Keyless, Material};
+use super::rekor::{Entry, Signed};
+use super::{payload::SimpleSigning, Accepted, Expect, Trust, SIMPLE_SIGNING};
+use crate::digest::Digest;
 use crate::referrers::Referrer;
 use crate::verify::{Error, Reason, Request};
 
@@ -43,6 +46,30 @@ pub struct VerificationMaterial {
     /// Transparency log entries.
     #[serde(default)]
     pub tlog_entries: Vec<serde_json::Value>,
+    /// The signing certificate (v0.3, keyless).
+    #[serde(default)]
+    pub certificate: Option<RawBytes>,
+    /// The signing certificate and maybe intermediates (v0.1 and v0.2, keyless).
+    #[serde(default)]
+    pub x509_certificate_chain: Option<CertificateChain>,
+    /// RFC 3161 timestamps (not used: the Rekor integrated time is).
+    #[serde(default)]
+    pub timestamp_verification_data: Option<serde_json::Value>,
+}
+
+/// A base64 DER value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawBytes {
+    /// Base64 DER.
+    pub raw_bytes: String,
+}
+
+/// `x509CertificateChain`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CertificateChain {
+    /// Leaf first.
+    pub certificates: Vec<RawBytes>,
 }
 
 /// `messageSignature`.
@@ -138,10 +165,15 @@ impl Bundle {
         Ok(bundle)
     }
 
-    /// Check the bundle signs the image of `request` with `trust`.
-    pub fn check(&self, request: &Request<'_>, trust: &Trust) -> Result<Accepted, Reason> {
+    /// Check the bundle signs the manifest `manifest` (digest `digest`) with `trust`.
+    pub fn check(
+        &self,
+        digest: &Digest,
+        manifest: &[u8],
+        trust: &Trust,
+    ) -> Result<Accepted, Reason> {
         let (signer, docker_reference) = match (&self.dsse_envelope, &self.message_signature) {
-            (Some(envelope), _) => self.check_envelope(envelope, request, trust)?,
+            (Some(envelope), _) => self.check_envelope(envelope, digest, trust)?,
             (None, Some(message)) => {
                 if message.message_digest.algorithm != "SHA2_256" {
                     return Err(Reason::Unsupported(format!(
@@ -149,16 +181,16 @@ impl Bundle {
                         message.message_digest.algorithm
                     )));
                 }
-                let digest = base64("messageDigest", &message.message_digest.digest)?;
-                let signed = format!("sha256:{}", hex::encode(&digest));
-                if request.digest().to_string() != signed {
+                let signed_digest = base64("messageDigest", &message.message_digest.digest)?;
+                let signed = format!("sha256:{}", hex::encode(&signed_digest));
+                if digest.to_string() != signed {
                     return Err(Reason::DigestMismatch {
                         signed,
-                        expected: request.digest().clone(),
+                        expected: digest.clone(),
                     });
                 }
                 let signature = base64("signature", &message.signature)?;
-                (trust.check(&request.manifest.bytes, &signature)?, None)
+                (trust.check(manifest, &signature)?, None)
             }
             (None, None) => {
                 return Err(Reason::Malformed(
@@ -174,18 +206,104 @@ impl Bundle {
             );
         }
         Ok(Accepted {
-            signature: String::new(),
-            signer,
-            docker_reference,
             skipped,
-            evidence: None,
+            ..Accepted::new(signer, docker_reference)
         })
+    }
+
+    /// The certificates of a keyless bundle.
+    pub fn material(&self) -> Result<Material, Reason> {
+        let material = &self.verification_material;
+        match (&material.certificate, &material.x509_certificate_chain) {
+            (Some(leaf), _) => Material::from_der_base64(&[leaf.raw_bytes.as_str()]),
+            (None, Some(chain)) => Material::from_der_base64(
+                &chain
+                    .certificates
+                    .iter()
+                    .map(|c| c.raw_bytes.as_str())
+                    .collect::<Vec<_>>(),
+            ),
+            (None, None) => Err(Reason::Policy(
+                "the bundle carries no certificate: it is a keyed signature (verify it with \
+                 --cosign-key)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// What the bundle's log entry must record: the signed digest or DSSE payload, and the
+    /// signature that verifies with `trust`.
+    fn logged(&self, trust: &Trust) -> Result<(bool, Vec<u8>, Vec<u8>), Reason> {
+        if let Some(envelope) = &self.dsse_envelope {
+            let payload = base64("DSSE payload", &envelope.payload)?;
+            let message = pae(&envelope.payload_type, &payload);
+            for signature in &envelope.signatures {
+                let bytes = base64("DSSE signature", &signature.sig)?;
+                if trust.check(&message, &bytes).is_ok() {
+                    return Ok((true, payload, bytes));
+                }
+            }
+            return Err(Reason::Malformed("no DSSE signature verifies".into()));
+        }
+        let Some(message) = &self.message_signature else {
+            return Err(Reason::Malformed("the bundle signs nothing".into()));
+        };
+        Ok((
+            false,
+            base64("messageDigest", &message.message_digest.digest)?,
+            base64("signature", &message.signature)?,
+        ))
+    }
+
+    /// Check a keyless bundle: the signature with its certificate's key over `manifest`, then
+    /// its transparency log entries, certificate chain and identity with `keyless`.
+    pub fn check_keyless(
+        &self,
+        digest: &Digest,
+        manifest: &[u8],
+        keyless: &Keyless,
+    ) -> Result<Accepted, Reason> {
+        let material = self.material()?;
+        let trust = material.trust()?;
+        let mut accepted = self.check(digest, manifest, &trust)?;
+        let (dsse, what, signature) = self.logged(&trust)?;
+        let signed = if dsse {
+            Signed::Dsse {
+                payload: &what,
+                signature: &signature,
+            }
+        } else {
+            Signed::Hash {
+                sha256: &what,
+                signature: &signature,
+            }
+        };
+        let entries = self
+            .verification_material
+            .tlog_entries
+            .iter()
+            .map(Entry::from_bundle)
+            .collect::<Result<Vec<_>, _>>()?;
+        let outcome = keyless.check(&material, &entries, signed)?;
+        accepted.skipped = outcome.skipped;
+        if self
+            .verification_material
+            .timestamp_verification_data
+            .is_some()
+        {
+            accepted.skipped.push(
+                "RFC 3161 timestamps in the bundle (the Rekor integrated time is the signing time)"
+                    .into(),
+            );
+        }
+        accepted.keyless(outcome.identity, outcome.checks);
+        Ok(accepted)
     }
 
     fn check_envelope(
         &self,
         envelope: &Envelope,
-        request: &Request<'_>,
+        wanted: &Digest,
         trust: &Trust,
     ) -> Result<(String, Option<String>), Reason> {
         let payload = base64("DSSE payload", &envelope.payload)?;
@@ -215,7 +333,6 @@ impl Bundle {
                         statement.kind
                     )));
                 }
-                let wanted = request.digest();
                 let names = statement.subject.iter().any(|s| {
                     s.digest
                         .get(wanted.algorithm().as_str())
@@ -242,7 +359,7 @@ impl Bundle {
             }
             SIMPLE_SIGNING => {
                 let claims = SimpleSigning::parse(&payload)?;
-                claims.check_digest(request.digest())?;
+                claims.check_digest(wanted)?;
                 Ok((signer, claims.docker_reference().map(str::to_string)))
             }
             other => Err(Reason::Unsupported(format!("DSSE payload type `{other}`"))),
@@ -253,7 +370,7 @@ impl Bundle {
 /// A bundle referrer: its bundle layer read, parsed and checked.
 pub async fn check_referrer(
     request: &Request<'_>,
-    trust: &Trust,
+    expect: Expect<'_>,
     referrer: &Referrer,
 ) -> Result<Result<Accepted, Reason>, Error> {
     let Some(layer) = referrer.blobs.iter().find(|b| {
@@ -269,7 +386,11 @@ pub async fn check_referrer(
         Ok(bytes) => bytes,
         Err(reason) => return Ok(Err(reason)),
     };
-    Ok(Bundle::parse(&bytes).and_then(|bundle| bundle.check(request, trust)))
+    let (digest, manifest) = (request.digest(), &request.manifest.bytes);
+    Ok(Bundle::parse(&bytes).and_then(|bundle| match expect {
+        Expect::Key(trust) => bundle.check(digest, manifest, trust),
+        Expect::Keyless(keyless) => bundle.check_keyless(digest, manifest, keyless),
+    }))
 }
 
 #[cfg(test)]

@@ -23,8 +23,12 @@
 //! and only needs the checks above, done here with RustCrypto's pure-Rust primitives.
 
 pub mod bundle;
+pub mod keyless;
+pub mod merkle;
 pub mod payload;
 pub mod rekor;
+pub mod sct;
+pub mod trusted_root;
 
 use std::path::PathBuf;
 
@@ -50,6 +54,35 @@ pub const REKOR_BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 pub struct Options {
     /// `--cosign-key`: a PEM public key file.
     pub key: Option<PathBuf>,
+    /// `--certificate-identity`: the keyless signer's SAN, exactly.
+    pub certificate_identity: Option<String>,
+    /// `--certificate-identity-regexp`.
+    pub certificate_identity_regexp: Option<String>,
+    /// `--certificate-oidc-issuer`: the OIDC issuer, exactly.
+    pub certificate_oidc_issuer: Option<String>,
+    /// `--certificate-oidc-issuer-regexp`.
+    pub certificate_oidc_issuer_regexp: Option<String>,
+    /// `--trusted-root`: sigstore's `trusted_root.json`.
+    pub trusted_root: Option<PathBuf>,
+}
+
+impl Options {
+    fn keyless_flags(&self) -> bool {
+        self.certificate_identity.is_some()
+            || self.certificate_identity_regexp.is_some()
+            || self.certificate_oidc_issuer.is_some()
+            || self.certificate_oidc_issuer_regexp.is_some()
+            || self.trusted_root.is_some()
+    }
+}
+
+/// What a cosign signature must be verified against.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect<'a> {
+    /// A key (keyed signatures).
+    Key(&'a Trust),
+    /// A Fulcio certificate for an identity, under a trusted root (keyless signatures).
+    Keyless(&'a keyless::Keyless),
 }
 
 /// What a signature must be verified against: any one of these keys
@@ -122,6 +155,10 @@ impl Trust {
 /// A signature that passed: who signed, and what its payload claims.
 #[derive(Debug, Clone)]
 pub struct Accepted {
+    /// The keyless signer (SAN and OIDC issuer).
+    pub identity: Option<keyless::SignerIdentity>,
+    /// The checks made beyond the signature itself.
+    pub checks: Vec<String>,
     /// Where it was found (`sha256:... in tag ...sig`, `bundle sha256:...`).
     pub signature: String,
     /// The signer (key kind and fingerprint).
@@ -134,10 +171,32 @@ pub struct Accepted {
     pub evidence: Option<rekor::Evidence>,
 }
 
+impl Accepted {
+    /// Signed by `signer`, claiming `docker_reference`.
+    pub fn new(signer: String, docker_reference: Option<String>) -> Self {
+        Accepted {
+            identity: None,
+            checks: Vec::new(),
+            signature: String::new(),
+            signer,
+            docker_reference,
+            skipped: Vec::new(),
+            evidence: None,
+        }
+    }
+
+    /// Accepted keyless, for `identity`, after `checks`.
+    pub fn keyless(&mut self, identity: keyless::SignerIdentity, checks: Vec<String>) {
+        self.signer = identity.subject.clone();
+        self.identity = Some(identity);
+        self.checks = checks;
+    }
+}
+
 /// Every cosign signature of the image, each accepted or rejected.
 pub async fn examine(
     request: &Request<'_>,
-    trust: &Trust,
+    expect: Expect<'_>,
 ) -> Result<(Vec<Accepted>, Vec<Rejection>, String), Error> {
     let mut accepted = Vec::new();
     let mut rejected = Vec::new();
@@ -157,7 +216,7 @@ pub async fn examine(
             Ok(parsed) => {
                 for (index, layer) in parsed.layers.iter().enumerate().take(MAX_SIGNATURES) {
                     let signature = format!("{where_} layer {index}");
-                    match check_layer(request, trust, layer).await? {
+                    match check_layer(request, expect, layer).await? {
                         Ok(mut found) => {
                             found.signature = signature;
                             accepted.push(found);
@@ -170,7 +229,7 @@ pub async fn examine(
     }
     for referrer in request.referrers(bundle::BUNDLE_V03).await? {
         let signature = format!("bundle {}", referrer.digest);
-        match bundle::check_referrer(request, trust, &referrer).await? {
+        match bundle::check_referrer(request, expect, &referrer).await? {
             Ok(mut found) => {
                 found.signature = signature;
                 accepted.push(found);
@@ -181,10 +240,10 @@ pub async fn examine(
     Ok((accepted, rejected, looked))
 }
 
-/// One layer of a `.sig` manifest: its payload blob, signed by `trust`, naming the image.
+/// One layer of a `.sig` manifest: its payload blob, signed as `expect` says, naming the image.
 async fn check_layer(
     request: &Request<'_>,
-    trust: &Trust,
+    expect: Expect<'_>,
     layer: &crate::manifest::Descriptor,
 ) -> Result<Result<Accepted, Reason>, Error> {
     let annotations = super::annotations(layer);
@@ -203,6 +262,18 @@ async fn check_layer(
         Ok(payload) => payload,
         Err(reason) => return Ok(Err(reason)),
     };
+    let trust = match expect {
+        Expect::Key(trust) => trust,
+        Expect::Keyless(keyless) => {
+            return Ok(check_keyless_layer(
+                request,
+                keyless,
+                &annotations,
+                &payload,
+                &signature,
+            ))
+        }
+    };
     let mut accepted = match check_simple_signing(request, trust, &payload, &signature) {
         Ok(accepted) => accepted,
         Err(reason) => return Ok(Err(reason)),
@@ -220,6 +291,41 @@ async fn check_layer(
     Ok(Ok(accepted))
 }
 
+/// A keyless `.sig` layer: its certificate (and chain) annotations, the payload signed with
+/// the certificate's key, the Rekor entry of the `dev.sigstore.cosign/bundle` annotation.
+fn check_keyless_layer(
+    request: &Request<'_>,
+    keyless: &keyless::Keyless,
+    annotations: &std::collections::BTreeMap<String, String>,
+    payload: &[u8],
+    signature: &[u8],
+) -> Result<Accepted, Reason> {
+    let Some(certificate) = annotations.get(CERTIFICATE_ANNOTATION) else {
+        return Err(Reason::Policy(format!(
+            "no `{CERTIFICATE_ANNOTATION}` annotation: a keyed signature (verify it with \
+             --cosign-key)"
+        )));
+    };
+    let material = keyless::Material::from_pem(
+        certificate,
+        annotations.get(CHAIN_ANNOTATION).map(String::as_str),
+    )?;
+    let mut accepted = check_simple_signing(request, &material.trust()?, payload, signature)?;
+    let entries = match annotations.get(REKOR_BUNDLE_ANNOTATION) {
+        Some(text) => vec![rekor::Entry::from_annotation(text)?],
+        None => Vec::new(),
+    };
+    let sha256 = <sha2::Sha256 as sha2::Digest>::digest(payload);
+    let signed = rekor::Signed::Hash {
+        sha256: &sha256,
+        signature,
+    };
+    let outcome = keyless.check(&material, &entries, signed)?;
+    accepted.skipped = outcome.skipped;
+    accepted.keyless(outcome.identity, outcome.checks);
+    Ok(accepted)
+}
+
 /// A simple signing payload and its signature: signed by `trust`, and naming the image.
 pub fn check_simple_signing(
     request: &Request<'_>,
@@ -230,33 +336,71 @@ pub fn check_simple_signing(
     let signer = trust.check(payload, signature)?;
     let claims = payload::SimpleSigning::parse(payload)?;
     claims.check_digest(request.digest())?;
-    Ok(Accepted {
-        signature: String::new(),
+    Ok(Accepted::new(
         signer,
-        docker_reference: claims.docker_reference().map(str::to_string),
-        skipped: Vec::new(),
-        evidence: None,
-    })
+        claims.docker_reference().map(str::to_string),
+    ))
 }
 
-/// `--verify cosign`.
+/// `--verify cosign`: keyed or keyless.
 #[derive(Debug)]
-pub struct CosignVerifier {
-    trust: Trust,
+pub enum CosignVerifier {
+    /// `--cosign-key`.
+    Keyed(Trust),
+    /// `--certificate-identity[-regexp]`, `--certificate-oidc-issuer[-regexp]`,
+    /// `--trusted-root`.
+    Keyless(Box<keyless::Keyless>),
 }
 
 impl CosignVerifier {
-    /// Load the key named by the options.
+    /// Load the key, or the trusted root and identity, named by the options: exactly one of a
+    /// key or a keyless identity, as cosign requires.
     pub fn load(options: &Options) -> Result<Self, Error> {
-        let Some(path) = &options.key else {
-            return Err(Error::Usage(
-                "--verify cosign needs --cosign-key PEM (the public key the image was signed with)"
+        match (&options.key, options.keyless_flags()) {
+            (Some(_), true) => Err(Error::Usage(
+                "--cosign-key verifies keyed signatures; --certificate-identity, \
+                 --certificate-oidc-issuer and --trusted-root verify keyless ones: give one or \
+                 the other"
                     .into(),
-            ));
-        };
-        Ok(Self {
-            trust: Trust::key_file(path)?,
-        })
+            )),
+            (Some(path), false) => Ok(Self::Keyed(Trust::key_file(path)?)),
+            (None, false) => Err(Error::Usage(
+                "--verify cosign needs --cosign-key PEM (the public key the image was signed \
+                 with), or for keyless signatures --certificate-identity[-regexp] with \
+                 --certificate-oidc-issuer[-regexp] and --trusted-root FILE"
+                    .into(),
+            )),
+            (None, true) => {
+                let identity = keyless::Identity {
+                    subject: keyless::Matcher::new(
+                        "certificate-identity",
+                        options.certificate_identity.as_deref(),
+                        options.certificate_identity_regexp.as_deref(),
+                    )?,
+                    issuer: keyless::Matcher::new(
+                        "certificate-oidc-issuer",
+                        options.certificate_oidc_issuer.as_deref(),
+                        options.certificate_oidc_issuer_regexp.as_deref(),
+                    )?,
+                };
+                let Some(path) = &options.trusted_root else {
+                    return Err(Error::Usage(
+                        "keyless verification needs --trusted-root FILE (sigstore's \
+                         trusted_root.json: acrpull verifies offline and fetches no TUF root)"
+                            .into(),
+                    ));
+                };
+                let root = trusted_root::TrustedRoot::load(path)?;
+                Ok(Self::Keyless(Box::new(keyless::Keyless { root, identity })))
+            }
+        }
+    }
+
+    fn expect(&self) -> Expect<'_> {
+        match self {
+            Self::Keyed(trust) => Expect::Key(trust),
+            Self::Keyless(keyless) => Expect::Keyless(keyless),
+        }
     }
 }
 
@@ -267,7 +411,7 @@ impl Verifier for CosignVerifier {
     }
 
     async fn verify(&self, request: &Request<'_>) -> Result<Verification, Error> {
-        let (accepted, rejected, looked) = examine(request, &self.trust).await?;
+        let (accepted, rejected, looked) = examine(request, self.expect()).await?;
         let Some(first) = accepted.into_iter().next() else {
             return Err(if rejected.is_empty() {
                 Error::NoSignature {
@@ -290,7 +434,16 @@ impl Verifier for CosignVerifier {
         let mut verification = Verification::new(Scheme::Cosign, request.digest().clone());
         verification.signer = Some(first.signer);
         verification.signature = Some(first.signature);
-        verification.level = Some("keyed".into());
+        verification.level = Some(
+            if first.identity.is_some() {
+                "keyless"
+            } else {
+                "keyed"
+            }
+            .into(),
+        );
+        verification.identity = first.identity;
+        verification.checks = first.checks;
         verification.skipped = first.skipped;
         verification.rejected = rejected;
         if let (Some(claimed), crate::source_spec::SourceSpec::Registry(reference)) =

@@ -1,0 +1,226 @@
+//! The keyless verifier against a real bundle of sigstore's staging instance (a Fulcio
+//! certificate, a Rekor entry with its SET, inclusion proof and checkpoint, an embedded SCT)
+//! and the trusted root it was made under (`fixtures/sigstore/`, from sigstore-python's test
+//! data): real data proves the checks follow sigstore, not only our own fixtures.
+
+use std::path::Path;
+
+use super::*;
+use crate::digest::Digest;
+use crate::verify::cosign::bundle::Bundle;
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/sigstore")
+            .join(name),
+    )
+    .unwrap()
+}
+
+const EMAIL: &str = "william@yossarian.net";
+const GITHUB: &str = "https://github.com/login/oauth";
+
+fn keyless(subject: Matcher, issuer: Matcher) -> Keyless {
+    let root = TrustedRoot::parse(&fixture("staging_trusted_root.json"), "staging").unwrap();
+    Keyless {
+        root,
+        identity: Identity { subject, issuer },
+    }
+}
+
+fn exact(text: &str) -> Matcher {
+    Matcher::Exact(text.into())
+}
+
+fn regex(text: &str) -> Matcher {
+    Matcher::Regex(regex::Regex::new(text).unwrap())
+}
+
+/// The real bundle, edited by `edit` (its JSON), checked against the real artifact.
+fn check(
+    keyless: &Keyless,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> Result<crate::verify::cosign::Accepted, Reason> {
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&fixture("bundle_v3.txt.sigstore")).unwrap();
+    edit(&mut json);
+    let bundle = Bundle::parse(&serde_json::to_vec(&json).unwrap())?;
+    let artifact = fixture("bundle_v3.txt");
+    bundle.check_keyless(&Digest::sha256_of(&artifact), &artifact, keyless)
+}
+
+fn entry(json: &mut serde_json::Value) -> &mut serde_json::Value {
+    &mut json["verificationMaterial"]["tlogEntries"][0]
+}
+
+#[test]
+fn a_real_staging_bundle_verifies_every_check() {
+    let accepted = check(&keyless(exact(EMAIL), exact(GITHUB)), |_| {}).unwrap();
+    assert_eq!(
+        accepted.identity,
+        Some(SignerIdentity {
+            subject: EMAIL.into(),
+            issuer: GITHUB.into()
+        })
+    );
+    let checks = accepted.checks.join("\n");
+    for expected in [
+        "Rekor signed entry timestamp (log https://rekor.sigstage.dev, index 25915956)",
+        "Rekor inclusion proof to a signed checkpoint (tree size 25901138)",
+        "Rekor entry records this signature and certificate",
+        "certificate valid at the log's integrated time 2024-04-02T19:19:09Z",
+        "certificate chain to the Fulcio CA https://fulcio.sigstage.dev",
+        "embedded SCT of CT log https://ctfe.sigstage.dev/2022-2",
+    ] {
+        assert!(checks.contains(expected), "{expected} not in:\n{checks}");
+    }
+    assert!(accepted.skipped.is_empty(), "{:?}", accepted.skipped);
+    // cosign's regexps match anywhere in the value.
+    check(
+        &keyless(regex("@yossarian\\.net$"), regex("github\\.com")),
+        |_| {},
+    )
+    .unwrap();
+}
+
+#[test]
+fn another_identity_or_issuer_is_refused_naming_what_was_found() {
+    let reason = check(
+        &keyless(exact("someone@example.com"), exact(GITHUB)),
+        |_| {},
+    )
+    .unwrap_err();
+    let Reason::IdentityMismatch { expected, found } = &reason else {
+        panic!("{reason:?}");
+    };
+    assert!(expected.contains("someone@example.com"), "{expected}");
+    assert!(found.contains(EMAIL) && found.contains(GITHUB), "{found}");
+    // Exact means the whole value; an anchored regexp likewise.
+    assert!(check(&keyless(exact("yossarian.net"), exact(GITHUB)), |_| {}).is_err());
+    assert!(check(&keyless(regex("^yossarian"), exact(GITHUB)), |_| {}).is_err());
+
+    let reason = check(
+        &keyless(exact(EMAIL), exact("https://accounts.google.com")),
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&reason, Reason::IdentityMismatch { expected, .. } if expected.contains("OIDC issuer")),
+        "{reason:?}"
+    );
+}
+
+#[test]
+fn a_tampered_set_inclusion_proof_or_checkpoint_is_refused() {
+    let keyless = keyless(exact(EMAIL), exact(GITHUB));
+    let reason = check(&keyless, |json| {
+        // Another integrated time: the SET no longer covers it.
+        entry(json)["integratedTime"] = "1712085550".into();
+    })
+    .unwrap_err();
+    assert!(
+        reason
+            .to_string()
+            .contains("signed entry timestamp (SET) does not verify"),
+        "{reason}"
+    );
+
+    let reason = check(&keyless, |json| {
+        entry(json)["inclusionProof"]["hashes"][3] =
+            "SxC6nr0zP+a6kWb6nO2fmEtz8BYAbqEXc+dsqGLdRPM=".into();
+    })
+    .unwrap_err();
+    assert!(
+        reason.to_string().contains("inclusion proof is invalid"),
+        "{reason}"
+    );
+
+    let reason = check(&keyless, |json| {
+        let checkpoint = &mut entry(json)["inclusionProof"]["checkpoint"]["envelope"];
+        let text = checkpoint
+            .as_str()
+            .unwrap()
+            .replacen("25901138", "25901139", 1);
+        *checkpoint = text.into();
+    })
+    .unwrap_err();
+    assert!(reason.to_string().contains("checkpoint"), "{reason}");
+
+    // No entry at all.
+    let reason = check(&keyless, |json| {
+        json["verificationMaterial"]["tlogEntries"] = serde_json::json!([]);
+    })
+    .unwrap_err();
+    assert!(
+        reason.to_string().contains("has no Rekor entry"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn an_untrusted_ca_or_a_log_outside_the_root_is_refused() {
+    // The CA's root without its intermediate: no path from the leaf to the root.
+    let mut no_intermediate = keyless(exact(EMAIL), exact(GITHUB));
+    no_intermediate.root.authorities[0].intermediates.clear();
+    let reason = check(&no_intermediate, |_| {}).unwrap_err();
+    assert!(matches!(reason, Reason::UntrustedChain(_)), "{reason:?}");
+    // No CA at all.
+    let mut no_ca = keyless(exact(EMAIL), exact(GITHUB));
+    no_ca.root.authorities.clear();
+    let reason = check(&no_ca, |_| {}).unwrap_err();
+    assert!(matches!(reason, Reason::UntrustedChain(_)), "{reason:?}");
+
+    let mut no_log = keyless(exact(EMAIL), exact(GITHUB));
+    no_log
+        .root
+        .tlogs
+        .retain(|l| l.name != "https://rekor.sigstage.dev");
+    let reason = check(&no_log, |_| {}).unwrap_err();
+    assert!(
+        reason
+            .to_string()
+            .contains("which the trusted root staging does not name"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn another_artifact_is_a_digest_mismatch() {
+    let keyless = keyless(exact(EMAIL), exact(GITHUB));
+    let bundle = Bundle::parse(&fixture("bundle_v3.txt.sigstore")).unwrap();
+    let other = b"another artifact".to_vec();
+    let reason = bundle
+        .check_keyless(&Digest::sha256_of(&other), &other, &keyless)
+        .unwrap_err();
+    assert!(
+        matches!(reason, Reason::DigestMismatch { .. }),
+        "{reason:?}"
+    );
+}
+
+#[test]
+fn a_tampered_sct_is_refused_and_no_ct_log_is_a_skipped_check() {
+    let keyless = keyless(exact(EMAIL), exact(GITHUB));
+    let mut no_ct = keyless.clone();
+    no_ct.root.ctlogs.clear();
+    let accepted = check(&no_ct, |_| {}).unwrap();
+    assert!(
+        accepted
+            .skipped
+            .iter()
+            .any(|s| s.starts_with("embedded SCT")),
+        "{:?}",
+        accepted.skipped
+    );
+
+    let mut wrong_ct = keyless.clone();
+    for log in &mut wrong_ct.root.ctlogs {
+        log.key = Err("not this one".into());
+    }
+    let reason = check(&wrong_ct, |_| {}).unwrap_err();
+    assert!(
+        reason.to_string().contains("certificate transparency"),
+        "{reason}"
+    );
+}
