@@ -284,7 +284,7 @@ pub struct PushArgs {
 pub struct VerifyArgs {
     /// Refuse the image unless it satisfies SCHEME, checked after its manifest is resolved
     /// and before any layer is downloaded (exit 7 otherwise): `cosign` (a signature by
-    /// --cosign-key), `policy` (the containers policy.json, as skopeo and podman apply it),
+    /// --cosign-key, or keyless by --certificate-identity), `policy` (the containers policy.json, as skopeo and podman apply it),
     /// `notation` (Notary Project signatures under Notation's trust policy), or `none`.
     #[arg(long = "verify", value_name = "SCHEME", default_value = "none", value_parser = parse_scheme)]
     pub scheme: acrpull::verify::Scheme,
@@ -292,6 +292,25 @@ pub struct VerifyArgs {
     /// P-384, RSA, Ed25519).
     #[arg(long, value_name = "PEM")]
     pub cosign_key: Option<PathBuf>,
+    /// With --verify cosign, keyless: the signer's identity, exactly as the Fulcio
+    /// certificate's SAN (an email or a URI) carries it.
+    #[arg(long, value_name = "SAN")]
+    pub certificate_identity: Option<String>,
+    /// Keyless: a regular expression the SAN must match (matched anywhere, as cosign does:
+    /// anchor it with ^...$ to pin the whole value).
+    #[arg(long, value_name = "REGEX")]
+    pub certificate_identity_regexp: Option<String>,
+    /// Keyless: the OIDC issuer the certificate names, exactly (e.g.
+    /// https://token.actions.githubusercontent.com).
+    #[arg(long, value_name = "URL")]
+    pub certificate_oidc_issuer: Option<String>,
+    /// Keyless: a regular expression the OIDC issuer must match (anywhere, as cosign does).
+    #[arg(long, value_name = "REGEX")]
+    pub certificate_oidc_issuer_regexp: Option<String>,
+    /// Keyless: sigstore's trusted_root.json (Fulcio CAs, Rekor and CT log keys); the
+    /// verification is offline and fetches no TUF root.
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
     /// With --verify policy: the containers policy.json (default
     /// /etc/containers/policy.json).
     #[arg(long, value_name = "FILE")]
@@ -314,6 +333,11 @@ impl VerifyArgs {
             scheme: self.scheme,
             cosign: acrpull::verify::cosign::Options {
                 key: self.cosign_key.clone(),
+                certificate_identity: self.certificate_identity.clone(),
+                certificate_identity_regexp: self.certificate_identity_regexp.clone(),
+                certificate_oidc_issuer: self.certificate_oidc_issuer.clone(),
+                certificate_oidc_issuer_regexp: self.certificate_oidc_issuer_regexp.clone(),
+                trusted_root: self.trusted_root.clone(),
             },
             policy: self.policy.clone(),
             notation: self

@@ -106,6 +106,10 @@ pub struct SignedPayload {
     pub signature: Vec<u8>,
     /// The `dev.sigstore.cosign/bundle` annotation (Rekor's signed entry timestamp).
     pub rekor_bundle: Option<String>,
+    /// The `dev.sigstore.cosign/certificate` annotation (keyless: the Fulcio certificate, PEM).
+    pub certificate: Option<String>,
+    /// The `dev.sigstore.cosign/chain` annotation (keyless: intermediates and root, PEM).
+    pub chain: Option<String>,
 }
 
 impl SignedPayload {
@@ -116,6 +120,8 @@ impl SignedPayload {
             signature: key.sign(&payload),
             payload,
             rekor_bundle: None,
+            certificate: None,
+            chain: None,
         }
     }
 
@@ -176,6 +182,12 @@ pub fn sig_manifest(subject: &Subject, layers: &[SignedPayload]) -> Artifact {
         });
         if let Some(bundle) = &layer.rekor_bundle {
             descriptor["annotations"]["dev.sigstore.cosign/bundle"] = json!(bundle);
+        }
+        if let Some(certificate) = &layer.certificate {
+            descriptor["annotations"]["dev.sigstore.cosign/certificate"] = json!(certificate);
+        }
+        if let Some(chain) = &layer.chain {
+            descriptor["annotations"]["dev.sigstore.cosign/chain"] = json!(chain);
         }
         diff_ids.push(stored.0.clone());
         descriptors.push(descriptor);

@@ -18,3 +18,4 @@ pub mod proxy;
 pub mod registry;
 mod serve;
 pub mod shaper;
+pub mod sigstore;

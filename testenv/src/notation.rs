@@ -190,7 +190,8 @@ fn name(attributes: &[(DnType, String)]) -> DistinguishedName {
     dn
 }
 
-fn ca_params(common_name: &str) -> CertificateParams {
+/// The parameters of a CA certificate (P-256, keyCertSign and cRLSign, valid for ten years).
+pub fn ca_params(common_name: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = name(&[
         (DnType::CountryName, "US".into()),

@@ -15,6 +15,7 @@ mod errors;
 mod fuzz_regressions;
 mod hardening;
 mod hostile;
+mod keyless;
 mod kubelet;
 mod mirrors;
 mod notation;
