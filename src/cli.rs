@@ -12,5 +12,6 @@ pub mod progress;
 pub mod request;
 pub mod stdout;
 pub mod suggest;
+pub mod verify_args;
 
 pub use args::{parse_args, Cli, Command};

@@ -9,10 +9,12 @@
 //! - Requirements: `insecureAcceptAnything`, `reject`, `sigstoreSigned` (keys from
 //!   `keyPath`, `keyPaths`, `keyData`, `keyDatas`; the signature's `docker-reference` held
 //!   to `signedIdentity`: `matchExact`, `matchRepoDigestOrExact` (the default),
-//!   `matchRepository`, `exactReference`, `exactRepository`, `remapIdentity`). `signedBy`
-//!   (GPG) and the keyless `fulcio`/`pki` forms parse, and refuse the image with a reason
-//!   saying acrpull does not verify them: never a silent pass. With `rekorPublicKey*`, a
-//!   signature also needs Rekor's signed entry timestamp recording it ([`cosign::rekor`]).
+//!   `matchRepository`, `exactReference`, `exactRepository`, `remapIdentity`); keyless
+//!   `fulcio` (the certificate chains to its CA, names its email and OIDC issuer, and Rekor's
+//!   signed entry timestamp records it: [`sigstore`]). `signedBy` (GPG) and `pki` parse, and
+//!   refuse the image with a reason saying acrpull does not verify them: never a silent pass.
+//!   With `rekorPublicKey*`, a keyed signature also needs Rekor's signed entry timestamp
+//!   recording it ([`super::cosign::rekor`]).
 //! - Parsing is as strict as containers/image's: unknown or repeated keys, an empty
 //!   requirement list, a missing `default`, or a requirement with the wrong set of fields
 //!   make the whole file invalid (exit 7 before any network traffic).
@@ -21,15 +23,14 @@
 //! is never accepted by `matchRepoDigestOrExact` or `matchExact`: a policy for cosign
 //! signatures uses `matchRepository` or `exactRepository` (containers-policy.json(5) says so).
 
+mod sigstore;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::cosign::{self, Trust};
-use super::keys::PublicKey;
 use super::{Error, Reason, Rejection, Request, Scheme, Verification, Verifier};
 use crate::reference::Reference;
 use crate::source_spec::SourceSpec;
@@ -368,70 +369,6 @@ impl SigstoreSigned {
         }
         Ok(())
     }
-
-    /// The keys it names (`None` for keyless forms) and the Rekor keys, loaded relative to
-    /// `base`.
-    fn keys(&self, base: &Path) -> Result<Loaded, String> {
-        let keys = load_keys(
-            base,
-            &self.key_path,
-            &self.key_paths,
-            &self.key_data,
-            &self.key_datas,
-        )?;
-        let rekor = load_keys(
-            base,
-            &self.rekor_public_key_path,
-            &self.rekor_public_key_paths,
-            &self.rekor_public_key_data,
-            &self.rekor_public_key_datas,
-        )?;
-        Ok(Loaded {
-            trust: (!keys.is_empty()).then_some(Trust { keys }),
-            rekor: rekor.into_iter().map(|(key, _)| key).collect(),
-        })
-    }
-}
-
-/// The keys of one `sigstoreSigned` requirement.
-#[derive(Debug, Clone)]
-struct Loaded {
-    /// The signing keys (`None` for keyless forms).
-    trust: Option<Trust>,
-    /// Rekor's keys: when there are some, a signature needs a Rekor entry they signed.
-    rekor: Vec<PublicKey>,
-}
-
-/// PEM public keys from a `*Path`, `*Paths`, `*Data` and `*Datas` quartet.
-fn load_keys(
-    base: &Path,
-    path: &Option<String>,
-    paths: &Option<Vec<String>>,
-    data: &Option<String>,
-    datas: &Option<Vec<String>>,
-) -> Result<Vec<(PublicKey, String)>, String> {
-    let mut pems: Vec<(String, String)> = Vec::new();
-    for file in path.iter().chain(paths.iter().flatten()) {
-        let path = base.join(file);
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("key {}: {e}", path.display()))?;
-        pems.push((text, path.display().to_string()));
-    }
-    for (index, data) in data.iter().chain(datas.iter().flatten()).enumerate() {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(data.trim())
-            .map_err(|_| format!("key data entry {index} is not base64"))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| format!("key data entry {index} is not PEM text"))?;
-        pems.push((text, format!("key data entry {index}")));
-    }
-    pems.into_iter()
-        .map(|(text, origin)| {
-            PublicKey::from_pem(&text)
-                .map(|key| (key, origin.clone()))
-                .map_err(|e| format!("key {origin}: {e}"))
-        })
-        .collect()
 }
 
 /// How an image is named to a policy: its transport, its full identity, and its namespaces
@@ -649,7 +586,7 @@ pub struct PolicyVerifier {
     path: PathBuf,
     policy: Policy,
     /// The keys of each `sigstoreSigned` requirement, by position (policy entry, index).
-    keys: BTreeMap<(String, usize), Loaded>,
+    keys: BTreeMap<(String, usize), sigstore::Loaded>,
 }
 
 impl PolicyVerifier {
@@ -725,7 +662,7 @@ impl Verifier for PolicyVerifier {
                 Requirement::SigstoreSigned(sigstore) => {
                     let loaded = self.keys.get(&(entry.clone(), index));
                     let accepted =
-                        sigstore_signed(request, sigstore, loaded, &named, index).await?;
+                        sigstore::sigstore_signed(request, sigstore, loaded, &named, index).await?;
                     verification.signer = Some(accepted.signer);
                     verification.signature = Some(accepted.signature);
                     verification.skipped.extend(accepted.skipped);
@@ -741,94 +678,6 @@ impl Verifier for PolicyVerifier {
         }
         Ok(verification)
     }
-}
-
-/// One `sigstoreSigned` requirement: a signature by one of its keys whose identity claim its
-/// `signedIdentity` accepts.
-async fn sigstore_signed(
-    request: &Request<'_>,
-    requirement: &SigstoreSigned,
-    loaded: Option<&Loaded>,
-    named: &str,
-    index: usize,
-) -> Result<cosign::Accepted, Error> {
-    let refuse = |rejections: Vec<Rejection>| Error::Rejected {
-        scheme: Scheme::Policy,
-        image: request.display(),
-        digest: request.digest().clone(),
-        policy: Some(named.to_string()),
-        rejections,
-    };
-    let Some((trust, rekor_keys)) =
-        loaded.and_then(|l| l.trust.as_ref().map(|trust| (trust, &l.rekor)))
-    else {
-        return Err(refuse(vec![Rejection {
-            signature: format!("requirement {index} (sigstoreSigned)"),
-            reason: Reason::Unsupported(
-                "keyless sigstoreSigned (fulcio, pki) is not verified by acrpull's policy \
-                 support; use keyPath or keyData"
-                    .into(),
-            ),
-        }]));
-    };
-    let (accepted, mut rejected, looked) =
-        cosign::examine(request, cosign::Expect::Key(trust)).await?;
-    let identity = requirement
-        .signed_identity
-        .clone()
-        .unwrap_or(SignedIdentity::MatchRepoDigestOrExact {});
-    let image = ImageScopes::of(request.image).reference;
-    for mut found in accepted {
-        if !rekor_keys.is_empty() {
-            let checked = match &found.evidence {
-                Some(evidence) => cosign::rekor::verify(evidence, rekor_keys),
-                None => Err(Reason::Transparency(
-                    "a bundle's Rekor entry is not checked by acrpull's policy support; sign \
-                     with a .sig tag"
-                        .into(),
-                )),
-            };
-            match checked {
-                Ok(log_index) => {
-                    found.signature = format!("{} (Rekor log index {log_index})", found.signature);
-                }
-                Err(reason) => {
-                    rejected.push(Rejection {
-                        signature: found.signature,
-                        reason,
-                    });
-                    continue;
-                }
-            }
-        }
-        let Some(claimed) = found.docker_reference.clone() else {
-            rejected.push(Rejection {
-                signature: found.signature,
-                reason: Reason::Policy("the signature names no docker-reference".into()),
-            });
-            continue;
-        };
-        match identity.matches(image.as_ref(), &claimed) {
-            Ok(()) => return Ok(found),
-            Err(why) => rejected.push(Rejection {
-                signature: found.signature,
-                reason: Reason::IdentityMismatch {
-                    expected: format!("{identity:?}"),
-                    found: why,
-                },
-            }),
-        }
-    }
-    if rejected.is_empty() {
-        return Err(Error::NoSignature {
-            scheme: Scheme::Policy,
-            image: request.display(),
-            digest: request.digest().clone(),
-            policy: Some(named.to_string()),
-            looked,
-        });
-    }
-    Err(refuse(rejected))
 }
 
 #[cfg(test)]

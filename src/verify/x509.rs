@@ -640,26 +640,6 @@ impl Certificate {
         PublicKey::from_spki(&self.inner.tbs_certificate.subject_public_key_info)
     }
 
-    /// The DER SubjectPublicKeyInfo.
-    pub fn public_key_der(&self) -> Vec<u8> {
-        self.inner
-            .tbs_certificate
-            .subject_public_key_info
-            .to_der()
-            .unwrap_or_default()
-    }
-
-    /// The DER `tbsCertificate` with the extension `oid` removed (a certificate transparency
-    /// precertificate is the certificate without its SCT list).
-    pub fn tbs_without_extension(&self, oid: &ObjectIdentifier) -> Result<Vec<u8>> {
-        let mut tbs = self.inner.tbs_certificate.clone();
-        if let Some(extensions) = tbs.extensions.as_mut() {
-            extensions.retain(|e| &e.extn_id != oid);
-        }
-        tbs.to_der()
-            .map_err(|e| Error::Malformed(format!("re-encoding the tbsCertificate: {e}")))
-    }
-
     /// The serial number's bytes (big-endian, as encoded).
     pub fn serial(&self) -> &[u8] {
         self.inner.tbs_certificate.serial_number.as_bytes()

@@ -451,3 +451,55 @@ fn keyless_flags_need_an_identity_an_issuer_and_a_trusted_root_and_no_key() {
     let stderr = fails(&run(&home, &args, None), 7);
     assert!(stderr.contains("trusted root"), "{stderr}");
 }
+
+#[test]
+fn a_policy_fulcio_requirement_verifies_keyless_signatures_as_skopeo_does() {
+    use base64::Engine as _;
+    let world = World::new();
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let policy = world.scratch.dir.path().join("policy.json");
+    let write = |requirement: Value| {
+        let text = json!({"default": [requirement]}).to_string();
+        std::fs::write(&policy, text).unwrap();
+    };
+    let fulcio = |email: &str| {
+        json!({"type": "sigstoreSigned",
+               "fulcio": {"caData": b64(&world.sigstore.chain_pem()),
+                          "oidcIssuer": ISSUER, "subjectEmail": email},
+               "rekorPublicKeyData": b64(&world.sigstore.rekor.public_pem()),
+               "signedIdentity": {"type": "matchRepository"}})
+    };
+    let signer = signer(&world);
+    let image = world.sig_image("policy", |image, reference| {
+        world.sigstore.sign_layer(&signer, &image.subject, reference)
+    });
+    let verify = || {
+        let args = ["verify", "--json", "--verify", "policy", "--policy", policy.to_str().unwrap(), &image];
+        run(&world.home(), &args, None)
+    };
+    write(fulcio(EMAIL));
+    let verified: Value = serde_json::from_str(&ok(&verify())).unwrap();
+    assert_eq!(verified["level"], "sigstoreSigned", "{verified}");
+    assert_eq!(verified["signer"], EMAIL, "{verified}");
+    // skopeo checks no SCT; neither does a policy: said, not silent.
+    assert!(verified["skipped"].to_string().contains("embedded SCT"), "{verified}");
+
+    write(fulcio("someone.else@example.com"));
+    let stderr = fails(&verify(), 7);
+    assert!(stderr.contains("signer identity mismatch"), "{stderr}");
+    assert!(stderr.contains(EMAIL), "{stderr}");
+
+    // Another Rekor key: the SET of the signature's entry is not trusted.
+    let mut other_rekor = fulcio(EMAIL);
+    other_rekor["rekorPublicKeyData"] = json!(b64(&cosign::Key::p256().public_pem()));
+    write(other_rekor);
+    let stderr = fails(&verify(), 7);
+    assert!(stderr.contains("which the trusted root"), "{stderr}");
+
+    // pki stays refused, saying so.
+    write(json!({"type": "sigstoreSigned",
+                 "pki": {"caRootsData": b64(&world.sigstore.chain_pem()), "subjectEmail": EMAIL},
+                 "signedIdentity": {"type": "matchRepository"}}));
+    let stderr = fails(&verify(), 7);
+    assert!(stderr.contains("pki (a private CA) is not verified"), "{stderr}");
+}

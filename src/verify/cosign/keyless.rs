@@ -165,7 +165,7 @@ impl Material {
 
     /// The leaf's key, as the key the payload signature must verify with.
     pub fn trust(&self) -> Result<Trust, Reason> {
-        let key = PublicKey::from_spki_der(&self.leaf.public_key_der())
+        let key = PublicKey::from_spki_der(&sct::spki_der(&self.leaf))
             .map_err(|e| Reason::Unsupported(format!("the signing certificate's key: {e}")))?;
         Ok(Trust {
             keys: vec![(

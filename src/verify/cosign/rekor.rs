@@ -386,7 +386,7 @@ fn check_signer(content: &str, signer: Signer<'_>) -> Result<(), Reason> {
         Signer::Certificate(cert) => {
             let recorded_cert = Certificate::parse_many(pem.as_bytes()).ok();
             recorded_cert.is_some_and(|certs| certs.first() == Some(cert))
-                || recorded_key.is_some_and(|key| key == cert.public_key_der())
+                || recorded_key.is_some_and(|key| key == super::sct::spki_der(cert))
         }
     };
     if matches {

@@ -19,6 +19,29 @@ use crate::verify::Reason;
 pub const SCT_LIST: const_oid::ObjectIdentifier =
     const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.4.1.11129.2.4.2");
 
+/// A certificate's DER SubjectPublicKeyInfo (the key a log, an SCT or a Rekor entry names).
+pub fn spki_der(cert: &Certificate) -> Vec<u8> {
+    use der::Encode as _;
+    x509_cert::Certificate::from_der(cert.der())
+        .ok()
+        .and_then(|c| c.tbs_certificate.subject_public_key_info.to_der().ok())
+        .unwrap_or_default()
+}
+
+/// The precertificate's TBS: the certificate's `tbsCertificate` without the SCT list (the
+/// poison extension of the precertificate is not in the final certificate).
+pub fn precertificate_tbs(cert: &Certificate) -> Result<Vec<u8>, String> {
+    use der::Encode as _;
+    let mut tbs = x509_cert::Certificate::from_der(cert.der())
+        .map_err(|e| e.to_string())?
+        .tbs_certificate;
+    if let Some(extensions) = tbs.extensions.as_mut() {
+        extensions.retain(|e| e.extn_id != SCT_LIST);
+    }
+    tbs.to_der()
+        .map_err(|e| format!("re-encoding the tbsCertificate: {e}"))
+}
+
 /// Why no SCT was accepted.
 #[derive(Debug)]
 pub enum Failure {
@@ -158,10 +181,8 @@ pub fn verify_embedded(
     let issuer = issuer_of(leaf, material, root).ok_or_else(|| {
         invalid("the certificate's issuer is not known, so its SCT cannot be checked")
     })?;
-    let issuer_key_hash: [u8; 32] = sha2::Sha256::digest(issuer.public_key_der()).into();
-    let tbs = leaf
-        .tbs_without_extension(&SCT_LIST)
-        .map_err(|e| invalid(e.to_string()))?;
+    let issuer_key_hash: [u8; 32] = sha2::Sha256::digest(spki_der(issuer)).into();
+    let tbs = precertificate_tbs(leaf).map_err(invalid)?;
     let mut last = "none of its SCTs names a CT log of the trusted root".to_string();
     for sct in &scts {
         let Some(log) = root.ctlogs.iter().find(|l| l.log_id == sct.log_id) else {
