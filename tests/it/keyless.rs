@@ -70,6 +70,12 @@ impl World {
         ));
     }
 
+    /// A new image whose `.sig` tag holds the layer `sign` makes, refused (exit 7): stderr.
+    fn refused(&self, repository: &str, sign: impl Fn(&Image, &str) -> SignedPayload) -> String {
+        let image = self.sig_image(repository, sign);
+        refused(self, &image)
+    }
+
     /// `acrpull verify --json --verify cosign` with the identity and issuer flags `flags`.
     fn verify(&self, flags: &[&str], image: &str) -> std::process::Output {
         let root = self.root.to_str().unwrap();
@@ -240,12 +246,11 @@ fn another_identity_is_refused_naming_the_san_found() {
     let signer = world
         .sigstore
         .issue(&Identity::email("intruder@example.org", ISSUER));
-    let image = world.sig_image("intruder", |image, reference| {
+    let stderr = world.refused("intruder", |image, reference| {
         world
             .sigstore
             .sign_layer(&signer, &image.subject, reference)
     });
-    let stderr = refused(&world, &image);
     assert!(stderr.contains("signer identity mismatch"), "{stderr}");
     assert!(
         stderr.contains(&format!("certificate identity `{EMAIL}`")),
@@ -263,12 +268,11 @@ fn another_oidc_issuer_is_refused() {
     let signer = world
         .sigstore
         .issue(&Identity::email(EMAIL, "https://issuer.evil.example"));
-    let image = world.sig_image("issuer", |image, reference| {
+    let stderr = world.refused("issuer", |image, reference| {
         world
             .sigstore
             .sign_layer(&signer, &image.subject, reference)
     });
-    let stderr = refused(&world, &image);
     assert!(
         stderr.contains(&format!("expected OIDC issuer `{ISSUER}`")),
         "{stderr}"
@@ -283,12 +287,11 @@ fn a_certificate_from_another_ca_is_refused() {
     let signer = elsewhere.issue(&Identity::email(EMAIL, ISSUER));
     // Logged in the trusted Rekor, its chain annotation naming the trusted CA: only the
     // certificate's issuer is foreign.
-    let image = world.sig_image("foreign", |image, reference| {
+    let stderr = world.refused("foreign", |image, reference| {
         world
             .sigstore
             .sign_layer(&signer, &image.subject, reference)
     });
-    let stderr = refused(&world, &image);
     assert!(stderr.contains("untrusted certificate chain"), "{stderr}");
 }
 
@@ -298,12 +301,11 @@ fn a_signature_logged_after_the_certificate_expired_is_refused() {
     let identity = Identity::email(EMAIL, ISSUER);
     let mut signer = world.sigstore.issue(&identity);
     signer.signed_at = identity.not_after.unix_timestamp() + 60;
-    let image = world.sig_image("late", |image, reference| {
+    let stderr = world.refused("late", |image, reference| {
         world
             .sigstore
             .sign_layer(&signer, &image.subject, reference)
     });
-    let stderr = refused(&world, &image);
     assert!(stderr.contains("expired:"), "{stderr}");
     assert!(stderr.contains("the signature was logged at"), "{stderr}");
 }
@@ -312,7 +314,7 @@ fn a_signature_logged_after_the_certificate_expired_is_refused() {
 fn a_tampered_or_missing_signed_entry_timestamp_is_refused() {
     let world = World::new();
     let signer = signer(&world);
-    let image = world.sig_image("set", |image, reference| {
+    let stderr = world.refused("set", |image, reference| {
         let mut layer = world
             .sigstore
             .sign_layer(&signer, &image.subject, reference);
@@ -326,24 +328,22 @@ fn a_tampered_or_missing_signed_entry_timestamp_is_refused() {
         layer.rekor_bundle = Some(annotation.to_string());
         layer
     });
-    let stderr = refused(&world, &image);
     assert!(
         stderr.contains("the signed entry timestamp (SET) does not verify"),
         "{stderr}"
     );
 
-    let image = world.sig_image("unlogged", |image, reference| {
+    let stderr = world.refused("unlogged", |image, reference| {
         let mut layer = world
             .sigstore
             .sign_layer(&signer, &image.subject, reference);
         layer.rekor_bundle = None;
         layer
     });
-    let stderr = refused(&world, &image);
     assert!(stderr.contains("has no Rekor entry"), "{stderr}");
 
     // A genuine entry of the log, for another signature by the same certificate.
-    let image = world.sig_image("mismatched", |image, reference| {
+    let stderr = world.refused("mismatched", |image, reference| {
         let mut layer = world
             .sigstore
             .sign_layer(&signer, &image.subject, reference);
@@ -353,7 +353,6 @@ fn a_tampered_or_missing_signed_entry_timestamp_is_refused() {
         layer.rekor_bundle = other.rekor_bundle;
         layer
     });
-    let stderr = refused(&world, &image);
     assert!(
         stderr.contains("transparency log: the Rekor entry records"),
         "{stderr}"
@@ -365,12 +364,11 @@ fn a_keyless_signature_over_another_digest_is_refused() {
     let world = World::new();
     let signer = signer(&world);
     let other = Image::new(world.scratch.dir.path(), "other");
-    let image = world.sig_image("replayed", |_, reference| {
+    let stderr = world.refused("replayed", |_, reference| {
         world
             .sigstore
             .sign_layer(&signer, &other.subject, reference)
     });
-    let stderr = refused(&world, &image);
     assert!(
         stderr.contains("a signature over another digest"),
         "{stderr}"
@@ -471,10 +469,20 @@ fn a_policy_fulcio_requirement_verifies_keyless_signatures_as_skopeo_does() {
     };
     let signer = signer(&world);
     let image = world.sig_image("policy", |image, reference| {
-        world.sigstore.sign_layer(&signer, &image.subject, reference)
+        world
+            .sigstore
+            .sign_layer(&signer, &image.subject, reference)
     });
     let verify = || {
-        let args = ["verify", "--json", "--verify", "policy", "--policy", policy.to_str().unwrap(), &image];
+        let args = [
+            "verify",
+            "--json",
+            "--verify",
+            "policy",
+            "--policy",
+            policy.to_str().unwrap(),
+            &image,
+        ];
         run(&world.home(), &args, None)
     };
     write(fulcio(EMAIL));
@@ -482,7 +490,10 @@ fn a_policy_fulcio_requirement_verifies_keyless_signatures_as_skopeo_does() {
     assert_eq!(verified["level"], "sigstoreSigned", "{verified}");
     assert_eq!(verified["signer"], EMAIL, "{verified}");
     // skopeo checks no SCT; neither does a policy: said, not silent.
-    assert!(verified["skipped"].to_string().contains("embedded SCT"), "{verified}");
+    assert!(
+        verified["skipped"].to_string().contains("embedded SCT"),
+        "{verified}"
+    );
 
     write(fulcio("someone.else@example.com"));
     let stderr = fails(&verify(), 7);
@@ -501,5 +512,8 @@ fn a_policy_fulcio_requirement_verifies_keyless_signatures_as_skopeo_does() {
                  "pki": {"caRootsData": b64(&world.sigstore.chain_pem()), "subjectEmail": EMAIL},
                  "signedIdentity": {"type": "matchRepository"}}));
     let stderr = fails(&verify(), 7);
-    assert!(stderr.contains("pki (a private CA) is not verified"), "{stderr}");
+    assert!(
+        stderr.contains("pki (a private CA) is not verified"),
+        "{stderr}"
+    );
 }

@@ -305,10 +305,11 @@ impl TrustedRoot {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Vec<u8> {
+    /// A file of `fixtures/sigstore/`.
+    pub(crate) fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("fixtures/sigstore")

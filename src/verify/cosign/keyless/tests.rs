@@ -3,20 +3,10 @@
 //! and the trusted root it was made under (`fixtures/sigstore/`, from sigstore-python's test
 //! data): real data proves the checks follow sigstore, not only our own fixtures.
 
-use std::path::Path;
-
 use super::*;
 use crate::digest::Digest;
 use crate::verify::cosign::bundle::Bundle;
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures/sigstore")
-            .join(name),
-    )
-    .unwrap()
-}
+use crate::verify::cosign::trusted_root::tests::fixture;
 
 const EMAIL: &str = "william@yossarian.net";
 const GITHUB: &str = "https://github.com/login/oauth";
