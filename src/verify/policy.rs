@@ -11,7 +11,7 @@
 //!   to `signedIdentity`: `matchExact`, `matchRepoDigestOrExact` (the default),
 //!   `matchRepository`, `exactReference`, `exactRepository`, `remapIdentity`); keyless
 //!   `fulcio` (the certificate chains to its CA, names its email and OIDC issuer, and Rekor's
-//!   signed entry timestamp records it: [`sigstore`]). `signedBy` (GPG) and `pki` parse, and
+//!   signed entry timestamp records it: `policy/sigstore.rs`). `signedBy` (GPG) and `pki` parse, and
 //!   refuse the image with a reason saying acrpull does not verify them: never a silent pass.
 //!   With `rekorPublicKey*`, a keyed signature also needs Rekor's signed entry timestamp
 //!   recording it ([`super::cosign::rekor`]).

@@ -181,7 +181,7 @@ pub fn tree_root(leaves: &[[u8; 32]]) -> [u8; 32] {
     node_hash(&tree_root(&leaves[..k]), &tree_root(&leaves[k..]))
 }
 
-/// PATH(m, D[n]) (RFC 6962 2.1.1).
+/// `PATH(m, D[n])` (RFC 6962 2.1.1).
 pub fn audit_path(m: usize, leaves: &[[u8; 32]]) -> Vec<[u8; 32]> {
     if leaves.len() == 1 {
         return Vec::new();
