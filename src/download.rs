@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::cache::BlobCache;
 use crate::cancel::Cancel;
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, Internal, Result};
 use crate::fetch::{BlobTap, FetchOptions};
 use crate::layout;
 use crate::manifest::Descriptor;
@@ -185,7 +185,9 @@ impl Downloads {
     ) -> Result<Transfer> {
         let reporter = &self.reporter;
         let dir = match (dir, &self.cache) {
-            (None, None) => return Err(Error::Task("blobs need a directory or a cache".into())),
+            (None, None) => {
+                return Err(Internal::Broken("blobs need a directory or a cache").into())
+            }
             (dir, _) => dir.map(Path::to_path_buf),
         };
         let semaphore = Arc::new(tokio::sync::Semaphore::new(self.jobs.max(1)));
@@ -227,13 +229,14 @@ impl Downloads {
             let foreign = ForeignLayer::of(&descriptor);
             tasks.spawn(async move {
                 let result = async move {
-                    let _permit = semaphore
-                        .acquire_owned()
-                        .await
-                        .map_err(|e| Error::Task(e.to_string()))?;
+                    let _permit = semaphore.acquire_owned().await.map_err(|_| {
+                        Error::from(Internal::Broken("the download semaphore closed"))
+                    })?;
                     let Some(cache) = cache else {
                         let Some(path) = path else {
-                            return Err(Error::Task("no place for a blob".into()));
+                            return Err(
+                                Internal::Broken("a blob with neither a cache nor a path").into()
+                            );
                         };
                         reporter.on_blob_start(&descriptor.digest, kind, descriptor.size, false);
                         let n = crate::fetch::fetch_blob(
@@ -279,7 +282,7 @@ impl Downloads {
                 None => return Ok(total),
                 Some(Ok(Ok(n))) => total += n,
                 Some(Ok(Err(e))) => break e,
-                Some(Err(e)) => break Error::Task(e.to_string()),
+                Some(Err(e)) => break Internal::join("blob download", e).into(),
             }
         };
         tasks.abort_all();
@@ -423,7 +426,7 @@ async fn fetch_through_cache(
         let digest = digest.clone();
         tokio::task::spawn_blocking(move || cache.lock(&digest))
             .await
-            .map_err(|e| Error::Task(e.to_string()))?
+            .map_err(|e| Internal::join("cache lock", e))?
             .map_err(Error::Cache)?
     };
     if let Some(file) = place_from_cache(cache, descriptor, path, fetch_options.sync).await {

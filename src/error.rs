@@ -80,15 +80,63 @@ pub enum Error {
     /// The shared blob cache could not be used.
     #[error("blob cache: {0}")]
     Cache(#[from] crate::cache::CacheError),
-    /// A background task failed unexpectedly.
-    #[error("internal task failed: {0}")]
-    Task(String),
+    /// acrpull itself failed: a task panicked, or code broke one of its own rules. Never
+    /// caused by the image, the registry or the machine.
+    #[error(transparent)]
+    Internal(#[from] Internal),
     /// Signature verification refused the image, or could not be done (`--verify`).
     #[error(transparent)]
     Verify(#[from] crate::verify::Error),
     /// The pull was asked to stop (SIGINT, SIGTERM): nothing was put at the destination.
     #[error("stopped by {0}")]
     Stopped(crate::cancel::StopSignal),
+}
+
+/// A failure inside acrpull (a bug), kept apart from what the image, the registry or the
+/// machine did, so the binary can say "please report it" for these and only these.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Internal {
+    /// A background task panicked (its message, when it had one).
+    #[error("internal error: a background task ({task}) panicked{}", detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Panicked {
+        /// Which task.
+        task: &'static str,
+        /// The panic message.
+        detail: Option<String>,
+    },
+    /// A background task was cancelled before it finished (its runtime shut down).
+    #[error("internal error: a background task ({task}) was cancelled")]
+    Cancelled {
+        /// Which task.
+        task: &'static str,
+    },
+    /// A task stopped before its partner was done with it (the partner's own error, when it
+    /// has one, is reported instead).
+    #[error("internal error: a background task ({task}) stopped early")]
+    Stopped {
+        /// Which task.
+        task: &'static str,
+    },
+    /// A rule of acrpull's own code did not hold (a programming error).
+    #[error("internal error: {0}")]
+    Broken(&'static str),
+}
+
+impl Internal {
+    /// What a failed `join` of the task `task` means.
+    pub fn join(task: &'static str, error: tokio::task::JoinError) -> Self {
+        if error.is_panic() {
+            let payload = error.into_panic();
+            let detail = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned());
+            Internal::Panicked { task, detail }
+        } else {
+            Internal::Cancelled { task }
+        }
+    }
 }
 
 /// The platforms an index offers, for [`Error::PlatformNotFound`]: never an empty list.
@@ -160,7 +208,7 @@ impl Error {
             Error::Unsupported(_) => ErrorClass::Integrity,
             Error::Rootfs(e) if e.is_integrity() => ErrorClass::Integrity,
             Error::Rootfs(_) => ErrorClass::Other,
-            Error::Destination(_) | Error::Io { .. } | Error::Cache(_) | Error::Task(_) => {
+            Error::Destination(_) | Error::Io { .. } | Error::Cache(_) | Error::Internal(_) => {
                 ErrorClass::Other
             }
             Error::Verify(crate::verify::Error::Usage(_)) => ErrorClass::Usage,

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use crate::digest::{Algorithm, Digest, Digester};
-use crate::error::{Error, Result};
+use crate::error::{Error, Internal, Result};
 use crate::manifest::Descriptor;
 use crate::registry::retry::RetryPolicy;
 use crate::report::Reporter;
@@ -205,8 +205,8 @@ async fn download(
         }
     };
     drop(sender);
-    let written = writer.await.map_err(|e| Error::Task(e.to_string()))??;
-    let transferred = finished.map_err(|()| Error::Task(WRITER_GONE.into()))?;
+    let written = writer.await.map_err(|e| Internal::join(WRITER, e))??;
+    let transferred = finished.map_err(|()| writer_gone())?;
     let actual = written.digester.finish();
     if written.bytes != size {
         return Err(too_long(descriptor, written.bytes));
@@ -321,7 +321,6 @@ async fn receive_span(
     let mut position: u64 = span.start;
     let mut transferred: u64 = 0;
     let mut attempts: u32 = 0;
-    let writer_gone = || Error::Task(WRITER_GONE.into());
     if position == span.end {
         // Everything was kept from an earlier run: the digest decides.
         return Ok(0);
@@ -420,10 +419,16 @@ async fn receive_span(
     }
 }
 
-const WRITER_GONE: &str = "blob writer stopped";
+/// The task that hashes and writes a blob's bytes.
+const WRITER: &str = "blob writer";
+
+/// The writer stopped taking bytes: its own error says why.
+fn writer_gone() -> Error {
+    Internal::Stopped { task: WRITER }.into()
+}
 
 fn is_writer_gone(error: &Error) -> bool {
-    matches!(error, Error::Task(message) if message == WRITER_GONE)
+    matches!(error, Error::Internal(Internal::Stopped { task }) if *task == WRITER)
 }
 
 /// What the writer produced.
@@ -512,9 +517,8 @@ fn write_blob(
             }
             Message::Finish => {
                 if let Some((&start, _)) = ahead.first_key_value() {
-                    return Err(Error::Task(format!(
-                        "blob {digest}: bytes from {start} arrived but not those from {bytes}"
-                    )));
+                    tracing::error!(%digest, start, bytes, "ranges finished with a gap");
+                    return Err(Internal::Broken("blob ranges finished with a gap").into());
                 }
                 if sync {
                     file.sync_all().map_err(io(path))?;
@@ -557,7 +561,10 @@ fn write_blob(
         }
     }
     // The network task stopped without finishing: it reports why.
-    Err(Error::Task("blob download stopped".into()))
+    Err(Internal::Stopped {
+        task: "blob download",
+    }
+    .into())
 }
 
 /// Hash bytes `start..end` of `file` (a resumed prefix, or segments written ahead).

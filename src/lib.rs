@@ -52,7 +52,7 @@ pub mod verify;
 mod hygiene_tests;
 
 pub use digest::Digest;
-pub use error::{Error, ErrorClass};
+pub use error::{Error, ErrorClass, Internal};
 pub use platform::Platform;
 pub use pull::{pull, OutputFormat, PullOptions, PullOutcome};
 pub use reference::Reference;

@@ -276,7 +276,7 @@ pub fn hint(error: &anyhow::Error, image: Option<&SourceSpec>) -> Option<String>
              choose another destination"
                 .into(),
         ),
-        acrpull::Error::Task(_) => {
+        acrpull::Error::Internal(_) => {
             Some("this is a bug in acrpull; please report it with the output of -vv".into())
         }
         acrpull::Error::Verify(e) => verify_hint(e, image),

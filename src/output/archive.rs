@@ -3,7 +3,7 @@
 
 use crate::archive_source::ArchiveKind;
 use crate::destination::Destination;
-use crate::error::{Error, Result};
+use crate::error::{Error, Internal, Result};
 use crate::layout::{self, LayoutWriter};
 use crate::resolve::SourceSpec;
 
@@ -53,7 +53,10 @@ async fn write_archive(output: &ArchiveOutput<'_>, job: &Job<'_>) -> Result<Writ
         move || match kind {
             ArchiveKind::Docker => {
                 let Some(image) = image else {
-                    return Err(Error::Task("a docker-archive needs one image".into()));
+                    return Err(Internal::Broken(
+                        "a docker-archive is written from exactly one image",
+                    )
+                    .into());
                 };
                 let config_path = layout::blob_path(&layout_dir, &image.config.digest);
                 let config: crate::manifest::ImageConfigSummary = std::fs::read(&config_path)
@@ -78,7 +81,7 @@ async fn write_archive(output: &ArchiveOutput<'_>, job: &Job<'_>) -> Result<Writ
         }
     })
     .await
-    .map_err(|e| Error::Task(e.to_string()))?;
+    .map_err(|e| Internal::join("archive writer", e))?;
     archived?;
     destination.publish_file(&archive)?;
     Ok(written)

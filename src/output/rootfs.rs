@@ -21,7 +21,7 @@ use crate::cancel::StoppableReader;
 use crate::destination::Destination;
 use crate::digest::Digest;
 use crate::download::Downloads;
-use crate::error::{Error, Result};
+use crate::error::{Error, Internal, Result};
 use crate::fetch::BlobTap;
 use crate::layout;
 use crate::manifest::{Descriptor, ImageConfigSummary};
@@ -77,10 +77,7 @@ impl Output for RootfsOutput<'_> {
 async fn write_rootfs(output: &RootfsOutput<'_>, job: &Job<'_>) -> Result<Written> {
     let (resolved, destination) = (job.resolved, output.destination);
     let [image] = &resolved.images[..] else {
-        return Err(Error::Task(format!(
-            "a root filesystem is built from one image, not {}",
-            resolved.images.len()
-        )));
+        return Err(Internal::Broken("a root filesystem is built from exactly one image").into());
     };
     let config = &image.parsed.config;
     if !media_type::is_image_config(&config.media_type) {
@@ -230,7 +227,7 @@ async fn build(
         (Ok(()), Ok(Ok(layers))) => transferred += layers,
         // A download error explains an apply loop that stopped waiting; report it first.
         (_, Ok(Err(e))) | (Err(e), _) => return Err(e),
-        (Ok(()), Err(join)) => return Err(Error::Task(join.to_string())),
+        (Ok(()), Err(join)) => return Err(Internal::join("layer applier", join).into()),
     }
     if output.bundle {
         let image_config: crate::rootfs::ImageConfig = serde_json::from_slice(&config_bytes)
@@ -295,11 +292,11 @@ async fn apply_in_order(
         *applying = Some(layer.digest.clone());
         let tap = taps
             .get(&layer.digest)
-            .ok_or_else(|| Error::Task(format!("no download for layer {}", layer.digest)))?;
+            .ok_or(Internal::Broken("a layer without a download"))?;
         cancel.check()?;
         let mut current = applier
             .take()
-            .ok_or_else(|| Error::Task("applier lost".into()))?;
+            .ok_or(Internal::Broken("the applier was not handed back"))?;
         // Start the inflaters of this layer and of the next `ahead` ones. Each starts as soon
         // as its layer's first bytes arrive; see the module docs.
         let limit = current.max_uncompressed_bytes();
@@ -311,7 +308,7 @@ async fn apply_in_order(
         {
             let later_tap = taps
                 .get(&later.digest)
-                .ok_or_else(|| Error::Task(format!("no download for layer {}", later.digest)))?;
+                .ok_or(Internal::Broken("a layer without a download"))?;
             let reader = StoppableReader::new(later_tap.reader(), cancel.clone());
             let started = Inflating::start(
                 reader,
@@ -328,7 +325,7 @@ async fn apply_in_order(
         }
         let stream = inflating
             .pop_front()
-            .ok_or_else(|| Error::Task(format!("no inflater for layer {}", layer.digest)))?;
+            .ok_or(Internal::Broken("a layer without an inflater"))?;
         let diff_id = diff_id.clone();
         let (tap, start_reporter, digest, count) = (
             Arc::clone(tap),
@@ -348,7 +345,7 @@ async fn apply_in_order(
             (current, result)
         })
         .await
-        .map_err(|e| Error::Task(e.to_string()))?;
+        .map_err(|e| Internal::join("layer applier", e))?;
         result?;
         for warning in &returned.warnings()[warned..] {
             reporter.on_warning(warning);
