@@ -290,3 +290,23 @@ impl From<crate::source::ChildError> for Error {
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_task_is_an_internal_error_with_its_message() {
+        let joined = tokio::spawn(async { panic!("the applier tripped") }).await;
+        let error = Error::from(Internal::join("layer applier", joined.unwrap_err()));
+        assert_eq!(error.class(), ErrorClass::Other);
+        assert_eq!(
+            error.to_string(),
+            "internal error: a background task (layer applier) panicked: the applier tripped"
+        );
+        let handle = tokio::spawn(std::future::pending::<()>());
+        handle.abort();
+        let cancelled = Internal::join("cache lock", handle.await.unwrap_err());
+        assert!(matches!(cancelled, Internal::Cancelled { task: "cache lock" }));
+    }
+}
