@@ -25,7 +25,7 @@ use crate::digest::{Algorithm, Digest, Digester};
 use crate::manifest::{Descriptor, ImageConfigSummary, ImageIndex, ImageManifest};
 use crate::media_type::{self, LayerCompression};
 use crate::reference::Reference;
-use crate::registry::{Error, Result, MANIFEST_LIMIT};
+use crate::registry::{Error, Missing, Result, MANIFEST_LIMIT};
 use crate::source::{read_chunks, select_in_index, BlobBody, FetchedManifest, ImageSource};
 use crate::tar_index::{Member, TarError, TarIndex};
 
@@ -145,6 +145,7 @@ impl ArchiveSource {
         std::fs::File::open(&self.path).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 Error::NotFound {
+                    kind: Missing::ArchiveFile,
                     what: format!("{} file", self.kind.scheme()),
                     url: self.path.display().to_string(),
                 }
@@ -343,6 +344,7 @@ impl ArchiveSource {
                 ))
             })?;
             return entries.get(n).ok_or_else(|| Error::NotFound {
+                kind: Missing::ArchiveImage,
                 what: format!("image @{n} (it holds {})", entries.len()),
                 url: self.describe(),
             });
@@ -356,6 +358,7 @@ impl ArchiveSource {
                 })
             })
             .ok_or_else(|| Error::NotFound {
+                kind: Missing::ArchiveImage,
                 what: format!("image `{reference}`"),
                 url: self.describe(),
             })

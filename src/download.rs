@@ -266,7 +266,10 @@ impl Downloads {
                 .await;
                 match (result, foreign) {
                     (
-                        Err(Error::Registry(crate::registry::Error::NotFound { .. })),
+                        Err(Error::Registry(crate::registry::Error::NotFound {
+                            kind: crate::registry::Missing::Blob,
+                            ..
+                        })),
                         Some(foreign),
                     ) => Err(foreign.missing()),
                     (result, _) => result,

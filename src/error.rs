@@ -307,6 +307,9 @@ mod tests {
         let handle = tokio::spawn(std::future::pending::<()>());
         handle.abort();
         let cancelled = Internal::join("cache lock", handle.await.unwrap_err());
-        assert!(matches!(cancelled, Internal::Cancelled { task: "cache lock" }));
+        assert!(matches!(
+            cancelled,
+            Internal::Cancelled { task: "cache lock" }
+        ));
     }
 }

@@ -852,6 +852,7 @@ mod tests {
             _reference: &str,
         ) -> crate::registry::Result<crate::source::FetchedManifest> {
             Err(crate::registry::Error::NotFound {
+                kind: crate::registry::Missing::Manifest,
                 what: "manifest".into(),
                 url: "flaky".into(),
             })

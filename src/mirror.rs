@@ -354,6 +354,7 @@ impl ImageSource for MirroredSource {
             }
         }
         Err(last.unwrap_or_else(|| Error::NotFound {
+            kind: crate::registry::Missing::Manifest,
             what: format!("manifest `{reference}`"),
             url: self.describe(),
         }))
@@ -374,6 +375,7 @@ impl ImageSource for MirroredSource {
             }
         }
         Err(last.unwrap_or_else(|| Error::NotFound {
+            kind: crate::registry::Missing::Blob,
             what: format!("blob {digest}"),
             url: self.describe(),
         }))

@@ -11,7 +11,7 @@ use crate::digest::Digest;
 use crate::manifest::Descriptor;
 use crate::media_type::{self, ManifestKind};
 use crate::registry::referrers::ReferrersPage;
-use crate::registry::{Error, Result, MANIFEST_LIMIT};
+use crate::registry::{Error, Missing, Result, MANIFEST_LIMIT};
 
 pub use crate::registry::{BlobBody, FetchedManifest};
 
@@ -53,6 +53,7 @@ pub(crate) fn select_in_index(
         .into_iter()
         .find(|d| reference.is_empty() || d.ref_name() == Some(reference))
         .ok_or_else(|| Error::NotFound {
+            kind: Missing::Tag,
             what: format!("tag `{reference}`"),
             url: describe.to_string(),
         })?;
@@ -178,6 +179,7 @@ impl LayoutSource {
             let path = root.join(file);
             if !path.is_file() {
                 return Err(Error::NotFound {
+                    kind: Missing::LayoutFile,
                     what: format!("OCI layout file `{file}`"),
                     url: path.display().to_string(),
                 });
@@ -261,6 +263,7 @@ impl LayoutSource {
         move |source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 Error::NotFound {
+                    kind: Missing::Blob,
                     what: "blob".into(),
                     url: path.display().to_string(),
                 }

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use acrpull::registry::Error as RegistryError;
+use acrpull::registry::{Error as RegistryError, Missing};
 use acrpull::{ErrorClass, SourceSpec};
 
 /// The exit-code class of an error: the first [`acrpull::Error`] in its chain, else `Other`.
@@ -43,48 +43,50 @@ fn registry_error(error: &anyhow::Error) -> Option<&RegistryError> {
     })
 }
 
-fn not_found_hint(what: &str, url: &str, image: Option<&SourceSpec>) -> String {
-    match image {
-        Some(SourceSpec::Layout { path, reference }) => {
-            if what.starts_with("OCI layout file") {
-                format!(
-                    "`{}` is not an OCI image layout; create one with `acrpull pull --format oci REF {}`",
-                    path.display(),
-                    path.display()
-                )
-            } else if what.starts_with("tag") {
-                format!(
-                    "the layout at `{}` has no image tagged `{reference}`; its tags are the \
-                     `org.opencontainers.image.ref.name` annotations in `index.json`",
-                    path.display()
-                )
-            } else {
-                format!(
-                    "the layout at `{}` is incomplete: `{url}` is missing; pull it again",
-                    path.display()
-                )
-            }
+fn not_found_hint(kind: Missing, url: &str, image: Option<&SourceSpec>) -> String {
+    match (image, kind) {
+        (_, Missing::Catalog) => "this registry does not offer its catalog (the `_catalog` API is \
+                                  optional in the distribution spec); name the repository instead"
+            .into(),
+        (_, Missing::Upload) => "the registry forgot the upload session; push again".into(),
+        (Some(SourceSpec::Layout { path, .. }), Missing::LayoutFile) => format!(
+            "`{}` is not an OCI image layout; create one with `acrpull pull --format oci REF {}`",
+            path.display(),
+            path.display()
+        ),
+        (Some(SourceSpec::Layout { path, reference }), Missing::Tag) => format!(
+            "the layout at `{}` has no image tagged `{reference}`; its tags are the \
+             `org.opencontainers.image.ref.name` annotations in `index.json`",
+            path.display()
+        ),
+        (Some(SourceSpec::Layout { path, .. }), _) => format!(
+            "the layout at `{}` is incomplete: `{url}` is missing; pull it again",
+            path.display()
+        ),
+        (Some(SourceSpec::Archive { path, .. }), Missing::ArchiveFile) => {
+            format!("`{}` does not exist; check the path", path.display())
         }
-        Some(SourceSpec::Archive { kind, path, .. }) => {
-            if what.ends_with("file") {
-                format!("`{}` does not exist; check the path", path.display())
-            } else {
-                format!(
-                    "list what the archive holds with `tar -tf {}` (the images of a \
-                     docker-archive are the `RepoTags` of its manifest.json, also numbered \
-                     @0, @1, ...; those of an oci-archive the `org.opencontainers.image.ref.name` \
-                     annotations of its index.json): name one as {}:PATH:NAME",
-                    path.display(),
-                    kind.scheme()
-                )
-            }
-        }
-        Some(SourceSpec::Registry(reference)) if what.starts_with("blob") => format!(
+        (Some(SourceSpec::Archive { kind, path, .. }), _) => format!(
+            "list what the archive holds with `tar -tf {}` (the images of a docker-archive are \
+             the `RepoTags` of its manifest.json, also numbered @0, @1, ...; those of an \
+             oci-archive the `org.opencontainers.image.ref.name` annotations of its \
+             index.json): name one as {}:PATH:NAME",
+            path.display(),
+            kind.scheme()
+        ),
+        (Some(SourceSpec::Registry(reference)), Missing::Blob) => format!(
             "`{}` is reachable and has the manifest, but not this blob: the image at the \
              registry is incomplete",
             reference.registry()
         ),
-        Some(SourceSpec::Registry(reference)) => {
+        (Some(SourceSpec::Registry(reference)), Missing::Repository) => format!(
+            "`{}` is reachable but has no repository `{}`; check the spelling (registries \
+             also answer 404 when anonymous access to private repositories is refused: pass \
+             credentials)",
+            reference.registry(),
+            reference.repository()
+        ),
+        (Some(SourceSpec::Registry(reference)), _) => {
             let tried = reference
                 .digest()
                 .map(|d| format!("digest `{d}`"))
@@ -98,14 +100,14 @@ fn not_found_hint(what: &str, url: &str, image: Option<&SourceSpec>) -> String {
                 reference.repository()
             )
         }
-        None => "check the registry, repository and tag spelling".into(),
+        (None, _) => "check the registry, repository and tag spelling".into(),
     }
 }
 
 fn registry_hint(error: &RegistryError, image: Option<&SourceSpec>) -> Option<String> {
     use acrpull::azure::Error as Azure;
     Some(match error {
-        RegistryError::NotFound { what, url } => not_found_hint(what, url, image),
+        RegistryError::NotFound { kind, url, .. } => not_found_hint(*kind, url, image),
         RegistryError::Unauthorized {
             detail: Some(detail),
             ..
@@ -364,4 +366,42 @@ pub fn render(error: &anyhow::Error, image: Option<&SourceSpec>) -> String {
 /// The message and its causes on one line (for JSON).
 pub fn one_line(error: &anyhow::Error) -> String {
     format!("{error:#}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_found(kind: Missing, what: &str) -> anyhow::Error {
+        acrpull::Error::from(RegistryError::NotFound {
+            kind,
+            what: what.into(),
+            url: "https://r.example/v2/app/x".into(),
+        })
+        .into()
+    }
+
+    /// The hint follows the kind of the missing object, whatever its message says.
+    #[test]
+    fn not_found_hints_are_chosen_by_kind_not_by_message_text() {
+        let image: SourceSpec = "r.example/app:v1".parse().unwrap();
+        let blob = hint(&not_found(Missing::Blob, "tag `v1`"), Some(&image)).unwrap();
+        assert!(blob.contains("image at the registry is incomplete"), "{blob}");
+        let manifest = hint(&not_found(Missing::Manifest, "blob x"), Some(&image)).unwrap();
+        assert!(manifest.contains("no tag `v1` in repository `app`"), "{manifest}");
+        let repository = hint(&not_found(Missing::Repository, "x"), Some(&image)).unwrap();
+        assert!(repository.contains("no repository `app`"), "{repository}");
+
+        let layout: SourceSpec = "oci:/l:v2".parse().unwrap();
+        let file = hint(&not_found(Missing::LayoutFile, "tag"), Some(&layout)).unwrap();
+        assert!(file.contains("is not an OCI image layout"), "{file}");
+        let tag = hint(&not_found(Missing::Tag, "OCI layout file"), Some(&layout)).unwrap();
+        assert!(tag.contains("has no image tagged `v2`"), "{tag}");
+
+        let archive: SourceSpec = "docker-archive:/a.tar".parse().unwrap();
+        let missing = hint(&not_found(Missing::ArchiveFile, "image"), Some(&archive)).unwrap();
+        assert!(missing.contains("does not exist"), "{missing}");
+        let image_hint = hint(&not_found(Missing::ArchiveImage, "file"), Some(&archive)).unwrap();
+        assert!(image_hint.contains("tar -tf /a.tar"), "{image_hint}");
+    }
 }

@@ -102,6 +102,7 @@ impl ImageSource for Memory {
         _end: Option<u64>,
     ) -> crate::registry::Result<crate::source::BlobBody> {
         Err(crate::registry::Error::NotFound {
+            kind: crate::registry::Missing::Blob,
             what: digest.to_string(),
             url: "memory".into(),
         })

@@ -2,6 +2,32 @@
 
 use crate::digest::Digest;
 
+/// What kind of object a source did not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Missing {
+    /// A repository (its tag list, or where an upload was to start).
+    Repository,
+    /// A tag of an OCI layout or archive index.
+    Tag,
+    /// A manifest, by tag or digest.
+    Manifest,
+    /// A blob (layer or config).
+    Blob,
+    /// The referrers API of a registry that has none (the caller falls back to tags).
+    Referrers,
+    /// The catalog of a registry that does not offer one.
+    Catalog,
+    /// An upload session that the registry no longer knows.
+    Upload,
+    /// One of the files that make a directory an OCI layout (`oci-layout`, `index.json`).
+    LayoutFile,
+    /// The archive file itself.
+    ArchiveFile,
+    /// An image an archive does not hold (a name or an `@N` number).
+    ArchiveImage,
+}
+
 /// A registry error. Each variant says which URL or object it is about; transport causes are
 /// kept as `#[source]`.
 #[derive(Debug, thiserror::Error)]
@@ -10,7 +36,9 @@ pub enum Error {
     /// The repository, tag or blob does not exist.
     #[error("{what} not found at {url}")]
     NotFound {
-        /// What was looked for, e.g. "manifest `v1` of repository `app`".
+        /// The kind of object that is missing: what the binary's hint is chosen by.
+        kind: Missing,
+        /// What was looked for, e.g. "manifest `v1` of repository `app`" (for the message).
         what: String,
         /// The URL asked (without credentials).
         url: String,

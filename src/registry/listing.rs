@@ -10,7 +10,7 @@
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
 use reqwest::{Method, StatusCode};
 
-use super::{read_capped, Error, RegistryClient, Result, MANIFEST_LIMIT};
+use super::{read_capped, Error, Missing, RegistryClient, Result, MANIFEST_LIMIT};
 use crate::digest::Digest;
 use crate::http::redact_url;
 use crate::media_type;
@@ -37,7 +37,7 @@ impl RegistryClient {
         let first = format!("{}{}/tags/list", self.route.api_root, self.repository);
         let what = format!("tags of repository `{}`", self.repository);
         let tags = self
-            .paged(&first, page_size, &what, |bytes| {
+            .paged(&first, page_size, Missing::Repository, &what, |bytes| {
                 serde_json::from_slice::<TagsPage>(bytes).map(|page| page.tags.unwrap_or_default())
             })
             .await?;
@@ -49,10 +49,16 @@ impl RegistryClient {
     pub async fn catalog(&self, page_size: Option<u32>) -> Result<Vec<String>> {
         let first = format!("{}_catalog", self.route.api_root);
         let repositories = self
-            .paged(&first, page_size, "the repository catalog", |bytes| {
-                serde_json::from_slice::<CatalogPage>(bytes)
-                    .map(|page| page.repositories.unwrap_or_default())
-            })
+            .paged(
+                &first,
+                page_size,
+                Missing::Catalog,
+                "the repository catalog",
+                |bytes| {
+                    serde_json::from_slice::<CatalogPage>(bytes)
+                        .map(|page| page.repositories.unwrap_or_default())
+                },
+            )
             .await?;
         self.refuse_invalid(
             repositories,
@@ -84,6 +90,7 @@ impl RegistryClient {
         match (status, header) {
             (StatusCode::NOT_FOUND, _) => {
                 return Err(Error::NotFound {
+                    kind: Missing::Manifest,
                     what: format!("manifest `{reference}` of repository `{}`", self.repository),
                     url: redact_url(response.url()),
                 })
@@ -129,6 +136,7 @@ impl RegistryClient {
         &self,
         first: &str,
         page_size: Option<u32>,
+        missing: Missing,
         what: &str,
         items: impl Fn(&[u8]) -> serde_json::Result<Vec<String>>,
     ) -> Result<Vec<String>> {
@@ -151,7 +159,9 @@ impl RegistryClient {
             let response = self
                 .send_authenticated_url(Method::GET, &url, headers, None)
                 .await?;
-            let response = self.check_status(response, || what.to_string()).await?;
+            let response = self
+                .check_status(response, missing, || what.to_string())
+                .await?;
             let next = next_link(response.headers(), &url)
                 .map(|link| {
                     if link.origin() == base.origin() {

@@ -31,7 +31,7 @@ use crate::digest::Digest;
 use crate::http::challenge::{self, Challenge};
 use crate::http::{BodyError, SafeUrl, SendError, Verdict};
 use crate::media_type;
-pub use error::{Error, Result};
+pub use error::{Error, Missing, Result};
 use retry::RetryPolicy;
 
 /// Manifests larger than this are refused.
@@ -532,7 +532,8 @@ impl RegistryClient {
         let response = self.send_authenticated(Method::GET, &path, headers).await?;
         let url = redact_url(response.url());
         let what = || format!("manifest `{reference}` of repository `{}`", self.repository);
-        let response = self.check_status(response, what).await?;
+        let kind = Missing::Manifest;
+        let response = self.check_status(response, kind, what).await?;
         let header_digest = response
             .headers()
             .get("docker-content-digest")
@@ -595,7 +596,8 @@ impl RegistryClient {
             });
         }
         let what = || format!("blob {digest} in repository `{}`", self.repository);
-        let response = self.check_status(response, what).await?;
+        let kind = Missing::Blob;
+        let response = self.check_status(response, kind, what).await?;
         self.blob_body(response, offset, ranged)
     }
 
@@ -697,6 +699,7 @@ impl RegistryClient {
     async fn check_status(
         &self,
         response: Response,
+        kind: Missing,
         what: impl FnOnce() -> String,
     ) -> Result<Response> {
         let status = response.status();
@@ -716,7 +719,11 @@ impl RegistryClient {
         let body = crate::http::read_excerpt(response, self.options.pace).await;
         let registry_message = body.as_deref().and_then(registry_error_message);
         Err(match status {
-            StatusCode::NOT_FOUND => Error::NotFound { what: what(), url },
+            StatusCode::NOT_FOUND => Error::NotFound {
+                kind,
+                what: what(),
+                url,
+            },
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Unauthorized {
                 url,
                 status: status.as_u16(),

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, LINK};
 use reqwest::{Method, StatusCode};
 
-use super::{read_capped, redact_url, Error, RegistryClient, Result, MANIFEST_LIMIT};
+use super::{read_capped, redact_url, Error, Missing, RegistryClient, Result, MANIFEST_LIMIT};
 use crate::digest::Digest;
 use crate::media_type;
 
@@ -94,7 +94,9 @@ impl RegistryClient {
             return Ok(ReferrersPage::Unsupported);
         }
         let what = || format!("referrers of {subject} in repository `{}`", self.repository);
-        let response = self.check_status(response, what).await?;
+        let response = self
+            .check_status(response, Missing::Referrers, what)
+            .await?;
         let filtered = response
             .headers()
             .get_all("oci-filters-applied")

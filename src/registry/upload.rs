@@ -7,7 +7,7 @@ use reqwest::header::{
 };
 use reqwest::{Method, Response, StatusCode};
 
-use super::{redact_url, BodyFactory, Error, RegistryClient, Result};
+use super::{redact_url, BodyFactory, Error, Missing, RegistryClient, Result};
 use crate::digest::Digest;
 
 impl RegistryClient {
@@ -21,7 +21,7 @@ impl RegistryClient {
             status if status.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
             _ => self
-                .check_status(response, || format!("blob {digest}"))
+                .check_status(response, Missing::Blob, || format!("blob {digest}"))
                 .await
                 .map(|_| false),
         }
@@ -50,7 +50,9 @@ impl RegistryClient {
                 Ok(false)
             }
             _ => self
-                .check_status(response, || format!("mount of {digest} from `{from}`"))
+                .check_status(response, Missing::Blob, || {
+                    format!("mount of {digest} from `{from}`")
+                })
                 .await
                 .map(|_| false),
         }
@@ -64,7 +66,8 @@ impl RegistryClient {
             .await?;
         if response.status() != StatusCode::ACCEPTED {
             let what = || format!("upload to repository `{}`", self.repository);
-            self.check_status(response, what).await?;
+            self.check_status(response, Missing::Repository, what)
+                .await?;
             return Err(Error::Status {
                 method: "POST".into(),
                 url: path,
@@ -144,7 +147,7 @@ impl RegistryClient {
                 .await?;
             if response.status() != StatusCode::ACCEPTED {
                 let what = || format!("chunk {range} of blob {digest}");
-                self.check_status(response, what).await?;
+                self.check_status(response, Missing::Upload, what).await?;
                 return Err(Error::Status {
                     method: "PATCH".into(),
                     url: redact_url(&url),
@@ -170,7 +173,7 @@ impl RegistryClient {
             return Ok(());
         }
         let what = || format!("upload of blob {digest}");
-        self.check_status(response, what).await?;
+        self.check_status(response, Missing::Upload, what).await?;
         Err(Error::Status {
             method: "PUT".into(),
             url: format!("blob {digest}"),
@@ -217,7 +220,8 @@ impl RegistryClient {
             return Ok(answer);
         }
         let what = || format!("manifest `{reference}` of repository `{}`", self.repository);
-        self.check_status(response, what).await?;
+        self.check_status(response, Missing::Repository, what)
+            .await?;
         Ok(answer)
     }
 }
