@@ -386,9 +386,15 @@ mod tests {
     fn not_found_hints_are_chosen_by_kind_not_by_message_text() {
         let image: SourceSpec = "r.example/app:v1".parse().unwrap();
         let blob = hint(&not_found(Missing::Blob, "tag `v1`"), Some(&image)).unwrap();
-        assert!(blob.contains("image at the registry is incomplete"), "{blob}");
+        assert!(
+            blob.contains("image at the registry is incomplete"),
+            "{blob}"
+        );
         let manifest = hint(&not_found(Missing::Manifest, "blob x"), Some(&image)).unwrap();
-        assert!(manifest.contains("no tag `v1` in repository `app`"), "{manifest}");
+        assert!(
+            manifest.contains("no tag `v1` in repository `app`"),
+            "{manifest}"
+        );
         let repository = hint(&not_found(Missing::Repository, "x"), Some(&image)).unwrap();
         assert!(repository.contains("no repository `app`"), "{repository}");
 
