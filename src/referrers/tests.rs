@@ -90,6 +90,7 @@ impl ImageSource for Memory {
             .get(reference)
             .cloned()
             .ok_or_else(|| crate::registry::Error::NotFound {
+                kind: crate::registry::Missing::Manifest,
                 what: reference.into(),
                 url: "memory".into(),
             })

@@ -295,10 +295,7 @@ fn top_level_modules_depend_one_way() {
 /// Files still over [`MAX_LINES`] (their non-test lines today): each may shrink, none may grow,
 /// and an entry goes once its file is split. Every other file stays under the limit.
 const STILL_LONG: &[(&str, usize)] = &[
-    ("archive_source.rs", 741),
     ("cli/args.rs", 702),
-    ("fetch.rs", 760),
-    ("registry/mod.rs", 847),
     ("verify/policy.rs", 832),
     ("verify/x509.rs", 1161),
 ];

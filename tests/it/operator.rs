@@ -509,11 +509,13 @@ fn stop_a_stalled_pull(setup: &Setup, dest: &Path, signal: &str) -> (Output, Pat
         .status()
         .unwrap();
     assert!(killed.success());
-    setup.slow_link(false);
     for line in lines.by_ref() {
         events.push(line.unwrap());
     }
     let mut output = child.wait_with_output().unwrap();
+    // The link stays slow until the pull has exited: on a loaded machine a fast link could
+    // finish the layer between the signal and its handling, leaving nothing to resume.
+    setup.slow_link(false);
     output.stdout = (events.join("\n") + "\n").into_bytes();
     (output, partial, held)
 }
