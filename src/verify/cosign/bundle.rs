@@ -155,10 +155,13 @@ impl Bundle {
         let known = [
             BUNDLE_V03,
             "application/vnd.dev.sigstore.bundle+json;version=0.3",
+            // The same layout, the certificate as x509CertificateChain (sigstore clients
+            // before v0.3, e.g. sigstore-python 2).
+            "application/vnd.dev.sigstore.bundle+json;version=0.2",
         ];
         if !known.contains(&bundle.media_type.as_str()) {
             return Err(Reason::Unsupported(format!(
-                "bundle media type `{}` (v0.3 is verified)",
+                "bundle media type `{}` (v0.2 and v0.3 are verified)",
                 bundle.media_type
             )));
         }

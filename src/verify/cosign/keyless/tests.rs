@@ -214,3 +214,62 @@ fn a_tampered_sct_is_refused_and_no_ct_log_is_a_skipped_check() {
         "{reason}"
     );
 }
+
+#[test]
+fn a_real_public_good_bundle_of_a_github_workflow_verifies() {
+    // sigstore's production instance: a GitHub Actions certificate (a URI SAN) as a v0.2
+    // bundle's x509CertificateChain, under the public-good trusted root.
+    let root =
+        TrustedRoot::parse(&fixture("public_good_trusted_root.json"), "public-good").unwrap();
+    let workflow =
+        "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2";
+    let actions = "https://token.actions.githubusercontent.com";
+    let keyless = |subject: Matcher| Keyless {
+        root: root.clone(),
+        identity: Identity {
+            subject,
+            issuer: exact(actions),
+        },
+    };
+    let bundle = Bundle::parse(&fixture("bundle_v3_github.whl.sigstore")).unwrap();
+    let artifact = fixture("bundle_v3_github.whl");
+    let digest = Digest::sha256_of(&artifact);
+    let accepted = bundle
+        .check_keyless(&digest, &artifact, &keyless(exact(workflow)))
+        .unwrap();
+    assert_eq!(accepted.signer, workflow);
+    let checks = accepted.checks.join("\n");
+    assert!(
+        checks.contains("Rekor inclusion proof to a signed checkpoint"),
+        "{checks}"
+    );
+    assert!(
+        checks.contains("embedded SCT of CT log https://ctfe.sigstore.dev/2022"),
+        "{checks}"
+    );
+    // Any workflow of the repository, anchored as cosign users anchor it.
+    let repository = regex("^https://github\\.com/trailofbits/rfc8785\\.py/");
+    bundle
+        .check_keyless(&digest, &artifact, &keyless(repository))
+        .unwrap();
+    let other = regex("^https://github\\.com/trailofbits/other/");
+    let reason = bundle
+        .check_keyless(&digest, &artifact, &keyless(other))
+        .unwrap_err();
+    assert!(
+        matches!(reason, Reason::IdentityMismatch { .. }),
+        "{reason:?}"
+    );
+    // Under the staging root the same bundle is not trusted.
+    let staging = Keyless {
+        root: TrustedRoot::parse(&fixture("staging_trusted_root.json"), "staging").unwrap(),
+        identity: Identity {
+            subject: exact(workflow),
+            issuer: exact(actions),
+        },
+    };
+    assert!(matches!(
+        bundle.check_keyless(&digest, &artifact, &staging),
+        Err(Reason::Transparency(_))
+    ));
+}
