@@ -884,3 +884,44 @@ pub fn x509_certificate(data: &[u8]) {
         }
     }
 }
+
+/// Sigstore keyless material: a bundle (v0.2, v0.3), a trusted root, a `.sig` layer's Rekor
+/// annotation, a tlog entry, a checkpoint, an SCT list. Parsing and the keyless checks never
+/// panic, and a bundle accepted for the staging artifact names the signer asked for.
+pub fn sigstore_bundle(data: &[u8]) {
+    use acrpull::verify::cosign::keyless::{Identity, Keyless, Matcher};
+    use acrpull::verify::cosign::{bundle::Bundle, merkle, rekor, sct, trusted_root::TrustedRoot};
+    const ROOT: &[u8] = include_bytes!("../../fixtures/sigstore/staging_trusted_root.json");
+    const ARTIFACT: &[u8] = include_bytes!("../../fixtures/sigstore/bundle_v3.txt");
+    const EMAIL: &str = "william@yossarian.net";
+    let root = TrustedRoot::parse(ROOT, "staging").expect("the staging root parses");
+    let _ = TrustedRoot::parse(data, "fuzz");
+    let _ = sct::parse_list(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = rekor::Entry::from_annotation(text);
+        let log = &root.tlogs[0];
+        if let Ok(key) = &log.key {
+            let _ = merkle::verify_checkpoint(text, key, &log.log_id);
+        }
+    }
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
+        let _ = rekor::Entry::from_bundle(&value);
+    }
+    let Ok(bundle) = Bundle::parse(data) else {
+        return;
+    };
+    let keyless = Keyless {
+        root,
+        identity: Identity {
+            subject: Matcher::Exact(EMAIL.into()),
+            issuer: Matcher::Exact("https://github.com/login/oauth".into()),
+        },
+    };
+    let digest = acrpull::Digest::sha256_of(ARTIFACT);
+    if let Ok(accepted) = bundle.check_keyless(&digest, ARTIFACT, &keyless) {
+        let identity = accepted
+            .identity
+            .expect("a keyless acceptance names its signer");
+        assert_eq!(identity.subject, EMAIL);
+    }
+}

@@ -200,6 +200,11 @@ fn x509_certificate_corpus() {
     replay("x509_certificate", harness::x509_certificate);
 }
 
+#[test]
+fn sigstore_bundle_corpus() {
+    replay("sigstore_bundle", harness::sigstore_bundle);
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
 
@@ -207,7 +212,7 @@ proptest::proptest! {
     /// cut, go through the fuzz checks (no panic, the invariants hold).
     #[test]
     fn mutated_notation_inputs_keep_the_fuzz_invariants(
-        seed in 0usize..4,
+        seed in 0usize..6,
         flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..8),
         cut in proptest::prelude::any::<usize>(),
     ) {
@@ -216,6 +221,8 @@ proptest::proptest! {
             ("notation_cose", "notation-go-cose-with-timestamp", harness::notation_cose),
             ("x509_certificate", "globalsign-root-r6.der", harness::x509_certificate),
             ("notation_trust_policy", "spec-example", harness::notation_trust_policy),
+            ("sigstore_bundle", "staging-bundle-v3", harness::sigstore_bundle),
+            ("sigstore_bundle", "staging-checkpoint", harness::sigstore_bundle),
         ][seed];
         let mut data = std::fs::read(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions").join(target).join(file),

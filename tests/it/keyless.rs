@@ -160,6 +160,15 @@ fn a_keyless_sig_tag_verifies_names_the_signer_and_pulls() {
         "hello keyless"
     );
 
+    // A copy verifies the source the same way before writing anything.
+    let layout = world.scratch.dir.path().join("copied");
+    let target = format!("oci:{}:v1", layout.display());
+    let mut args = vec!["copy", "--verify", "cosign", "--trusted-root", root];
+    args.extend_from_slice(&EXACT);
+    args.extend([image.as_str(), target.as_str()]);
+    ok(&run(&world.home(), &args, None));
+    assert!(layout.join("index.json").exists());
+
     // Without the CT log in the trusted root, the SCT check is reported as skipped.
     let no_ct = world.scratch.dir.path().join("no_ct.json");
     std::fs::write(&no_ct, world.sigstore.trusted_root(false).to_string()).unwrap();
@@ -259,6 +268,25 @@ fn another_identity_is_refused_naming_the_san_found() {
     assert!(
         stderr.contains("found SAN intruder@example.org"),
         "{stderr}"
+    );
+
+    // Neither a pull nor a copy of it moves anything.
+    let image = format!("{}/intruder:v1", world.registry.host());
+    let root = world.root.to_str().unwrap();
+    let mut flags = vec!["--verify", "cosign", "--trusted-root", root];
+    flags.extend_from_slice(&EXACT);
+    let dest = world.scratch.dest("rootfs");
+    fails(&pull(&world.home(), &flags, &image, &dest), 7);
+    assert!(!dest.exists(), "a refused pull wrote {}", dest.display());
+    let layout = world.scratch.dir.path().join("copied");
+    let target = format!("oci:{}:v1", layout.display());
+    let mut args = vec!["copy"];
+    args.extend_from_slice(&flags);
+    args.extend([image.as_str(), target.as_str()]);
+    fails(&run(&world.home(), &args, None), 7);
+    assert!(
+        !layout.join("index.json").exists(),
+        "a refused copy wrote the layout"
     );
 }
 
