@@ -32,12 +32,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tags =
         acrpull::query::tags(&reference, resolved.credential.clone(), &client, Some(100)).await?;
     for tag in tags {
-        let tagged: Reference = format!(
-            "{}/{}:{tag}",
-            reference.registry(),
-            reference.repository()
-        )
-        .parse()?;
+        let tagged: Reference =
+            format!("{}/{}:{tag}", reference.registry(), reference.repository()).parse()?;
         let digest = acrpull::query::digest(&tagged, resolved.credential.clone(), &client).await?;
         println!("{tag}\t{digest}");
     }
