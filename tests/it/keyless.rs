@@ -21,7 +21,8 @@ const ISSUER: &str = "https://accounts.example.com";
 
 /// A registry, a sigstore instance, its trusted root in a file, a scratch directory.
 struct World {
-    registry: Registry,
+    /// `None` once a test takes it away (air gap).
+    registry: Option<Registry>,
     sigstore: Sigstore,
     scratch: Scratch,
     root: PathBuf,
@@ -34,11 +35,15 @@ impl World {
         let root = scratch.dir.path().join("trusted_root.json");
         std::fs::write(&root, sigstore.trusted_root(true).to_string()).unwrap();
         World {
-            registry: Registry::start(RegistryOptions::anonymous()).expect("registry"),
+            registry: Some(Registry::start(RegistryOptions::anonymous()).expect("registry")),
             sigstore,
             scratch,
             root,
         }
+    }
+
+    fn registry(&self) -> &Registry {
+        self.registry.as_ref().expect("the registry is running")
     }
 
     fn home(&self) -> PathBuf {
@@ -48,10 +53,10 @@ impl World {
     /// A new image `repository:v1` whose `.sig` tag holds the layer `sign` makes.
     fn sig_image(&self, repository: &str, sign: impl Fn(&Image, &str) -> SignedPayload) -> String {
         let image = Image::new(self.scratch.dir.path(), repository);
-        let reference = format!("{}/{repository}", self.registry.host());
+        let reference = format!("{}/{repository}", self.registry().host());
         let layer = sign(&image, &reference);
         image.push(
-            &self.registry,
+            self.registry(),
             repository,
             &[&cosign::sig_manifest(&image.subject, &[layer])],
         );
@@ -61,9 +66,9 @@ impl World {
     /// `image` as `repository:v1`, and `referrer` listed in the referrers tag schema (the real
     /// registry has no referrers API).
     fn push_with_tag_schema(&self, image: &Image, repository: &str, referrer: &Artifact) {
-        image.push(&self.registry, repository, &[]);
+        image.push(self.registry(), repository, &[]);
         block_on(push_artifacts(
-            &self.registry.url(),
+            &self.registry().url(),
             repository,
             &[referrer],
             true,
@@ -199,7 +204,7 @@ fn a_keyless_bundle_referrer_verifies_with_its_inclusion_proof() {
         .dsse_bundle(&signer, &cosign::statement(&image.subject.digest));
     let referrer = cosign::bundle_referrer(&image.subject, &bundle);
     world.push_with_tag_schema(&image, "bundled", &referrer);
-    let name = format!("{}/bundled:v1", world.registry.host());
+    let name = format!("{}/bundled:v1", world.registry().host());
     let verified: Value = serde_json::from_str(&ok(&world.verify(&EXACT, &name))).unwrap();
     assert_eq!(
         verified["signature"],
@@ -232,7 +237,7 @@ fn a_keyless_bundle_referrer_verifies_with_its_inclusion_proof() {
         "proof",
         &cosign::bundle_referrer(&image.subject, &tampered),
     );
-    let stderr = refused(&world, &format!("{}/proof:v1", world.registry.host()));
+    let stderr = refused(&world, &format!("{}/proof:v1", world.registry().host()));
     assert!(
         stderr.contains("the inclusion proof is invalid"),
         "{stderr}"
@@ -271,7 +276,7 @@ fn another_identity_is_refused_naming_the_san_found() {
     );
 
     // Neither a pull nor a copy of it moves anything.
-    let image = format!("{}/intruder:v1", world.registry.host());
+    let image = format!("{}/intruder:v1", world.registry().host());
     let root = world.root.to_str().unwrap();
     let mut flags = vec!["--verify", "cosign", "--trusted-root", root];
     flags.extend_from_slice(&EXACT);
@@ -544,4 +549,38 @@ fn a_policy_fulcio_requirement_verifies_keyless_signatures_as_skopeo_does() {
         stderr.contains("pki (a private CA) is not verified"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_layout_staged_with_referrers_verifies_keyless_with_no_registry() {
+    let mut world = World::new();
+    let signer = signer(&world);
+    let image = world.sig_image("staged", |image, reference| {
+        world
+            .sigstore
+            .sign_layer(&signer, &image.subject, reference)
+    });
+    let bundled = Image::new(world.scratch.dir.path(), "bundled-staged");
+    let bundle = world
+        .sigstore
+        .dsse_bundle(&signer, &cosign::statement(&bundled.subject.digest));
+    world.push_with_tag_schema(
+        &bundled,
+        "bundled-staged",
+        &cosign::bundle_referrer(&bundled.subject, &bundle),
+    );
+    let staged = world.scratch.dest("staged");
+    let staged_bundle = world.scratch.dest("staged-bundle");
+    let flags = ["--format", "oci", "--referrers"];
+    ok(&pull(&world.home(), &flags, &image, &staged));
+    let name = format!("{}/bundled-staged:v1", world.registry().host());
+    ok(&pull(&world.home(), &flags, &name, &staged_bundle));
+    // Only the layouts and the trusted root answer now.
+    drop(world.registry.take());
+    for layout in [&staged, &staged_bundle] {
+        let layout = format!("oci:{}:v1", layout.display());
+        let verified: Value = serde_json::from_str(&ok(&world.verify(&EXACT, &layout))).unwrap();
+        assert_eq!(verified["level"], "keyless", "{verified}");
+        assert_eq!(verified["identity"]["subject"], EMAIL, "{verified}");
+    }
 }
