@@ -370,8 +370,9 @@ pub fn check_body(body: &[u8], signed: Signed<'_>, signer: Signer<'_>) -> Result
             Err(last)
         }
         (kind, version, _) => Err(transparency(format!(
-            "the Rekor entry is a {kind} {version}, which does not record this kind of signature \
-             (hashedrekord 0.0.1 for a signature over bytes, dsse 0.0.1 for an envelope)"
+            "the Rekor entry is a {kind} {version}; acrpull verifies Rekor v1 entries that \
+             record this kind of signature (hashedrekord 0.0.1 for a signature over bytes, \
+             dsse 0.0.1 for a DSSE envelope)"
         ))),
     }
 }
