@@ -243,6 +243,33 @@ fn a_keyless_bundle_referrer_verifies_with_its_inclusion_proof() {
         "{stderr}"
     );
     assert!(stderr.contains(&image.subject.digest), "{stderr}");
+
+    // A genuine checkpoint of the log, for another tree than the proof's.
+    let image = Image::new(world.scratch.dir.path(), "checkpoint");
+    let mut bundle = world
+        .sigstore
+        .dsse_bundle(&signer, &cosign::statement(&image.subject.digest));
+    let other = world.sigstore.log_with(
+        &world.sigstore.rekor,
+        b"another entry",
+        "dsse",
+        signer.signed_at,
+    );
+    bundle["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"]["envelope"] =
+        json!(other.checkpoint);
+    world.push_with_tag_schema(
+        &image,
+        "checkpoint",
+        &cosign::bundle_referrer(&image.subject, &bundle),
+    );
+    let stderr = refused(
+        &world,
+        &format!("{}/checkpoint:v1", world.registry().host()),
+    );
+    assert!(
+        stderr.contains("the checkpoint commits to tree size 6 root"),
+        "{stderr}"
+    );
 }
 
 /// `text` (base64) with its first byte changed.

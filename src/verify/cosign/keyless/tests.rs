@@ -213,6 +213,20 @@ fn a_tampered_sct_is_refused_and_no_ct_log_is_a_skipped_check() {
         reason.to_string().contains("certificate transparency"),
         "{reason}"
     );
+
+    // The CT log's ID kept, its key another (Rekor's): the SCT's signature does not verify.
+    let mut forged_ct = keyless.clone();
+    let rekor_key = forged_ct.root.tlogs[0].key.clone();
+    for log in &mut forged_ct.root.ctlogs {
+        log.key = rekor_key.clone();
+    }
+    let reason = check(&forged_ct, |_| {}).unwrap_err();
+    assert!(
+        reason
+            .to_string()
+            .contains("the SCT does not verify with the key of CT log"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -272,4 +286,25 @@ fn a_real_public_good_bundle_of_a_github_workflow_verifies() {
         bundle.check_keyless(&digest, &artifact, &staging),
         Err(Reason::Transparency(_))
     ));
+}
+
+#[test]
+fn a_log_or_ca_outside_its_valid_for_window_is_not_trusted() {
+    let before = OffsetDateTime::from_unix_timestamp(1_712_000_000).ok();
+    let mut old_log = keyless(exact(EMAIL), exact(GITHUB));
+    old_log.root.tlogs[0].valid.end = before;
+    let reason = check(&old_log, |_| {}).unwrap_err();
+    assert!(
+        reason
+            .to_string()
+            .contains("is not trusted at the entry's integrated time"),
+        "{reason}"
+    );
+    let mut old_ca = keyless(exact(EMAIL), exact(GITHUB));
+    old_ca.root.authorities[0].valid.end = before;
+    let reason = check(&old_ca, |_| {}).unwrap_err();
+    assert!(
+        matches!(&reason, Reason::UntrustedChain(text) if text.contains("no certificate authority")),
+        "{reason:?}"
+    );
 }
