@@ -326,12 +326,24 @@ fn verify_hint(error: &acrpull::verify::Error, image: Option<&SourceSpec>) -> Op
                 "the signature was not made with this key, or its payload was changed: check that the key is the public half of the signing key (`cosign public-key --key cosign.key`)"
                     .into()
             }
+            Reason::IdentityMismatch { expected, .. }
+                if expected.starts_with("certificate identity") || expected.starts_with("OIDC issuer") =>
+            {
+                "the Fulcio certificate names another signer: compare --certificate-identity and --certificate-oidc-issuer (or the policy's subjectEmail and oidcIssuer) with the SAN and issuer found; the -regexp flags match anywhere in the value unless anchored with ^...$"
+                    .into()
+            }
             Reason::IdentityMismatch { .. } => {
                 "the signature names another image than the policy's signedIdentity accepts; cosign signatures name only a repository, so use matchRepository or exactRepository for them"
                     .into()
             }
+            Reason::Transparency(_)
+                if matches!(error, V::Rejected { scheme: acrpull::verify::Scheme::Cosign, .. }) =>
+            {
+                "a keyless signature is trusted only with its Rekor entry in a log of the trusted root: check that --trusted-root is sigstore's current trusted_root.json for the instance that signed (public-good or your own)"
+                    .into()
+            }
             Reason::Unsupported(_) => {
-                "acrpull verifies cosign key signatures (and sigstoreSigned with keyPath or keyData in a policy)"
+                "acrpull verifies cosign signatures by a key or keyless (a Fulcio certificate with a Rekor v1 entry), and in a policy sigstoreSigned with keyPath, keyData or fulcio"
                     .into()
             }
             _ => return None,

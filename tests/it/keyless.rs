@@ -298,6 +298,10 @@ fn another_identity_is_refused_naming_the_san_found() {
         "{stderr}"
     );
     assert!(
+        stderr.contains("hint: the Fulcio certificate names another signer"),
+        "{stderr}"
+    );
+    assert!(
         stderr.contains("found SAN intruder@example.org"),
         "{stderr}"
     );
@@ -390,6 +394,10 @@ fn a_tampered_or_missing_signed_entry_timestamp_is_refused() {
     });
     assert!(
         stderr.contains("the signed entry timestamp (SET) does not verify"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: a keyless signature is trusted only with its Rekor entry"),
         "{stderr}"
     );
 
