@@ -270,6 +270,29 @@ fn a_keyless_bundle_referrer_verifies_with_its_inclusion_proof() {
         stderr.contains("the checkpoint commits to tree size 6 root"),
         "{stderr}"
     );
+
+    // A bundle whose Rekor entry is genuine but records another envelope of the same signer
+    // (a statement with another predicate).
+    let image = Image::new(world.scratch.dir.path(), "entry");
+    let statement = cosign::statement(&image.subject.digest);
+    let mut bundle = world.sigstore.dsse_bundle(&signer, &statement);
+    let mut other: Value = serde_json::from_slice(&statement).unwrap();
+    other["predicate"] = json!({"another": "statement"});
+    let again = world
+        .sigstore
+        .dsse_bundle(&signer, &serde_json::to_vec(&other).unwrap());
+    bundle["verificationMaterial"]["tlogEntries"] =
+        again["verificationMaterial"]["tlogEntries"].clone();
+    world.push_with_tag_schema(
+        &image,
+        "entry",
+        &cosign::bundle_referrer(&image.subject, &bundle),
+    );
+    let stderr = refused(&world, &format!("{}/entry:v1", world.registry().host()));
+    assert!(
+        stderr.contains("transparency log: the Rekor entry records payload"),
+        "{stderr}"
+    );
 }
 
 /// `text` (base64) with its first byte changed.
