@@ -64,7 +64,7 @@ pub enum Error {
     BadServerUrl(String),
     /// The HTTP client could not be built.
     #[error("setting up HTTP")]
-    Http(#[source] std::io::Error),
+    Http(#[source] crate::http::ClientError),
     /// The registry could not be reached.
     #[error("reaching {registry}")]
     Registry {

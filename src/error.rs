@@ -68,6 +68,10 @@ pub enum Error {
     /// The destination cannot be used or written.
     #[error(transparent)]
     Destination(#[from] crate::layout::DestinationError),
+    /// The HTTP client could not be built (a CA file or client certificate that cannot be
+    /// read or is not PEM).
+    #[error("setting up HTTPS")]
+    Client(#[from] crate::http::ClientError),
     /// Writing a downloaded blob failed.
     #[error("writing {path} failed")]
     Io {
@@ -208,9 +212,11 @@ impl Error {
             Error::Unsupported(_) => ErrorClass::Integrity,
             Error::Rootfs(e) if e.is_integrity() => ErrorClass::Integrity,
             Error::Rootfs(_) => ErrorClass::Other,
-            Error::Destination(_) | Error::Io { .. } | Error::Cache(_) | Error::Internal(_) => {
-                ErrorClass::Other
-            }
+            Error::Destination(_)
+            | Error::Io { .. }
+            | Error::Cache(_)
+            | Error::Client(_)
+            | Error::Internal(_) => ErrorClass::Other,
             Error::Verify(crate::verify::Error::Usage(_)) => ErrorClass::Usage,
             Error::Verify(e) => match e.registry() {
                 Some(registry) => registry_class(registry),

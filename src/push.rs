@@ -140,10 +140,7 @@ pub async fn push(
         .client
         .for_host(destination.api_host())
         .map_err(crate::mirror::ConfigError::from)?;
-    let http = build_http(&client).map_err(|source| Error::Io {
-        path: PathBuf::from("<CA files>"),
-        source,
-    })?;
+    let http = build_http(&client)?;
     let to = Arc::new(
         RegistryClient::new(
             http,

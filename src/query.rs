@@ -5,8 +5,6 @@
 //! Each goes to the registry itself (mirrors answer pulls, not these), with the credential
 //! and connection options given, and the host's certificates directory applied.
 
-use std::path::PathBuf;
-
 use crate::credential::Credential;
 use crate::digest::Digest;
 use crate::reference::Reference;
@@ -61,10 +59,7 @@ fn client(
     let options = options
         .for_host(reference.api_host())
         .map_err(crate::mirror::ConfigError::from)?;
-    let http = build_http(&options).map_err(|source| Error::Io {
-        path: PathBuf::from("<CA files>"),
-        source,
-    })?;
+    let http = build_http(&options)?;
     Ok(RegistryClient::new(
         http,
         reference.registry(),

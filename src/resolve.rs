@@ -102,10 +102,7 @@ pub fn open_source(
             let mut endpoints = Vec::new();
             for (endpoint, credential) in mirrors {
                 let options = endpoint.client_options(client)?;
-                let http = build_http(&options).map_err(|source| Error::Io {
-                    path: PathBuf::from("<CA files>"),
-                    source,
-                })?;
+                let http = build_http(&options)?;
                 let api_host = if endpoint.origin && endpoint.host == reference.registry() {
                     reference.api_host()
                 } else {
@@ -129,10 +126,7 @@ pub fn open_source(
             let client = &client
                 .for_host(reference.api_host())
                 .map_err(crate::mirror::ConfigError::from)?;
-            let http = build_http(client).map_err(|source| Error::Io {
-                path: PathBuf::from("<CA files>"),
-                source,
-            })?;
+            let http = build_http(client)?;
             let registry = RegistryClient::new(
                 http,
                 reference.registry(),

@@ -259,6 +259,11 @@ pub fn hint(error: &anyhow::Error, image: Option<&SourceSpec>) -> Option<String>
         acrpull::Error::Rootfs(e) if e.is_integrity() => {
             Some("the layer is unsafe or corrupt, so the root filesystem was not written".into())
         }
+        acrpull::Error::Client(_) => Some(
+            "each CA file (--ca-file, SSL_CERT_FILE, certs.d `*.crt`, hosts.toml `ca`) must be \
+             a readable PEM bundle, and each client certificate a `.cert`/`.key` PEM pair"
+                .into(),
+        ),
         acrpull::Error::Credential(acrpull::credential::Error::File { .. }) => Some(
             "fix or move that file, or give credentials another way (--authfile, \
              --username/--password-stdin)"

@@ -67,24 +67,13 @@ impl ClientOptions {
 
 /// Build the HTTP client shared by registry and token requests. The library reads no
 /// environment variable: the binary adds `SSL_CERT_FILE` to [`ClientOptions::ca_files`].
-pub fn build_http(options: &ClientOptions) -> Result<reqwest::Client, std::io::Error> {
+pub fn build_http(options: &ClientOptions) -> Result<reqwest::Client, crate::http::ClientError> {
     crate::http::build_client(&crate::http::HttpOptions {
         read_timeout: Some(options.read_timeout.unwrap_or(Duration::from_secs(60))),
         insecure: options.insecure,
         ca_files: options.ca_files.clone(),
         client_certificate: options.client_certificate.clone(),
         ..crate::http::HttpOptions::default()
-    })
-    .map_err(|error| {
-        let kind = match &error {
-            crate::http::ClientError::ReadCaFile { source, .. }
-            | crate::http::ClientError::ReadClientCertificate { source, .. } => source.kind(),
-            _ => std::io::ErrorKind::InvalidData,
-        };
-        let cause = std::error::Error::source(&error)
-            .map(|source| format!(": {source}"))
-            .unwrap_or_default();
-        std::io::Error::new(kind, format!("{error}{cause}"))
     })
 }
 

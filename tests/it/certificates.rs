@@ -104,3 +104,27 @@ fn client_certificates_from_cert_dirs_and_hosts_toml() {
         "hosts-toml",
     ));
 }
+
+/// A CA file that is missing or not PEM stops the pull before any request with a message
+/// that names the file (not a made-up path) and a hint, exit 1, nothing at the destination.
+#[test]
+fn an_unusable_ca_file_is_named_and_nothing_is_written() {
+    let scratch = Scratch::new();
+    let missing = scratch.dir.path().join("no-such-ca.pem");
+    let not_pem = scratch.dir.path().join("not-pem.crt");
+    std::fs::write(&not_pem, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n").unwrap();
+    for (file, says) in [(&missing, "reading CA file"), (&not_pem, "is not PEM")] {
+        let dest = scratch.dest("out");
+        let output = pull(
+            &scratch,
+            &["--ca-file", file.to_str().unwrap(), "127.0.0.1:1/app:v1"],
+            "out",
+        );
+        let stderr = fails(&output, 1);
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(stderr.contains(file.to_str().unwrap()), "{stderr}");
+        assert!(!stderr.contains("<CA files>"), "{stderr}");
+        assert!(stderr.contains("readable PEM bundle"), "{stderr}");
+        assert!(!dest.exists());
+    }
+}
