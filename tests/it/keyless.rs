@@ -227,11 +227,6 @@ fn a_keyless_bundle_referrer_verifies_with_its_inclusion_proof() {
     let hashes =
         &mut tampered["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["hashes"];
     hashes[0] = json!(base64_flip(hashes[0].as_str().unwrap()));
-    // Without the SET too, so only the proof vouches for the entry.
-    tampered["verificationMaterial"]["tlogEntries"][0]
-        .as_object_mut()
-        .unwrap()
-        .remove("inclusionPromise");
     world.push_with_tag_schema(
         &image,
         "proof",
@@ -590,6 +585,27 @@ fn a_policy_fulcio_requirement_verifies_keyless_signatures_as_skopeo_does() {
     let stderr = fails(&verify(), 7);
     assert!(stderr.contains("signer identity mismatch"), "{stderr}");
     assert!(stderr.contains(EMAIL), "{stderr}");
+
+    // subjectEmail is an email SAN: the same text as a URI SAN does not count (it would for
+    // --certificate-identity, which compares every SAN as cosign does).
+    write(fulcio(EMAIL));
+    let uri_signer = world.sigstore.issue(&Identity::uri(EMAIL, ISSUER));
+    let uri_image = world.sig_image("policy-uri", |image, reference| {
+        world
+            .sigstore
+            .sign_layer(&uri_signer, &image.subject, reference)
+    });
+    let args = [
+        "verify",
+        "--verify",
+        "policy",
+        "--policy",
+        policy.to_str().unwrap(),
+        &uri_image,
+    ];
+    let stderr = fails(&run(&world.home(), &args, None), 7);
+    assert!(stderr.contains("signer identity mismatch"), "{stderr}");
+    ok(&world.verify(&EXACT, &uri_image));
 
     // Another Rekor key: the SET of the signature's entry is not trusted.
     let mut other_rekor = fulcio(EMAIL);

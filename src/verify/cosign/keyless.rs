@@ -41,6 +41,8 @@ pub enum Matcher {
     Exact(String),
     /// A regular expression (cosign's `-regexp` flags).
     Regex(regex::Regex),
+    /// An email SAN, exactly (a policy's `subjectEmail`: URI and DNS SANs do not count).
+    Email(String),
 }
 
 impl Matcher {
@@ -63,7 +65,7 @@ impl Matcher {
     /// Whether `value` matches.
     pub fn matches(&self, value: &str) -> bool {
         match self {
-            Matcher::Exact(exact) => exact == value,
+            Matcher::Exact(exact) | Matcher::Email(exact) => exact == value,
             Matcher::Regex(regex) => regex.is_match(value),
         }
     }
@@ -74,6 +76,7 @@ impl std::fmt::Display for Matcher {
         match self {
             Matcher::Exact(exact) => write!(f, "`{exact}`"),
             Matcher::Regex(regex) => write!(f, "matching /{}/", regex.as_str()),
+            Matcher::Email(email) => write!(f, "email `{email}`"),
         }
     }
 }
@@ -290,7 +293,8 @@ impl Keyless {
         Err(last)
     }
 
-    /// The entry is in a trusted log: its SET, and its inclusion proof when there is one.
+    /// The entry is in a trusted log: its SET (required: it signs the integrated time), and its
+    /// inclusion proof and checkpoint when there are some.
     fn prove(&self, entry: &Entry, proven: &mut Vec<String>) -> Result<(), Reason> {
         let fail = |text: String| Reason::Transparency(text);
         let Some(log) = self.root.tlog(&entry.log_id) else {
@@ -312,23 +316,27 @@ impl Keyless {
                 x509::rfc3339(time)
             )));
         }
-        if entry.set.is_none() && entry.proof.is_none() {
+        // Only the SET signs the integrated time, and the certificate is judged at that time:
+        // an inclusion proof shows the entry is in the log, not when it got there (a time
+        // from an RFC 3161 timestamp authority, the other source, is not verified here).
+        if entry.set.is_none() {
             return Err(fail(
-                "the entry has neither a signed entry timestamp nor an inclusion proof".into(),
+                "the entry has no signed entry timestamp (SET), so nothing the log signed vouches \
+                 for its integrated time (an inclusion proof shows the entry is in the log, not \
+                 when; RFC 3161 timestamps are not verified by acrpull)"
+                    .into(),
             ));
         }
-        if entry.set.is_some() {
-            if !entry.set_verifies(key) {
-                return Err(fail(format!(
-                    "the signed entry timestamp (SET) does not verify with the key of log {}",
-                    log.name
-                )));
-            }
-            proven.push(format!(
-                "Rekor signed entry timestamp (log {}, index {})",
-                log.name, entry.log_index
-            ));
+        if !entry.set_verifies(key) {
+            return Err(fail(format!(
+                "the signed entry timestamp (SET) does not verify with the key of log {}",
+                log.name
+            )));
         }
+        proven.push(format!(
+            "Rekor signed entry timestamp (log {}, index {})",
+            log.name, entry.log_index
+        ));
         if let Some(proof) = &entry.proof {
             let invalid = |why: String| fail(format!("the inclusion proof is invalid: {why}"));
             let hashes: Vec<merkle::Hash> = proof
@@ -342,13 +350,9 @@ impl Keyless {
             let leaf = merkle::leaf_hash(&entry.body);
             merkle::verify_inclusion(proof.index, proof.size, &leaf, &hashes, &root)
                 .map_err(invalid)?;
+            // Without a checkpoint nothing signed commits to the root: the SET alone vouches.
             let Some(envelope) = &proof.checkpoint else {
-                if entry.set.is_some() {
-                    return Ok(());
-                }
-                return Err(invalid(
-                    "it has no checkpoint, so nothing signed by the log commits to its root".into(),
-                ));
+                return Ok(());
             };
             let checkpoint = merkle::verify_checkpoint(envelope, key, &entry.log_id)
                 .map_err(|e| invalid(format!("checkpoint: {e}")))?;
@@ -414,7 +418,16 @@ impl Keyless {
                 issuer.as_deref().unwrap_or("(none)")
             )
         };
-        let Some(subject) = sans.iter().find(|s| self.identity.subject.matches(s)) else {
+        let emails_only = matches!(self.identity.subject, Matcher::Email(_));
+        let candidates = leaf.subject_alt_names().iter().filter_map(|san| match san {
+            SubjectAltNameEntry::Email(s) => Some(s),
+            SubjectAltNameEntry::Uri(s) | SubjectAltNameEntry::Dns(s) if !emails_only => Some(s),
+            _ => None,
+        });
+        let Some(subject) = candidates
+            .into_iter()
+            .find(|s| self.identity.subject.matches(s))
+        else {
             return Err(Reason::IdentityMismatch {
                 expected: format!("certificate identity {}", self.identity.subject),
                 found: found(),

@@ -64,7 +64,7 @@ fn fulcio_trust(
     Ok(Keyless {
         root,
         identity: Identity {
-            subject: Matcher::Exact(fulcio.subject_email),
+            subject: Matcher::Email(fulcio.subject_email),
             issuer: Matcher::Exact(fulcio.oidc_issuer),
         },
     })

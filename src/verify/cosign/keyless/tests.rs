@@ -137,6 +137,21 @@ fn a_tampered_set_inclusion_proof_or_checkpoint_is_refused() {
     .unwrap_err();
     assert!(reason.to_string().contains("checkpoint"), "{reason}");
 
+    // The SET removed and the integrated time moved: the proof still holds, but nothing
+    // signed says when the entry was logged, so the certificate's validity cannot be judged.
+    let reason = check(&keyless, |json| {
+        entry(json)
+            .as_object_mut()
+            .unwrap()
+            .remove("inclusionPromise");
+        entry(json)["integratedTime"] = "1712085600".into();
+    })
+    .unwrap_err();
+    assert!(
+        reason.to_string().contains("has no signed entry timestamp"),
+        "{reason}"
+    );
+
     // No entry at all.
     let reason = check(&keyless, |json| {
         json["verificationMaterial"]["tlogEntries"] = serde_json::json!([]);
