@@ -6,29 +6,27 @@
 //! `mi_res_id` here; the endpoint ignores `msi_res_id` and would silently use the
 //! system-assigned identity instead).
 
-use std::sync::atomic::AtomicBool;
-
 use url::Url;
 
-use super::cache::TokenCache;
+use super::endpoint::{self, ManagedEndpoint, SelectorNames};
 use super::env::{Env, IDENTITY_ENDPOINT, IDENTITY_HEADER};
-use super::retry::{self, RetryPolicy, RetryStatuses};
-use super::{resource_of, AadToken, AadTokenSource, Error, UserAssignedId};
+use super::retry::{RetryPolicy, RetryStatuses};
+use super::{AadToken, AadTokenSource, Error, UserAssignedId};
 use crate::secret::Secret;
 
 const API_VERSION: &str = "2019-08-01";
+/// App Service's names for the object-id and resource-id selectors.
+const SELECTOR_NAMES: SelectorNames = SelectorNames {
+    object_id: "principal_id",
+    resource_id: "mi_res_id",
+};
 
 /// A managed identity token from the App Service identity endpoint.
 #[derive(Debug)]
 pub struct AppServiceSource {
-    endpoint: Url,
+    endpoint: ManagedEndpoint,
     header: Secret,
-    resource: String,
     selector: Option<UserAssignedId>,
-    http: reqwest::Client,
-    policy: RetryPolicy,
-    reached: AtomicBool,
-    cache: TokenCache,
 }
 
 impl AppServiceSource {
@@ -45,78 +43,57 @@ impl AppServiceSource {
         audience: &str,
         policy: RetryPolicy,
     ) -> Result<Self, Error> {
-        let missing = |name: &str| {
-            Error::Configuration {
-            detail: format!("{name} is not set (App Service managed identity needs {IDENTITY_ENDPOINT} and {IDENTITY_HEADER})"),
-        }
+        let require = |name| {
+            env.require(
+                name,
+                "App Service managed identity",
+                &[IDENTITY_ENDPOINT, IDENTITY_HEADER],
+            )
         };
-        let raw_endpoint = env
-            .get(IDENTITY_ENDPOINT)
-            .ok_or_else(|| missing(IDENTITY_ENDPOINT))?;
-        let header = env
-            .get(IDENTITY_HEADER)
-            .ok_or_else(|| missing(IDENTITY_HEADER))?;
-        let endpoint = super::identity_endpoint(raw_endpoint, IDENTITY_ENDPOINT)?;
-        let selector = super::selector_or_env(selector, env);
-        let http = super::identity_http_client(policy.connect_timeout, &endpoint)?;
+        let raw = require(IDENTITY_ENDPOINT)?;
+        let header = Secret::new(require(IDENTITY_HEADER)?);
+        let url = endpoint::parse(raw, IDENTITY_ENDPOINT)?;
+        let endpoint = ManagedEndpoint::direct(url, audience, policy, RetryStatuses::Service)?;
+        let selector = endpoint::selector_or_env(selector, env);
         Ok(Self {
             endpoint,
-            header: Secret::new(header),
-            resource: resource_of(audience),
+            header,
             selector,
-            http,
-            policy,
-            reached: AtomicBool::new(false),
-            cache: TokenCache::default(),
         })
     }
 
     fn request_url(&self) -> Url {
-        super::identity_request_url(
-            &self.endpoint,
-            API_VERSION,
-            &self.resource,
-            self.selector.as_ref(),
-            &super::SelectorNames {
-                object_id: "principal_id",
-                resource_id: "mi_res_id",
-            },
-        )
+        let selector = self
+            .selector
+            .as_ref()
+            .map(|selector| SELECTOR_NAMES.pair(selector));
+        self.endpoint.request_url(API_VERSION, selector)
     }
 
     async fn fetch(&self) -> Result<AadToken, Error> {
         let url = self.request_url();
-        let answer = retry::send(
-            || {
-                self.http
-                    .get(url.clone())
-                    .header("X-IDENTITY-HEADER", self.header.expose())
-            },
-            &self.endpoint,
-            &self.policy,
-            RetryStatuses::Service,
-            &self.reached,
-        )
-        .await?;
-        super::token_from_answer(&self.endpoint, &answer, self.selector.as_ref())
+        let header = self.header.expose();
+        self.endpoint
+            .request(
+                |http| http.get(url.clone()).header("X-IDENTITY-HEADER", header),
+                self.selector.as_ref(),
+            )
+            .await
     }
 }
 
 #[async_trait::async_trait]
 impl AadTokenSource for AppServiceSource {
     fn describe(&self) -> String {
-        let identity = match &self.selector {
-            Some(selector) => selector.to_string(),
-            None => "system-assigned".to_string(),
-        };
         format!(
-            "managed identity (App Service endpoint {}, {identity})",
-            crate::http::redact_url(&self.endpoint)
+            "managed identity (App Service endpoint {}, {})",
+            self.endpoint.shown(),
+            endpoint::identity_name(self.selector.as_ref())
         )
     }
 
     async fn aad_token(&self) -> Result<AadToken, Error> {
-        self.cache.get_or_fetch(|| self.fetch()).await
+        self.endpoint.cached(|| self.fetch()).await
     }
 }
 

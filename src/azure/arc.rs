@@ -15,14 +15,13 @@
 
 use std::io::Read as _;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
 use url::Url;
 
-use super::cache::TokenCache;
+use super::endpoint::{self, ManagedEndpoint};
 use super::env::{Env, IDENTITY_ENDPOINT};
 use super::retry::{self, RetryPolicy, RetryStatuses};
-use super::{resource_of, AadToken, AadTokenSource, Error, UserAssignedId};
+use super::{AadToken, AadTokenSource, Error, UserAssignedId};
 use crate::secret::Secret;
 
 /// The Arc agent's endpoint when the machine has the agent but no `IDENTITY_ENDPOINT`.
@@ -60,13 +59,8 @@ pub fn agent_installed() -> bool {
 /// A managed identity token from the Azure Arc agent.
 #[derive(Debug)]
 pub struct ArcSource {
-    endpoint: Url,
-    resource: String,
+    endpoint: ManagedEndpoint,
     token_directory: PathBuf,
-    http: reqwest::Client,
-    policy: RetryPolicy,
-    reached: AtomicBool,
-    cache: TokenCache,
 }
 
 impl ArcSource {
@@ -89,27 +83,18 @@ impl ArcSource {
         policy: RetryPolicy,
         token_directory: PathBuf,
     ) -> Result<Self, Error> {
-        super::refuse_selector("Azure Arc", selector, env)?;
+        endpoint::refuse_selector("Azure Arc", selector, env)?;
         let raw = env.get(IDENTITY_ENDPOINT).unwrap_or(DEFAULT_ARC_ENDPOINT);
-        let endpoint = super::identity_endpoint(raw, IDENTITY_ENDPOINT)?;
-        let http = super::identity_http_client(policy.connect_timeout, &endpoint)?;
+        let url = endpoint::parse(raw, IDENTITY_ENDPOINT)?;
+        let endpoint = ManagedEndpoint::direct(url, audience, policy, RetryStatuses::Service)?;
         Ok(Self {
             endpoint,
-            resource: resource_of(audience),
             token_directory,
-            http,
-            policy,
-            reached: AtomicBool::new(false),
-            cache: TokenCache::default(),
         })
     }
 
     fn request_url(&self) -> Url {
-        let mut url = self.endpoint.clone();
-        url.query_pairs_mut()
-            .append_pair("api-version", API_VERSION)
-            .append_pair("resource", &self.resource);
-        url
+        self.endpoint.request_url(API_VERSION, None)
     }
 
     async fn send(
@@ -117,28 +102,23 @@ impl ArcSource {
         authorization: Option<&reqwest::header::HeaderValue>,
     ) -> Result<retry::Answer, Error> {
         let url = self.request_url();
-        retry::send(
-            || {
-                let request = self.http.get(url.clone()).header("Metadata", "true");
+        self.endpoint
+            .send(|http| {
+                let request = http.get(url.clone()).header("Metadata", "true");
                 match authorization {
                     Some(value) => request.header(reqwest::header::AUTHORIZATION, value.clone()),
                     None => request,
                 }
-            },
-            &self.endpoint,
-            &self.policy,
-            RetryStatuses::Service,
-            &self.reached,
-        )
-        .await
+            })
+            .await
     }
 
     async fn fetch(&self) -> Result<AadToken, Error> {
         let first = self.send(None).await?;
         if first.status != 401 {
-            return super::token_from_answer(&self.endpoint, &first, None);
+            return self.endpoint.token(&first, None);
         }
-        let endpoint = crate::http::redact_url(&self.endpoint);
+        let endpoint = self.endpoint.shown();
         let realm = first
             .www_authenticate
             .as_deref()
@@ -167,7 +147,7 @@ impl ArcSource {
                 ),
             });
         }
-        super::token_from_answer(&self.endpoint, &second, None)
+        self.endpoint.token(&second, None)
     }
 }
 
@@ -176,12 +156,12 @@ impl AadTokenSource for ArcSource {
     fn describe(&self) -> String {
         format!(
             "managed identity (Azure Arc agent at {}, system-assigned)",
-            self.endpoint.origin().ascii_serialization()
+            self.endpoint.origin()
         )
     }
 
     async fn aad_token(&self) -> Result<AadToken, Error> {
-        self.cache.get_or_fetch(|| self.fetch()).await
+        self.endpoint.cached(|| self.fetch()).await
     }
 }
 

@@ -5,14 +5,12 @@
 //! `azure_ml.go`). Only a client id selects a user-assigned identity there; object and resource
 //! ids are refused rather than silently ignored.
 
-use std::sync::atomic::AtomicBool;
-
 use url::Url;
 
-use super::cache::TokenCache;
+use super::endpoint::{self, ManagedEndpoint};
 use super::env::{Env, MSI_ENDPOINT, MSI_SECRET};
-use super::retry::{self, RetryPolicy, RetryStatuses};
-use super::{resource_of, AadToken, AadTokenSource, Error, UserAssignedId};
+use super::retry::{RetryPolicy, RetryStatuses};
+use super::{AadToken, AadTokenSource, Error, UserAssignedId};
 use crate::secret::Secret;
 
 const API_VERSION: &str = "2017-09-01";
@@ -20,14 +18,9 @@ const API_VERSION: &str = "2017-09-01";
 /// A managed identity token from the Azure ML compute's endpoint.
 #[derive(Debug)]
 pub struct AzureMlSource {
-    endpoint: Url,
+    endpoint: ManagedEndpoint,
     secret: Secret,
-    resource: String,
     selector: Option<UserAssignedId>,
-    http: reqwest::Client,
-    policy: RetryPolicy,
-    reached: AtomicBool,
-    cache: TokenCache,
 }
 
 impl AzureMlSource {
@@ -44,17 +37,17 @@ impl AzureMlSource {
         audience: &str,
         policy: RetryPolicy,
     ) -> Result<Self, Error> {
-        let missing = |name: &str| {
-            Error::Configuration {
-            detail: format!(
-                "{name} is not set (Azure ML managed identity needs {MSI_ENDPOINT} and {MSI_SECRET})"
-            ),
-        }
+        let require = |name| {
+            env.require(
+                name,
+                "Azure ML managed identity",
+                &[MSI_ENDPOINT, MSI_SECRET],
+            )
         };
-        let raw = env.get(MSI_ENDPOINT).ok_or_else(|| missing(MSI_ENDPOINT))?;
-        let secret = env.get(MSI_SECRET).ok_or_else(|| missing(MSI_SECRET))?;
-        let endpoint = super::identity_endpoint(raw, MSI_ENDPOINT)?;
-        let selector = super::selector_or_env(selector, env);
+        let raw = require(MSI_ENDPOINT)?;
+        let secret = Secret::new(require(MSI_SECRET)?);
+        let url = endpoint::parse(raw, MSI_ENDPOINT)?;
+        let selector = endpoint::selector_or_env(selector, env);
         if let Some(other @ (UserAssignedId::ObjectId(_) | UserAssignedId::ResourceId(_))) =
             &selector
         {
@@ -65,66 +58,46 @@ impl AzureMlSource {
                 ),
             });
         }
-        let http = super::identity_http_client(policy.connect_timeout, &endpoint)?;
+        let endpoint = ManagedEndpoint::direct(url, audience, policy, RetryStatuses::Service)?;
         Ok(Self {
             endpoint,
-            secret: Secret::new(secret),
-            resource: resource_of(audience),
+            secret,
             selector,
-            http,
-            policy,
-            reached: AtomicBool::new(false),
-            cache: TokenCache::default(),
         })
     }
 
     fn request_url(&self) -> Url {
-        let mut url = self.endpoint.clone();
-        {
-            let mut query = url.query_pairs_mut();
-            query
-                .append_pair("api-version", API_VERSION)
-                .append_pair("resource", &self.resource);
-            if let Some(selector) = &self.selector {
-                query.append_pair("clientid", selector.value());
-            }
-        }
-        url
+        let selector = self
+            .selector
+            .as_ref()
+            .map(|selector| ("clientid", selector.value()));
+        self.endpoint.request_url(API_VERSION, selector)
     }
 
     async fn fetch(&self) -> Result<AadToken, Error> {
         let url = self.request_url();
-        let answer = retry::send(
-            || {
-                self.http
-                    .get(url.clone())
-                    .header("secret", self.secret.expose())
-            },
-            &self.endpoint,
-            &self.policy,
-            RetryStatuses::Service,
-            &self.reached,
-        )
-        .await?;
-        super::token_from_answer(&self.endpoint, &answer, self.selector.as_ref())
+        let secret = self.secret.expose();
+        self.endpoint
+            .request(
+                |http| http.get(url.clone()).header("secret", secret),
+                self.selector.as_ref(),
+            )
+            .await
     }
 }
 
 #[async_trait::async_trait]
 impl AadTokenSource for AzureMlSource {
     fn describe(&self) -> String {
-        let identity = match &self.selector {
-            Some(selector) => selector.to_string(),
-            None => "system-assigned".to_string(),
-        };
         format!(
-            "managed identity (Azure ML endpoint {}, {identity})",
-            crate::http::redact_url(&self.endpoint)
+            "managed identity (Azure ML endpoint {}, {})",
+            self.endpoint.shown(),
+            endpoint::identity_name(self.selector.as_ref())
         )
     }
 
     async fn aad_token(&self) -> Result<AadToken, Error> {
-        self.cache.get_or_fetch(|| self.fetch()).await
+        self.endpoint.cached(|| self.fetch()).await
     }
 }
 

@@ -30,13 +30,12 @@ impl ClientSecretSource {
 
     /// As [`ClientSecretSource::new`] with an explicit retry policy.
     pub fn with_policy(env: &Env, audience: &str, policy: RetryPolicy) -> Result<Self, Error> {
-        let require = |name: &str| {
-            env.get(name).ok_or_else(|| Error::Configuration {
-                detail: format!(
-                    "{name} is not set (a service principal needs {AZURE_CLIENT_ID}, \
-                     {AZURE_TENANT_ID} and {AZURE_CLIENT_SECRET})"
-                ),
-            })
+        let require = |name| {
+            env.require(
+                name,
+                "a service principal",
+                &[AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_CLIENT_SECRET],
+            )
         };
         let client_id = require(AZURE_CLIENT_ID)?.to_string();
         let tenant = require(AZURE_TENANT_ID)?.to_string();

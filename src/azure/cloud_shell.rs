@@ -4,24 +4,15 @@
 //! (spec 2.4; MSAL Go `cloud_shell.go`). It answers for the signed-in user's identity only, so
 //! user-assigned identities are refused, as the SDKs do.
 
-use std::sync::atomic::AtomicBool;
-
-use url::Url;
-
-use super::cache::TokenCache;
+use super::endpoint::{self, ManagedEndpoint};
 use super::env::{Env, MSI_ENDPOINT};
-use super::retry::{self, RetryPolicy, RetryStatuses};
-use super::{resource_of, AadToken, AadTokenSource, Error, UserAssignedId};
+use super::retry::{RetryPolicy, RetryStatuses};
+use super::{AadToken, AadTokenSource, Error, UserAssignedId};
 
 /// A token from the Cloud Shell endpoint.
 #[derive(Debug)]
 pub struct CloudShellSource {
-    endpoint: Url,
-    resource: String,
-    http: reqwest::Client,
-    policy: RetryPolicy,
-    reached: AtomicBool,
-    cache: TokenCache,
+    endpoint: ManagedEndpoint,
 }
 
 impl CloudShellSource {
@@ -38,38 +29,30 @@ impl CloudShellSource {
         audience: &str,
         policy: RetryPolicy,
     ) -> Result<Self, Error> {
-        super::refuse_selector("Cloud Shell", selector, env)?;
-        let raw = env.get(MSI_ENDPOINT).ok_or_else(|| Error::Configuration {
-            detail: format!("{MSI_ENDPOINT} is not set (Cloud Shell managed identity needs it)"),
-        })?;
-        let endpoint = super::identity_endpoint(raw, MSI_ENDPOINT)?;
-        let http = super::identity_http_client(policy.connect_timeout, &endpoint)?;
-        Ok(Self {
-            endpoint,
-            resource: resource_of(audience),
-            http,
-            policy,
-            reached: AtomicBool::new(false),
-            cache: TokenCache::default(),
-        })
+        endpoint::refuse_selector("Cloud Shell", selector, env)?;
+        let raw = env.require(
+            MSI_ENDPOINT,
+            "Cloud Shell managed identity",
+            &[MSI_ENDPOINT],
+        )?;
+        let url = endpoint::parse(raw, MSI_ENDPOINT)?;
+        let endpoint = ManagedEndpoint::direct(url, audience, policy, RetryStatuses::Service)?;
+        Ok(Self { endpoint })
     }
 
     async fn fetch(&self) -> Result<AadToken, Error> {
-        let form = [("resource", self.resource.as_str())];
-        let answer = retry::send(
-            || {
-                self.http
-                    .post(self.endpoint.clone())
-                    .header("Metadata", "true")
-                    .form(&form)
-            },
-            &self.endpoint,
-            &self.policy,
-            RetryStatuses::Service,
-            &self.reached,
-        )
-        .await?;
-        super::token_from_answer(&self.endpoint, &answer, None)
+        let form = [("resource", self.endpoint.resource())];
+        let url = self.endpoint.url();
+        self.endpoint
+            .request(
+                |http| {
+                    http.post(url.clone())
+                        .header("Metadata", "true")
+                        .form(&form)
+                },
+                None,
+            )
+            .await
     }
 }
 
@@ -78,11 +61,11 @@ impl AadTokenSource for CloudShellSource {
     fn describe(&self) -> String {
         format!(
             "managed identity (Cloud Shell endpoint {})",
-            crate::http::redact_url(&self.endpoint)
+            self.endpoint.shown()
         )
     }
 
     async fn aad_token(&self) -> Result<AadToken, Error> {
-        self.cache.get_or_fetch(|| self.fetch()).await
+        self.endpoint.cached(|| self.fetch()).await
     }
 }

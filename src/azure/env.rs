@@ -104,6 +104,26 @@ impl Env {
     pub fn contains(&self, name: &str) -> bool {
         self.values.contains_key(name)
     }
+
+    /// The value of `name`, which `source` needs with the other variables of `all`; when it is
+    /// unset, an error that names it and everything `source` needs.
+    pub(crate) fn require(
+        &self,
+        name: &str,
+        source: &str,
+        all: &[&str],
+    ) -> Result<&str, super::Error> {
+        self.get(name).ok_or_else(|| {
+            let needs = match all {
+                [_] => "it".to_string(),
+                [init @ .., last] => format!("{} and {last}", init.join(", ")),
+                [] => String::new(),
+            };
+            super::Error::Configuration {
+                detail: format!("{name} is not set ({source} needs {needs})"),
+            }
+        })
+    }
 }
 
 impl fmt::Debug for Env {
@@ -149,5 +169,34 @@ mod tests {
         assert!(!shown.contains("header-secret"), "{shown}");
         assert!(!shown.contains("msi-secret"), "{shown}");
         assert!(shown.contains("visible-id"), "{shown}");
+    }
+
+    #[test]
+    fn a_missing_variable_names_what_the_source_needs() {
+        let env = Env::from_pairs([(MSI_ENDPOINT, "http://127.0.0.1:1/t")]);
+        assert_eq!(
+            env.require(MSI_ENDPOINT, "x", &[MSI_ENDPOINT]).unwrap(),
+            "http://127.0.0.1:1/t"
+        );
+        let message = |all: &[&str]| env.require(MSI_SECRET, "Azure ML", all).unwrap_err();
+        assert_eq!(
+            message(&[MSI_SECRET]).to_string(),
+            crate::azure::Error::Configuration {
+                detail: "MSI_SECRET is not set (Azure ML needs it)".into()
+            }
+            .to_string()
+        );
+        let three = message(&[MSI_ENDPOINT, MSI_SECRET, IDENTITY_HEADER]).to_string();
+        assert!(
+            three.contains(
+                "MSI_SECRET is not set (Azure ML needs MSI_ENDPOINT, MSI_SECRET and IDENTITY_HEADER)"
+            ),
+            "{three}"
+        );
+        let two = message(&[MSI_ENDPOINT, MSI_SECRET]).to_string();
+        assert!(
+            two.contains("(Azure ML needs MSI_ENDPOINT and MSI_SECRET)"),
+            "{two}"
+        );
     }
 }

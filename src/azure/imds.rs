@@ -6,16 +6,13 @@
 //! through one. `AZURE_POD_IDENTITY_AUTHORITY_HOST` replaces the host, as in the Python, .NET and
 //! JS SDKs, which is also how tests point it at a loopback fake (spec 1.7).
 
-use std::sync::atomic::AtomicBool;
-use std::time::SystemTime;
-
 use url::Url;
 
-use super::cache::TokenCache;
+use super::endpoint::{self, ManagedEndpoint, SelectorNames};
 use super::env::{Env, AZURE_POD_IDENTITY_AUTHORITY_HOST};
-use super::response::{describe_error_body, error_description, parse_token_response};
-use super::retry::{self, RetryPolicy, RetryStatuses};
-use super::{resource_of, AadToken, AadTokenSource, Error, UserAssignedId};
+use super::response::{describe_error_body, error_description};
+use super::retry::{RetryPolicy, RetryStatuses};
+use super::{AadToken, AadTokenSource, Error, UserAssignedId};
 
 /// The IMDS host on Azure.
 pub const DEFAULT_IMDS_HOST: &str = "http://169.254.169.254";
@@ -23,17 +20,17 @@ pub const DEFAULT_IMDS_HOST: &str = "http://169.254.169.254";
 const TOKEN_PATH: &str = "/metadata/identity/oauth2/token";
 /// The documented floor, sent by MSAL and the Python SDK.
 const API_VERSION: &str = "2018-02-01";
+/// IMDS's names for the object-id and resource-id selectors.
+const SELECTOR_NAMES: SelectorNames = SelectorNames {
+    object_id: "object_id",
+    resource_id: "msi_res_id",
+};
 
 /// A managed identity token from IMDS, cached until shortly before it expires.
 #[derive(Debug)]
 pub struct ImdsSource {
-    endpoint: Url,
-    resource: String,
+    endpoint: ManagedEndpoint,
     selector: Option<UserAssignedId>,
-    http: reqwest::Client,
-    policy: RetryPolicy,
-    reached: AtomicBool,
-    cache: TokenCache,
 }
 
 impl ImdsSource {
@@ -53,21 +50,13 @@ impl ImdsSource {
         let host = env
             .get(AZURE_POD_IDENTITY_AUTHORITY_HOST)
             .unwrap_or(DEFAULT_IMDS_HOST);
-        let endpoint = super::identity_endpoint(
+        let url = endpoint::parse(
             &format!("{}{TOKEN_PATH}", host.trim_end_matches('/')),
             AZURE_POD_IDENTITY_AUTHORITY_HOST,
         )?;
-        let selector = super::selector_or_env(selector, env);
-        let http = super::identity_http_client(policy.connect_timeout, &endpoint)?;
-        Ok(Self {
-            endpoint,
-            resource: resource_of(audience),
-            selector,
-            http,
-            policy,
-            reached: AtomicBool::new(false),
-            cache: TokenCache::default(),
-        })
+        let endpoint = ManagedEndpoint::direct(url, audience, policy, RetryStatuses::Imds)?;
+        let selector = endpoint::selector_or_env(selector, env);
+        Ok(Self { endpoint, selector })
     }
 
     /// The user-assigned identity this source asks for, if any.
@@ -76,34 +65,24 @@ impl ImdsSource {
     }
 
     fn request_url(&self) -> Url {
-        super::identity_request_url(
-            &self.endpoint,
-            API_VERSION,
-            &self.resource,
-            self.selector.as_ref(),
-            &super::SelectorNames {
-                object_id: "object_id",
-                resource_id: "msi_res_id",
-            },
-        )
+        let selector = self
+            .selector
+            .as_ref()
+            .map(|selector| SELECTOR_NAMES.pair(selector));
+        self.endpoint.request_url(API_VERSION, selector)
     }
 
     async fn fetch(&self) -> Result<AadToken, Error> {
         let url = self.request_url();
-        let answer = retry::send(
-            || self.http.get(url.clone()).header("Metadata", "true"),
-            &self.endpoint,
-            &self.policy,
-            RetryStatuses::Imds,
-            &self.reached,
-        )
-        .await?;
-        let endpoint = crate::http::redact_url(&self.endpoint);
+        let answer = self
+            .endpoint
+            .send(|http| http.get(url.clone()).header("Metadata", "true"))
+            .await?;
         match answer.status {
-            200..=299 => parse_token_response(&endpoint, &answer.body, SystemTime::now()),
-            400 => Err(self.bad_request(endpoint, &answer.body)),
+            200..=299 => self.endpoint.token(&answer, None),
+            400 => Err(self.bad_request(self.endpoint.shown(), &answer.body)),
             status => Err(Error::Refused {
-                endpoint,
+                endpoint: self.endpoint.shown(),
                 status,
                 description: describe_error_body(&answer.body),
             }),
@@ -150,18 +129,15 @@ impl ImdsSource {
 #[async_trait::async_trait]
 impl AadTokenSource for ImdsSource {
     fn describe(&self) -> String {
-        let identity = match &self.selector {
-            Some(selector) => selector.to_string(),
-            None => "system-assigned".to_string(),
-        };
         format!(
-            "managed identity (IMDS at {}, {identity})",
-            self.endpoint.origin().ascii_serialization()
+            "managed identity (IMDS at {}, {})",
+            self.endpoint.origin(),
+            endpoint::identity_name(self.selector.as_ref())
         )
     }
 
     async fn aad_token(&self) -> Result<AadToken, Error> {
-        self.cache.get_or_fetch(|| self.fetch()).await
+        self.endpoint.cached(|| self.fetch()).await
     }
 }
 

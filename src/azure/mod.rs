@@ -26,6 +26,7 @@ pub mod azure_ml;
 mod cache;
 pub mod client_secret;
 pub mod cloud_shell;
+mod endpoint;
 mod entra;
 pub mod env;
 mod error;
@@ -227,126 +228,6 @@ pub(crate) fn resource_of(audience: &str) -> String {
         .strip_suffix("/.default")
         .unwrap_or(audience)
         .to_string()
-}
-
-/// The query parameter names one managed-identity endpoint uses for each selector (they differ:
-/// IMDS says `object_id`/`msi_res_id`, App Service `principal_id`/`mi_res_id`; spec 1.2).
-pub(crate) struct SelectorNames {
-    pub(crate) object_id: &'static str,
-    pub(crate) resource_id: &'static str,
-}
-
-/// `endpoint?api-version=..&resource=..[&<selector>=..]`.
-pub(crate) fn identity_request_url(
-    endpoint: &url::Url,
-    api_version: &str,
-    resource: &str,
-    selector: Option<&UserAssignedId>,
-    names: &SelectorNames,
-) -> url::Url {
-    let mut url = endpoint.clone();
-    {
-        let mut query = url.query_pairs_mut();
-        query.append_pair("api-version", api_version);
-        query.append_pair("resource", resource);
-        if let Some(selector) = selector {
-            let name = match selector {
-                UserAssignedId::ClientId(_) => "client_id",
-                UserAssignedId::ObjectId(_) => names.object_id,
-                UserAssignedId::ResourceId(_) => names.resource_id,
-            };
-            query.append_pair(name, selector.value());
-        }
-    }
-    url
-}
-
-/// A managed-identity endpoint from `variable`'s value: an http(s) URL with a host.
-pub(crate) fn identity_endpoint(raw: &str, variable: &str) -> Result<url::Url, Error> {
-    url::Url::parse(raw)
-        .ok()
-        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
-        .ok_or_else(|| Error::Configuration {
-            detail: format!("{variable} is not an http(s) URL: {raw}"),
-        })
-}
-
-/// The token in a managed-identity endpoint's final answer: a 2xx body parsed liberally; with a
-/// user-assigned `selector`, a 400/404 names that identity as not assigned; anything else is
-/// the endpoint's refusal with its error description.
-pub(crate) fn token_from_answer(
-    endpoint: &url::Url,
-    answer: &retry::Answer,
-    selector: Option<&UserAssignedId>,
-) -> Result<AadToken, Error> {
-    let endpoint = crate::http::redact_url(endpoint);
-    match (answer.status, selector) {
-        (200..=299, _) => {
-            response::parse_token_response(&endpoint, &answer.body, std::time::SystemTime::now())
-        }
-        (400 | 404, Some(selector)) => Err(Error::IdentityNotAssigned {
-            identity: selector.to_string(),
-            endpoint,
-            description: response::error_description(&answer.body)
-                .unwrap_or_else(|| response::describe_error_body(&answer.body)),
-        }),
-        (status, _) => Err(Error::Refused {
-            endpoint,
-            status,
-            description: response::describe_error_body(&answer.body),
-        }),
-    }
-}
-
-/// Refuse a user-assigned identity on a source whose endpoint cannot select one (Azure Arc,
-/// Cloud Shell, Service Fabric), as the Azure SDKs do: asking would silently get the
-/// system-assigned identity instead.
-pub(crate) fn refuse_selector(
-    source_name: &str,
-    selector: Option<UserAssignedId>,
-    env: &Env,
-) -> Result<(), Error> {
-    let from_env = selector.is_none() && env.contains(env::AZURE_CLIENT_ID);
-    match selector_or_env(selector, env) {
-        None => Ok(()),
-        Some(selector) => Err(Error::Configuration {
-            detail: format!(
-                "{source_name} managed identity cannot select a user-assigned identity \
-                 ({selector}{}): the endpoint always answers with the identity the platform \
-                 assigned; drop --client-id/--object-id/--resource-id{}",
-                if from_env {
-                    ", from AZURE_CLIENT_ID"
-                } else {
-                    ""
-                },
-                if from_env {
-                    " and unset AZURE_CLIENT_ID"
-                } else {
-                    ""
-                },
-            ),
-        }),
-    }
-}
-
-/// The user-assigned identity to ask for: the flag's, else `AZURE_CLIENT_ID` as a client id.
-pub(crate) fn selector_or_env(
-    selector: Option<UserAssignedId>,
-    env: &Env,
-) -> Option<UserAssignedId> {
-    selector.or_else(|| {
-        env.get(env::AZURE_CLIENT_ID)
-            .map(|id| UserAssignedId::ClientId(id.to_string()))
-    })
-}
-
-/// The HTTP client for a local identity endpoint: never through a proxy (the docs say so for
-/// IMDS), a short connect timeout, no redirects.
-pub(crate) fn identity_http_client(
-    connect_timeout: std::time::Duration,
-    endpoint: &url::Url,
-) -> Result<reqwest::Client, Error> {
-    http_client(crate::http::Proxy::Direct, connect_timeout, endpoint)
 }
 
 /// A client for an identity or token endpoint (per-request timeouts are set by the retry loop).

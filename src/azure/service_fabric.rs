@@ -10,7 +10,6 @@
 //! the certificate is self-signed and the endpoint is usually an IP address. The identity is
 //! the one the cluster configuration assigns, so user-assigned selectors are refused.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -18,10 +17,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use url::Url;
 
-use super::cache::TokenCache;
+use super::endpoint::{self, ManagedEndpoint};
 use super::env::{Env, IDENTITY_ENDPOINT, IDENTITY_HEADER, IDENTITY_SERVER_THUMBPRINT};
-use super::retry::{self, RetryPolicy, RetryStatuses};
-use super::{resource_of, AadToken, AadTokenSource, Error, UserAssignedId};
+use super::retry::{RetryPolicy, RetryStatuses};
+use super::{AadToken, AadTokenSource, Error, UserAssignedId};
 use crate::secret::Secret;
 
 const API_VERSION: &str = "2019-07-01-preview";
@@ -29,13 +28,8 @@ const API_VERSION: &str = "2019-07-01-preview";
 /// A managed identity token from the Service Fabric endpoint.
 #[derive(Debug)]
 pub struct ServiceFabricSource {
-    endpoint: Url,
+    endpoint: ManagedEndpoint,
     header: Secret,
-    resource: String,
-    http: reqwest::Client,
-    policy: RetryPolicy,
-    reached: AtomicBool,
-    cache: TokenCache,
 }
 
 impl ServiceFabricSource {
@@ -52,69 +46,55 @@ impl ServiceFabricSource {
         audience: &str,
         policy: RetryPolicy,
     ) -> Result<Self, Error> {
-        super::refuse_selector("Service Fabric", selector, env)?;
-        let missing = |name: &str| Error::Configuration {
-            detail: format!(
-                "{name} is not set (Service Fabric managed identity needs {IDENTITY_ENDPOINT}, \
-                 {IDENTITY_HEADER} and {IDENTITY_SERVER_THUMBPRINT})"
-            ),
+        endpoint::refuse_selector("Service Fabric", selector, env)?;
+        let require = |name| {
+            env.require(
+                name,
+                "Service Fabric managed identity",
+                &[
+                    IDENTITY_ENDPOINT,
+                    IDENTITY_HEADER,
+                    IDENTITY_SERVER_THUMBPRINT,
+                ],
+            )
         };
-        let raw = env
-            .get(IDENTITY_ENDPOINT)
-            .ok_or_else(|| missing(IDENTITY_ENDPOINT))?;
-        let header = env
-            .get(IDENTITY_HEADER)
-            .ok_or_else(|| missing(IDENTITY_HEADER))?;
-        let thumbprint = env
-            .get(IDENTITY_SERVER_THUMBPRINT)
-            .ok_or_else(|| missing(IDENTITY_SERVER_THUMBPRINT))?;
-        let endpoint = super::identity_endpoint(raw, IDENTITY_ENDPOINT)?;
-        if endpoint.scheme() != "https" {
+        let raw = require(IDENTITY_ENDPOINT)?;
+        let header = Secret::new(require(IDENTITY_HEADER)?);
+        let thumbprint = require(IDENTITY_SERVER_THUMBPRINT)?;
+        let url = endpoint::parse(raw, IDENTITY_ENDPOINT)?;
+        if url.scheme() != "https" {
             return Err(Error::Configuration {
                 detail: format!(
                     "{IDENTITY_ENDPOINT} must be an https URL on Service Fabric (its certificate \
                      is pinned to {IDENTITY_SERVER_THUMBPRINT}): {}",
-                    crate::http::redact_url(&endpoint)
+                    crate::http::redact_url(&url)
                 ),
             });
         }
         let thumbprint = parse_thumbprint(thumbprint)?;
-        let http = pinned_client(thumbprint, &policy, &endpoint)?;
-        Ok(Self {
-            endpoint,
-            header: Secret::new(header),
-            resource: resource_of(audience),
-            http,
-            policy,
-            reached: AtomicBool::new(false),
-            cache: TokenCache::default(),
-        })
+        let http = pinned_client(thumbprint, &policy, &url)?;
+        let endpoint =
+            ManagedEndpoint::with_client(url, http, audience, policy, RetryStatuses::Service);
+        Ok(Self { endpoint, header })
     }
 
     fn request_url(&self) -> Url {
-        let mut url = self.endpoint.clone();
-        url.query_pairs_mut()
-            .append_pair("api-version", API_VERSION)
-            .append_pair("resource", &self.resource);
-        url
+        self.endpoint.request_url(API_VERSION, None)
     }
 
     async fn fetch(&self) -> Result<AadToken, Error> {
         let url = self.request_url();
-        let answer = retry::send(
-            || {
-                self.http
-                    .get(url.clone())
-                    .header("secret", self.header.expose())
-                    .header(reqwest::header::ACCEPT, "application/json")
-            },
-            &self.endpoint,
-            &self.policy,
-            RetryStatuses::Service,
-            &self.reached,
-        )
-        .await?;
-        super::token_from_answer(&self.endpoint, &answer, None)
+        let header = self.header.expose();
+        self.endpoint
+            .request(
+                |http| {
+                    http.get(url.clone())
+                        .header("secret", header)
+                        .header(reqwest::header::ACCEPT, "application/json")
+                },
+                None,
+            )
+            .await
     }
 }
 
@@ -123,12 +103,12 @@ impl AadTokenSource for ServiceFabricSource {
     fn describe(&self) -> String {
         format!(
             "managed identity (Service Fabric endpoint {})",
-            crate::http::redact_url(&self.endpoint)
+            self.endpoint.shown()
         )
     }
 
     async fn aad_token(&self) -> Result<AadToken, Error> {
-        self.cache.get_or_fetch(|| self.fetch()).await
+        self.endpoint.cached(|| self.fetch()).await
     }
 }
 

@@ -34,13 +34,12 @@ impl WorkloadIdentitySource {
 
     /// As [`WorkloadIdentitySource::new`] with an explicit retry policy.
     pub fn with_policy(env: &Env, audience: &str, policy: RetryPolicy) -> Result<Self, Error> {
-        let require = |name: &str| {
-            env.get(name).ok_or_else(|| Error::Configuration {
-                detail: format!(
-                    "{name} is not set (workload identity needs {AZURE_FEDERATED_TOKEN_FILE}, \
-                     {AZURE_CLIENT_ID} and {AZURE_TENANT_ID})"
-                ),
-            })
+        let require = |name| {
+            env.require(
+                name,
+                "workload identity",
+                &[AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID, AZURE_TENANT_ID],
+            )
         };
         let token_file = PathBuf::from(require(AZURE_FEDERATED_TOKEN_FILE)?);
         let client_id = require(AZURE_CLIENT_ID)?.to_string();
