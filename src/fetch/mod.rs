@@ -48,28 +48,8 @@ pub async fn fetch_blob_resumable(
     retry: &RetryPolicy,
     options: &FetchOptions,
 ) -> Result<u64> {
-    let _tap_guard = options.tap.clone().map(TapGuard);
-    let dir = partial.parent().unwrap_or(Path::new("."));
-    tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
-    let held = std::fs::metadata(partial).map_or(0, |m| m.len());
-    let mut result = download(source, descriptor, partial, held, reporter, retry, options).await;
-    if held > 0 && matches!(result, Err(Error::Integrity { .. })) {
-        // The bytes kept from an earlier run were wrong (a crash can leave a torn tail):
-        // start over once.
-        tracing::info!(digest = %descriptor.digest, held, "discarding a partial download that does not verify");
-        let _ = std::fs::remove_file(partial);
-        if let Some(tap) = &options.tap {
-            tap.restart();
-        }
-        result = download(source, descriptor, partial, 0, reporter, retry, options).await;
-    }
-    if matches!(result, Err(Error::Integrity { .. })) {
-        let _ = std::fs::remove_file(partial);
-    }
-    if let Some(tap) = &options.tap {
-        tap.finish(result.as_ref().map(|_| ()).map_err(ToString::to_string));
-    }
-    result
+    let mut ingest = PartialFile::open(partial)?;
+    fetch_into(source, descriptor, &mut ingest, reporter, retry, options).await
 }
 
 /// Download `descriptor` from `source` to `final_path` (atomically). Returns the number of
@@ -82,19 +62,57 @@ pub async fn fetch_blob(
     retry: &RetryPolicy,
     options: &FetchOptions,
 ) -> Result<u64> {
+    let mut ingest = TempFile::beside(final_path, &descriptor.digest)?;
+    fetch_into(source, descriptor, &mut ingest, reporter, retry, options).await
+}
+
+/// The one download path: `descriptor` from `source` into `ingest`, resumed after what it
+/// holds; committed only once size and digest matched. Bytes kept from an earlier run that do
+/// not verify are dropped and the download starts over once. A tap, if any, sees the end.
+pub async fn fetch_into(
+    source: &dyn ImageSource,
+    descriptor: &Descriptor,
+    ingest: &mut dyn Ingest,
+    reporter: &dyn Reporter,
+    retry: &RetryPolicy,
+    options: &FetchOptions,
+) -> Result<u64> {
     // Whatever happens to this future (error, abort), a tap reader is released.
     let _tap_guard = options.tap.clone().map(TapGuard);
-    let digest = &descriptor.digest;
-    let dir = final_path.parent().unwrap_or(Path::new("."));
-    tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
-    let temp_path = dir.join(format!(".tmp-{}-{:08x}", digest.hex(), fastrand::u32(..)));
-    let result = download(source, descriptor, &temp_path, 0, reporter, retry, options).await;
+    let held = ingest.offset();
+    let mut result = download(
+        source,
+        descriptor,
+        ingest.path(),
+        held,
+        reporter,
+        retry,
+        options,
+    )
+    .await;
+    if held > 0 && matches!(result, Err(Error::Integrity { .. })) {
+        // The bytes kept from an earlier run were wrong (a crash can leave a torn tail):
+        // start over once.
+        tracing::info!(digest = %descriptor.digest, held, "discarding a partial download that does not verify");
+        ingest.truncate();
+        if let Some(tap) = &options.tap {
+            tap.restart();
+        }
+        result = download(
+            source,
+            descriptor,
+            ingest.path(),
+            0,
+            reporter,
+            retry,
+            options,
+        )
+        .await;
+    }
     let result = match result {
-        Ok(transferred) => std::fs::rename(&temp_path, final_path)
-            .map_err(io(final_path))
-            .map(|()| transferred),
+        Ok(transferred) => ingest.commit().map(|()| transferred),
         Err(e) => {
-            let _ = std::fs::remove_file(&temp_path);
+            ingest.abort(matches!(e, Error::Integrity { .. }));
             Err(e)
         }
     };
@@ -428,9 +446,11 @@ fn is_writer_gone(error: &Error) -> bool {
     matches!(error, Error::Internal(Internal::Stopped { task }) if *task == WRITER)
 }
 
+mod ingest;
 mod tap;
 mod writer;
 
+pub use ingest::{Ingest, PartialFile, TempFile};
 use tap::TapGuard;
 pub use tap::{BlobTap, TapReader};
 use writer::{too_long, write_blob};
