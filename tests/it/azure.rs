@@ -17,24 +17,31 @@ struct Env {
     scratch: Scratch,
 }
 
+/// The fakes and a token-auth registry trusting them, with the `simple` fixture pushed as
+/// `app:v1` (the kubelet tests start from the same place).
+pub(crate) async fn fakes_and_registry() -> (FakeAzure, TokenAuthRegistry) {
+    let fake = FakeAzure::start().await.expect("fakes start");
+    let registry = TokenAuthRegistry::start(&fake.registry_auth_config())
+        .await
+        .expect("registry starts");
+    let push = fake
+        .mint_registry_token("fixture-pusher", &[("app", &["pull", "push"])])
+        .expect("push token");
+    let source = format!("oci:{}:v1", fixture_layout("simple").display());
+    let target = format!("docker://{}/app:v1", registry.address());
+    skopeo_copy(
+        &source,
+        &target,
+        &["--preserve-digests", "--dest-registry-token", &push],
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", registry.log()));
+    (fake, registry)
+}
+
 impl Env {
     /// Fakes, a token-auth registry trusting them, and the `simple` fixture pushed as `app:v1`.
     async fn start() -> Self {
-        let fake = FakeAzure::start().await.expect("fakes start");
-        let registry = TokenAuthRegistry::start(&fake.registry_auth_config())
-            .await
-            .expect("registry starts");
-        let push = fake
-            .mint_registry_token("fixture-pusher", &[("app", &["pull", "push"])])
-            .expect("push token");
-        let source = format!("oci:{}:v1", fixture_layout("simple").display());
-        let target = format!("docker://{}/app:v1", registry.address());
-        skopeo_copy(
-            &source,
-            &target,
-            &["--preserve-digests", "--dest-registry-token", &push],
-        )
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", registry.log()));
+        let (fake, registry) = fakes_and_registry().await;
         Self {
             fake,
             registry,

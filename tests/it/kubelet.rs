@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use acrpull_testenv::azure::{Endpoint, FakeAzure, TokenAuthRegistry};
-use acrpull_testenv::fixtures::fixture_layout;
-use acrpull_testenv::registry::skopeo_copy;
 use serde::Deserialize;
 
 use crate::support::{acrpull, acrpull_as, fails, ok, Scratch};
@@ -90,19 +88,7 @@ struct Node {
 impl Node {
     /// A node with a system-assigned identity allowed to pull `app` from the token registry.
     async fn start() -> Self {
-        let fake = FakeAzure::start().await.expect("fakes start");
-        let registry = TokenAuthRegistry::start(&fake.registry_auth_config())
-            .await
-            .expect("registry starts");
-        let push = fake
-            .mint_registry_token("fixture-pusher", &[("app", &["pull", "push"])])
-            .expect("push token");
-        skopeo_copy(
-            &format!("oci:{}:v1", fixture_layout("simple").display()),
-            &format!("docker://{}/app:v1", registry.address()),
-            &["--preserve-digests", "--dest-registry-token", &push],
-        )
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", registry.log()));
+        let (fake, registry) = crate::azure::fakes_and_registry().await;
         fake.set_system_identity(Some("node"));
         fake.grant("node", "app", &["pull"]);
         Self {

@@ -33,7 +33,9 @@ pub(super) const APP_SERVICE_NAMES: ParameterNames = ParameterNames {
     resource_id: &["mi_res_id"],
 };
 
-fn error(status: StatusCode, code: &str, description: &str) -> Response {
+/// An OAuth-style error body (`error`, `error_description`), the shape IMDS, App Service, Arc
+/// and Cloud Shell answer with.
+pub(super) fn error(status: StatusCode, code: &str, description: &str) -> Response {
     (
         status,
         Json(json!({"error": code, "error_description": description})),
@@ -42,7 +44,7 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response {
 }
 
 /// A scripted failure with a plausible body.
-fn scripted(status: u16) -> Response {
+pub(super) fn scripted(status: u16) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     error(
         status,
@@ -138,8 +140,25 @@ pub(super) fn issue_aad(
     Ok((token, ttl, expires))
 }
 
-fn internal(error: anyhow::Error) -> Response {
+/// A failure of the fake itself.
+pub(super) fn internal(error: anyhow::Error) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, format!("{error:#}")).into_response()
+}
+
+/// Whether the request carries `Metadata: true` (IMDS, Arc and Cloud Shell require it).
+pub(super) fn has_metadata_header(headers: &HeaderMap) -> bool {
+    headers
+        .get("Metadata")
+        .and_then(|value| value.to_str().ok())
+        == Some("true")
+}
+
+/// The non-empty `resource` parameter of a query or form.
+pub(super) fn resource_of(parameters: &HashMap<String, String>) -> Option<&str> {
+    parameters
+        .get("resource")
+        .map(String::as_str)
+        .filter(|resource| !resource.is_empty())
 }
 
 /// `GET /metadata/identity/oauth2/token` (spec 1.1-1.4).
@@ -151,11 +170,7 @@ pub(super) async fn imds(
     if let Some(status) = shared.begin(super::Endpoint::Imds) {
         return scripted(status);
     }
-    if headers
-        .get("Metadata")
-        .and_then(|value| value.to_str().ok())
-        != Some("true")
-    {
+    if !has_metadata_header(&headers) {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_request_102",
@@ -172,10 +187,7 @@ pub(super) async fn imds(
             "Invalid or missing api-version",
         );
     }
-    let Some(resource) = query
-        .get("resource")
-        .filter(|resource| !resource.is_empty())
-    else {
+    let Some(resource) = resource_of(&query) else {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -250,10 +262,7 @@ pub(super) async fn app_service(
             "api-version must be 2019-08-01",
         );
     }
-    let Some(resource) = query
-        .get("resource")
-        .filter(|resource| !resource.is_empty())
-    else {
+    let Some(resource) = resource_of(&query) else {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_request",

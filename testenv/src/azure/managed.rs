@@ -19,7 +19,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde_json::json;
 
-use super::identity::{issue_aad, managed_principal, APP_SERVICE_NAMES, IMDS_NAMES};
+use super::identity::{
+    error as oauth_error, has_metadata_header, internal, issue_aad, managed_principal, resource_of,
+    scripted, APP_SERVICE_NAMES, IMDS_NAMES,
+};
 use super::{Endpoint, Shared, MANAGED_IDENTITY_TENANT};
 
 /// What the fake Arc agent names in its challenge.
@@ -31,14 +34,6 @@ pub enum ArcChallenge {
     Path(PathBuf),
     /// No `WWW-Authenticate` header at all.
     Missing,
-}
-
-fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": code, "error_description": description})),
-    )
-        .into_response()
 }
 
 /// The legacy App Service (2017-09-01) error shape Azure ML answers with.
@@ -59,19 +54,6 @@ fn fabric_error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn scripted(status: u16) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    oauth_error(
-        status,
-        "scripted",
-        &format!("scripted failure {}", status.as_u16()),
-    )
-}
-
-fn internal(error: anyhow::Error) -> Response {
-    (StatusCode::INTERNAL_SERVER_ERROR, format!("{error:#}")).into_response()
-}
-
 /// The IMDS-style body with every number a string (Arc and Cloud Shell answer like IMDS).
 fn string_fields(token: String, ttl: u64, expires: u64, resource: &str) -> Response {
     Json(json!({
@@ -86,13 +68,6 @@ fn string_fields(token: String, ttl: u64, expires: u64, resource: &str) -> Respo
     .into_response()
 }
 
-fn resource_of(query: &HashMap<String, String>) -> Option<&str> {
-    query
-        .get("resource")
-        .map(String::as_str)
-        .filter(|resource| !resource.is_empty())
-}
-
 /// `GET /arc/metadata/identity/oauth2/token`: the Azure Arc agent (himds).
 pub(super) async fn arc(
     State(shared): State<Arc<Shared>>,
@@ -102,7 +77,7 @@ pub(super) async fn arc(
     if let Some(status) = shared.begin(Endpoint::Arc) {
         return scripted(status);
     }
-    if headers.get("Metadata").and_then(|v| v.to_str().ok()) != Some("true") {
+    if !has_metadata_header(&headers) {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -258,7 +233,7 @@ pub(super) async fn cloud_shell(
     if let Some(status) = shared.begin(Endpoint::CloudShell) {
         return scripted(status);
     }
-    if headers.get("Metadata").and_then(|v| v.to_str().ok()) != Some("true") {
+    if !has_metadata_header(&headers) {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "bad_request_102",
