@@ -53,6 +53,31 @@ pub fn azure_registries() -> Result<acrpull::azure::AzureRegistries, acrpull::Er
     acrpull::azure::AzureRegistries::parse(&list).map_err(|e| acrpull::Error::Usage(e.to_string()))
 }
 
+/// What a credential helper (Docker's or the kubelet's) works from: the request it read on
+/// standard input, the Azure variables, the registries listed as Azure, connection settings.
+pub struct HelperInput {
+    pub request: Vec<u8>,
+    pub env: acrpull::azure::Env,
+    pub registries: acrpull::azure::AzureRegistries,
+    pub options: ClientOptions,
+}
+
+impl HelperInput {
+    /// Read standard input to its end and snapshot the environment.
+    pub fn read() -> anyhow::Result<Self> {
+        let mut request = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut request)
+            .map_err(|e| anyhow::anyhow!(e).context("reading standard input"))?;
+        Ok(Self {
+            request,
+            env: acrpull::azure::Env::from_process(),
+            registries: azure_registries()?,
+            options: with_environment(ClientOptions::default()),
+        })
+    }
+}
+
 /// What the environment adds to connection settings (the library reads no variable itself):
 /// `SSL_CERT_FILE` is one more CA file, as for OpenSSL and curl; `ACRPULL_PARALLEL_RANGES=0`
 /// turns parallel range downloads off, any other value forces them (loopback registries too).

@@ -1,28 +1,22 @@
 //! The Docker credential-helper protocol: the answer on stdout; on failure a one-line message
 //! on stdout (what docker shows and matches), the cause chain on stderr, and exit 1.
 
-use std::io::Read as _;
 use std::process::ExitCode;
 
 use acrpull::credential_helper::{self, Action};
 
-use crate::cli::request::{azure_registries, with_environment};
+use crate::cli::request::HelperInput;
 use crate::cli::stdout;
 
 pub async fn run(action: &str) -> anyhow::Result<ExitCode> {
     let action: Action = action.parse()?;
-    let mut input = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut input)
-        .map_err(|e| anyhow::anyhow!(e).context("reading standard input"))?;
-    let env = acrpull::azure::Env::from_process();
-    let registries = azure_registries()?;
+    let input = HelperInput::read()?;
     let result = credential_helper::run(
         action,
-        &input,
-        &env,
-        &registries,
-        &with_environment(acrpull::registry::ClientOptions::default()),
+        &input.request,
+        &input.env,
+        &input.registries,
+        &input.options,
     )
     .await;
     let output = match result {

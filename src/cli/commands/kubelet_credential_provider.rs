@@ -3,26 +3,24 @@
 //! documented exit code: 2 for a request this provider cannot answer (unknown apiVersion,
 //! malformed JSON, invalid image), 3 when the identity or the ACR exchange fails.
 
-use std::io::Read as _;
 use std::process::ExitCode;
 
 use acrpull::credential_helper;
 use acrpull::kubelet::{self, Error};
 
-use crate::cli::request::{azure_registries, with_environment};
+use crate::cli::request::HelperInput;
 use crate::cli::stdout;
 
 pub async fn run() -> anyhow::Result<ExitCode> {
-    let mut input = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut input)
-        .map_err(|e| anyhow::anyhow!(e).context("reading standard input"))?;
-    let env = acrpull::azure::Env::from_process();
-    let registries = azure_registries()?;
-    let options = with_environment(acrpull::registry::ClientOptions::default());
-    let output = kubelet::run(&input, &env, &registries, &options)
-        .await
-        .map_err(classified)?;
+    let input = HelperInput::read()?;
+    let output = kubelet::run(
+        &input.request,
+        &input.env,
+        &input.registries,
+        &input.options,
+    )
+    .await
+    .map_err(classified)?;
     stdout::write(output.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

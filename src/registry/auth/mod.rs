@@ -241,10 +241,7 @@ impl Authenticator {
         }
         token::fetch(http, realm, service, scopes, grant)
             .await
-            .map_err(|source| Error::Token {
-                realm: crate::http::redact_url(realm),
-                source: Box::new(source),
-            })
+            .map_err(|source| token_error(realm, source))
     }
 
     /// The Azure identity chosen automatically for an ACR host. When this machine has no
@@ -275,10 +272,7 @@ impl Authenticator {
                 tracing::debug!(registry = %self.registry, error = %refused, "anonymous pull refused");
                 Err(identity_error)
             }
-            Err(other) => Err(Error::Token {
-                realm: crate::http::redact_url(realm),
-                source: Box::new(other),
-            }),
+            Err(other) => Err(token_error(realm, other)),
         }
     }
 
@@ -293,14 +287,13 @@ impl Authenticator {
     ) -> Result<CachedToken> {
         let registry_host = crate::reference::host_of(&self.registry);
         if !crate::azure::acr::realm_trusted(registry_host, realm) {
-            return Err(Error::Token {
-                realm: crate::http::redact_url(realm),
-                source: format!(
+            return Err(token_error(
+                realm,
+                format!(
                     "the token realm's host is not the registry `{}`: refusing to send an Azure token there",
                     self.registry
-                )
-                .into(),
-            });
+                ),
+            ));
         }
         // A refresh token that stopped working (revoked, expired early) is replaced once by a
         // fresh exchange.
@@ -320,20 +313,12 @@ impl Authenticator {
             {
                 Ok(token) => return Ok(token),
                 Err(e) if e.is_denied() => last = Some(e),
-                Err(e) => {
-                    return Err(Error::Token {
-                        realm: crate::http::redact_url(realm),
-                        source: Box::new(e),
-                    })
-                }
+                Err(e) => return Err(token_error(realm, e)),
             }
         }
-        Err(Error::Token {
-            realm: crate::http::redact_url(realm),
-            source: match last {
-                Some(e) => Box::new(e),
-                None => "no token after a fresh exchange".into(),
-            },
+        Err(match last {
+            Some(e) => token_error(realm, e),
+            None => token_error(realm, "no token after a fresh exchange"),
         })
     }
 
@@ -385,8 +370,19 @@ fn realm_may_receive_secrets(realm: &url::Url) -> bool {
 }
 
 fn plain_http_realm(realm: &url::Url) -> Error {
+    token_error(
+        realm,
+        "refusing to send credentials to a token endpoint over plain HTTP",
+    )
+}
+
+/// The token endpoint `realm` (shown without its query) failed for `source`.
+fn token_error(
+    realm: &url::Url,
+    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> Error {
     Error::Token {
         realm: crate::http::redact_url(realm),
-        source: "refusing to send credentials to a token endpoint over plain HTTP".into(),
+        source: source.into(),
     }
 }
