@@ -9,7 +9,7 @@ use acrpull_testenv::azure::{Endpoint, FakeAzure, ManagedIdentity, TokenAuthRegi
 use acrpull_testenv::fixtures::fixture_layout;
 use acrpull_testenv::registry::skopeo_copy;
 
-use crate::support::{acrpull, fails, ok, Scratch};
+use crate::support::{acrpull, fails, ok, output_with_stdin, Scratch};
 
 struct Env {
     fake: FakeAzure,
@@ -204,33 +204,17 @@ async fn token_command_output_works_as_null_guid_basic_login() {
     // What docker/helm/oras would do with it: log in with the null GUID.
     let scratch = Scratch::new();
     let mut command = acrpull(&scratch.home());
-    command
-        .args([
-            "pull",
-            "--format",
-            "oci",
-            "--username",
-            "00000000-0000-0000-0000-000000000000",
-            "--password-stdin",
-            &env.image(),
-            &scratch.dest("basic").display().to_string(),
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let output = tokio::task::spawn_blocking(move || {
-        use std::io::Write as _;
-        let mut child = command.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(refresh.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
+    command.args([
+        "pull",
+        "--format",
+        "oci",
+        "--username",
+        "00000000-0000-0000-0000-000000000000",
+        "--password-stdin",
+        &env.image(),
+        &scratch.dest("basic").display().to_string(),
+    ]);
+    let output = output_with_stdin(command, refresh).await;
     ok(&output);
     // A scoped access token for one repository.
     let output = env

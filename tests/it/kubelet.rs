@@ -4,14 +4,13 @@
 //! token service, with the node's managed identity from the fake IMDS.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use acrpull_testenv::azure::{Endpoint, FakeAzure, TokenAuthRegistry};
 use serde::Deserialize;
 
-use crate::support::{acrpull, acrpull_as, fails, ok, Scratch};
+use crate::support::{acrpull, acrpull_as, fails, ok, output_with_stdin, Scratch};
 
 /// The kubelet's `CredentialProviderResponse` (kubernetes `pkg/kubelet/apis/credentialprovider/v1`
 /// `types.go`): `cacheKeyType` is one of three values, `cacheDuration` an optional
@@ -119,22 +118,8 @@ impl Node {
         command
             .args(args)
             .env("AZURE_POD_IDENTITY_AUTHORITY_HOST", self.fake.url())
-            .env("ACRPULL_AZURE_REGISTRIES", self.registry.address())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        tokio::task::spawn_blocking(move || {
-            let mut child = command.spawn().expect("provider starts");
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(stdin.as_bytes())
-                .unwrap();
-            child.wait_with_output().expect("provider finishes")
-        })
-        .await
-        .unwrap()
+            .env("ACRPULL_AZURE_REGISTRIES", self.registry.address());
+        output_with_stdin(command, stdin).await
     }
 }
 
@@ -177,32 +162,17 @@ async fn kubelet_provider_answers_acr_hosts_with_the_node_identity() {
     let password = auth.password.clone();
     let dest = node.scratch.dest("pulled").display().to_string();
     let mut command = acrpull(&node.scratch.home());
-    command
-        .args([
-            "pull",
-            "--format",
-            "oci",
-            "--username",
-            NULL_GUID,
-            "--password-stdin",
-            &image,
-            &dest,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let pulled = tokio::task::spawn_blocking(move || {
-        let mut child = command.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(password.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
+    command.args([
+        "pull",
+        "--format",
+        "oci",
+        "--username",
+        NULL_GUID,
+        "--password-stdin",
+        &image,
+        &dest,
+    ]);
+    let pulled = output_with_stdin(command, password).await;
     ok(&pulled);
     assert!(Path::new(&dest).join("index.json").is_file());
 

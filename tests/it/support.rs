@@ -55,6 +55,19 @@ pub fn acrpull_as(program: &Path, home: &Path) -> Command {
 pub fn run(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut command = acrpull(home);
     command.args(args);
+    output_of(command, stdin)
+}
+
+/// Run `command` off the async threads with `stdin` written to its standard input (a secret
+/// or a request, as a caller would pipe it), capturing stdout and stderr.
+pub async fn output_with_stdin(command: Command, stdin: String) -> Output {
+    tokio::task::spawn_blocking(move || output_of(command, Some(&stdin)))
+        .await
+        .expect("join")
+}
+
+/// Run `command` with `stdin` (none: `/dev/null`), capturing stdout and stderr.
+fn output_of(mut command: Command, stdin: Option<&str>) -> Output {
     command.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {

@@ -153,6 +153,41 @@ pub(super) fn has_metadata_header(headers: &HeaderMap) -> bool {
         == Some("true")
 }
 
+/// The checks an IMDS-style endpoint (IMDS, the Arc agent) makes before it looks at the
+/// identity: `Metadata: true` (refused with `metadata_code`, which differs between the two), an
+/// api-version of at least `min_version`, a non-empty resource. The resource, or the 400.
+pub(super) fn imds_style_resource<'q>(
+    headers: &HeaderMap,
+    query: &'q HashMap<String, String>,
+    metadata_code: &str,
+    min_version: &str,
+) -> Result<&'q str, Box<Response>> {
+    if !has_metadata_header(headers) {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            metadata_code,
+            "Required metadata header not specified",
+        )));
+    }
+    if query
+        .get("api-version")
+        .is_none_or(|version| version.as_str() < min_version)
+    {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Invalid or missing api-version",
+        )));
+    }
+    resource_of(query).ok_or_else(|| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Required audience parameter not specified",
+        ))
+    })
+}
+
 /// The non-empty `resource` parameter of a query or form.
 pub(super) fn resource_of(parameters: &HashMap<String, String>) -> Option<&str> {
     parameters
@@ -170,29 +205,9 @@ pub(super) async fn imds(
     if let Some(status) = shared.begin(super::Endpoint::Imds) {
         return scripted(status);
     }
-    if !has_metadata_header(&headers) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request_102",
-            "Required metadata header not specified",
-        );
-    }
-    if query
-        .get("api-version")
-        .is_none_or(|version| version.as_str() < "2018-02-01")
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Invalid or missing api-version",
-        );
-    }
-    let Some(resource) = resource_of(&query) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Required audience parameter not specified",
-        );
+    let resource = match imds_style_resource(&headers, &query, "bad_request_102", "2018-02-01") {
+        Ok(resource) => resource,
+        Err(refusal) => return *refusal,
     };
     let selected = {
         let knobs = shared.knobs();

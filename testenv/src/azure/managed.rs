@@ -20,8 +20,8 @@ use axum::{Form, Json};
 use serde_json::json;
 
 use super::identity::{
-    error as oauth_error, has_metadata_header, internal, issue_aad, managed_principal, resource_of,
-    scripted, APP_SERVICE_NAMES, IMDS_NAMES,
+    error as oauth_error, has_metadata_header, imds_style_resource, internal, issue_aad,
+    managed_principal, resource_of, scripted, APP_SERVICE_NAMES, IMDS_NAMES,
 };
 use super::{Endpoint, Shared, MANAGED_IDENTITY_TENANT};
 
@@ -77,29 +77,9 @@ pub(super) async fn arc(
     if let Some(status) = shared.begin(Endpoint::Arc) {
         return scripted(status);
     }
-    if !has_metadata_header(&headers) {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Required metadata header not specified",
-        );
-    }
-    if query
-        .get("api-version")
-        .is_none_or(|v| v.as_str() < "2019-11-01")
-    {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Invalid or missing api-version",
-        );
-    }
-    let Some(resource) = resource_of(&query) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Required audience parameter not specified",
-        );
+    let resource = match imds_style_resource(&headers, &query, "invalid_request", "2019-11-01") {
+        Ok(resource) => resource,
+        Err(refusal) => return *refusal,
     };
     let presented = headers
         .get(header::AUTHORIZATION)
