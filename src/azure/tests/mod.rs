@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use acrpull_testenv::azure::FakeAzure;
 
-use super::{Env, RetryPolicy};
+use super::{AadTokenSource, Env, Error, RetryPolicy};
 
 mod identity;
 mod registry;
@@ -34,4 +34,24 @@ fn loopback_http() -> reqwest::Client {
         .no_proxy()
         .build()
         .expect("building a reqwest client")
+}
+
+/// The principal the fake issued `source`'s token to.
+async fn principal_of(fake: &FakeAzure, source: &dyn AadTokenSource) -> String {
+    let token = source.aad_token().await.expect("an AAD token");
+    fake.issued_aad_principal(token.token.expose())
+        .expect("a token the fake issued")
+}
+
+/// `source`'s refusal by an endpoint that did not take `secret`: a 401, the secret nowhere in
+/// the message or its `Debug` form. The refusal, for further checks.
+async fn refused_secret(source: &dyn AadTokenSource, secret: &str) -> Error {
+    let error = source.aad_token().await.unwrap_err();
+    assert!(
+        matches!(error, Error::Refused { status: 401, .. }),
+        "{error:?}"
+    );
+    let shown = format!("{error} {error:?}");
+    assert!(!shown.contains(secret), "{shown}");
+    error
 }

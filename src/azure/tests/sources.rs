@@ -6,17 +6,11 @@ use std::path::{Path, PathBuf};
 
 use acrpull_testenv::azure::{ArcChallenge, Endpoint, FakeAzure, ManagedIdentity};
 
-use super::fast_policy;
+use super::{fast_policy, principal_of, refused_secret};
 use crate::azure::{
     default_chain, AadTokenSource, ArcSource, AzureMlSource, CloudShellSource, Env, Error,
     ServiceFabricSource, UserAssignedId, ACR_AUDIENCE,
 };
-
-async fn principal_of(fake: &FakeAzure, source: &dyn AadTokenSource) -> String {
-    let token = source.aad_token().await.expect("an AAD token");
-    fake.issued_aad_principal(token.token.expose())
-        .expect("a token the fake issued")
-}
 
 fn arc_env(fake: &FakeAzure) -> Env {
     Env::from_pairs([
@@ -254,13 +248,8 @@ async fn azure_ml_wrong_secret_is_refused_with_the_message() {
         fast_policy(),
     )
     .unwrap();
-    let error = source.aad_token().await.unwrap_err();
-    assert!(
-        matches!(error, Error::Refused { status: 401, .. }),
-        "{error:?}"
-    );
+    let error = refused_secret(&source, "wrong-secret").await;
     assert!(error.to_string().contains("secret header"), "{error}");
-    assert!(!error.to_string().contains("wrong-secret"), "{error}");
 }
 
 #[tokio::test]
