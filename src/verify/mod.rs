@@ -115,6 +115,9 @@ pub struct VerifyOptions {
     /// Notation's configuration directory (trust policy and trust store); the CLI resolves
     /// it from `--notation-config` or Notation's environment ([`notation::config_dir`]).
     pub notation: Option<PathBuf>,
+    /// Check Notation signing chains for revocation by downloading their CRLs
+    /// (`--revocation-check`; off by default: air-gapped machines cannot reach the CA).
+    pub revocation_check: bool,
 }
 
 impl VerifyOptions {
@@ -143,7 +146,18 @@ impl VerifyOptions {
                             .into(),
                     ));
                 };
-                Some(Box::new(notation::NotationVerifier::load(dir)?))
+                let verifier = notation::NotationVerifier::load(dir)?;
+                Some(Box::new(if self.revocation_check {
+                    let fetcher =
+                        notation::revocation::CrlFetcher::new(crate::http::Proxy::System)
+                            .map_err(|e| Error::Config {
+                                what: "CRL client".into(),
+                                reason: e.to_string(),
+                            })?;
+                    verifier.with_revocation_check(fetcher)
+                } else {
+                    verifier
+                }))
             }
         })
     }

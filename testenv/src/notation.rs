@@ -161,6 +161,8 @@ pub struct LeafSpec {
     pub not_before: OffsetDateTime,
     /// Validity end.
     pub not_after: OffsetDateTime,
+    /// CRL distribution point URLs (none: the extension is absent).
+    pub crl_urls: Vec<String>,
 }
 
 impl Default for LeafSpec {
@@ -178,6 +180,7 @@ impl Default for LeafSpec {
             extended_key_usages: vec![ExtendedKeyUsagePurpose::CodeSigning],
             not_before: now - time::Duration::days(1),
             not_after: now + time::Duration::days(365),
+            crl_urls: Vec::new(),
         }
     }
 }
@@ -248,6 +251,11 @@ impl Chain {
         params.extended_key_usages = spec.extended_key_usages.clone();
         params.not_before = spec.not_before;
         params.not_after = spec.not_after;
+        if !spec.crl_urls.is_empty() {
+            params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+                uris: spec.crl_urls.clone(),
+            }];
+        }
         let leaf = params
             .signed_by(&leaf_key.pair, &intermediate.cert, &intermediate.key.pair)
             .expect("leaf");

@@ -10,7 +10,7 @@ use super::envelope::{self, Envelope, SigningScheme};
 use super::policy::{
     self, Action, Check, Statement, StoreType, TrustedIdentities, VerifyTimestamp,
 };
-use super::{timestamp, CheckReport, Failure, Kind, NotationConfig, Rejection, Verified};
+use super::{revocation, timestamp, CheckReport, Failure, Kind, NotationConfig, Rejection, Verified};
 use crate::manifest::Descriptor;
 use crate::verify::x509::{self, Certificate};
 
@@ -36,6 +36,16 @@ impl Run<'_> {
 
     /// Apply the level to a check's outcome: an enforced failure rejects, a logged one warns.
     fn outcome(&mut self, check: Check, outcome: Result<(), Failure>) -> Result<(), Rejection> {
+        self.outcome_as(check, outcome, "failed")
+    }
+
+    /// [`Run::outcome`], a logged failure recorded as `logged` ("failed", "unknown").
+    fn outcome_as(
+        &mut self,
+        check: Check,
+        outcome: Result<(), Failure>,
+        logged: &'static str,
+    ) -> Result<(), Rejection> {
         match outcome {
             Ok(()) => {
                 self.record(check, "passed", None);
@@ -56,7 +66,7 @@ impl Run<'_> {
                     );
                     tracing::warn!("{warning}");
                     self.warnings.push(warning);
-                    self.record(check, "failed", Some(reason));
+                    self.record(check, logged, Some(reason));
                     Ok(())
                 }
                 Action::Skip => {
@@ -69,7 +79,8 @@ impl Run<'_> {
 }
 
 /// Verify one signature envelope of `media_type` against `target` (the resolved manifest)
-/// under `statement`, at time `now`.
+/// under `statement`, at time `now`, offline: revocation is reported as not checked when the
+/// chain names OCSP responders or CRLs.
 pub fn verify_envelope(
     config: &NotationConfig,
     statement: &Statement,
@@ -78,6 +89,29 @@ pub fn verify_envelope(
     bytes: &[u8],
     now: OffsetDateTime,
 ) -> Result<Verified, Rejection> {
+    prepare(config, statement, target, media_type, bytes, now)?.finish(None)
+}
+
+/// An envelope whose checks before revocation passed (or were logged): what the revocation
+/// check needs, and what [`Checked::finish`] reports.
+pub struct Checked<'a> {
+    run: Run<'a>,
+    envelope: Envelope,
+    trusted_by: Option<String>,
+    timestamp: Option<timestamp::Timestamp>,
+}
+
+/// Integrity, authenticity, expiry and authentic timestamp of one envelope, in the
+/// specification's order; revocation is left to [`Checked::finish`], because checking it may
+/// need the network.
+pub fn prepare<'a>(
+    config: &NotationConfig,
+    statement: &'a Statement,
+    target: &Descriptor,
+    media_type: &str,
+    bytes: &[u8],
+    now: OffsetDateTime,
+) -> Result<Checked<'a>, Rejection> {
     let mut run = Run {
         statement,
         checks: Vec::new(),
@@ -129,7 +163,6 @@ pub fn verify_envelope(
     run.record(Check::Integrity, "passed", None);
 
     // Authenticity: the chain meets the trust store, the signer is a trusted identity.
-    let leaf = envelope.signing_certificate().clone();
     let trusted_by = authenticity(config, statement, &envelope);
     let trusted_by = match trusted_by {
         Ok(anchor) => {
@@ -159,62 +192,102 @@ pub fn verify_envelope(
         timestamp_result.map_err(|reason| (Kind::Expired, reason)),
     )?;
 
-    // Revocation: offline, so never claimed as checked.
-    if run.action(Check::Revocation) == Action::Skip {
-        run.record(Check::Revocation, "skipped", None);
-    } else {
-        let with_endpoints: Vec<&str> = envelope
-            .certificates
-            .iter()
-            .filter(|c| has_revocation_endpoints(c))
-            .map(Certificate::subject)
-            .collect();
-        if with_endpoints.is_empty() {
-            run.record(
-                Check::Revocation,
-                "passed",
-                Some("no certificate of the chain names an OCSP responder or CRL".into()),
-            );
-        } else {
-            let detail = format!(
-                "revocation was not checked: acrpull verifies offline and does not query OCSP or CRLs (named by {})",
-                with_endpoints.join("; ")
-            );
-            tracing::warn!("{detail}");
-            run.warnings.push(detail.clone());
-            run.record(Check::Revocation, "notChecked", Some(detail));
+    Ok(Checked {
+        run,
+        envelope,
+        trusted_by,
+        timestamp,
+    })
+}
+
+impl Checked<'_> {
+    /// Whether the statement checks revocation at all (its level does not skip it).
+    pub fn wants_revocation(&self) -> bool {
+        self.run.action(Check::Revocation) != Action::Skip
+    }
+
+    /// The certificate chain, leaf first.
+    pub fn chain(&self) -> &[Certificate] {
+        &self.envelope.certificates
+    }
+
+    /// The time a revoked certificate's invalidity date is compared with: the timestamp's
+    /// earliest time, or the authentic signing time under signingAuthority.
+    pub fn signing_time(&self) -> Option<OffsetDateTime> {
+        match (&self.timestamp, self.envelope.signing_scheme) {
+            (Some(stamp), _) => Some(stamp.earliest),
+            (None, SigningScheme::X509SigningAuthority) => Some(self.envelope.signing_time),
+            (None, SigningScheme::X509) => None,
         }
     }
 
-    let level = if statement.level.customized {
-        format!("{}+override", statement.level.name)
-    } else {
-        statement.level.name.clone()
-    };
-    Ok(Verified {
-        statement: statement.name.clone(),
-        level,
-        signer: leaf.subject().to_string(),
-        signer_sha256: leaf.sha256_fingerprint(),
-        trusted_by,
-        signing_scheme: envelope.signing_scheme.as_str(),
-        envelope: match envelope.format {
-            envelope::Format::Jws => "jws",
-            envelope::Format::Cose => "cose",
-        },
-        signing_time: x509::rfc3339(envelope.signing_time),
-        timestamp: timestamp.map(|t| {
-            format!(
-                "{} .. {} by `{}`",
-                x509::rfc3339(t.earliest),
-                x509::rfc3339(t.latest),
-                t.chain.first().map_or("", Certificate::subject)
-            )
-        }),
-        signature_digest: None,
-        checks: run.checks,
-        warnings: run.warnings,
-    })
+    /// The revocation check, with `status` when it was checked (`None`: offline), and the
+    /// result.
+    pub fn finish(mut self, status: Option<revocation::Status>) -> Result<Verified, Rejection> {
+        let run = &mut self.run;
+        let envelope = &self.envelope;
+        if run.action(Check::Revocation) == Action::Skip {
+            run.record(Check::Revocation, "skipped", None);
+        } else {
+            match status {
+                None => offline_revocation(run, envelope),
+                Some(revocation::Status::NoEndpoints) => run.record(
+                    Check::Revocation,
+                    "passed",
+                    Some(NO_ENDPOINTS.into()),
+                ),
+                Some(revocation::Status::NotRevoked) => run.outcome(Check::Revocation, Ok(()))?,
+                Some(revocation::Status::Revoked(reason)) => {
+                    run.outcome(Check::Revocation, Err((Kind::Revoked, reason)))?
+                }
+                Some(revocation::Status::Unknown(reason)) => run.outcome_as(
+                    Check::Revocation,
+                    Err((
+                        Kind::RevocationUnknown,
+                        format!("the revocation status could not be determined: {reason}"),
+                    )),
+                    "unknown",
+                )?,
+            }
+        }
+        let Checked {
+            run,
+            envelope,
+            trusted_by,
+            timestamp,
+        } = self;
+        let statement = run.statement;
+        let leaf = envelope.signing_certificate();
+        let level = if statement.level.customized {
+            format!("{}+override", statement.level.name)
+        } else {
+            statement.level.name.clone()
+        };
+        Ok(Verified {
+            statement: statement.name.clone(),
+            level,
+            signer: leaf.subject().to_string(),
+            signer_sha256: leaf.sha256_fingerprint(),
+            trusted_by,
+            signing_scheme: envelope.signing_scheme.as_str(),
+            envelope: match envelope.format {
+                envelope::Format::Jws => "jws",
+                envelope::Format::Cose => "cose",
+            },
+            signing_time: x509::rfc3339(envelope.signing_time),
+            timestamp: timestamp.map(|t| {
+                format!(
+                    "{} .. {} by `{}`",
+                    x509::rfc3339(t.earliest),
+                    x509::rfc3339(t.latest),
+                    t.chain.first().map_or("", Certificate::subject)
+                )
+            }),
+            signature_digest: None,
+            checks: run.checks,
+            warnings: run.warnings,
+        })
+    }
 }
 
 /// The chain holds a certificate of one of the statement's stores (of the kind the signing
@@ -367,24 +440,26 @@ fn authentic_timestamp(
     (Ok(()), Some(stamp))
 }
 
-/// Whether a certificate names an OCSP responder (authorityInfoAccess) or a CRL
-/// (cRLDistributionPoints).
-fn has_revocation_endpoints(cert: &Certificate) -> bool {
-    const AUTHORITY_INFO_ACCESS: const_oid::ObjectIdentifier =
-        const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.1");
-    const OCSP: const_oid::ObjectIdentifier =
-        const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
-    if cert
-        .extension(&const_oid::db::rfc5280::ID_CE_CRL_DISTRIBUTION_POINTS)
-        .is_some()
-    {
-        return true;
+const NO_ENDPOINTS: &str = "no certificate of the chain names an OCSP responder or CRL";
+
+/// Revocation without the network: passed when no certificate names a responder or CRL (as
+/// Notation treats such a chain), otherwise "notChecked" with a warning, never claimed checked.
+fn offline_revocation(run: &mut Run<'_>, envelope: &Envelope) {
+    let with_endpoints: Vec<&str> = envelope
+        .certificates
+        .iter()
+        .filter(|c| revocation::has_endpoints(c))
+        .map(Certificate::subject)
+        .collect();
+    if with_endpoints.is_empty() {
+        run.record(Check::Revocation, "passed", Some(NO_ENDPOINTS.into()));
+        return;
     }
-    cert.extension(&AUTHORITY_INFO_ACCESS)
-        .is_some_and(|(_, value)| {
-            use der::Decode as _;
-            x509_cert::ext::pkix::AuthorityInfoAccessSyntax::from_der(value)
-                .map(|aia| aia.0.iter().any(|d| d.access_method == OCSP))
-                .unwrap_or(true)
-        })
+    let detail = format!(
+        "revocation was not checked (OCSP responders or CRLs are named by {}): pass --revocation-check to check it",
+        with_endpoints.join("; ")
+    );
+    tracing::warn!("{detail}");
+    run.warnings.push(detail.clone());
+    run.record(Check::Revocation, "notChecked", Some(detail));
 }

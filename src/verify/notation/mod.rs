@@ -13,8 +13,9 @@
 //! Each but integrity is enforced or logged as the level (`strict`, `permissive`, `audit`,
 //! with `override`) says; `skip` verifies nothing.
 //!
-//! Revocation is not checked: OCSP and CRL need the network to the CA, and acrpull verifies
-//! offline. A chain without revocation endpoints passes as Notation treats it; a chain with
+//! Revocation needs the network to the CA, so it is checked only when asked
+//! (`--revocation-check`, [`revocation`]: CRLs over HTTP; OCSP is not queried). Without it a
+//! chain without revocation endpoints passes as Notation treats it, and a chain with
 //! endpoints is reported as "not checked" in the result and warned about, never as checked.
 //!
 //! `checks` runs the checks on one envelope; this file holds their results and the
@@ -23,6 +24,7 @@
 mod checks;
 pub mod envelope;
 pub mod policy;
+pub mod revocation;
 pub mod store;
 pub mod timestamp;
 
@@ -31,7 +33,7 @@ use time::OffsetDateTime;
 
 use crate::digest::Digest;
 use crate::manifest::Descriptor;
-pub use checks::verify_envelope;
+pub use checks::{prepare, verify_envelope, Checked};
 use policy::Check;
 pub use store::{config_dir, ConfigError, NotationConfig};
 
@@ -70,6 +72,10 @@ pub enum Kind {
     },
     /// A certificate or the signature is outside its validity (or the timestamp says so).
     Expired,
+    /// A certificate of the chain is revoked.
+    Revoked,
+    /// The revocation status could not be determined (CRL unreachable, invalid, expired).
+    RevocationUnknown,
 }
 
 /// A failed check: its kind and why.
@@ -83,7 +89,8 @@ pub struct CheckReport {
     pub check: &'static str,
     /// `enforce`, `log` or `skip`, from the level.
     pub action: &'static str,
-    /// `passed`, `failed` (logged only: an enforced failure rejects), `skipped`, `notChecked`.
+    /// `passed`, `failed` or `unknown` (logged only: an enforced failure rejects), `skipped`,
+    /// `notChecked` (revocation without `--revocation-check`).
     pub result: &'static str,
     /// What happened, when not a plain pass.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,6 +135,7 @@ pub struct Verified {
 #[derive(Debug)]
 pub struct NotationVerifier {
     config: NotationConfig,
+    revocation: Option<revocation::CrlFetcher>,
 }
 
 impl NotationVerifier {
@@ -138,12 +146,42 @@ impl NotationVerifier {
             what: "Notation configuration".into(),
             reason: e.to_string(),
         })?;
-        Ok(NotationVerifier { config })
+        Ok(NotationVerifier::new(config))
     }
 
-    /// A verifier over an already loaded configuration.
+    /// A verifier over an already loaded configuration, offline (revocation not checked).
     pub fn new(config: NotationConfig) -> NotationVerifier {
-        NotationVerifier { config }
+        NotationVerifier {
+            config,
+            revocation: None,
+        }
+    }
+
+    /// Check revocation with `fetcher` (`--revocation-check`): CRLs are downloaded.
+    pub fn with_revocation_check(mut self, fetcher: revocation::CrlFetcher) -> NotationVerifier {
+        self.revocation = Some(fetcher);
+        self
+    }
+
+    /// Verify one envelope, revocation checked with the fetcher when there is one.
+    pub async fn verify_one(
+        &self,
+        statement: &policy::Statement,
+        target: &Descriptor,
+        media_type: &str,
+        bytes: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Verified, Rejection> {
+        let checked = prepare(&self.config, statement, target, media_type, bytes, now)?;
+        let status = match &self.revocation {
+            Some(fetcher) if checked.wants_revocation() => Some(
+                fetcher
+                    .check_chain(checked.chain(), checked.signing_time(), now)
+                    .await,
+            ),
+            _ => None,
+        };
+        checked.finish(status)
     }
 }
 
@@ -184,6 +222,8 @@ impl From<(&Rejection, &Digest)> for crate::verify::Reason {
                 found: found.clone(),
             },
             Kind::Expired => Reason::Expired(reason),
+            Kind::Revoked => Reason::Revoked(reason),
+            Kind::RevocationUnknown => Reason::Policy(reason),
         }
     }
 }
@@ -252,10 +292,13 @@ impl crate::verify::Verifier for NotationVerifier {
                     .map(|bytes| (layer.media_type.clone(), bytes)),
                 Err(reason) => Err(Reason::Malformed(reason)),
             };
-            let outcome = envelope.and_then(|(media_type, bytes)| {
-                verify_envelope(&self.config, statement, &subject, &media_type, &bytes, now)
-                    .map_err(|rejection| Reason::from((&rejection, &digest)))
-            });
+            let outcome = match envelope {
+                Ok((media_type, bytes)) => self
+                    .verify_one(statement, &subject, &media_type, &bytes, now)
+                    .await
+                    .map_err(|rejection| Reason::from((&rejection, &digest))),
+                Err(reason) => Err(reason),
+            };
             match outcome {
                 Ok(verified) => {
                     verification.signer = Some(verified.signer.clone());
