@@ -148,12 +148,11 @@ impl VerifyOptions {
                 };
                 let verifier = notation::NotationVerifier::load(dir)?;
                 Some(Box::new(if self.revocation_check {
-                    let fetcher =
-                        notation::revocation::CrlFetcher::new(crate::http::Proxy::System)
-                            .map_err(|e| Error::Config {
-                                what: "CRL client".into(),
-                                reason: e.to_string(),
-                            })?;
+                    let fetcher = notation::revocation::CrlFetcher::new(crate::http::Proxy::System)
+                        .map_err(|e| Error::Config {
+                            what: "CRL client".into(),
+                            reason: e.to_string(),
+                        })?;
                     verifier.with_revocation_check(fetcher)
                 } else {
                     verifier

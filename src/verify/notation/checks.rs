@@ -10,7 +10,9 @@ use super::envelope::{self, Envelope, SigningScheme};
 use super::policy::{
     self, Action, Check, Statement, StoreType, TrustedIdentities, VerifyTimestamp,
 };
-use super::{revocation, timestamp, CheckReport, Failure, Kind, NotationConfig, Rejection, Verified};
+use super::{
+    revocation, timestamp, CheckReport, Failure, Kind, NotationConfig, Rejection, Verified,
+};
 use crate::manifest::Descriptor;
 use crate::verify::x509::{self, Certificate};
 
@@ -231,11 +233,9 @@ impl Checked<'_> {
         } else {
             match status {
                 None => offline_revocation(run, envelope),
-                Some(revocation::Status::NoEndpoints) => run.record(
-                    Check::Revocation,
-                    "passed",
-                    Some(NO_ENDPOINTS.into()),
-                ),
+                Some(revocation::Status::NoEndpoints) => {
+                    run.record(Check::Revocation, "passed", Some(NO_ENDPOINTS.into()))
+                }
                 Some(revocation::Status::NotRevoked) => run.outcome(Check::Revocation, Ok(()))?,
                 Some(revocation::Status::Revoked(reason)) => {
                     run.outcome(Check::Revocation, Err((Kind::Revoked, reason)))?

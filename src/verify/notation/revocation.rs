@@ -29,8 +29,7 @@ pub const CRL_SIZE_LIMIT: u64 = 32 * 1024 * 1024;
 /// How long one CRL location may take (the specification's default threshold).
 pub const CRL_TIMEOUT: Duration = Duration::from_secs(5);
 
-const AUTHORITY_INFO_ACCESS: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.1");
+const AUTHORITY_INFO_ACCESS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.1");
 const OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
 const FRESHEST_CRL: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.46");
 const ISSUING_DISTRIBUTION_POINT: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.28");
@@ -189,8 +188,7 @@ fn names_ocsp(cert: &Certificate) -> bool {
 
 /// The URIs of a certificate's CRL distribution points (empty without the extension).
 fn crl_urls(cert: &Certificate) -> Result<Vec<String>, String> {
-    let Some((_, value)) =
-        cert.extension(&const_oid::db::rfc5280::ID_CE_CRL_DISTRIBUTION_POINTS)
+    let Some((_, value)) = cert.extension(&const_oid::db::rfc5280::ID_CE_CRL_DISTRIBUTION_POINTS)
     else {
         return Ok(Vec::new());
     };
@@ -203,10 +201,12 @@ fn crl_urls(cert: &Certificate) -> Result<Vec<String>, String> {
     Ok(points
         .0
         .iter()
-        .filter_map(|point: &DistributionPoint| match &point.distribution_point {
-            Some(DistributionPointName::FullName(names)) => Some(names),
-            _ => None,
-        })
+        .filter_map(
+            |point: &DistributionPoint| match &point.distribution_point {
+                Some(DistributionPointName::FullName(names)) => Some(names),
+                _ => None,
+            },
+        )
         .flatten()
         .filter_map(|name| match name {
             GeneralName::UniformResourceIdentifier(uri) => Some(uri.to_string()),
@@ -344,10 +344,7 @@ fn revoked_entry(
 
 /// A serial number's bytes without the sign-padding zeros, so encodings compare equal.
 fn trim_serial(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| *b != 0)
-        .unwrap_or(bytes.len());
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
     &bytes[start..]
 }
 

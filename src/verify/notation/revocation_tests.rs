@@ -190,12 +190,18 @@ async fn a_revoked_signing_certificate_is_refused_at_strict() {
     let chain = chain_with_crl(server.url());
     server.serve(current_crl(&chain.intermediate, &[leaf_serial(&chain)]));
     let e = verify(&chain, "strict", true).await.unwrap_err();
-    assert_eq!((e.check, e.kind.clone()), (Check::Revocation, Kind::Revoked));
+    assert_eq!(
+        (e.check, e.kind.clone()),
+        (Check::Revocation, Kind::Revoked)
+    );
     assert!(e.reason.contains("is revoked by the CRL"), "{e}");
     assert!(e.reason.contains("reason code 1"), "{e}");
     let digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
     let reason = crate::verify::Reason::from((&e, &digest));
-    assert!(reason.to_string().starts_with("revoked: revocation check"), "{reason}");
+    assert!(
+        reason.to_string().starts_with("revoked: revocation check"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]
