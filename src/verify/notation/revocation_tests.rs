@@ -4,14 +4,13 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use acrpull_testenv::artifacts::Subject;
 use acrpull_testenv::notation::{self as make, Chain, Issued, LeafSpec, SignSpec};
 use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
 use time::OffsetDateTime;
 
 use super::*;
-use crate::manifest::Descriptor;
 use crate::verify::notation::policy::Check;
+use crate::verify::notation::tests::generated::{descriptor, image};
 use crate::verify::notation::{
     envelope, Kind, NotationConfig, NotationVerifier, Rejection, Verified,
 };
@@ -126,18 +125,8 @@ async fn verify(chain: &Chain, level: &str, check: bool) -> Result<Verified, Rej
         &[("ca", "root", chain.root.der())],
     );
     let config = NotationConfig::load(dir.path()).unwrap();
-    let subject = Subject::of(
-        "application/vnd.oci.image.manifest.v1+json",
-        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#,
-    );
-    let target = Descriptor {
-        media_type: subject.media_type.clone(),
-        digest: subject.digest.parse().unwrap(),
-        size: subject.size,
-        urls: None,
-        annotations: None,
-        platform: None,
-    };
+    let subject = image();
+    let target = descriptor(&subject);
     let signature = make::sign_jws(chain, &SignSpec::new(&subject));
     let mut verifier = NotationVerifier::new(config);
     if check {

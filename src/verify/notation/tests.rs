@@ -232,7 +232,7 @@ fn a_signature_for_another_manifest_or_with_a_changed_payload_fails_integrity() 
     assert_eq!(rejected.check, Check::Integrity, "{rejected}");
 }
 
-mod generated {
+pub(super) mod generated {
     //! Signatures made by the test environment with fresh chains, as Notation makes them.
     use acrpull_testenv::artifacts::Subject;
     use acrpull_testenv::notation::{self as make, Chain, KeyKind, LeafSpec, SignSpec};
@@ -242,14 +242,16 @@ mod generated {
 
     const SUBJECT: &str = "x509.subject: C=US, ST=WA, O=acrpull-test.io, CN=Signer";
 
-    fn image() -> Subject {
+    /// The manifest the generated signatures sign.
+    pub(in crate::verify::notation) fn image() -> Subject {
         Subject::of(
             "application/vnd.oci.image.manifest.v1+json",
             br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#,
         )
     }
 
-    fn descriptor(subject: &Subject) -> Descriptor {
+    /// `subject` as a descriptor.
+    pub(in crate::verify::notation) fn descriptor(subject: &Subject) -> Descriptor {
         Descriptor {
             media_type: subject.media_type.clone(),
             digest: subject.digest.parse().unwrap(),
