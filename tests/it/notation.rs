@@ -433,3 +433,130 @@ fn a_layout_staged_with_notation_signatures_verifies_offline() {
     );
     ok(&verify(&home, &local, &layout));
 }
+
+/// Answer every request on the loopback `listener` with `body`, counting requests (it runs
+/// until the test process ends).
+fn serve(
+    listener: std::net::TcpListener,
+    body: Vec<u8>,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::io::{Read as _, Write as _};
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+            }
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/pkix-crl\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    count
+}
+
+#[test]
+fn revocation_is_checked_by_crl_only_with_revocation_check_and_a_revoked_signer_is_refused() {
+    let registry = Registry::start(RegistryOptions::anonymous()).expect("registry");
+    let scratch = Scratch::new();
+    let home = scratch.home();
+    let image = Image::new(scratch.dir.path(), "revoked");
+    // The leaf names a loopback CRL; the listener is bound before the chain is made and
+    // answers only once the CRL exists (a connection before that would be counted then).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let chain = Chain::new(&LeafSpec {
+        crl_urls: vec![format!("http://127.0.0.1:{port}/leaf.crl")],
+        ..LeafSpec::default()
+    });
+    image.push(&registry, "app", &[]);
+    block_on(push_artifacts(
+        &registry.url(),
+        "app",
+        &[&signed(&chain, &SignSpec::new(&image.subject), JWS)],
+        true,
+    ));
+    let reference = format!("{}/app:v1", registry.host());
+    let strict = config(
+        scratch.dir.path(),
+        "strict",
+        &["*"],
+        "strict",
+        &chain,
+        SIGNER,
+    );
+
+    // Without the flag: accepted, revocation reported as not checked, and no CRL is fetched.
+    let verified: Value = serde_json::from_str(&ok(&verify(&home, &strict, &reference))).unwrap();
+    let skipped = verified["skipped"].to_string();
+    assert!(skipped.contains("revocation: notChecked"), "{verified}");
+    assert!(skipped.contains("pass --revocation-check"), "{verified}");
+
+    // The intermediate revokes the leaf.
+    let serial = acrpull::verify::x509::Certificate::from_der(&chain.leaf.der())
+        .unwrap()
+        .serial()
+        .to_vec();
+    let now = time::OffsetDateTime::now_utc();
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: now - time::Duration::hours(1),
+        next_update: now + time::Duration::days(1),
+        crl_number: rcgen::SerialNumber::from(7u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from_slice(&serial),
+            revocation_time: now - time::Duration::hours(1),
+            reason_code: None,
+            invalidity_date: None,
+        }],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&chain.intermediate.cert, &chain.intermediate.key.pair)
+    .unwrap();
+    let requests = serve(listener, crl.der().to_vec());
+    ok(&verify(&home, &strict, &reference));
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    let mut args = vec![
+        "verify",
+        "--verify",
+        "notation",
+        "--notation-config",
+        &strict,
+        "--revocation-check",
+    ];
+    args.push(&reference);
+    let stderr = fails(&run(&home, &args, None), 7);
+    assert!(stderr.contains("revoked"), "{stderr}");
+    assert!(stderr.contains("revocation check"), "{stderr}");
+    assert!(requests.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+
+    // A pull with the flag is refused before anything is written.
+    let rootfs = scratch.dest("rootfs");
+    fails(
+        &pull(
+            &home,
+            &[
+                "--verify",
+                "notation",
+                "--notation-config",
+                &strict,
+                "--revocation-check",
+            ],
+            &reference,
+            &rootfs,
+        ),
+        7,
+    );
+    assert!(!rootfs.exists());
+}
