@@ -1,9 +1,9 @@
 //! Revocation by CRL (`--revocation-check`), as trust-store-trust-policy.md ("Certificate
 //! Revocation Evaluation") and notation-core-go's `revocation/crl` do it: for each
 //! certificate of the signing chain that names CRL distribution points, every `http://` CRL
-//! is downloaded (5 s per location, at most 32 MiB, no credentials, no redirects followed),
-//! its signature verified with the issuing certificate's key, its `thisUpdate`/`nextUpdate`
-//! checked against now, and the certificate's serial looked up in it.
+//! is downloaded (5 s per location, at most 32 MiB, no credentials, up to 5 redirects to other
+//! `http://` locations), its signature verified with the issuing certificate's key, its
+//! `thisUpdate`/`nextUpdate` checked against now, and the certificate's serial looked up in it.
 //!
 //! Off unless asked: it needs the network to the CA, which an air-gapped machine does not
 //! have, and the library makes no network call on its own. A status that cannot be
@@ -26,8 +26,11 @@ use crate::verify::x509::{self, Certificate, SignatureAlgorithm};
 
 /// The largest CRL read (notation-core-go's limit).
 pub const CRL_SIZE_LIMIT: u64 = 32 * 1024 * 1024;
-/// How long one CRL location may take (the specification's default threshold).
+/// How long one CRL location may take, redirects included (the specification's default
+/// threshold).
 pub const CRL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most redirects followed for one CRL location.
+pub const MAX_REDIRECTS: usize = 5;
 
 const AUTHORITY_INFO_ACCESS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.1");
 const OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
@@ -72,27 +75,46 @@ impl CrlFetcher {
         })
     }
 
+    /// The CRL at `url`, following up to [`MAX_REDIRECTS`] redirects to other `http://`
+    /// locations (as Go's HTTP client under notation-core-go does), within one timeout.
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, String> {
-        let response = self
-            .client
-            .get(url)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "downloading the CRL {url} failed: {}",
-                    crate::http::retry::root_cause(&e)
-                )
-            })?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("downloading the CRL {url} failed: HTTP {status}"));
+        let failed = |reason: String| format!("downloading the CRL {url} failed: {reason}");
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut location = url::Url::parse(url).map_err(|e| failed(e.to_string()))?;
+        for _ in 0..=MAX_REDIRECTS {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let response = self
+                .client
+                .get(location.clone())
+                .timeout(remaining)
+                .send()
+                .await
+                .map_err(|e| failed(crate::http::retry::root_cause(&e)))?;
+            let status = response.status();
+            if status.is_redirection() {
+                let next = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| location.join(value).ok())
+                    .ok_or_else(|| failed(format!("HTTP {status} without a usable Location")))?;
+                if next.scheme() != "http" {
+                    return Err(failed(format!(
+                        "it redirects to {next}, and only http:// CRLs are fetched"
+                    )));
+                }
+                location = next;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(failed(format!("HTTP {status} from {location}")));
+            }
+            return read_capped(response, CRL_SIZE_LIMIT, Pace::default())
+                .await
+                .map(|body| body.to_vec())
+                .map_err(|e| failed(e.to_string()));
         }
-        read_capped(response, CRL_SIZE_LIMIT, Pace::default())
-            .await
-            .map(|body| body.to_vec())
-            .map_err(|e| format!("reading the CRL {url} failed: {e}"))
+        Err(failed(format!("more than {MAX_REDIRECTS} redirects")))
     }
 
     /// The status of `chain` (leaf first, ending in its self-signed root) at `now`.

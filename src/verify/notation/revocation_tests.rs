@@ -31,14 +31,32 @@ impl CrlServer {
         let crl = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(AtomicUsize::new(0));
         let (body, count) = (crl.clone(), requests.clone());
-        let app = axum::Router::new().route(
-            "/leaf.crl",
-            axum::routing::get(move || {
-                count.fetch_add(1, Ordering::SeqCst);
-                let bytes = body.lock().unwrap().clone();
-                async move { bytes }
-            }),
-        );
+        let moved = requests.clone();
+        let app = axum::Router::new()
+            .route(
+                "/leaf.crl",
+                axum::routing::get(move || {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let bytes = body.lock().unwrap().clone();
+                    async move { bytes }
+                }),
+            )
+            // `/moved.crl` redirects to `/leaf.crl`; `/tls.crl` to an https:// location.
+            .route(
+                "/moved.crl",
+                axum::routing::get(move || {
+                    moved.fetch_add(1, Ordering::SeqCst);
+                    async { axum::response::Redirect::temporary("/leaf.crl") }
+                }),
+            )
+            .route(
+                "/tls.crl",
+                axum::routing::get(move || async move {
+                    axum::response::Redirect::temporary(&format!(
+                        "https://127.0.0.1:{port}/leaf.crl"
+                    ))
+                }),
+            );
         tokio::spawn(async move { axum::serve(listener, app).await });
         CrlServer {
             port,
@@ -48,7 +66,11 @@ impl CrlServer {
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/leaf.crl", self.port)
+        self.path("leaf.crl")
+    }
+
+    fn path(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
     }
 
     fn serve(&self, crl: Vec<u8>) {
@@ -282,4 +304,21 @@ async fn a_chain_without_crls_needs_no_request() {
     let verified = verify(&chain, "strict", true).await.unwrap();
     assert_eq!(revocation_record(&verified).1, "passed");
     assert_eq!(server.requests(), 0);
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_http_location_is_followed_and_one_to_https_is_not() {
+    let server = CrlServer::start().await;
+    let chain = chain_with_crl(server.path("moved.crl"));
+    server.serve(current_crl(&chain.intermediate, &[leaf_serial(&chain)]));
+    let e = verify(&chain, "strict", true).await.unwrap_err();
+    assert_eq!(e.kind, Kind::Revoked, "{e}");
+    // The redirect and the CRL itself.
+    assert_eq!(server.requests(), 2);
+
+    let chain = chain_with_crl(server.path("tls.crl"));
+    server.serve(current_crl(&chain.intermediate, &[]));
+    let e = verify(&chain, "strict", true).await.unwrap_err();
+    assert_eq!(e.kind, Kind::RevocationUnknown, "{e}");
+    assert!(e.reason.contains("only http:// CRLs are fetched"), "{e}");
 }
