@@ -593,9 +593,18 @@ mod tests {
             break_at: 20_000,
             calls: Mutex::new(0),
         };
-        let descriptor = blob_descriptor(&data);
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("blob");
+        let (result, read) = fetch_tapped(&source, &data, &dir.path().join("blob")).await;
+        (result, data, read)
+    }
+
+    /// `fetch_blob` of `data` from `source` to `path` with 1 ms retries, while a thread reads
+    /// it through a tap: the result and what the reader saw.
+    async fn fetch_tapped(
+        source: &dyn ImageSource,
+        data: &[u8],
+        path: &Path,
+    ) -> (Result<u64>, std::io::Result<Vec<u8>>) {
         let tap = Arc::new(BlobTap::default());
         let mut reader = tap.reader();
         let consumer = std::thread::spawn(move || {
@@ -611,15 +620,15 @@ mod tests {
             tap: Some(tap),
         };
         let result = fetch_blob(
-            &source,
-            &descriptor,
-            &path,
+            source,
+            &blob_descriptor(data),
+            path,
             &crate::report::NoopReporter,
             &retry,
             &options,
         )
         .await;
-        (result, data, consumer.join().unwrap())
+        (result, consumer.join().unwrap())
     }
 
     #[tokio::test]
@@ -712,34 +721,11 @@ mod tests {
             broken: Mutex::new(false),
             requests: Mutex::new(Vec::new()),
         };
-        let descriptor = blob_descriptor(&data);
         let dir = tempfile::tempdir().unwrap();
-        let tap = Arc::new(BlobTap::default());
-        let mut reader = tap.reader();
-        let consumer = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            reader.read_to_end(&mut out).map(|_| out)
-        });
-        let retry = RetryPolicy {
-            base_delay: std::time::Duration::from_millis(1),
-            ..RetryPolicy::default()
-        };
-        let options = FetchOptions {
-            sync: false,
-            tap: Some(tap),
-        };
-        let transferred = fetch_blob(
-            &source,
-            &descriptor,
-            &dir.path().join("blob"),
-            &crate::report::NoopReporter,
-            &retry,
-            &options,
-        )
-        .await
-        .unwrap();
+        let (result, read) = fetch_tapped(&source, &data, &dir.path().join("blob")).await;
+        let transferred = result.unwrap();
         assert_eq!(transferred, size as u64, "no byte fetched twice");
-        assert_eq!(consumer.join().unwrap().unwrap(), data);
+        assert_eq!(read.unwrap(), data);
         assert_eq!(std::fs::read(dir.path().join("blob")).unwrap(), data);
         let requests = source.requests.lock().unwrap().clone();
         let segments = size.div_ceil(SEGMENT_SIZE as usize);
