@@ -18,7 +18,7 @@ use crate::registry::{build_http, ClientOptions, RegistryClient};
 use crate::report::Reporter;
 use crate::source::{fetch_child, FetchedManifest, ImageSource, LayoutSource};
 
-pub(crate) use crate::source_spec::tag_of;
+use crate::source_spec::tag_of;
 pub use crate::source_spec::{ArchiveKind, SourceSpec};
 
 /// Which platform(s) to pull from an index.

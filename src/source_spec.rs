@@ -149,7 +149,7 @@ impl std::fmt::Display for SourceSpec {
 }
 
 /// The tag to record in a layout for `spec`, if any.
-pub fn tag_of(spec: &SourceSpec) -> Option<String> {
+pub(crate) fn tag_of(spec: &SourceSpec) -> Option<String> {
     match spec {
         SourceSpec::Registry(r) => r.tag().map(str::to_string),
         SourceSpec::Layout { reference, .. } => {

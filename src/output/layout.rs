@@ -11,7 +11,8 @@ use crate::layout::{self, LayoutWriter, Staging};
 use crate::manifest::{Descriptor, ImageConfigSummary, REF_NAME};
 use crate::media_type::ManifestKind;
 use crate::report::BlobKind;
-use crate::resolve::{check_single_platform, tag_of};
+use crate::resolve::check_single_platform;
+use crate::source_spec::tag_of;
 
 use super::{Job, Output, Written};
 
