@@ -294,7 +294,7 @@ fn top_level_modules_depend_one_way() {
 
 /// Files still over [`MAX_LINES`] (their non-test lines today): each may shrink, none may grow,
 /// and an entry goes once its file is split. Every other file stays under the limit.
-const STILL_LONG: &[(&str, usize)] = &[("verify/policy.rs", 832), ("verify/x509.rs", 1161)];
+const STILL_LONG: &[(&str, usize)] = &[];
 
 /// Problems with file lengths: new long files, listed ones that grew or no longer need listing.
 fn length_problems(src: &Path, still_long: &[(&str, usize)]) -> Vec<String> {
