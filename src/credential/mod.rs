@@ -405,15 +405,20 @@ mod tests {
         std::fs::write(path, text).unwrap();
     }
 
+    /// The password in every test file: distinctive, so no temporary path can contain it.
+    const PASSWORD: &str = "pass-word_never-printed";
+
     fn auth(user: &str) -> String {
         use base64::Engine as _;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:pw"));
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{PASSWORD}"));
         format!(r#"{{"auths": {{"reg.example": {{"auth": "{encoded}"}}}}}}"#)
     }
 
     fn legacy(user: &str) -> String {
         use base64::Engine as _;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:pw"));
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{PASSWORD}"));
         format!(r#"{{"https://reg.example/v1/": {{"auth": "{encoded}", "email": ""}}}}"#)
     }
 
@@ -458,7 +463,7 @@ mod tests {
             "{}",
             resolved.source
         );
-        assert!(!resolved.source.contains("pw"));
+        assert!(!resolved.source.contains(PASSWORD));
 
         // XDG_CONFIG_HOME moves the containers file; the legacy ~/.dockercfg comes last.
         std::fs::remove_file(home.join(".docker/config.json")).unwrap();
