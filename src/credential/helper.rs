@@ -114,13 +114,14 @@ fn get_within(
         source,
     };
     tracing::debug!(helper = %program.display(), server = server_url, "asking a credential helper");
-    let mut child = Command::new(&program)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(io_error)?;
+    let mut child = spawn_retrying_busy(
+        Command::new(&program)
+            .arg("get")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .map_err(io_error)?;
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that exits without reading is judged by its exit status, not by EPIPE.
         let _ = stdin.write_all(server_url.as_bytes());
@@ -201,6 +202,24 @@ fn wait_with_timeout(mut child: Child, timeout: Duration) -> std::io::Result<Opt
         stdout: stdout.join().unwrap_or_default(),
         stderr: stderr.join().unwrap_or_default(),
     }))
+}
+
+/// Spawn `command`, retrying briefly while the kernel says the program is busy (`ETXTBSY`):
+/// a helper just installed or updated can still be open for writing in another process, or
+/// in a child another thread forked and has not yet exec'd; the state passes within
+/// milliseconds.
+fn spawn_retrying_busy(command: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut delay = std::time::Duration::from_millis(5);
+    for _ in 0..5 {
+        match command.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    command.spawn()
 }
 
 /// The first executable `program` in the directories of `search_path`.
