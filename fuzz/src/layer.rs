@@ -28,6 +28,10 @@ fn options(control: u8) -> ApplyOptions {
         } else {
             PathResolution::UserspaceWalk
         },
+        spill_dir: None,
+        // Bit 5: the whiteout bookkeeping spills after every path (to an unnamed file in the
+        // root), so whiteouts are checked against spilled runs.
+        upper_paths_memory: if control & 0b10_0000 == 0 { 1 << 20 } else { 0 },
     }
 }
 
@@ -151,7 +155,7 @@ fn make_removable(path: &Path) -> io::Result<()> {
 /// Byte 0, bits 0-1: compression (0 and 3 none, 1 gzip, 2 zstd); bit 2: the userspace path
 /// walk instead of `openat2`; bit 3: as root when possible; bit 4: apply the blob twice (the
 /// second copy as an upper layer over the first, so whiteouts and replacements meet lower
-/// content). Uncompressed blobs are given their true diff_id, so a well-formed layer succeeds;
+/// content); bit 5: spill the whiteout bookkeeping after every path. Uncompressed blobs are given their true diff_id, so a well-formed layer succeeds;
 /// compressed ones a wrong one (entries are applied before the digest is checked at EOF).
 pub fn apply(sandbox: &Sandbox, data: &[u8]) {
     let Some((&control, blob)) = data.split_first() else {

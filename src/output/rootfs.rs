@@ -282,6 +282,7 @@ async fn apply_in_order(
     let apply_options = ApplyOptions {
         max_uncompressed_bytes: limits.max_uncompressed_bytes,
         max_entries: limits.max_entries,
+        spill_dir: Some(staging.to_path_buf()),
         ..ApplyOptions::default()
     };
     let mut applier = Some(Applier::new(rootfs, apply_options)?);

@@ -1,12 +1,12 @@
 //! Applying one layer: the entry loop, whiteouts, hardlinks and the end-of-layer pass.
 //!
-//! This is docs/unpack.md section 4 in code. The "upper" set holds every path this layer wrote and
-//! their ancestors, so whiteouts and opaque markers only remove lower content, whatever their
-//! position in the layer. Directory modes and times are collected and applied after all
+//! This is docs/unpack.md section 4 in code. The "upper" set ([`UpperPaths`], bounded memory)
+//! holds every path this layer wrote and their ancestors, so whiteouts and opaque markers only
+//! remove lower content, whatever their position in the layer. Directory modes and times are collected and applied after all
 //! entries, deepest first, so read-only directories can still receive children and mtimes stay
 //! exact. What each tar header says (entry kind, metadata) is read and checked in `header`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
@@ -20,7 +20,8 @@ use super::error::{display, Error};
 use super::header::{device_numbers, metadata, EntryKind};
 use super::path::{proc_path, ResolveError, Resolver};
 use super::remove::Remover;
-use super::whiteout::{classify, is_aufs_path, join, normalize, split, with_ancestors, Kind};
+use super::upper::{SpillPlace, UpperPaths};
+use super::whiteout::{classify, is_aufs_path, join, normalize, split, Kind};
 use super::{ApplyOptions, LayerStats};
 use crate::digest::Digest;
 use crate::media_type::LayerCompression;
@@ -34,7 +35,7 @@ const FILE_BUFFER: usize = 256 * 1024;
 struct Layer<'a> {
     resolver: &'a mut Resolver,
     degraded: &'a mut Degraded,
-    upper: HashSet<Vec<u8>>,
+    upper: UpperPaths,
     deferred: BTreeMap<Vec<u8>, Metadata>,
     stats: LayerStats,
     /// Reused for copying file contents.
@@ -112,10 +113,19 @@ fn apply_stream<R: Read + Send>(
     options: &ApplyOptions,
     diff_id: &Digest,
 ) -> Result<LayerStats, Error> {
+    let place = match &options.spill_dir {
+        Some(dir) => SpillPlace::Dir(dir.clone()),
+        None => SpillPlace::Root(
+            resolver
+                .root()
+                .try_clone_to_owned()
+                .map_err(|error| Error::io("open", b"", error))?,
+        ),
+    };
     let mut layer = Layer {
         resolver,
         degraded,
-        upper: HashSet::new(),
+        upper: UpperPaths::new(options.upper_paths_memory, place),
         deferred: BTreeMap::new(),
         stats: LayerStats::default(),
         buffer: vec![0; FILE_BUFFER],
@@ -141,6 +151,7 @@ fn apply_stream<R: Read + Send>(
     }
     layer.stats.uncompressed_bytes = uncompressed;
     layer.stats.compressed_bytes = compressed;
+    layer.stats.spilled_paths = layer.upper.spilled();
     Ok(layer.stats)
 }
 
@@ -268,16 +279,9 @@ impl Layer<'_> {
             self.parent = Some(dir);
         }
         result?;
-        // Deepest first: once an ancestor is present, so are all of its own ancestors (every
-        // insertion adds the whole chain), which saves an allocation per level and entry.
-        let ancestors: Vec<&[u8]> = with_ancestors(&path).collect();
-        for ancestor in ancestors.into_iter().rev() {
-            if self.upper.contains(ancestor) {
-                break;
-            }
-            self.upper.insert(ancestor.to_vec());
-        }
-        Ok(())
+        self.upper
+            .insert_with_ancestors(&path)
+            .map_err(|error| Error::io("keep track of", &path, error).into())
     }
 
     /// Resolve (creating missing directories) the parent of an entry.
@@ -460,7 +464,7 @@ impl Layer<'_> {
         };
         let path = join(parent, name);
         self.remover()
-            .remove_lower(dir.as_fd(), name, &path, &self.upper)
+            .remove_lower(dir.as_fd(), name, &path, &mut self.upper)
             .map_err(|error| Error::io("remove", &path, error))
     }
 
@@ -471,7 +475,7 @@ impl Layer<'_> {
             return Ok(());
         };
         self.remover()
-            .clear_lower(dir.as_fd(), dir_path, &self.upper)
+            .clear_lower(dir.as_fd(), dir_path, &mut self.upper)
             .map_err(|error| Error::io("clear", dir_path, error))
     }
 

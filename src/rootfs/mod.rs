@@ -22,6 +22,7 @@ mod layer;
 mod path;
 mod remove;
 mod spool;
+mod upper;
 pub(crate) mod whiteout;
 
 #[cfg(test)]
@@ -33,7 +34,7 @@ mod tests;
 #[cfg(test)]
 mod umoci_tests;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 
@@ -60,6 +61,14 @@ pub struct ApplyOptions {
     pub rootless: bool,
     /// How in-root paths are resolved. Default: `openat2(RESOLVE_IN_ROOT)` when available.
     pub path_resolution: PathResolution,
+    /// Where the applier's temporary files go (unnamed, gone when closed): the list of paths a
+    /// large layer wrote, kept for its whiteouts, spills there. Give a directory on the
+    /// destination's file system (a pull uses its staging directory). Default `None`: an
+    /// unnamed `O_TMPFILE` in the root directory itself, else the system's temporary directory.
+    pub spill_dir: Option<PathBuf>,
+    /// Bytes of that list kept in memory before it spills (about 80 bytes plus the path's
+    /// length each). Default 8 MiB, about 80 000 paths.
+    pub upper_paths_memory: usize,
 }
 
 impl Default for ApplyOptions {
@@ -70,6 +79,8 @@ impl Default for ApplyOptions {
             max_extension_header: 1 << 20,
             rootless: !rustix::process::geteuid().is_root(),
             path_resolution: PathResolution::Auto,
+            spill_dir: None,
+            upper_paths_memory: upper::DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -88,6 +99,9 @@ pub struct LayerStats {
     pub whiteouts: u64,
     /// Entries skipped (AUFS metadata, device nodes when rootless, global headers).
     pub skipped: u64,
+    /// Paths of this layer's whiteout bookkeeping written to a spill file (0 unless the layer
+    /// is large; see [`ApplyOptions::upper_paths_memory`]).
+    pub spilled_paths: u64,
 }
 
 /// Applies layers, lowest first, to one root directory.

@@ -98,6 +98,11 @@ impl Resolver {
         self.use_openat2
     }
 
+    /// The root directory's descriptor (`O_PATH`).
+    pub(crate) fn root(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
+    }
+
     /// Open the directory named by the normalised `path` (following symlinks in-root) as an
     /// `O_PATH` descriptor; with `create`, missing components become 0755 directories.
     pub(crate) fn open_dir(&mut self, path: &[u8], create: bool) -> Result<OwnedFd, ResolveError> {

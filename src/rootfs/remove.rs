@@ -6,13 +6,13 @@
 //! the same layer (the "upper" set, which also holds their ancestors) survive, and directories
 //! in the upper set are descended into so their lower children still go.
 
-use std::collections::HashSet;
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{self as rfs, AtFlags, Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
+use super::upper::UpperPaths;
 use super::whiteout::{join, MAX_DEPTH};
 
 /// Removal context: whether to widen unwritable directories (rootless).
@@ -88,9 +88,9 @@ impl Remover {
         dir: BorrowedFd<'_>,
         name: &[u8],
         path: &[u8],
-        upper: &HashSet<Vec<u8>>,
+        upper: &mut UpperPaths,
     ) -> std::io::Result<()> {
-        if !upper.contains(path) {
+        if !upper.contains(path)? {
             return self.remove_tree(dir, name);
         }
         let Some(child) = self.open_child_dir(dir, name, 0)? else {
@@ -105,9 +105,12 @@ impl Remover {
         self,
         dir: BorrowedFd<'_>,
         path: &[u8],
-        upper: &HashSet<Vec<u8>>,
+        upper: &mut UpperPaths,
     ) -> std::io::Result<()> {
-        for entry in list(&dir)? {
+        // In order, so that consecutive lookups in `upper`'s spilled runs share cached pages.
+        let mut names = list(&dir)?;
+        names.sort_unstable();
+        for entry in names {
             let child_path = join(path, &entry);
             self.remove_lower(dir, &entry, &child_path, upper)?;
         }

@@ -3,7 +3,7 @@
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-use super::test_support::{is_root, Sandbox, Tar};
+use super::test_support::{is_root, snapshot, Sandbox, Tar};
 use super::{ApplyOptions, Error, PathResolution};
 use crate::digest::Digest;
 use crate::media_type::LayerCompression;
@@ -144,6 +144,100 @@ fn opaque_whiteout_clears_lower_content_whatever_its_position() {
     assert_eq!(sandbox.read("d/later").unwrap(), b"l");
     assert_eq!(sandbox.read("e/keep").unwrap(), b"3");
     assert!(!sandbox.exists("d/.wh..wh..opq"));
+}
+
+/// Lower content under `d`, `e` and `f`, then a layer whose own files under them are written
+/// before and after its whiteout bookkeeping spills to disk, followed by a whiteout and an opaque
+/// marker over them at the end of the layer.
+fn whiteouts_after_spills(options: ApplyOptions) -> (Sandbox, super::LayerStats) {
+    let mut sandbox = Sandbox::with_options(options);
+    let lower = Tar::new()
+        .file("d/lower", b"old")
+        .file("d/sub/old", b"old")
+        .file("e/lower", b"old")
+        .file("e/sub/old", b"old")
+        .file("f", b"old")
+        .bytes();
+    sandbox.apply_checked(&lower).unwrap();
+    let mut upper = Tar::new();
+    upper
+        .file("f", b"new")
+        .file("d/upper", b"u")
+        .file("e/early", b"1");
+    for index in 0..200 {
+        upper.file(&format!("filler/dir{}/file{index}", index % 7), b"");
+    }
+    upper.file("d/sub/new", b"n").file("e/sub/late", b"2");
+    upper
+        .file(".wh.f", b"")
+        .file(".wh.d", b"")
+        .file("e/.wh..wh..opq", b"");
+    let stats = sandbox.apply_checked(&upper.bytes()).unwrap();
+    (sandbox, stats)
+}
+
+#[test]
+fn whiteouts_spare_this_layers_paths_after_the_bookkeeping_spilled() {
+    let tiny = ApplyOptions {
+        upper_paths_memory: 2000,
+        ..ApplyOptions::default()
+    };
+    let (sandbox, stats) = whiteouts_after_spills(tiny);
+    assert!(stats.spilled_paths > 200, "spilled {}", stats.spilled_paths);
+    assert_eq!(sandbox.read("f").unwrap(), b"new");
+    assert_eq!(sandbox.read("d/upper").unwrap(), b"u");
+    assert_eq!(sandbox.read("d/sub/new").unwrap(), b"n");
+    assert_eq!(sandbox.read("e/early").unwrap(), b"1");
+    assert_eq!(sandbox.read("e/sub/late").unwrap(), b"2");
+    for lower in ["d/lower", "d/sub/old", "e/lower", "e/sub/old"] {
+        assert!(!sandbox.exists(lower), "{lower} is lower content");
+    }
+    // The same tree as with everything in memory, and no spill file left in the root.
+    let (in_memory, stats) = whiteouts_after_spills(ApplyOptions::default());
+    assert_eq!(stats.spilled_paths, 0);
+    let without_times = |root| {
+        let tree = snapshot(root).into_iter();
+        tree.map(|(path, description)| {
+            (
+                path,
+                description
+                    .split(" mtime ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        without_times(&sandbox.root()),
+        without_times(&in_memory.root())
+    );
+}
+
+#[test]
+fn a_spill_directory_that_fails_is_an_io_error_of_the_layer() {
+    let missing = tempfile::tempdir().unwrap().path().join("gone");
+    let options = ApplyOptions {
+        upper_paths_memory: 0,
+        spill_dir: Some(missing),
+        ..ApplyOptions::default()
+    };
+    let mut sandbox = Sandbox::with_options(options);
+    let error = sandbox
+        .apply_checked(&Tar::new().file("a/b", b"").bytes())
+        .unwrap_err();
+    assert!(!error.is_integrity());
+    let Error::Io {
+        action,
+        path,
+        source,
+    } = &error
+    else {
+        panic!("{error:?}");
+    };
+    assert_eq!((*action, path.as_str()), ("keep track of", "a/b"));
+    assert!(source.to_string().contains("gone"), "{source}");
 }
 
 #[test]
