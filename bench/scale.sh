@@ -10,7 +10,9 @@
 #   big      scale-big:1g, :5g           unit: GiB of layer data (uncompressed)
 #   many     scale-many:0..4, :0..49     unit: image (5 or 50 images in one layout with -f)
 #
-# NAME is a family or one image (layers:127, scale-files:1m). Jobs, one run each by default:
+# NAME is a family or one image (layers:127, scale-files:1m); the default order puts files last,
+# because its outputs (2 x 1.1 million inodes, about 9 GB) are deleted once it is done. Jobs,
+# one run each by default:
 #
 #   acr_oci       acrpull --format oci (for many: -f LIST, every image into one layout)
 #   acr_rootfs    acrpull (root filesystem; not for many)
@@ -23,8 +25,12 @@
 # directory) as in bench.sh. Destinations are fresh: the previous output is renamed into the
 # trash with the harness's trash.sh (ACRBENCH=$OUT, as bench.sh does), never deleted just
 # before a timed run (harness README, "Clean destination"), except the outputs of the big
-# family, a few large files, which are deleted (and all of them again after the family's last
-# job, so that 5 GiB outputs do not pile up).
+# family, a few large files, which are deleted (after every job too, so that 5 GiB outputs do
+# not pile up). The million-file trees the files family moved to the trash are deleted when the
+# script is done (PURGE=0 keeps them), and the time recorded in LAST_DELETE, so that bench.sh
+# waits its cooldown before timing anything. Like bench.sh, the script empties the trash first
+# when less than MIN_FREE_GB is free, and waits COOLDOWN s after a big delete; it refuses a
+# family for which too little disk is free (files: 10 GB, big: 9 GB).
 #
 # bench/scale_report.py turns the results into a markdown table (time per layer / per 1,000
 # entries / per GiB / per image at both sizes, and large ÷ small of those to show linearity),
@@ -38,6 +44,8 @@
 #   OUT=/var/tmp/acrbench-perf   work directories (OUT/scale/w), results (OUT/scale/raw), trash
 #   SCALE=/var/tmp/acrbench-scale   where scale_images.sh left scale.json
 #   WRITE=0               1: rewrite the `## Scale` section of BENCHMARKS.md
+#   PURGE=1               0: leave the files family's trees in the trash
+#   MIN_FREE_GB=30 COOLDOWN=370 LAST_DELETE=/var/tmp/acrbench-perf/last_delete   as in bench.sh
 #   DRY=1                 print the commands instead of running them
 #   COMMIT=<hash>         recorded with the numbers (default: git rev-parse --short HEAD, +dirty)
 set -euo pipefail
@@ -61,7 +69,11 @@ if [[ -z ${COMMIT:-} ]]; then
     git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock || COMMIT="$COMMIT+dirty"
 fi
 NAMES=("$@")
-[[ ${#NAMES[@]} -gt 0 ]] || NAMES=(layers files big many)
+[[ ${#NAMES[@]} -gt 0 ]] || NAMES=(layers many big files)
+PURGE=${PURGE:-1}
+MIN_FREE_GB=${MIN_FREE_GB:-30}
+COOLDOWN=${COOLDOWN:-370}
+LAST_DELETE=${LAST_DELETE:-/var/tmp/acrbench-perf/last_delete}
 
 export ACRBENCH=$OUT
 TRASH="$HARNESS/trash.sh"
@@ -79,6 +91,21 @@ if [[ $DRY != 1 ]]; then
     [[ -s $SCALE/scale.json ]] || { echo "no $SCALE/scale.json: run bench/scale_images.sh first" >&2; exit 1; }
 fi
 mkdir -p "$OUT/trash" "$RAW"
+free_gb() { df --output=avail -B1G "$OUT" | tail -1; }
+if [[ $DRY != 1 ]]; then
+    if (( $(free_gb) < MIN_FREE_GB )) && [[ -n $(ls -A "$OUT/trash") ]]; then
+        echo "== purging $OUT/trash"
+        rm -rf "${OUT:?}/trash"/*
+        sync
+        date +%s >"$LAST_DELETE"
+    fi
+    # Deleting many inodes slows ext4 inode allocation for minutes (harness README): wait.
+    wait_s=$(( $(cat "$LAST_DELETE" 2>/dev/null || echo 0) + COOLDOWN - $(date +%s) ))
+    if (( wait_s > 0 )); then
+        echo "== cooldown ${wait_s}s after a big delete"
+        sleep "$wait_s"
+    fi
+fi
 
 has_job() { [[ ",$JOBS," == *",$1,"* ]]; }
 
@@ -144,9 +171,17 @@ run() { # ID JOB FAMILY "PATHS TO MAKE FRESH" COMMAND...
     fresh "$family" $paths
 }
 
+# Disk a family's outputs need at once, in GB.
+need_gb() { case $1 in files) echo 10 ;; big) echo 9 ;; *) echo 1 ;; esac; }
+purge=()
 for name in "${NAMES[@]}"; do
     while read -r family size; do
         id=$family-$size
+        if [[ $DRY != 1 ]] && (( $(free_gb) < $(need_gb "$family") )); then
+            echo "only $(free_gb) GB free on $OUT, $family needs $(need_gb "$family"): skipping $id" >&2
+            continue
+        fi
+        before=$(ls "$OUT/trash")
         W=$OUT/scale/w/$id
         fresh "$family" "$W"
         mkdir -p "$W"
@@ -172,8 +207,18 @@ for name in "${NAMES[@]}"; do
                  umoci unpack --rootless --image $W/skopeo:$size $W/bundle"
         fi
         fresh "$family" "$W"
+        if [[ $family == files && $DRY != 1 ]]; then
+            # what this image's runs moved to the trash (trash.sh names are unique)
+            while read -r t; do purge+=("$OUT/trash/$t"); done < <(comm -13 <(echo "$before") <(ls "$OUT/trash"))
+        fi
     done < <(images_of "$name")
 done
+if [[ $PURGE == 1 && ${#purge[@]} -gt 0 ]]; then
+    echo "== deleting the files family's outputs from the trash (${#purge[@]} entries)"
+    rm -rf "${purge[@]}"
+    sync
+    date +%s >"$LAST_DELETE"
+fi
 
 [[ $DRY == 1 ]] && exit 0
 args=("$RAW" --meta "$SCALE/scale.json" --commit "$COMMIT" --peer-timeout "$PEER_TIMEOUT")

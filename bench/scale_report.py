@@ -65,7 +65,7 @@ def load(family, size, job):
         last = open(tpath).read().strip().splitlines()[-1].split()
         rss, wall, user, system = int(last[0]), float(last[1]), float(last[2]), float(last[3])
         runs.append({"rc": info.get("rc", 0), "commit": info.get("commit", "?"), "rss": rss,
-                     "wall": wall, "cpu": user + system,
+                     "wall": wall, "cpu": user + system, "user": user, "sys": system,
                      "load": f"{info.get('loadavg_before', '?')}→{info.get('loadavg_after', '?')}"})
     if not runs:
         return None
@@ -74,7 +74,9 @@ def load(family, size, job):
         timed_out = any(r["rc"] == 124 for r in runs)
         return {"failed": "stopped after %.0f s" % args.peer_timeout if timed_out else
                 f"failed (exit {runs[0]['rc']})", "commit": runs[0]["commit"]}
+    middle = sorted(ok, key=lambda r: r["cpu"])[len(ok) // 2]
     return {"wall": statistics.median(r["wall"] for r in ok), "cpu": statistics.median(r["cpu"] for r in ok),
+            "split": f"{middle['user']:.2f} + {middle['sys']:.2f}",
             "rss": max(r["rss"] for r in ok) / 1024, "runs": len(ok), "commit": ok[0]["commit"],
             "load": ", ".join(r["load"] for r in ok)}
 
@@ -84,7 +86,7 @@ def per(value, units, scale):
 
 
 def fmt_rate(seconds):
-    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.2f} s"
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 lines = ["<!-- scale begin -->",
@@ -97,7 +99,7 @@ for family, (small, large, unit, scale) in FAMILIES.items():
         continue
     (us, ds), (ul, dl) = image_info(family, small), image_info(family, large)
     lines += [f"#### {family}: {ds}; {dl}", "",
-              f"| job | image | wall s | CPU s | peak RSS MiB | wall / {unit} | CPU / {unit} | large ÷ small, wall / CPU per {unit} | load avg |",
+              f"| job | image | wall s | CPU s (user + sys) | peak RSS MiB | wall / {unit} | CPU / {unit} | large ÷ small, wall / CPU per {unit} | load avg |",
               "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for job, title in JOBS:
         s, l = rows[(job, small)], rows[(job, large)]
@@ -111,19 +113,22 @@ for family, (small, large, unit, scale) in FAMILIES.items():
             ratio = ""
             if size == large and s and "failed" not in s and units and us:
                 rw = per(row["wall"], units, 1) / per(s["wall"], us, 1)
-                rc = per(row["cpu"], units, 1) / per(s["cpu"], us, 1)
-                ratio = f"{rw:.2f}x / {rc:.2f}x"
                 if s["cpu"] < 0.2:  # /usr/bin/time counts in 10 ms steps
-                    verdict = "too little CPU at the small size to judge"
+                    ratio = f"{rw:.2f}x / –"
+                    verdict = "linear or better" if rw <= 1.15 else "NOT linear"
+                    checks.append(f"{family}, {job}: wall per {unit} at {large} ÷ at {small} = {rw:.2f} ({verdict}; "
+                                  f"too little CPU at {small}, {s['cpu']:.2f} s, to compare CPU)")
                 else:
+                    rc = per(row["cpu"], units, 1) / per(s["cpu"], us, 1)
+                    ratio = f"{rw:.2f}x / {rc:.2f}x"
                     verdict = "linear or better" if rc <= 1.15 else "NOT linear"
-                checks.append(f"{family}, {job}: CPU per {unit} at {large} ÷ at {small} = {rc:.2f} ({verdict}); "
-                              f"wall {rw:.2f}")
+                    checks.append(f"{family}, {job}: CPU per {unit} at {large} ÷ at {small} = {rc:.2f} ({verdict}); "
+                                  f"wall {rw:.2f}")
             if row["rss"] >= RSS_TARGET_MIB and job.startswith("acr"):
                 checks.append(f"{family}:{size}, {job}: peak RSS {row['rss']:.1f} MiB (target < {RSS_TARGET_MIB} MiB: NOT met)")
             wall_per = fmt_rate(per(row["wall"], units, scale)) if units else "?"
             cpu_per = fmt_rate(per(row["cpu"], units, scale)) if units else "?"
-            lines.append(f"| {title} | {size} | {row['wall']:.2f} | {row['cpu']:.2f} | {row['rss']:.1f} | "
+            lines.append(f"| {title} | {size} | {row['wall']:.2f} | {row['cpu']:.2f} ({row['split']}) | {row['rss']:.1f} | "
                          f"{wall_per} | {cpu_per} | {ratio} | {row['load']} |")
     lines.append("")
 acr_rss = []
