@@ -46,7 +46,9 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-HARNESS=${HARNESS:-$(cd "$ROOT/../shared/bench" && pwd)}
+# shellcheck source=bench/common.sh
+source "$HERE/common.sh"
+HARNESS=$(harness_dir "$ROOT")
 OUT=${OUT:-/var/tmp/acrbench-perf}
 REG=127.0.0.1:5000
 RUNS=${RUNS:-5}
@@ -92,21 +94,7 @@ for link in ${LINKS//,/ }; do
     [[ -x $SHAPER ]] || { echo "no shaper at $SHAPER: cargo build --release -p acrpull-testenv --bin acrpull-shaper" >&2; exit 1; }
 done
 mkdir -p "$OUT/trash" "$OUT/raw"
-MIN_FREE_GB=${MIN_FREE_GB:-30}
-COOLDOWN=${COOLDOWN:-370}
-LAST_DELETE=${LAST_DELETE:-/var/tmp/acrbench-perf/last_delete}
-if (( $(df --output=avail -B1G "$OUT" | tail -1) < MIN_FREE_GB )) && [[ -n $(ls -A "$OUT/trash") ]]; then
-    echo "== purging $OUT/trash"
-    rm -rf "${OUT:?}/trash"/*
-    sync
-    date +%s >"$LAST_DELETE"
-fi
-# Deleting many inodes slows ext4 inode allocation for minutes (harness README): wait.
-wait_s=$(( $(cat "$LAST_DELETE" 2>/dev/null || echo 0) + COOLDOWN - $(date +%s) ))
-if (( wait_s > 0 )); then
-    echo "== cooldown ${wait_s}s after a big delete"
-    sleep "$wait_s"
-fi
+[[ $DRY == 1 ]] || purge_and_cool_down "$OUT"
 
 has_job() { [[ ",$JOBS," == *",$1,"* ]]; }
 

@@ -13,6 +13,8 @@ import os
 import statistics
 import time
 
+from section import write_section
+
 ap = argparse.ArgumentParser()
 ap.add_argument("raw")
 ap.add_argument("--label", default="latest")
@@ -193,13 +195,5 @@ section = "\n".join(lines) + "\n"
 print(section)
 
 if args.write:
-    begin, end = f"<!-- bench:{args.label} begin -->", f"<!-- bench:{args.label} end -->"
-    text = open(args.write).read() if os.path.exists(args.write) else "# Benchmarks\n\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = head + section.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    open(args.write, "w").write(text)
+    write_section(args.write, section, f"<!-- bench:{args.label} begin -->", f"<!-- bench:{args.label} end -->")
     print(f"(wrote section `{args.label}` of {args.write})")

@@ -52,8 +52,9 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-# the shared harness: beside the checkout (/work/main -> /work/shared), or two levels up (worktrees)
-HARNESS=${HARNESS:-$(cd "$ROOT/../shared/bench" 2>/dev/null || cd "$ROOT/../../shared/bench" && pwd)}
+# shellcheck source=bench/common.sh
+source "$HERE/common.sh"
+HARNESS=$(harness_dir "$ROOT")
 OUT=${OUT:-/var/tmp/acrbench-perf}
 SCALE=${SCALE:-/var/tmp/acrbench-scale}
 REG=127.0.0.1:5000
@@ -71,9 +72,6 @@ fi
 NAMES=("$@")
 [[ ${#NAMES[@]} -gt 0 ]] || NAMES=(layers many big files)
 PURGE=${PURGE:-1}
-MIN_FREE_GB=${MIN_FREE_GB:-30}
-COOLDOWN=${COOLDOWN:-370}
-LAST_DELETE=${LAST_DELETE:-/var/tmp/acrbench-perf/last_delete}
 
 export ACRBENCH=$OUT
 TRASH="$HARNESS/trash.sh"
@@ -92,20 +90,7 @@ if [[ $DRY != 1 ]]; then
 fi
 mkdir -p "$OUT/trash" "$RAW"
 free_gb() { df --output=avail -B1G "$OUT" | tail -1; }
-if [[ $DRY != 1 ]]; then
-    if (( $(free_gb) < MIN_FREE_GB )) && [[ -n $(ls -A "$OUT/trash") ]]; then
-        echo "== purging $OUT/trash"
-        rm -rf "${OUT:?}/trash"/*
-        sync
-        date +%s >"$LAST_DELETE"
-    fi
-    # Deleting many inodes slows ext4 inode allocation for minutes (harness README): wait.
-    wait_s=$(( $(cat "$LAST_DELETE" 2>/dev/null || echo 0) + COOLDOWN - $(date +%s) ))
-    if (( wait_s > 0 )); then
-        echo "== cooldown ${wait_s}s after a big delete"
-        sleep "$wait_s"
-    fi
-fi
+[[ $DRY == 1 ]] || purge_and_cool_down "$OUT"
 
 has_job() { [[ ",$JOBS," == *",$1,"* ]]; }
 

@@ -25,8 +25,9 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-# the shared harness: beside the checkout (/work/main -> /work/shared), or two levels up (worktrees)
-HARNESS=${HARNESS:-$(cd "$ROOT/../shared/bench" 2>/dev/null || cd "$ROOT/../../shared/bench" && pwd)}
+# shellcheck source=bench/common.sh
+source "$HERE/common.sh"
+HARNESS=$(harness_dir "$ROOT")
 SCALE=${SCALE:-/var/tmp/acrbench-scale}
 REG=127.0.0.1:5000
 META=$SCALE/scale.json

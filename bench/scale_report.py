@@ -15,6 +15,8 @@ import os
 import statistics
 import time
 
+from section import write_section
+
 ap = argparse.ArgumentParser()
 ap.add_argument("raw")
 ap.add_argument("--meta", required=True)
@@ -148,13 +150,6 @@ section = "\n".join(lines).replace("COMMITS", ", ".join(f"`{c}`" for c in sorted
 print(section)
 
 if args.write:
-    begin, end = "<!-- scale begin -->", "<!-- scale end -->"
-    text = open(args.write).read()
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = head + section.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n## Scale (`bench/scale.sh`)\n\n" + section
-    open(args.write, "w").write(text)
+    write_section(args.write, section, "<!-- scale begin -->", "<!-- scale end -->",
+                  heading="## Scale (`bench/scale.sh`)\n\n")
     print(f"(wrote the scale section of {args.write})")

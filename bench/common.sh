@@ -1,0 +1,32 @@
+# bench/common.sh: sourced by bench.sh, scale.sh and scale_images.sh (not run on its own).
+
+# The shared acrbench harness: beside the checkout (/work/main -> /work/shared/bench), or two
+# levels up for a worktree (/work/wt/NAME -> /work/shared/bench). HARNESS overrides it.
+harness_dir() { # ROOT
+    if [[ -n ${HARNESS:-} ]]; then
+        echo "$HARNESS"
+    else
+        cd "$1/../shared/bench" 2>/dev/null || cd "$1/../../shared/bench" && pwd
+    fi
+}
+
+# Before timing anything: empty OUT/trash when less than MIN_FREE_GB is free, then wait until
+# COOLDOWN s have passed since the last big delete (recorded in LAST_DELETE): deleting many
+# inodes slows ext4 inode allocation for minutes (harness README, "Clean destination").
+purge_and_cool_down() { # OUT
+    local out=$1
+    MIN_FREE_GB=${MIN_FREE_GB:-30}
+    COOLDOWN=${COOLDOWN:-370}
+    LAST_DELETE=${LAST_DELETE:-/var/tmp/acrbench-perf/last_delete}
+    if (( $(df --output=avail -B1G "$out" | tail -1) < MIN_FREE_GB )) && [[ -n $(ls -A "$out/trash") ]]; then
+        echo "== purging $out/trash"
+        rm -rf "${out:?}/trash"/*
+        sync
+        date +%s >"$LAST_DELETE"
+    fi
+    local wait_s=$(( $(cat "$LAST_DELETE" 2>/dev/null || echo 0) + COOLDOWN - $(date +%s) ))
+    if (( wait_s > 0 )); then
+        echo "== cooldown ${wait_s}s after a big delete"
+        sleep "$wait_s"
+    fi
+}
