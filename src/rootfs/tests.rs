@@ -784,3 +784,91 @@ fn a_layer_inflated_ahead_applies_and_its_diff_id_is_still_checked() {
         .unwrap_err();
     assert!(matches!(error, Error::DiffIdMismatch { .. }), "{error}");
 }
+
+/// Peak RSS of applying one layer of 1,000,000 empty files in 1,000 directories that ends with
+/// a whiteout of one of its files and an opaque marker in one of its directories (issue 19,
+/// "Scale"). `ACRPULL_MEASURE_DIR` (default `/var/tmp`) holds the tar and the root, which are
+/// kept (the path is printed: move it away, the tree has a million inodes);
+/// `ACRPULL_UPPER_MEMORY` sets [`ApplyOptions::upper_paths_memory`] (`18446744073709551615`:
+/// never spill, the unbounded set this replaced) and `ACRPULL_SPILL_DIR` the spill directory.
+#[test]
+#[ignore = "measurement, run by hand"]
+fn measure_rss_of_a_million_file_layer() {
+    use std::io::Write;
+    let base = std::env::var_os("ACRPULL_MEASURE_DIR").unwrap_or("/var/tmp".into());
+    let work = tempfile::Builder::new()
+        .prefix("acrpull-upper-")
+        .tempdir_in(base)
+        .unwrap()
+        .keep();
+    eprintln!(
+        "work directory (move it away afterwards): {}",
+        work.display()
+    );
+    let tar_path = work.join("layer.tar");
+    let mut builder = tar::Builder::new(std::io::BufWriter::new(
+        fs::File::create(&tar_path).unwrap(),
+    ));
+    let mut append = |kind, name: String| {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(kind);
+        header.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        header.set_size(0);
+        header.set_mtime(1_600_000_000);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_path(name).unwrap();
+        header.set_cksum();
+        builder.append(&header, std::io::empty()).unwrap();
+    };
+    for dir in 0..1000 {
+        append(tar::EntryType::Directory, format!("usr/d{dir:03}/"));
+        for file in 0..1000 {
+            append(tar::EntryType::Regular, format!("usr/d{dir:03}/f{file}"));
+        }
+    }
+    append(tar::EntryType::Regular, "usr/d000/.wh.f0".into());
+    append(tar::EntryType::Regular, "usr/d999/.wh..wh..opq".into());
+    builder.into_inner().unwrap().flush().unwrap();
+    let tar_file = fs::File::open(&tar_path).unwrap();
+    let mut hashing = crate::digest::HashingReader::new(tar_file, crate::digest::Algorithm::Sha256);
+    std::io::copy(&mut hashing, &mut std::io::sink()).unwrap();
+    let diff_id = hashing.finish().0;
+    let root = work.join("root");
+    fs::create_dir(&root).unwrap();
+    let mut options = ApplyOptions {
+        spill_dir: std::env::var_os("ACRPULL_SPILL_DIR").map(Into::into),
+        ..ApplyOptions::default()
+    };
+    if let Some(budget) = std::env::var_os("ACRPULL_UPPER_MEMORY") {
+        options.upper_paths_memory = budget.to_str().unwrap().parse().unwrap();
+    }
+    let mut applier = super::Applier::new(&root, options).unwrap();
+    fs::write("/proc/self/clear_refs", "5").unwrap();
+    let start = std::time::Instant::now();
+    let stats = applier
+        .apply_layer(
+            fs::File::open(&tar_path).unwrap(),
+            LayerCompression::None,
+            &diff_id,
+        )
+        .unwrap();
+    let elapsed = start.elapsed();
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let memory: Vec<&str> = status
+        .lines()
+        .filter(|line| line.starts_with("VmHWM") || line.starts_with("VmRSS"))
+        .collect();
+    eprintln!(
+        "{} entries, {} spilled paths, {elapsed:?}; {}",
+        stats.entries,
+        stats.spilled_paths,
+        memory.join(" ")
+    );
+    assert!(root.join("usr/d000/f0").exists() && root.join("usr/d999/f999").exists());
+    assert_eq!(fs::read_dir(root.join("usr/d999")).unwrap().count(), 1000);
+}
