@@ -2,9 +2,10 @@
 //!
 //! This is docs/unpack.md section 4 in code. The "upper" set ([`UpperPaths`], bounded memory)
 //! holds every path this layer wrote and their ancestors, so whiteouts and opaque markers only
-//! remove lower content, whatever their position in the layer. Directory modes and times are collected and applied after all
-//! entries, deepest first, so read-only directories can still receive children and mtimes stay
-//! exact. What each tar header says (entry kind, metadata) is read and checked in `header`.
+//! remove lower content, whatever their position in the layer. Directory modes and times are
+//! collected and applied after all entries, deepest first, so read-only directories can still
+//! receive children and mtimes stay exact. What each tar header says (entry kind, metadata) is
+//! read and checked in `header`.
 
 use std::collections::BTreeMap;
 use std::fs::File;
