@@ -283,6 +283,8 @@ async fn apply_in_order(
         max_uncompressed_bytes: limits.max_uncompressed_bytes,
         max_entries: limits.max_entries,
         spill_dir: Some(staging.to_path_buf()),
+        // The tree gets one `syncfs` at the end: start on the large files now.
+        early_writeback: downloads.sync,
         ..ApplyOptions::default()
     };
     let mut applier = Some(Applier::new(rootfs, apply_options)?);

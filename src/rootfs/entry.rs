@@ -19,6 +19,7 @@ use rustix::io::Errno;
 
 use super::error::Error;
 use super::path::proc_path;
+use super::writeback::Writeback;
 
 /// The xattr umoci uses to record the owner a rootless extraction could not set.
 pub(crate) const ROOTLESS_XATTR: &str = "user.rootlesscontainers";
@@ -62,6 +63,36 @@ pub(crate) struct Target<'a> {
     /// The owner a regular file created in `dir` already has, when known: `chown` to the
     /// same owner is then skipped.
     pub(crate) created_owner: Option<(u32, u32)>,
+    /// Takes finished large files to write them to disk early (see `writeback`).
+    pub(crate) writeback: Option<&'a Writeback>,
+    /// The process umask, when known: a regular file is then created with its final mode.
+    pub(crate) umask: Option<u32>,
+}
+
+/// The mode to create a regular file with, and whether that is already its final mode (no
+/// `fchmod` needed afterwards: one system call less per file). The file stays writable by its
+/// owner while it is filled (rootless owners are recorded in a `user.*` xattr, which needs
+/// that), and set-id and sticky bits are only ever added by `fchmod`, after owner and contents.
+pub(crate) fn file_create_mode(mode: u32, umask: Option<u32>) -> (Mode, bool) {
+    let permissions = mode & 0o777;
+    let exact = mode & 0o7000 == 0
+        && permissions & 0o200 != 0
+        && umask.is_some_and(|umask| umask & permissions == 0);
+    if exact {
+        (Mode::from_raw_mode(permissions), true)
+    } else {
+        (Mode::from_raw_mode(0o600), false)
+    }
+}
+
+/// The process umask from `/proc/self/status` (Linux 4.7+); `None` if it cannot be read.
+/// Read, not set: `umask(2)` would change it for every thread while it is being read.
+pub(crate) fn process_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let value = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Umask:"))?;
+    u32::from_str_radix(value.trim(), 8).ok()
 }
 
 impl Target<'_> {
@@ -80,20 +111,22 @@ impl Target<'_> {
     ) -> Result<(), FileError> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rfs::openat(self.dir, self.name, flags, Mode::from_raw_mode(0o600))
-            .map_err(self.io("create"))?;
-        self.write_file(File::from(fd), data, meta, degraded, buffer)
+        let (mode, exact) = file_create_mode(meta.mode, self.umask);
+        let fd = rfs::openat(self.dir, self.name, flags, mode).map_err(self.io("create"))?;
+        self.write_file((File::from(fd), exact), data, meta, degraded, buffer)
     }
 
-    /// Copy `data` into the freshly created `file` and apply its metadata.
+    /// Copy `data` into the freshly created `file` and apply its metadata; `exact`: it was
+    /// created with its final mode ([`file_create_mode`]).
     pub(crate) fn write_file(
         &self,
-        mut file: File,
+        (mut file, exact): (File, bool),
         data: &mut impl Read,
         meta: &Metadata,
         degraded: &mut Degraded,
         buffer: &mut [u8],
     ) -> Result<(), FileError> {
+        let mut length = 0u64;
         loop {
             let read = match data.read(buffer) {
                 Ok(0) => break,
@@ -103,11 +136,19 @@ impl Target<'_> {
             };
             file.write_all(&buffer[..read])
                 .map_err(|error| Error::io("write", self.path, error))?;
+            length += read as u64;
         }
         self.set_owner(Some(file.as_fd()), meta, false, degraded)?;
         self.set_xattrs(Some(file.as_fd()), meta, degraded)?;
-        rfs::fchmod(&file, Mode::from_raw_mode(meta.mode)).map_err(self.io("set the mode of"))?;
+        if !exact {
+            rfs::fchmod(&file, Mode::from_raw_mode(meta.mode))
+                .map_err(self.io("set the mode of"))?;
+        }
         rfs::futimens(&file, &meta.timestamps()).map_err(self.io("set the times of"))?;
+        if let Some(writeback) = self.writeback {
+            // Handed over (closed by the writeback thread) or closed here.
+            drop(writeback.submit(file, length));
+        }
         Ok(())
     }
 
@@ -342,6 +383,50 @@ pub(crate) fn parse_pax_time(text: &str) -> Option<Timespec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_are_created_with_their_final_mode_only_when_nothing_changes_it() {
+        let exact = |mode, umask| file_create_mode(mode, umask).1;
+        assert_eq!(
+            file_create_mode(0o644, Some(0o022)),
+            (Mode::from_raw_mode(0o644), true)
+        );
+        assert!(exact(0o755, Some(0o022)));
+        assert!(
+            !exact(0o666, Some(0o022)),
+            "the umask would drop group write"
+        );
+        assert!(
+            !exact(0o444, Some(0)),
+            "the owner must be able to write it first"
+        );
+        assert!(
+            !exact(0o4755, Some(0)),
+            "set-id bits come last, with fchmod"
+        );
+        assert!(!exact(0o1644, Some(0)), "so does the sticky bit");
+        assert!(!exact(0o644, None), "an unknown umask");
+        assert_eq!(
+            file_create_mode(0o444, Some(0)).0,
+            Mode::from_raw_mode(0o600)
+        );
+    }
+
+    #[test]
+    fn the_umask_read_from_proc_is_the_one_the_kernel_applies() {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let umask = process_umask().expect("/proc/self/status has Umask");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("probe");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o777)
+            .open(&path)
+            .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o777 & !umask);
+    }
 
     #[test]
     fn rootless_owner_matches_umoci_encoding() {

@@ -16,13 +16,14 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::decompress::{self, Inflating, LayerReader, SharedBudget, Tripped};
-use super::entry::{Degraded, FileError, Metadata, Target};
+use super::entry::{file_create_mode, process_umask, Degraded, FileError, Metadata, Target};
 use super::error::{display, Error};
 use super::header::{device_numbers, metadata, EntryKind};
 use super::path::{proc_path, ResolveError, Resolver};
 use super::remove::Remover;
 use super::upper::{SpillPlace, UpperPaths};
 use super::whiteout::{classify, is_aufs_path, join, normalize, split, Kind};
+use super::writeback::Writeback;
 use super::{ApplyOptions, LayerStats};
 use crate::digest::Digest;
 use crate::media_type::LayerCompression;
@@ -49,6 +50,10 @@ struct Layer<'a> {
     removed: bool,
     /// Our effective user and group: the owner of what we create.
     owner: (u32, u32),
+    /// Where finished large files go to be written to disk early, if anywhere.
+    writeback: Option<&'a Writeback>,
+    /// The process umask (see `entry::file_create_mode`).
+    umask: Option<u32>,
 }
 
 /// A resolved parent directory and who owns what is created in it.
@@ -65,6 +70,7 @@ struct Parent {
 pub(crate) fn apply(
     resolver: &mut Resolver,
     options: &ApplyOptions,
+    writeback: Option<&Writeback>,
     degraded: &mut Degraded,
     blob: impl Read + Send,
     compression: LayerCompression,
@@ -80,7 +86,13 @@ pub(crate) fn apply(
             options.max_uncompressed_bytes,
         )
         .map_err(Error::CorruptLayer)?;
-        let result = apply_stream(resolver, degraded, reader, &budget, options, diff_id);
+        let result = apply_stream(
+            (resolver, degraded, writeback),
+            reader,
+            &budget,
+            options,
+            diff_id,
+        );
         // The reader is gone, so the thread stops at its next chunk. Joined here, not left to
         // the scope, which waits only for the thread's closure: the thread may still be
         // running its thread-local destructors then (LeakSanitizer, checking after each
@@ -96,19 +108,25 @@ pub(crate) fn apply(
 pub(crate) fn apply_inflating(
     resolver: &mut Resolver,
     options: &ApplyOptions,
+    writeback: Option<&Writeback>,
     degraded: &mut Degraded,
     layer: Inflating,
     diff_id: &Digest,
 ) -> Result<LayerStats, Error> {
     resolver.restore.clear();
     let (reader, budget) = LayerReader::from_inflating(layer, options.max_uncompressed_bytes);
-    apply_stream(resolver, degraded, reader, &budget, options, diff_id)
+    apply_stream(
+        (resolver, degraded, writeback),
+        reader,
+        &budget,
+        options,
+        diff_id,
+    )
 }
 
 /// Apply the entries of the layer stream, then check its diff_id.
 fn apply_stream<R: Read + Send>(
-    resolver: &mut Resolver,
-    degraded: &mut Degraded,
+    (resolver, degraded, writeback): (&mut Resolver, &mut Degraded, Option<&Writeback>),
     reader: LayerReader<R>,
     budget: &SharedBudget,
     options: &ApplyOptions,
@@ -136,6 +154,8 @@ fn apply_stream<R: Read + Send>(
             rustix::process::geteuid().as_raw(),
             rustix::process::getegid().as_raw(),
         ),
+        writeback,
+        umask: process_umask(),
     };
     let mut archive = tar::Archive::new(reader);
     layer.apply_entries(&mut archive, budget, options)?;
@@ -326,6 +346,8 @@ impl Layer<'_> {
             path,
             rootless: self.resolver.rootless(),
             created_owner: parent.created_owner,
+            writeback: self.writeback,
+            umask: self.umask,
         };
         // Fast paths for the common case, nothing there yet: `O_CREAT|O_EXCL` and `mkdirat`
         // fail with EEXIST whatever exists (a dangling symlink included), and only then is it
@@ -337,10 +359,11 @@ impl Layer<'_> {
                     | OFlags::EXCL
                     | OFlags::NOFOLLOW
                     | OFlags::CLOEXEC;
-                match rfs::openat(dir, base, flags, Mode::from_raw_mode(0o600)) {
+                let (mode, exact) = file_create_mode(meta.mode, self.umask);
+                match rfs::openat(dir, base, flags, mode) {
                     Ok(fd) => {
                         return target.write_file(
-                            File::from(fd),
+                            (File::from(fd), exact),
                             entry,
                             &meta,
                             self.degraded,
@@ -542,6 +565,8 @@ impl Layer<'_> {
             path,
             rootless: self.resolver.rootless(),
             created_owner: None,
+            writeback: None,
+            umask: None,
         };
         target.set_times(meta)
     }

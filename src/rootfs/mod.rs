@@ -24,6 +24,7 @@ mod remove;
 mod spool;
 mod upper;
 pub(crate) mod whiteout;
+mod writeback;
 
 #[cfg(test)]
 mod hostile_tests;
@@ -69,6 +70,10 @@ pub struct ApplyOptions {
     /// Bytes of that list kept in memory before it spills (about 80 bytes plus the path's
     /// length each). Default 8 MiB, about 80 000 paths.
     pub upper_paths_memory: usize,
+    /// Start writing each file to disk (on a background thread, without waiting) as soon as
+    /// it is complete, for a caller that ends with a `syncfs` of the tree anyway: the disk
+    /// then works while later entries are applied. Default: off.
+    pub early_writeback: bool,
 }
 
 impl Default for ApplyOptions {
@@ -81,6 +86,7 @@ impl Default for ApplyOptions {
             path_resolution: PathResolution::Auto,
             spill_dir: None,
             upper_paths_memory: upper::DEFAULT_MEMORY_BUDGET,
+            early_writeback: false,
         }
     }
 }
@@ -110,6 +116,8 @@ pub struct Applier {
     resolver: path::Resolver,
     options: ApplyOptions,
     warnings: Vec<String>,
+    /// Present with [`ApplyOptions::early_writeback`]; dropped (joined) with the applier.
+    writeback: Option<writeback::Writeback>,
 }
 
 impl Applier {
@@ -128,6 +136,10 @@ impl Applier {
         }
         Ok(Applier {
             resolver: path::Resolver::new(fd, options.path_resolution, options.rootless),
+            writeback: options
+                .early_writeback
+                .then(writeback::Writeback::start)
+                .flatten(),
             options,
             warnings: Vec::new(),
         })
@@ -149,6 +161,7 @@ impl Applier {
         let stats = layer::apply(
             &mut self.resolver,
             &self.options,
+            self.writeback.as_ref(),
             &mut degraded,
             blob,
             compression,
@@ -169,6 +182,7 @@ impl Applier {
         let stats = layer::apply_inflating(
             &mut self.resolver,
             &self.options,
+            self.writeback.as_ref(),
             &mut degraded,
             layer,
             diff_id,

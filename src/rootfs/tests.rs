@@ -468,6 +468,47 @@ fn owners_and_setuid_bits_are_kept() {
     }
 }
 
+/// Files created with their final mode (no fchmod) and those that still need one, with the
+/// early writeback on, root and rootless alike.
+#[test]
+fn every_file_mode_comes_out_exact() {
+    let modes = [
+        0o644, 0o755, 0o600, 0o666, 0o777, 0o444, 0o400, 0o4755, 0o2711, 0o1644,
+    ];
+    let mut tar = Tar::new();
+    for mode in modes {
+        // Large enough for the writeback thread too.
+        tar.file_mode(&format!("m/{mode:o}"), &vec![1; 300 * 1024], mode);
+    }
+    let tar = tar.bytes();
+    for rootless in [false, true] {
+        if !rootless && !is_root() {
+            continue;
+        }
+        let options = ApplyOptions {
+            early_writeback: true,
+            ..if rootless {
+                rootless_options()
+            } else {
+                ApplyOptions::default()
+            }
+        };
+        let mut sandbox = Sandbox::with_options(options);
+        sandbox.apply_checked(&tar).unwrap();
+        for mode in modes {
+            assert_eq!(
+                sandbox.mode(&format!("m/{mode:o}")),
+                mode,
+                "mode {mode:o} (rootless: {rootless})"
+            );
+            assert_eq!(
+                sandbox.read(&format!("m/{mode:o}")).unwrap().len(),
+                300 * 1024
+            );
+        }
+    }
+}
+
 #[test]
 fn rootless_records_owners_in_the_rootlesscontainers_xattr() {
     let mut sandbox = Sandbox::with_options(rootless_options());
