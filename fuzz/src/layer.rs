@@ -32,6 +32,8 @@ fn options(control: u8) -> ApplyOptions {
         // Bit 5: the whiteout bookkeeping spills after every path (to an unnamed file in the
         // root), so whiteouts are checked against spilled runs.
         upper_paths_memory: if control & 0b10_0000 == 0 { 1 << 20 } else { 0 },
+        // Bit 6: files handed to the early-writeback thread.
+        early_writeback: control & 0b100_0000 != 0,
     }
 }
 
