@@ -28,6 +28,20 @@
 # compressed bytes / bandwidth + 4 RTT. acrpull treats the shaper as a remote registry
 # (ACRPULL_PARALLEL_RANGES=1).
 #
+# TLS variants (TLS=h2,h1; default none): the same jobs as the link profiles against a second
+# docker-registry that serves the harness registry's storage over TLS (bench/tls.sh; rows
+# <image>@tls-h2 and <image>@tls-h1):
+#   h2    distribution's default: ALPN offers h2 and http/1.1 (127.0.0.1:5443)
+#   h1    http.http2.disabled: true, ALPN offers only http/1.1 (127.0.0.1:5444)
+# Certificates: a self-signed CA and a server certificate for IP 127.0.0.1, made once with
+# openssl in OUT/tls. Every tool verifies them: acrpull --ca-file OUT/tls/ca/ca.crt, skopeo
+# --src-cert-dir OUT/tls/ca, podman --cert-dir OUT/tls/ca (instead of --*tls-verify=false).
+# Before the jobs, curl must negotiate HTTP/2 with h2 and HTTP/1.1 with h1, else the run stops.
+# The report sets each TLS row beside the plain-HTTP row of the same image and job (ratio of
+# medians). skopeo and podman (containers/image) never offer h2 and open a new connection per
+# request, so h2 changes only acrpull's rows; bench/tls_protocols.sh shows who spoke what.
+# The TLS registries are stopped after their jobs and on any exit (only the pids started here).
+#
 # Every timed run starts from a fresh destination: hyperfine --prepare renames the previous
 # output into the trash (trash.sh: no `rm -rf`, see the harness README "Clean destination").
 # Peak RSS: one extra run under /usr/bin/time -f %M (largest single process).
@@ -37,6 +51,8 @@
 #   JOBS=a,b,...          subset of jobs (default: all above)
 #   LINKS=lan,wan         link profiles to run as well (LINK_JOBS=... subset of their jobs)
 #   SHAPER=path           acrpull-shaper binary (default: target/release/acrpull-shaper)
+#   TLS=h2,h1             TLS registry variants to run as well (TLS_JOBS=... subset of their
+#                         jobs, default LINK_JOBS; TLS_PORT=5443 first port tried, h1 one higher)
 #   DRY=1                 print the commands instead of timing them
 #   ACRPULL=path          binary (default: target/release/acrpull of this worktree)
 #   OUT=/var/tmp/acrbench-perf   outputs, trash and raw results (kept out of the repository)
@@ -48,6 +64,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 # shellcheck source=bench/common.sh
 source "$HERE/common.sh"
+# shellcheck source=bench/tls.sh
+source "$HERE/tls.sh"
 HARNESS=$(harness_dir "$ROOT")
 OUT=${OUT:-/var/tmp/acrbench-perf}
 REG=127.0.0.1:5000
@@ -61,6 +79,10 @@ ACRPULL=${ACRPULL:-$ROOT/target/release/acrpull}
 SHAPER=${SHAPER:-$ROOT/target/release/acrpull-shaper}
 LINKS=${LINKS:-}
 LINK_JOBS=${LINK_JOBS:-acr_oci,acr_rootfs,skopeo_oci,skopeo_umoci,podman_overlay}
+TLS=${TLS:-}
+TLS_JOBS=${TLS_JOBS:-$LINK_JOBS}
+TLS_PORT=${TLS_PORT:-5443}
+TLS_DIR=$OUT/tls
 DRY=${DRY:-0}
 # name → "RTT_MS TOTAL_BYTES_PER_S CONNECTION_BYTES_PER_S" (0: no cap)
 declare -A LINK_PROFILE=(
@@ -93,7 +115,19 @@ for link in ${LINKS//,/ }; do
     [[ -n ${LINK_PROFILE[$link]:-} ]] || { echo "unknown link profile: $link (lan, wan)" >&2; exit 1; }
     [[ -x $SHAPER ]] || { echo "no shaper at $SHAPER: cargo build --release -p acrpull-testenv --bin acrpull-shaper" >&2; exit 1; }
 done
+for variant in ${TLS//,/ }; do
+    [[ -n ${TLS_HTTP2_DISABLED[$variant]:-} ]] || { echo "unknown TLS variant: $variant (h2, h1)" >&2; exit 1; }
+    command -v openssl >/dev/null || { echo "missing tool: openssl (for TLS=)" >&2; exit 1; }
+    [[ -r $REGISTRY_ACRBENCH/registry-config.yml ]] || { echo "no harness registry config at $REGISTRY_ACRBENCH/registry-config.yml" >&2; exit 1; }
+done
 mkdir -p "$OUT/trash" "$OUT/raw"
+if [[ -n $TLS && $DRY != 1 ]]; then
+    tls_certs "$TLS_DIR"
+    # The TLS registries go with this script, however it ends (errors, Ctrl-C, kill).
+    trap tls_stop_all EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+fi
 [[ $DRY == 1 ]] || purge_and_cool_down "$OUT"
 
 has_job() { [[ ",$JOBS," == *",$1,"* ]]; }
@@ -126,11 +160,16 @@ bench() { # IMAGE_ID JOB PREPARE COMMAND
         '{command:$cmd, commit:$commit, machine_busy_ticks:$busy, loadavg_after:$load}' >"$raw/$job.info.json"
 }
 
-# The pulls of acrpull and its peers against the registry at REG (the registry itself or a
-# shaped link in front of it). ACRPULL_ENV is put before every acrpull command.
-pulls() { # ID REG IMAGE TAG WORKDIR RUNS WARMUP
-    local id=$1 reg=$2 img=$3 tag=$4 W=$5 runs=$6 warmup=$7
-    A="${ACRPULL_ENV:-} $ACRPULL --quiet $reg/$img"
+# The pulls of acrpull and its peers against the registry at REG (the registry itself, a
+# shaped link in front of it, or a TLS registry whose CA is CERTS/ca.crt: then every tool
+# verifies the certificate). ACRPULL_ENV is put before every acrpull command.
+pulls() { # ID REG IMAGE TAG WORKDIR RUNS WARMUP [CERTS]
+    local id=$1 reg=$2 img=$3 tag=$4 W=$5 runs=$6 warmup=$7 certs=${8:-}
+    local acr_tls="" skopeo_tls="--src-tls-verify=false" podman_tls="--tls-verify=false"
+    if [[ -n $certs ]]; then
+        acr_tls="--ca-file $certs/ca.crt" skopeo_tls="--src-cert-dir $certs" podman_tls="--cert-dir $certs"
+    fi
+    A="${ACRPULL_ENV:-} $ACRPULL --quiet${acr_tls:+ $acr_tls} $reg/$img"
     # Cold runs: the default mode (blobs go through the cache), with the cache emptied first.
     bench "$id" acr_oci "$TRASH $W/layout $W/cache" "$A $W/layout --format oci --cache-dir $W/cache" "$runs" "$warmup"
     if has_job acr_repull_oci && [[ $DRY != 1 ]]; then
@@ -139,7 +178,7 @@ pulls() { # ID REG IMAGE TAG WORKDIR RUNS WARMUP
         bench "$id" acr_repull_oci "$TRASH $W/repull" "$A $W/repull --format oci --cache-dir $W/warm-cache" "$runs" 1
     fi
     bench "$id" acr_rootfs "$TRASH $W/rootfs $W/cache" "$A $W/rootfs --cache-dir $W/cache" "$runs" "$warmup"
-    SK="skopeo copy --quiet --src-tls-verify=false docker://$reg/$img"
+    SK="skopeo copy --quiet $skopeo_tls docker://$reg/$img"
     bench "$id" skopeo_oci "$TRASH $W/layout" "$SK oci:$W/layout:$tag" "$runs" "$warmup"
     bench "$id" skopeo_umoci "$TRASH $W/layout $W/bundle" \
         "$SK oci:$W/layout:$tag && umoci unpack --rootless --image $W/layout:$tag $W/bundle" "$runs" "$warmup"
@@ -148,7 +187,7 @@ pulls() { # ID REG IMAGE TAG WORKDIR RUNS WARMUP
         R=/run/acrbench-perf/$id
         P="podman --root $W/podman/root --runroot $R --tmpdir $W/podman/tmp"
         bench "$id" podman_overlay "$TRASH $W/podman && rm -rf $R" \
-            "$P --storage-driver overlay pull -q --tls-verify=false $reg/$img" "$runs" "$warmup"
+            "$P --storage-driver overlay pull -q $podman_tls $reg/$img" "$runs" "$warmup"
     fi
 }
 
@@ -197,6 +236,27 @@ for img in "${IMAGES[@]}"; do
             eval "exec ${SHAPER_PROC[1]}>&-"
             wait "$SHAPER_PROC_PID" 2>/dev/null || true
         fi
+    done
+
+    port=$TLS_PORT
+    for variant in ${TLS//,/ }; do
+        tid="$id@tls-$variant"
+        if [[ $DRY == 1 ]]; then
+            host="127.0.0.1:$port"
+        else
+            tls_start "$variant" "$port" "$REGISTRY_ACRBENCH/registry-config.yml" "$TLS_DIR"
+            host=$TLS_HOST
+            mkdir -p "$OUT/raw/$tid"
+            [[ $JOBS == "$ALL_JOBS" ]] && rm -f "$OUT/raw/$tid"/*
+            jq -n --arg variant "$variant" --arg host "$host" \
+                --argjson http2_disabled "${TLS_HTTP2_DISABLED[$variant]}" \
+                '{variant:$variant, host:$host, http2_disabled:$http2_disabled}' >"$OUT/raw/$tid/tls.json"
+            cp "$OUT/raw/$id.manifest.json" "$OUT/raw/$tid.manifest.json"
+        fi
+        echo "== $img over TLS, variant $variant ($host, http.http2.disabled: ${TLS_HTTP2_DISABLED[$variant]})"
+        JOBS=$TLS_JOBS pulls "$tid" "$host" "$img" "$tag" "$W" "$runs" "$warmup" "$TLS_DIR/ca"
+        [[ $DRY == 1 ]] || tls_stop "$variant"
+        port=$((port + 1))
     done
 
     # never delete through a mount (podman); then move everything to the trash
