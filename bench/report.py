@@ -5,6 +5,9 @@ Turns bench.sh results (RAWDIR/<image>/<job>.{json,time,info.json}) into a markd
 median, spread, peak RSS and ratios against each peer and floor. Prints it; with --write,
 replaces the section of that label in BENCHMARKS.md (between `<!-- bench:L begin -->` and
 `<!-- bench:L end -->`), appending it when absent. Text outside the markers is left alone.
+Rows of a link profile (RAWDIR/<image>@lan, with link.json) get the link's physical limit; rows
+over TLS (RAWDIR/<image>@tls-h2, with tls.json) get their ratio to the plain-HTTP row of the
+same image and job, and h2 rows their ratio to the h1 row.
 """
 import argparse
 import glob
@@ -45,11 +48,16 @@ REFS = [
 ORDER = ["small_v1", "debianish_v1", "zstd_v1", "big_v1"]
 LINK_NAMES = {"lan": "RTT 20 ms, 1 Gbit/s in total, 25 MiB/s per connection",
               "wan": "RTT 80 ms, 200 Mbit/s in total"}
+TLS_NAMES = {"h2": "ALPN offers h2 and http/1.1, distribution's default",
+             "h1": "ALPN offers only http/1.1: `http.http2.disabled: true`"}
+# Within one image: plain HTTP first, then TLS (h2, h1), then the links.
+VARIANT_ORDER = ["", "tls-h2", "tls-h1", "lan", "wan"]
 
 
 def order(d):
-    base, _, link = d.partition("@")
-    return (ORDER.index(base) if base in ORDER else 99, base, link)
+    base, _, variant = d.partition("@")
+    return (ORDER.index(base) if base in ORDER else 99, base,
+            VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else 99, variant)
 
 corpus = {}
 if os.path.exists(args.corpus):
@@ -87,18 +95,45 @@ lines = [f"<!-- bench:{args.label} begin -->",
          ""]
 images = sorted((d for d in os.listdir(args.raw) if os.path.isdir(os.path.join(args.raw, d))),
                 key=order)
+rows_of = {image: {job: load(os.path.join(args.raw, image), job) for job, _, _ in JOBS}
+           for image in images}
+
+
+def tls_comparison(rows, base_rows, what):
+    """One line: each job's median (and CPU) over the same job's median in base_rows."""
+    parts = []
+    for job, _, _ in JOBS:
+        row, base = rows.get(job), (base_rows or {}).get(job)
+        if not row or not base or not base["median"]:
+            continue
+        r = row["median"] / base["median"]
+        delta = row["median"] - base["median"]
+        part = f"{job} {r:.2f}x ({'+' if delta >= 0 else '−'}{abs(delta) * 1000:.0f} ms"
+        if base["cpu"]:
+            part += f"; CPU {row['cpu'] / base['cpu']:.2f}x"
+        parts.append(part + ")")
+    return f"{what} (same job, medians of wall time): " + ", ".join(parts) if parts else None
+
+
+any_tls = False
 summary = []
 for image in images:
     image_dir = os.path.join(args.raw, image)
-    rows = {job: load(image_dir, job) for job, _, _ in JOBS}
+    rows = rows_of[image]
     if not any(rows.values()):
         continue
     desc = ""
     comp = None
     link = None
+    tls = None
+    base_image, _, variant = image.partition("@")
     lpath = os.path.join(image_dir, "link.json")
     if os.path.exists(lpath):
         link = json.load(open(lpath))
+    tpath = os.path.join(image_dir, "tls.json")
+    if os.path.exists(tpath):
+        tls = json.load(open(tpath))
+        any_tls = True
     mpath = os.path.join(args.raw, image + ".manifest.json")
     if os.path.exists(mpath):
         m = json.load(open(mpath))
@@ -120,6 +155,15 @@ for image in images:
             # round trips (connection, token or ping, manifest, blob requests).
             limit = comp / link["total_bytes_per_s"] + 4 * link["rtt_ms"] / 1000
             refs.append(("limit", "÷ physical limit"))
+    # TLS rows: against the plain-HTTP row of the same job, and h2 against h1.
+    ref_rows = {}
+    if tls is not None:
+        desc += f", over TLS `{tls['variant']}` ({TLS_NAMES.get(tls['variant'], '?')})"
+        ref_rows["plain"] = rows_of.get(base_image)
+        refs.append(("plain", "÷ plain HTTP"))
+        if tls["variant"] == "h2" and any((rows_of.get(base_image + "@tls-h1") or {}).values()):
+            ref_rows["tls-h1"] = rows_of[base_image + "@tls-h1"]
+            refs.append(("tls-h1", "÷ TLS h1"))
     lines.append(f"#### `{image.replace('_', ':', 1)}`{desc}")
     lines.append("")
     if limit is not None:
@@ -134,7 +178,13 @@ for image in images:
         rss = f"{row['rss_kib']/1024:.1f}" if "rss_kib" in row else "–"
         ratios = []
         for ref, _ in refs:
-            base = limit if ref == "limit" else (rows[ref]["median"] if rows.get(ref) else None)
+            if ref == "limit":
+                base = limit
+            elif ref in ref_rows:
+                other = (ref_rows[ref] or {}).get(job)
+                base = other["median"] if other else None
+            else:
+                base = rows[ref]["median"] if rows.get(ref) else None
             if ref == job or not base:
                 ratios.append("")
             else:
@@ -154,10 +204,11 @@ for image in images:
                      ("acr_rootfs", "floor_untar", 1.25)]
     # Issue 19: the inflate floor (gzip images) and podman; on links, the physical limit and
     # the best peer.
-    if link is None and (image.startswith("debianish") or image.startswith("big")):
+    plain = link is None and tls is None
+    if plain and (image.startswith("debianish") or image.startswith("big")):
         ratio_targets = ratio_targets + [("acr_rootfs", "floor_inflate", 0.75),
                                          ("acr_rootfs", "podman_overlay", 0.25)]
-    for job, ref, target in ratio_targets if image.startswith(("debianish", "big")) and link is None else []:
+    for job, ref, target in ratio_targets if image.startswith(("debianish", "big")) and plain else []:
         if image.startswith("big") and ref not in ("floor_inflate", "podman_overlay"):
             continue
         r = ratio(job, ref)
@@ -173,6 +224,11 @@ for image in images:
             if best:
                 r = rows[job]["median"] / best
                 checks.append(f"{job} ÷ best peer = {r:.2f} (target ≤ 0.6: {'met' if r <= 0.6 else 'NOT met'})")
+    if tls is not None:
+        for ref, what in (("plain", f"TLS {tls['variant']} ÷ plain HTTP"), ("tls-h1", "TLS h2 ÷ TLS h1")):
+            line = tls_comparison(rows, ref_rows.get(ref), what) if ref in ref_rows else None
+            if line:
+                checks.append(line)
     for job in ("acr_oci", "acr_rootfs") if link is None else ():
         if rows.get(job) and "rss_kib" in rows[job]:
             mib = rows[job]["rss_kib"] / 1024
@@ -190,6 +246,13 @@ lines.append("CPU s = mean user + system time of the job's processes (hyperfine)
 lines.append("tenants inflates less than wall time. Ratios use medians of wall time.")
 lines.append("")
 lines.append("Rows: " + "; ".join(f"**{t}** = {d}" for _, t, d in JOBS) + ".")
+if any_tls:
+    lines.append("")
+    lines.append("`@tls-h2` / `@tls-h1`: the same jobs against a second docker-registry serving the same storage over")
+    lines.append("TLS (self-signed CA and a certificate for 127.0.0.1; acrpull `--ca-file`, skopeo `--src-cert-dir`,")
+    lines.append("podman `--cert-dir`: every tool verifies it), offering h2 and http/1.1 in ALPN (h2) or only http/1.1")
+    lines.append("(h1). skopeo and podman (containers/image) offer no ALPN and open a connection per request, so")
+    lines.append("they speak HTTP/1.1 to both; acrpull speaks h2 where it is offered (bench/tls_protocols.sh).")
 lines.append(f"<!-- bench:{args.label} end -->")
 section = "\n".join(lines) + "\n"
 print(section)

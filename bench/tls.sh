@@ -40,22 +40,23 @@ tls_certs() { # DIR
         -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
     printf '%s\n' "subjectAltName=IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
         "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >"$d/server.ext"
-    openssl x509 -req -in "$d/server.csr" -CA "$d/ca/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca/ca.crt" -CAkey "$d/ca.key" -CAserial "$d/ca.srl" -CAcreateserial \
         -days 3650 -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
     openssl verify -CAfile "$d/ca/ca.crt" -verify_ip 127.0.0.1 "$d/server.crt" >/dev/null
 }
 
 # The harness's registry config, served at 127.0.0.1:PORT over TLS (VARIANT h1: no HTTP/2).
 # Refuses a source config that already has keys this would have to merge (tls, http2, debug:
-# a second debug listener would collide with the first).
-tls_config() { # SOURCE_CONFIG PORT DIR VARIANT
-    local src=$1 port=$2 d=$3 variant=$4
+# a second debug listener would collide with the first). ACCESSLOG=1 turns the access log on
+# and the log level to info (tls_protocols.sh; never for timed runs).
+tls_config() { # SOURCE_CONFIG PORT DIR VARIANT [ACCESSLOG]
+    local src=$1 port=$2 d=$3 variant=$4 accesslog=${5:-0}
     if awk '/^http:/ {h = 1; next} /^[^ #]/ {h = 0} h && /^  (tls|http2|debug|net):/ {bad = 1} END {exit !bad}' "$src"; then
         echo "$src already sets http.tls, http.http2, http.debug or http.net: cannot derive a TLS config" >&2
         return 1
     fi
     awk -v addr="127.0.0.1:$port" -v cert="$d/server.crt" -v key="$d/server.key" \
-        -v disabled="${TLS_HTTP2_DISABLED[$variant]}" '
+        -v disabled="${TLS_HTTP2_DISABLED[$variant]}" -v accesslog="$accesslog" '
         /^http:/ {
             print
             print "  addr: " addr
@@ -67,8 +68,11 @@ tls_config() { # SOURCE_CONFIG PORT DIR VARIANT
             h = 1
             next
         }
-        /^[^ #]/ { h = 0 }
+        /^[^ #]/ { h = 0; l = /^log:/ }
         h && /^  addr:/ { next }
+        l && accesslog && /^  level:/ { print "  level: info"; next }
+        l && /^  accesslog:/ { a = 1; print; next }
+        a && accesslog && /^    disabled:/ { print "    disabled: false"; a = 0; next }
         { print }' "$src"
 }
 
@@ -84,12 +88,12 @@ tls_free_port() { # BASE
 # Start the VARIANT registry on a free port from PORT; set TLS_HOST to its host:port once /v2/
 # answers over verified TLS and curl negotiated the expected protocol (h2 or http/1.1), else
 # stop it and fail. (Not in a command substitution: the pid must stay in this shell.)
-tls_start() { # VARIANT PORT SOURCE_CONFIG DIR
+tls_start() { # VARIANT PORT SOURCE_CONFIG DIR [ACCESSLOG]
     local variant=$1 port config log pid version i
     port=$(tls_free_port "$2")
     config=$4/registry-$variant.yml
     log=$4/registry-$variant.log
-    tls_config "$3" "$port" "$4" "$variant" >"$config"
+    tls_config "$3" "$port" "$4" "$variant" "${5:-0}" >"$config"
     /usr/bin/docker-registry serve "$config" >"$log" 2>&1 &
     pid=$!
     TLS_PIDS[$variant]=$pid
