@@ -238,8 +238,8 @@ for img in "${IMAGES[@]}"; do
         fi
     done
 
-    port=$TLS_PORT
     for variant in ${TLS//,/ }; do
+        port=$((TLS_PORT + TLS_PORT_OFFSET[$variant]))
         tid="$id@tls-$variant"
         if [[ $DRY == 1 ]]; then
             host="127.0.0.1:$port"
@@ -256,7 +256,6 @@ for img in "${IMAGES[@]}"; do
         echo "== $img over TLS, variant $variant ($host, http.http2.disabled: ${TLS_HTTP2_DISABLED[$variant]})"
         JOBS=$TLS_JOBS pulls "$tid" "$host" "$img" "$tag" "$W" "$runs" "$warmup" "$TLS_DIR/ca"
         [[ $DRY == 1 ]] || tls_stop "$variant"
-        port=$((port + 1))
     done
 
     # never delete through a mount (podman); then move everything to the trash

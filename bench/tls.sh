@@ -16,6 +16,9 @@
 
 # The registry variants: name → "http2.disabled value".
 declare -A TLS_HTTP2_DISABLED=([h2]=false [h1]=true)
+# Port of each variant: TLS_PORT + this (the first free one from there).
+# shellcheck disable=SC2034 # read by bench.sh and tls_protocols.sh
+declare -A TLS_PORT_OFFSET=([h2]=0 [h1]=1)
 # What curl must negotiate against each variant (its %{http_version}).
 declare -A TLS_EXPECT_VERSION=([h2]=2 [h1]=1.1)
 # Started registries: variant → pid (only these are ever stopped).

@@ -43,10 +43,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port=$TLS_PORT
 printf '%-8s %-10s %-32s %s\n' variant tool "requests by protocol" connections
 for variant in h2 h1; do
-    tls_start "$variant" "$port" "$REGISTRY_ACRBENCH/registry-config.yml" "$TLS_DIR" 1
+    tls_start "$variant" "$((TLS_PORT + TLS_PORT_OFFSET[$variant]))" "$REGISTRY_ACRBENCH/registry-config.yml" "$TLS_DIR" 1
     host=$TLS_HOST
     log=$TLS_DIR/registry-$variant.log
     "$ACRPULL" --quiet --ca-file "$TLS_DIR/ca/ca.crt" "$host/$IMG" "$W/acr-$variant" --format oci --no-cache
@@ -80,5 +79,4 @@ for name in ("acrpull", "skopeo", "podman"):
         counts = ", ".join(f"{p} ×{n}" for p, n in sorted(protocols[name].items()))
         print(f"{variant:<8} {name:<10} {counts:<32} {len(ports[name])}")
 EOF
-    port=$((port + 1))
 done
