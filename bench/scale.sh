@@ -26,9 +26,10 @@
 # trash with the harness's trash.sh (ACRBENCH=$OUT, as bench.sh does), never deleted just
 # before a timed run (harness README, "Clean destination"), except the outputs of the big
 # family, a few large files, which are deleted (after every job too, so that 5 GiB outputs do
-# not pile up). The million-file trees the files family moved to the trash are deleted when the
-# script is done (PURGE=0 keeps them), and the time recorded in LAST_DELETE, so that bench.sh
-# waits its cooldown before timing anything. Like bench.sh, the script empties the trash first
+# not pile up). The files family's million-file trees go to a trash of their own,
+# OUT/trash/scale-files, deleted when the script is done (PURGE=0 keeps it), and the time is
+# recorded in LAST_DELETE, so that bench.sh waits its cooldown before timing anything.
+# Like bench.sh, the script empties the trash first
 # when less than MIN_FREE_GB is free, and waits COOLDOWN s after a big delete; it refuses a
 # family for which too little disk is free (files: 10 GB, big: 9 GB).
 #
@@ -75,6 +76,7 @@ PURGE=${PURGE:-1}
 
 export ACRBENCH=$OUT
 TRASH="$HARNESS/trash.sh"
+FILES_TRASH=$OUT/trash/scale-files
 RAW=$OUT/scale/raw
 
 if [[ $DRY != 1 ]]; then
@@ -116,6 +118,9 @@ fresh() { # FAMILY PATH...
     if [[ $family == big ]]; then
         rm -rf "$@"
         sync
+    elif [[ $family == files ]]; then
+        # a trash of its own inside the trash, deleted as a whole at the end (PURGE)
+        ACRBENCH=$FILES_TRASH "$TRASH" "$@"
     else
         "$TRASH" "$@"
     fi
@@ -158,7 +163,6 @@ run() { # ID JOB FAMILY "PATHS TO MAKE FRESH" COMMAND...
 
 # Disk a family's outputs need at once, in GB.
 need_gb() { case $1 in files) echo 10 ;; big) echo 9 ;; *) echo 1 ;; esac; }
-purge=()
 for name in "${NAMES[@]}"; do
     while read -r family size; do
         id=$family-$size
@@ -166,7 +170,6 @@ for name in "${NAMES[@]}"; do
             echo "only $(free_gb) GB free on $OUT, $family needs $(need_gb "$family"): skipping $id" >&2
             continue
         fi
-        before=$(ls "$OUT/trash")
         W=$OUT/scale/w/$id
         fresh "$family" "$W"
         mkdir -p "$W"
@@ -192,15 +195,11 @@ for name in "${NAMES[@]}"; do
                  umoci unpack --rootless --image $W/skopeo:$size $W/bundle"
         fi
         fresh "$family" "$W"
-        if [[ $family == files && $DRY != 1 ]]; then
-            # what this image's runs moved to the trash (trash.sh names are unique)
-            while read -r t; do purge+=("$OUT/trash/$t"); done < <(comm -13 <(echo "$before") <(ls "$OUT/trash"))
-        fi
     done < <(images_of "$name")
 done
-if [[ $PURGE == 1 && ${#purge[@]} -gt 0 ]]; then
-    echo "== deleting the files family's outputs from the trash (${#purge[@]} entries)"
-    rm -rf "${purge[@]}"
+if [[ $PURGE == 1 && $DRY != 1 && -e $FILES_TRASH ]]; then
+    echo "== deleting the files family's outputs ($FILES_TRASH)"
+    rm -rf "$FILES_TRASH"
     sync
     date +%s >"$LAST_DELETE"
 fi
