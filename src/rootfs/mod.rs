@@ -70,9 +70,9 @@ pub struct ApplyOptions {
     /// Bytes of that list kept in memory before it spills (about 80 bytes plus the path's
     /// length each). Default 8 MiB, about 80 000 paths.
     pub upper_paths_memory: usize,
-    /// Start writing each file to disk (on a background thread, without waiting) as soon as
-    /// it is complete, for a caller that ends with a `syncfs` of the tree anyway: the disk
-    /// then works while later entries are applied. Default: off.
+    /// Make each large file durable (`fdatasync` on a background thread) as soon as it is
+    /// complete, for a caller that ends with a `syncfs` of the tree anyway: the disk then works
+    /// while later entries are applied. Default: off.
     pub early_writeback: bool,
 }
 
