@@ -7,6 +7,8 @@
 #
 #   acr_oci          acrpull --format oci                  → OCI layout (cold blob cache)
 #   acr_rootfs       acrpull (default --format rootfs)      → root filesystem (cold blob cache)
+#   acr_rootfs_nosync  the same with --no-sync: no fsync of cache blobs, no final syncfs, so
+#                    durability is off as in every peer and floor row (none of them syncs)
 #   acr_repull_oci   acrpull --format oci into a fresh directory with the blob cache warm
 #                    (one manifest request; blobs hardlinked from the cache)
 #   skopeo_oci       skopeo copy docker:// oci:             (peer, OCI layout)
@@ -73,7 +75,7 @@ RUNS=${RUNS:-5}
 WARMUP=${WARMUP:-1}
 BIG_RUNS=${BIG_RUNS:-2}
 BIG_WARMUP=${BIG_WARMUP:-0}
-ALL_JOBS=acr_oci,acr_rootfs,acr_repull_oci,skopeo_oci,skopeo_umoci,podman_overlay,floor_fetch,floor_untar,floor_inflate
+ALL_JOBS=acr_oci,acr_rootfs,acr_rootfs_nosync,acr_repull_oci,skopeo_oci,skopeo_umoci,podman_overlay,floor_fetch,floor_untar,floor_inflate
 JOBS=${JOBS:-$ALL_JOBS}
 ACRPULL=${ACRPULL:-$ROOT/target/release/acrpull}
 SHAPER=${SHAPER:-$ROOT/target/release/acrpull-shaper}
@@ -178,6 +180,7 @@ pulls() { # ID REG IMAGE TAG WORKDIR RUNS WARMUP [CERTS]
         bench "$id" acr_repull_oci "$TRASH $W/repull" "$A $W/repull --format oci --cache-dir $W/warm-cache" "$runs" 1
     fi
     bench "$id" acr_rootfs "$TRASH $W/rootfs $W/cache" "$A $W/rootfs --cache-dir $W/cache" "$runs" "$warmup"
+    bench "$id" acr_rootfs_nosync "$TRASH $W/rootfs $W/cache" "$A $W/rootfs --cache-dir $W/cache --no-sync" "$runs" "$warmup"
     SK="skopeo copy --quiet $skopeo_tls docker://$reg/$img"
     bench "$id" skopeo_oci "$TRASH $W/layout" "$SK oci:$W/layout:$tag" "$runs" "$warmup"
     bench "$id" skopeo_umoci "$TRASH $W/layout $W/bundle" \

@@ -30,6 +30,7 @@ JOBS = [
     ("acr_oci", "acrpull → OCI layout", "`acrpull --format oci`"),
     ("acr_repull_oci", "acrpull re-pull from the cache → new layout", "`acrpull --format oci` into a fresh directory with every blob in the blob cache (one manifest request)"),
     ("acr_rootfs", "acrpull → rootfs", "`acrpull` (rootfs, layers applied with whiteouts, digests verified)"),
+    ("acr_rootfs_nosync", "acrpull → rootfs, --no-sync", "`acrpull --no-sync`: the same, without the final syncfs and cache fsyncs (no peer or floor syncs)"),
     ("skopeo_oci", "skopeo → OCI layout", "`skopeo copy docker:// oci:`"),
     ("skopeo_umoci", "skopeo + umoci → rootfs", "`skopeo copy` + `umoci unpack --rootless`"),
     ("podman_overlay", "podman → overlay storage", "`podman pull --storage-driver overlay`"),
@@ -207,7 +208,9 @@ for image in images:
     plain = link is None and tls is None
     if plain and (image.startswith("debianish") or image.startswith("big")):
         ratio_targets = ratio_targets + [("acr_rootfs", "floor_inflate", 0.75),
-                                         ("acr_rootfs", "podman_overlay", 0.25)]
+                                         ("acr_rootfs", "podman_overlay", 0.25),
+                                         ("acr_rootfs_nosync", "floor_inflate", 0.75),
+                                         ("acr_rootfs_nosync", "podman_overlay", 0.25)]
     for job, ref, target in ratio_targets if image.startswith(("debianish", "big")) and plain else []:
         if image.startswith("big") and ref not in ("floor_inflate", "podman_overlay"):
             continue
