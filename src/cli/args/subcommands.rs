@@ -313,8 +313,9 @@ pub struct PullArgs {
     /// order, then `server`) and DIR/_default (default: /etc/containerd/certs.d when present).
     #[arg(long, value_name = "DIR")]
     pub hosts_dir: Option<PathBuf>,
-    /// Blobs downloaded at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Blobs downloaded at once. Default 8: on a link where each connection is capped (blob
+    /// storage), a blob that waits for a slot later runs alone on one capped connection.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
     /// Replace what is at DEST: a non-empty directory, or the file an archive format would
     /// write (an existing OCI layout is added to, never replaced).
