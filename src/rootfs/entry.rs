@@ -73,7 +73,7 @@ pub(crate) struct Target<'a> {
 /// `fchmod` needed afterwards: one system call less per file). The file stays writable by its
 /// owner while it is filled (rootless owners are recorded in a `user.*` xattr, which needs
 /// that), and set-id and sticky bits are only ever added by `fchmod`, after owner and contents.
-pub(crate) fn file_create_mode(mode: u32, umask: Option<u32>) -> (Mode, bool) {
+fn file_create_mode(mode: u32, umask: Option<u32>) -> (Mode, bool) {
     let permissions = mode & 0o777;
     let exact = mode & 0o7000 == 0
         && permissions & 0o200 != 0
@@ -100,8 +100,9 @@ impl Target<'_> {
         move |errno| Error::io(action, self.path, errno.into())
     }
 
-    /// Create a regular file and copy `data` into it. Read errors of `data` (the layer stream)
-    /// are returned as `Err(Ok(io))` so the caller can classify them; write errors as `Err(Err)`.
+    /// Create a regular file and copy `data` into it; an existing entry at the name is an
+    /// error. Read errors of `data` (the layer stream) are returned as
+    /// `Err(FileError::Stream)` so the caller can classify them.
     pub(crate) fn create_file(
         &self,
         data: &mut impl Read,
@@ -109,16 +110,37 @@ impl Target<'_> {
         degraded: &mut Degraded,
         buffer: &mut [u8],
     ) -> Result<(), FileError> {
+        if self.create_file_if_absent(data, meta, degraded, buffer)? {
+            Ok(())
+        } else {
+            Err(self.io("create")(Errno::EXIST).into())
+        }
+    }
+
+    /// [`Target::create_file`], or `Ok(false)` when something already has the name
+    /// (`O_CREAT|O_EXCL` fails whatever it is, a dangling symlink included).
+    pub(crate) fn create_file_if_absent(
+        &self,
+        data: &mut impl Read,
+        meta: &Metadata,
+        degraded: &mut Degraded,
+        buffer: &mut [u8],
+    ) -> Result<bool, FileError> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let (mode, exact) = file_create_mode(meta.mode, self.umask);
-        let fd = rfs::openat(self.dir, self.name, flags, mode).map_err(self.io("create"))?;
-        self.write_file((File::from(fd), exact), data, meta, degraded, buffer)
+        match rfs::openat(self.dir, self.name, flags, mode) {
+            Ok(fd) => self
+                .write_file((File::from(fd), exact), data, meta, degraded, buffer)
+                .map(|()| true),
+            Err(Errno::EXIST) => Ok(false),
+            Err(errno) => Err(self.io("create")(errno).into()),
+        }
     }
 
     /// Copy `data` into the freshly created `file` and apply its metadata; `exact`: it was
     /// created with its final mode ([`file_create_mode`]).
-    pub(crate) fn write_file(
+    fn write_file(
         &self,
         (mut file, exact): (File, bool),
         data: &mut impl Read,

@@ -8,7 +8,6 @@
 //! read and checked in `header`.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -16,7 +15,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::decompress::{self, Inflating, LayerReader, SharedBudget, Tripped};
-use super::entry::{file_create_mode, process_umask, Degraded, FileError, Metadata, Target};
+use super::entry::{process_umask, Degraded, FileError, Metadata, Target};
 use super::error::{display, Error};
 use super::header::{device_numbers, metadata, EntryKind};
 use super::path::{proc_path, ResolveError, Resolver};
@@ -354,24 +353,10 @@ impl Layer<'_> {
         // inspected and replaced below. This saves an `fstatat` per entry.
         match kind {
             EntryKind::File => {
-                let flags = OFlags::WRONLY
-                    | OFlags::CREATE
-                    | OFlags::EXCL
-                    | OFlags::NOFOLLOW
-                    | OFlags::CLOEXEC;
-                let (mode, exact) = file_create_mode(meta.mode, self.umask);
-                match rfs::openat(dir, base, flags, mode) {
-                    Ok(fd) => {
-                        return target.write_file(
-                            (File::from(fd), exact),
-                            entry,
-                            &meta,
-                            self.degraded,
-                            &mut self.buffer,
-                        );
-                    }
-                    Err(Errno::EXIST) => {}
-                    Err(errno) => return Err(Error::io("create", path, errno.into()).into()),
+                let created =
+                    target.create_file_if_absent(entry, &meta, self.degraded, &mut self.buffer)?;
+                if created {
+                    return Ok(());
                 }
             }
             EntryKind::Directory => match rfs::mkdirat(dir, base, Mode::from_raw_mode(0o700)) {
