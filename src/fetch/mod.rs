@@ -242,14 +242,75 @@ async fn download(
 }
 
 /// Blobs with at least this much left to fetch are fetched as several ranges at once when the
-/// source honours `Range` (containerd 2.1 does the same): one connection rarely fills a long
-/// fat pipe, and blob storage caps the rate of each connection.
-pub const PARALLEL_THRESHOLD: u64 = 32 << 20;
-/// The size of each range.
-const SEGMENT_SIZE: u64 = 16 << 20;
-/// Ranges of one blob in flight at once. They are issued in order, so the writer hashes the
-/// first from memory and reads back at most this many segments' worth from the page cache.
-const SEGMENTS_IN_FLIGHT: usize = 4;
+/// source honours `Range` (containerd 2.1 does the same): blob storage caps the rate of each
+/// connection, so one stream per blob leaves a fast link idle, and a blob left alone on one
+/// connection at the end of a pull is what the whole pull waits for. Below it, the one extra
+/// round trip a range costs outweighs what a second connection brings.
+pub const PARALLEL_THRESHOLD: u64 = 2 * MIN_SEGMENT;
+/// The smallest range (but the last, which takes a remainder below twice this): a range
+/// costs one request, so one round trip during which its connection carries nothing.
+const MIN_SEGMENT: u64 = 2 << 20;
+/// The largest range.
+const MAX_SEGMENT: u64 = 16 << 20;
+/// A blob gets one connection per this many bytes (at least two, at most
+/// [`MAX_CONNECTIONS_PER_BLOB`]). A shared link gives every connection about the same rate,
+/// so connections in proportion to size let the blobs of a pull finish together, instead of
+/// the largest ones running last on too few connections to fill the link.
+const BYTES_PER_CONNECTION: u64 = 3 << 20;
+/// The most ranges of one blob in flight at once (each a connection, about half a MiB of
+/// buffers).
+const MAX_CONNECTIONS_PER_BLOB: u64 = 12;
+
+/// The ranges of one blob, planned as they are issued. Each takes an equal share of what is
+/// still unassigned among the blob's connections (guided self-scheduling), between
+/// [`MIN_SEGMENT`] and [`MAX_SEGMENT`]: ranges shrink towards the end, so the connections
+/// finish close together whatever rate each one gets, instead of the last large range running
+/// alone on one capped connection. Ranges are issued in order and a new one starts as soon as
+/// any finishes (the writer places each at its offset, hashes the leading one from memory and
+/// reads the others back from the page cache once the gap before them fills).
+#[derive(Debug, Clone)]
+struct SegmentPlan {
+    next: u64,
+    end: u64,
+    /// Ranges in flight at once.
+    connections: u64,
+}
+
+impl SegmentPlan {
+    fn new(start: u64, end: u64) -> Self {
+        let connections = (end - start)
+            .div_ceil(BYTES_PER_CONNECTION)
+            .clamp(2, MAX_CONNECTIONS_PER_BLOB);
+        SegmentPlan {
+            next: start,
+            end,
+            connections,
+        }
+    }
+}
+
+impl Iterator for SegmentPlan {
+    type Item = Span;
+
+    fn next(&mut self) -> Option<Span> {
+        let left = self.end - self.next;
+        if left == 0 {
+            return None;
+        }
+        let length = if left < 2 * MIN_SEGMENT {
+            left
+        } else {
+            (left / self.connections).clamp(MIN_SEGMENT, MAX_SEGMENT)
+        };
+        let span = Span {
+            start: self.next,
+            end: self.next + length,
+            segment: true,
+        };
+        self.next = span.end;
+        Some(span)
+    }
+}
 
 /// Receive the blob from `start`: in segments when it is large and the source honours
 /// `Range`, else as one body. Returns the bytes transferred.
@@ -270,12 +331,15 @@ async fn receive(
     if size - start < PARALLEL_THRESHOLD || !source.prefers_parallel_ranges() {
         return receive_span(source, descriptor, whole, None, sender, reporter, retry).await;
     }
+    let mut plan = SegmentPlan::new(start, size);
+    let Some(first) = plan.next() else {
+        unreachable!("at least PARALLEL_THRESHOLD bytes are left")
+    };
     // The first segment's answer says whether the source honours a bounded range.
-    let first_end = (start + SEGMENT_SIZE).min(size);
     let body = source
-        .open_blob(&descriptor.digest, start, Some(first_end))
+        .open_blob(&descriptor.digest, first.start, Some(first.end))
         .await?;
-    if body.offset != start || body.content_length != Some(first_end - start) {
+    if body.offset != first.start || body.content_length != Some(first.end - first.start) {
         tracing::debug!(digest = %descriptor.digest, "no bounded ranges: one stream");
         return receive_span(
             source,
@@ -288,19 +352,14 @@ async fn receive(
         )
         .await;
     }
-    let mut first = Some(body);
-    let spans = (start..size)
-        .step_by(SEGMENT_SIZE as usize)
-        .map(|from| Span {
-            start: from,
-            end: (from + SEGMENT_SIZE).min(size),
-            segment: true,
-        });
+    let connections = usize::try_from(plan.connections).unwrap_or(1);
+    let mut opened = Some(body);
+    let spans = std::iter::once(first).chain(plan);
     let mut segments = futures_util::stream::iter(spans.map(|span| {
-        let body = first.take();
+        let body = opened.take();
         receive_span(source, descriptor, span, body, sender, reporter, retry)
     }))
-    .buffered(SEGMENTS_IN_FLIGHT);
+    .buffer_unordered(connections);
     let mut transferred = 0;
     while let Some(result) = segments.next().await {
         transferred += result?;
@@ -712,12 +771,14 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn large_blobs_arrive_in_parallel_ranges_hashed_in_order() {
-        let size = PARALLEL_THRESHOLD as usize + 3 * SEGMENT_SIZE as usize + 777;
+        let size = (40 << 20) + 777;
+        let spans: Vec<Span> = SegmentPlan::new(0, size as u64).collect();
+        let broken = spans[3];
         let mut rng = fastrand::Rng::with_seed(7);
         let data: Vec<u8> = (0..size).map(|_| rng.u8(..)).collect();
         let source = Ranged {
             data: data.clone(),
-            break_at: SEGMENT_SIZE * 3 + 1000,
+            break_at: broken.start + 1000,
             broken: Mutex::new(false),
             requests: Mutex::new(Vec::new()),
         };
@@ -728,11 +789,185 @@ mod tests {
         assert_eq!(read.unwrap(), data);
         assert_eq!(std::fs::read(dir.path().join("blob")).unwrap(), data);
         let requests = source.requests.lock().unwrap().clone();
-        let segments = size.div_ceil(SEGMENT_SIZE as usize);
-        // One request per segment, plus the resumed one.
-        assert_eq!(requests.len(), segments + 1, "{requests:?}");
+        // One request per planned segment, plus the resumed one.
+        assert_eq!(requests.len(), spans.len() + 1, "{requests:?}");
         assert!(requests.iter().all(|(_, end)| end.is_some()));
-        assert!(requests.contains(&(SEGMENT_SIZE * 3 + 1000 + 12_345, Some(SEGMENT_SIZE * 4))));
+        assert!(requests.contains(&(broken.start + 1000 + 12_345, Some(broken.end))));
+    }
+
+    /// The plan covers the blob exactly, no range is below the minimum or above the maximum,
+    /// and the ranges left at the end are small: the connections of a blob finish close
+    /// together instead of one large last range running alone (as 16 MiB ranges of a 37 MB
+    /// blob did through a link capped per connection).
+    #[test]
+    fn segment_plans_tile_the_blob_and_end_in_small_ranges() {
+        let sizes = [
+            PARALLEL_THRESHOLD,
+            9_290_741,
+            15_241_079,
+            35_719_936,
+            37_095_755,
+            300_000_000,
+        ];
+        for size in sizes {
+            for start in [0, 1, size / 3] {
+                if size - start < PARALLEL_THRESHOLD {
+                    continue;
+                }
+                let plan = SegmentPlan::new(start, size);
+                let connections = usize::try_from(plan.connections).unwrap();
+                let spans: Vec<Span> = plan.collect();
+                let case = format!("{size} from {start}: {spans:?}");
+                assert_eq!(spans[0].start, start, "{case}");
+                assert_eq!(spans.last().unwrap().end, size, "{case}");
+                assert!(spans.windows(2).all(|w| w[0].end == w[1].start), "{case}");
+                assert!(spans.iter().all(|s| s.segment), "{case}");
+                for span in &spans {
+                    let length = span.end - span.start;
+                    assert!((MIN_SEGMENT..=MAX_SEGMENT).contains(&length), "{case}");
+                }
+                // At least one range per connection, and the last ones below 2 × MIN_SEGMENT.
+                assert!(spans.len() >= connections, "{case}");
+                let tail = connections;
+                assert!(
+                    spans[spans.len() - tail..]
+                        .iter()
+                        .all(|s| s.end - s.start < 2 * MIN_SEGMENT),
+                    "{case}"
+                );
+            }
+        }
+    }
+
+    /// A blob gets connections in proportion to its size (within bounds): a shared link gives
+    /// each connection about the same rate, so the blobs of a pull finish together. With four
+    /// for every blob, debianish's two 36 MB blobs ran last, on too few connections to fill a
+    /// link that caps each one.
+    #[test]
+    fn connections_grow_with_the_blob() {
+        let connections = |size: u64| SegmentPlan::new(0, size).connections;
+        assert_eq!(connections(PARALLEL_THRESHOLD), 2);
+        assert_eq!(connections(9_290_741), 3);
+        assert_eq!(connections(15_241_079), 5);
+        assert_eq!(connections(37_095_755), 12);
+        assert_eq!(connections(300_000_000), MAX_CONNECTIONS_PER_BLOB);
+        // What is left decides when a download resumes.
+        assert_eq!(SegmentPlan::new(30_000_000, 37_095_755).connections, 3);
+    }
+
+    /// Mid-sized blobs are split too: a 15 MB blob on one connection capped at 25 MiB/s takes
+    /// 0.6 s, and ran last and alone in a pull of debianish through the lan link profile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mid_sized_blobs_come_in_ranges() {
+        let size = 9_290_741;
+        let data: Vec<u8> = (0..size).map(|i| (i % 241) as u8).collect();
+        let source = Ranged {
+            data: data.clone(),
+            break_at: u64::MAX,
+            broken: Mutex::new(false),
+            requests: Mutex::new(Vec::new()),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (result, read) = fetch_tapped(&source, &data, &dir.path().join("blob")).await;
+        assert_eq!(result.unwrap(), size as u64);
+        assert_eq!(read.unwrap(), data);
+        let requests = source.requests.lock().unwrap().clone();
+        assert!(requests.len() >= 3, "{requests:?}");
+        assert!(
+            requests.iter().all(|(_, end)| end.is_some()),
+            "{requests:?}"
+        );
+    }
+
+    /// Serves a blob honouring bounded ranges; the first range's body waits until every other
+    /// range of the plan has been requested (or 5 s), and records whether they all were.
+    struct SlowFirst {
+        data: Vec<u8>,
+        planned: usize,
+        requests: Arc<Mutex<usize>>,
+        first_saw_all: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    #[async_trait::async_trait]
+    impl ImageSource for SlowFirst {
+        fn describe(&self) -> String {
+            "slow first".into()
+        }
+
+        async fn manifest(
+            &self,
+            _reference: &str,
+        ) -> crate::registry::Result<crate::source::FetchedManifest> {
+            unreachable!("blobs only")
+        }
+
+        async fn open_blob(
+            &self,
+            _digest: &Digest,
+            offset: u64,
+            end: Option<u64>,
+        ) -> crate::registry::Result<BlobBody> {
+            *self.requests.lock().unwrap() += 1;
+            let end = end.unwrap_or(self.data.len() as u64);
+            let body = Bytes::copy_from_slice(&self.data[offset as usize..end as usize]);
+            let wait = (offset == 0).then(|| {
+                let (requests, planned) = (Arc::clone(&self.requests), self.planned);
+                let saw_all = Arc::clone(&self.first_saw_all);
+                async move {
+                    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+                    while *requests.lock().unwrap() < planned {
+                        if tokio::time::Instant::now() > deadline {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    }
+                    saw_all.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+            let stream = futures_util::stream::once(async move {
+                if let Some(wait) = wait {
+                    wait.await;
+                }
+                Ok(body)
+            });
+            Ok(BlobBody {
+                offset,
+                content_length: Some(end - offset),
+                stream: stream.boxed(),
+            })
+        }
+
+        fn prefers_parallel_ranges(&self) -> bool {
+            true
+        }
+    }
+
+    /// A new range starts as soon as any range finishes, not only the oldest: the first range
+    /// is the largest of the plan, and waiting for it left connections idle.
+    #[tokio::test]
+    async fn a_slow_first_range_does_not_hold_back_the_others() {
+        let size: usize = 30 << 20;
+        let data: Vec<u8> = (0..size).map(|i| (i % 239) as u8).collect();
+        let plan = SegmentPlan::new(0, size as u64);
+        let connections = usize::try_from(plan.connections).unwrap();
+        let planned = plan.count();
+        assert!(planned > connections);
+        let source = SlowFirst {
+            data: data.clone(),
+            planned,
+            requests: Arc::new(Mutex::new(0)),
+            first_saw_all: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (result, read) = fetch_tapped(&source, &data, &dir.path().join("blob")).await;
+        assert_eq!(result.unwrap(), size as u64);
+        assert_eq!(read.unwrap(), data);
+        assert!(
+            source
+                .first_saw_all
+                .load(std::sync::atomic::Ordering::SeqCst),
+            "the other ranges waited for the first"
+        );
     }
 
     #[tokio::test]
@@ -740,7 +975,7 @@ mod tests {
         let size = PARALLEL_THRESHOLD as usize + 5;
         let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         let mut served = data.clone();
-        served[SEGMENT_SIZE as usize + 3] ^= 1;
+        served[MIN_SEGMENT as usize + 3] ^= 1;
         let source = Ranged {
             data: served,
             break_at: u64::MAX,
