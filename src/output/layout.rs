@@ -11,7 +11,7 @@ use crate::layout::{self, LayoutWriter, Staging};
 use crate::manifest::{Descriptor, ImageConfigSummary, REF_NAME};
 use crate::media_type::ManifestKind;
 use crate::report::BlobKind;
-use crate::resolve::check_single_platform;
+use crate::resolve::{check_single_platform, PlatformChoice};
 use crate::source_spec::tag_of;
 
 use super::{Job, Output, Written};
@@ -59,23 +59,36 @@ pub(super) async fn fill(
             .ok()
             .and_then(|bytes| serde_json::from_slice::<ImageConfigSummary>(&bytes).ok())
     };
-    if let (ManifestKind::Image, Some(image)) = (resolved.root.kind, resolved.images.first()) {
-        // A single image's config first: it is held to the platform asked for before its
-        // layers are fetched.
-        let config = &image.parsed.config;
+    let single = match (resolved.root.kind, resolved.images.first()) {
+        (ManifestKind::Image, Some(image)) => Some(&image.parsed.config),
+        _ => None,
+    };
+    // A single image's config is held to the platform asked for. An explicit `--platform` it
+    // does not match refuses the pull, so the config comes first, before any layer. Otherwise
+    // a mismatch only warns, and the config comes with the layers: fetching it alone first
+    // costs a round trip before the first layer byte.
+    let config_first = matches!(job.platform, PlatformChoice::One(_));
+    if let (Some(config), true) = (single, config_first) {
         blobs.retain(|(blob, _)| blob.digest != config.digest);
         let first = vec![(config.clone(), BlobKind::Config)];
         transferred += downloads.all(first, writer.root()).await?;
-        if let Some(summary) = config_summary(config) {
-            check_single_platform(
-                resolved,
-                job.platform,
-                &summary,
-                downloads.reporter.as_ref(),
-            )?;
-        }
+    }
+    let check_platform = || match single.and_then(config_summary) {
+        Some(summary) => check_single_platform(
+            resolved,
+            job.platform,
+            &summary,
+            downloads.reporter.as_ref(),
+        ),
+        None => Ok(()),
+    };
+    if config_first {
+        check_platform()?;
     }
     transferred += downloads.all(blobs, writer.root()).await?;
+    if !config_first {
+        check_platform()?;
+    }
     // An empty index (`--platform all`) has no image, so no platform.
     let platform = resolved
         .images
