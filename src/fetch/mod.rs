@@ -704,13 +704,47 @@ mod tests {
         assert!(read.is_err());
     }
 
+    /// The ranges a test source was asked for: (offset, end).
+    type Requests = Arc<Mutex<Vec<(u64, Option<u64>)>>>;
+
     /// Serves one blob honouring bounded ranges, in chunks of odd sizes with pauses that make
     /// segments finish out of order; the response for `break_at` (an offset) breaks once.
     struct Ranged {
         data: Vec<u8>,
         break_at: u64,
         broken: Mutex<bool>,
-        requests: Mutex<Vec<(u64, Option<u64>)>>,
+        requests: Requests,
+        /// The first range's body waits until this many ranges were requested (or 5 s), and
+        /// records whether they were.
+        hold_first: Option<(usize, Arc<std::sync::atomic::AtomicBool>)>,
+    }
+
+    impl Ranged {
+        fn new(data: Vec<u8>) -> Self {
+            Ranged {
+                data,
+                break_at: u64::MAX,
+                broken: Mutex::new(false),
+                requests: Arc::default(),
+                hold_first: None,
+            }
+        }
+    }
+
+    /// Wait until `wanted` ranges were requested (at most 5 s); tell `seen` if they were.
+    async fn wait_for_requests(
+        requests: &Mutex<Vec<(u64, Option<u64>)>>,
+        wanted: usize,
+        seen: &std::sync::atomic::AtomicBool,
+    ) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while requests.lock().unwrap().len() < wanted {
+            if tokio::time::Instant::now() > deadline {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        seen.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     #[async_trait::async_trait]
@@ -752,13 +786,25 @@ mod tests {
                 .chain(failing.then(|| Err(std::io::Error::other("reset"))))
                 .collect();
             let length = end - offset;
+            let mut hold = match (&self.hold_first, offset) {
+                (Some((wanted, seen)), 0) => {
+                    Some((Arc::clone(&self.requests), *wanted, Arc::clone(seen)))
+                }
+                _ => None,
+            };
             Ok(BlobBody {
                 offset,
                 content_length: Some(length),
                 stream: futures_util::stream::iter(chunks)
-                    .then(move |chunk| async move {
-                        tokio::time::sleep(pause).await;
-                        chunk
+                    .then(move |chunk| {
+                        let hold = hold.take();
+                        async move {
+                            if let Some((requests, wanted, seen)) = hold {
+                                wait_for_requests(&requests, wanted, &seen).await;
+                            }
+                            tokio::time::sleep(pause).await;
+                            chunk
+                        }
                     })
                     .boxed(),
             })
@@ -777,10 +823,8 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         let data: Vec<u8> = (0..size).map(|_| rng.u8(..)).collect();
         let source = Ranged {
-            data: data.clone(),
             break_at: broken.start + 1000,
-            broken: Mutex::new(false),
-            requests: Mutex::new(Vec::new()),
+            ..Ranged::new(data.clone())
         };
         let dir = tempfile::tempdir().unwrap();
         let (result, read) = fetch_tapped(&source, &data, &dir.path().join("blob")).await;
@@ -861,12 +905,7 @@ mod tests {
     async fn mid_sized_blobs_come_in_ranges() {
         let size = 9_290_741;
         let data: Vec<u8> = (0..size).map(|i| (i % 241) as u8).collect();
-        let source = Ranged {
-            data: data.clone(),
-            break_at: u64::MAX,
-            broken: Mutex::new(false),
-            requests: Mutex::new(Vec::new()),
-        };
+        let source = Ranged::new(data.clone());
         let dir = tempfile::tempdir().unwrap();
         let (result, read) = fetch_tapped(&source, &data, &dir.path().join("blob")).await;
         assert_eq!(result.unwrap(), size as u64);
@@ -879,93 +918,27 @@ mod tests {
         );
     }
 
-    /// Serves a blob honouring bounded ranges; the first range's body waits until every other
-    /// range of the plan has been requested (or 5 s), and records whether they all were.
-    struct SlowFirst {
-        data: Vec<u8>,
-        planned: usize,
-        requests: Arc<Mutex<usize>>,
-        first_saw_all: Arc<std::sync::atomic::AtomicBool>,
-    }
-
-    #[async_trait::async_trait]
-    impl ImageSource for SlowFirst {
-        fn describe(&self) -> String {
-            "slow first".into()
-        }
-
-        async fn manifest(
-            &self,
-            _reference: &str,
-        ) -> crate::registry::Result<crate::source::FetchedManifest> {
-            unreachable!("blobs only")
-        }
-
-        async fn open_blob(
-            &self,
-            _digest: &Digest,
-            offset: u64,
-            end: Option<u64>,
-        ) -> crate::registry::Result<BlobBody> {
-            *self.requests.lock().unwrap() += 1;
-            let end = end.unwrap_or(self.data.len() as u64);
-            let body = Bytes::copy_from_slice(&self.data[offset as usize..end as usize]);
-            let wait = (offset == 0).then(|| {
-                let (requests, planned) = (Arc::clone(&self.requests), self.planned);
-                let saw_all = Arc::clone(&self.first_saw_all);
-                async move {
-                    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-                    while *requests.lock().unwrap() < planned {
-                        if tokio::time::Instant::now() > deadline {
-                            return;
-                        }
-                        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-                    }
-                    saw_all.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-            });
-            let stream = futures_util::stream::once(async move {
-                if let Some(wait) = wait {
-                    wait.await;
-                }
-                Ok(body)
-            });
-            Ok(BlobBody {
-                offset,
-                content_length: Some(end - offset),
-                stream: stream.boxed(),
-            })
-        }
-
-        fn prefers_parallel_ranges(&self) -> bool {
-            true
-        }
-    }
-
     /// A new range starts as soon as any range finishes, not only the oldest: the first range
     /// is the largest of the plan, and waiting for it left connections idle.
     #[tokio::test]
     async fn a_slow_first_range_does_not_hold_back_the_others() {
-        let size: usize = 30 << 20;
+        let size: usize = 20 << 20;
         let data: Vec<u8> = (0..size).map(|i| (i % 239) as u8).collect();
         let plan = SegmentPlan::new(0, size as u64);
         let connections = usize::try_from(plan.connections).unwrap();
         let planned = plan.count();
         assert!(planned > connections);
-        let source = SlowFirst {
-            data: data.clone(),
-            planned,
-            requests: Arc::new(Mutex::new(0)),
-            first_saw_all: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let source = Ranged {
+            hold_first: Some((planned, Arc::clone(&seen))),
+            ..Ranged::new(data.clone())
         };
         let dir = tempfile::tempdir().unwrap();
         let (result, read) = fetch_tapped(&source, &data, &dir.path().join("blob")).await;
         assert_eq!(result.unwrap(), size as u64);
         assert_eq!(read.unwrap(), data);
         assert!(
-            source
-                .first_saw_all
-                .load(std::sync::atomic::Ordering::SeqCst),
+            seen.load(std::sync::atomic::Ordering::SeqCst),
             "the other ranges waited for the first"
         );
     }
@@ -976,12 +949,7 @@ mod tests {
         let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         let mut served = data.clone();
         served[MIN_SEGMENT as usize + 3] ^= 1;
-        let source = Ranged {
-            data: served,
-            break_at: u64::MAX,
-            broken: Mutex::new(false),
-            requests: Mutex::new(Vec::new()),
-        };
+        let source = Ranged::new(served);
         let descriptor = blob_descriptor(&data);
         let dir = tempfile::tempdir().unwrap();
         let result = fetch_blob(
