@@ -34,6 +34,8 @@ fn options(control: u8) -> ApplyOptions {
         upper_paths_memory: if control & 0b10_0000 == 0 { 1 << 20 } else { 0 },
         // Bit 6: files handed to the early-writeback thread.
         early_writeback: control & 0b100_0000 != 0,
+        // Bit 7: regular files are written by the applier itself, not the filler thread.
+        fill_thread: control & 0b1000_0000 == 0,
     }
 }
 

@@ -955,6 +955,10 @@ mod tests {
                 1 << 30,
             )
             .unwrap();
+            // A byte has come through the hasher, so it runs (and named itself); it stays
+            // blocked on the full spool while the names are read.
+            let mut first = [0u8; 1];
+            reader.read_exact(&mut first).unwrap();
             let names = thread_names(std::process::id());
             assert!(
                 names.iter().any(|name| name == "acrpull-diffid"),

@@ -53,6 +53,16 @@ pub(crate) struct Degraded {
     pub(crate) failed_xattrs: BTreeSet<String>,
 }
 
+impl Degraded {
+    /// Add what another thread counted.
+    pub(crate) fn absorb(&mut self, other: Degraded) {
+        self.devices += other.devices;
+        self.symlink_owners += other.symlink_owners;
+        self.dropped_xattrs.extend(other.dropped_xattrs);
+        self.failed_xattrs.extend(other.failed_xattrs);
+    }
+}
+
 /// Where an entry goes, and how to treat owners.
 pub(crate) struct Target<'a> {
     pub(crate) dir: BorrowedFd<'a>,
@@ -63,8 +73,6 @@ pub(crate) struct Target<'a> {
     /// The owner a regular file created in `dir` already has, when known: `chown` to the
     /// same owner is then skipped.
     pub(crate) created_owner: Option<(u32, u32)>,
-    /// Takes finished large files to write them to disk early (see `writeback`).
-    pub(crate) writeback: Option<&'a Writeback>,
     /// The process umask, when known: a regular file is then created with its final mode.
     pub(crate) umask: Option<u32>,
 }
@@ -100,78 +108,41 @@ impl Target<'_> {
         move |errno| Error::io(action, self.path, errno.into())
     }
 
-    /// Create a regular file and copy `data` into it; an existing entry at the name is an
-    /// error. Read errors of `data` (the layer stream) are returned as
-    /// `Err(FileError::Stream)` so the caller can classify them.
-    pub(crate) fn create_file(
-        &self,
-        data: &mut impl Read,
-        meta: &Metadata,
-        degraded: &mut Degraded,
-        buffer: &mut [u8],
-    ) -> Result<(), FileError> {
-        if self.create_file_if_absent(data, meta, degraded, buffer)? {
-            Ok(())
-        } else {
-            Err(self.io("create")(Errno::EXIST).into())
+    /// Where metadata goes when nothing is open: the name, never followed.
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            place: Place::At(self.dir, self.name),
+            path: self.path,
+            rootless: self.rootless,
+            created_owner: self.created_owner,
         }
     }
 
-    /// [`Target::create_file`], or `Ok(false)` when something already has the name
+    /// Create an empty regular file for its contents to be written into; an existing entry
+    /// at the name is an error.
+    pub(crate) fn create_file(&self, meta: &Metadata) -> Result<NewFile, Error> {
+        self.create_file_if_absent(meta)?
+            .ok_or_else(|| self.io("create")(Errno::EXIST))
+    }
+
+    /// [`Target::create_file`], or `Ok(None)` when something already has the name
     /// (`O_CREAT|O_EXCL` fails whatever it is, a dangling symlink included).
-    pub(crate) fn create_file_if_absent(
-        &self,
-        data: &mut impl Read,
-        meta: &Metadata,
-        degraded: &mut Degraded,
-        buffer: &mut [u8],
-    ) -> Result<bool, FileError> {
+    pub(crate) fn create_file_if_absent(&self, meta: &Metadata) -> Result<Option<NewFile>, Error> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let (mode, exact) = file_create_mode(meta.mode, self.umask);
         match rfs::openat(self.dir, self.name, flags, mode) {
-            Ok(fd) => self
-                .write_file((File::from(fd), exact), data, meta, degraded, buffer)
-                .map(|()| true),
-            Err(Errno::EXIST) => Ok(false),
-            Err(errno) => Err(self.io("create")(errno).into()),
+            Ok(fd) => Ok(Some(NewFile {
+                file: File::from(fd),
+                exact,
+                meta: meta.clone(),
+                path: self.path.to_vec(),
+                rootless: self.rootless,
+                created_owner: self.created_owner,
+            })),
+            Err(Errno::EXIST) => Ok(None),
+            Err(errno) => Err(self.io("create")(errno)),
         }
-    }
-
-    /// Copy `data` into the freshly created `file` and apply its metadata; `exact`: it was
-    /// created with its final mode ([`file_create_mode`]).
-    fn write_file(
-        &self,
-        (mut file, exact): (File, bool),
-        data: &mut impl Read,
-        meta: &Metadata,
-        degraded: &mut Degraded,
-        buffer: &mut [u8],
-    ) -> Result<(), FileError> {
-        let mut length = 0u64;
-        loop {
-            let read = match data.read(buffer) {
-                Ok(0) => break,
-                Ok(read) => read,
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(FileError::Stream(error)),
-            };
-            file.write_all(&buffer[..read])
-                .map_err(|error| Error::io("write", self.path, error))?;
-            length += read as u64;
-        }
-        self.set_owner(Some(file.as_fd()), meta, false, degraded)?;
-        self.set_xattrs(Some(file.as_fd()), meta, degraded)?;
-        if !exact {
-            rfs::fchmod(&file, Mode::from_raw_mode(meta.mode))
-                .map_err(self.io("set the mode of"))?;
-        }
-        rfs::futimens(&file, &meta.timestamps()).map_err(self.io("set the times of"))?;
-        if let Some(writeback) = self.writeback {
-            // Handed over (closed by the writeback thread) or closed here.
-            drop(writeback.submit(file, length));
-        }
-        Ok(())
     }
 
     /// Create a directory (unless merging into an existing one) and set owner and xattrs.
@@ -185,8 +156,9 @@ impl Target<'_> {
             rfs::mkdirat(self.dir, self.name, Mode::from_raw_mode(0o700))
                 .map_err(self.io("create"))?;
         }
-        self.set_owner(None, meta, false, degraded)?;
-        self.set_xattrs(None, meta, degraded)
+        let subject = self.subject();
+        subject.set_owner(meta, false, degraded)?;
+        subject.set_xattrs(meta, degraded)
     }
 
     /// Create a symlink with its target stored verbatim.
@@ -197,8 +169,9 @@ impl Target<'_> {
         degraded: &mut Degraded,
     ) -> Result<(), Error> {
         rfs::symlinkat(link, self.dir, self.name).map_err(self.io("create"))?;
-        self.set_owner(None, meta, true, degraded)?;
-        self.set_xattrs(None, meta, degraded)?;
+        let subject = self.subject();
+        subject.set_owner(meta, true, degraded)?;
+        subject.set_xattrs(meta, degraded)?;
         self.set_times(meta)
     }
 
@@ -223,92 +196,11 @@ impl Target<'_> {
             device,
         )
         .map_err(self.io("create"))?;
-        self.set_owner(None, meta, false, degraded)?;
-        self.set_xattrs(None, meta, degraded)?;
+        let subject = self.subject();
+        subject.set_owner(meta, false, degraded)?;
+        subject.set_xattrs(meta, degraded)?;
         self.set_mode(meta.mode)?;
         self.set_times(meta)
-    }
-
-    /// chown (root), or record the owner in `user.rootlesscontainers` like umoci (rootless).
-    fn set_owner(
-        &self,
-        fd: Option<BorrowedFd<'_>>,
-        meta: &Metadata,
-        symlink: bool,
-        degraded: &mut Degraded,
-    ) -> Result<(), Error> {
-        if !self.rootless {
-            if fd.is_some() && self.created_owner == Some((meta.uid, meta.gid)) {
-                // A file we just created with O_EXCL: the kernel gave it this owner already.
-                return Ok(());
-            }
-            let (uid, gid) = (Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)));
-            let result = match fd {
-                Some(fd) => rfs::fchown(fd, uid, gid),
-                None => rfs::chownat(self.dir, self.name, uid, gid, AtFlags::SYMLINK_NOFOLLOW),
-            };
-            return result.map_err(self.io("change the owner of"));
-        }
-        if meta.uid == 0 && meta.gid == 0 {
-            if fd.is_none() && !symlink {
-                // A merged directory may carry a lower layer's recorded owner: drop it, as umoci.
-                let mut path = proc_path(&self.dir).into_bytes();
-                path.push(b'/');
-                path.extend_from_slice(self.name);
-                let _ = rfs::lremovexattr(path.as_slice(), ROOTLESS_XATTR);
-            }
-            return Ok(());
-        }
-        if symlink {
-            // The kernel refuses user.* xattrs on symlinks; umoci loses these owners too.
-            degraded.symlink_owners += 1;
-            return Ok(());
-        }
-        let value = rootless_owner(meta.uid, meta.gid);
-        self.set_xattr(fd, ROOTLESS_XATTR, &value, degraded)
-    }
-
-    fn set_xattrs(
-        &self,
-        fd: Option<BorrowedFd<'_>>,
-        meta: &Metadata,
-        degraded: &mut Degraded,
-    ) -> Result<(), Error> {
-        for (name, value) in &meta.xattrs {
-            let host_specific = name == "security.selinux" || name.starts_with("trusted.");
-            if host_specific || (self.rootless && name == ROOTLESS_XATTR) {
-                degraded.dropped_xattrs.insert(name.clone());
-                continue;
-            }
-            self.set_xattr(fd, name, value, degraded)?;
-        }
-        Ok(())
-    }
-
-    fn set_xattr(
-        &self,
-        fd: Option<BorrowedFd<'_>>,
-        name: &str,
-        value: &[u8],
-        degraded: &mut Degraded,
-    ) -> Result<(), Error> {
-        let result = match fd {
-            Some(fd) => rfs::fsetxattr(fd, name, value, XattrFlags::empty()),
-            None => {
-                let mut path = proc_path(&self.dir).into_bytes();
-                path.push(b'/');
-                path.extend_from_slice(self.name);
-                rfs::lsetxattr(path.as_slice(), name, value, XattrFlags::empty())
-            }
-        };
-        match result {
-            Ok(()) => Ok(()),
-            Err(Errno::NOTSUP | Errno::PERM | Errno::ACCESS) => {
-                degraded.failed_xattrs.insert(name.to_string());
-                Ok(())
-            }
-            Err(errno) => Err(Error::io("set an xattr on", self.path, errno.into())),
-        }
     }
 
     /// chmod without following a final symlink (symlinks are left alone).
@@ -330,6 +222,183 @@ impl Target<'_> {
             AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(self.io("set the times of"))
+    }
+}
+
+/// A regular file just created (empty, writable, maybe already with its final mode), and what
+/// it still needs once its contents are written. It owns everything it needs, so the contents
+/// and metadata can be written on another thread than the one that created it.
+#[derive(Debug)]
+pub(crate) struct NewFile {
+    file: File,
+    /// Created with its final mode ([`file_create_mode`]): no `fchmod` needed.
+    exact: bool,
+    meta: Metadata,
+    /// The normalised entry path, for error messages.
+    path: Vec<u8>,
+    rootless: bool,
+    created_owner: Option<(u32, u32)>,
+}
+
+impl NewFile {
+    /// Append contents.
+    pub(crate) fn write(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.file
+            .write_all(data)
+            .map_err(|error| Error::io("write", &self.path, error))
+    }
+
+    /// Copy `data` (an entry of the layer stream) into the file with `buffer`; returns the
+    /// bytes copied. Read errors of `data` are `Err(FileError::Stream)` for the caller to
+    /// classify.
+    pub(crate) fn copy_from(
+        &mut self,
+        data: &mut dyn Read,
+        buffer: &mut [u8],
+    ) -> Result<u64, FileError> {
+        let mut length = 0u64;
+        loop {
+            let read = match data.read(buffer) {
+                Ok(0) => return Ok(length),
+                Ok(read) => read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(FileError::Stream(error)),
+            };
+            self.write(&buffer[..read])?;
+            length += read as u64;
+        }
+    }
+
+    /// Once the contents are written: owner, xattrs, mode, times, in that order (a write
+    /// after them would clear file capabilities and set-id bits), then hand the file of
+    /// `length` bytes to `writeback` or close it.
+    pub(crate) fn finish(
+        self,
+        length: u64,
+        degraded: &mut Degraded,
+        writeback: Option<&Writeback>,
+    ) -> Result<(), Error> {
+        let path = self.path.as_slice();
+        let io = |action| move |errno: Errno| Error::io(action, path, errno.into());
+        let subject = Subject {
+            place: Place::Fd(self.file.as_fd()),
+            path,
+            rootless: self.rootless,
+            created_owner: self.created_owner,
+        };
+        subject.set_owner(&self.meta, false, degraded)?;
+        subject.set_xattrs(&self.meta, degraded)?;
+        if !self.exact {
+            rfs::fchmod(&self.file, Mode::from_raw_mode(self.meta.mode))
+                .map_err(io("set the mode of"))?;
+        }
+        rfs::futimens(&self.file, &self.meta.timestamps()).map_err(io("set the times of"))?;
+        if let Some(writeback) = writeback {
+            // Handed over (closed by the writeback thread) or closed here.
+            drop(writeback.submit(self.file, length));
+        }
+        Ok(())
+    }
+}
+
+/// What owner and xattr changes act on: a descriptor we hold, or a name in a directory
+/// (never followed).
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Fd(BorrowedFd<'a>),
+    At(BorrowedFd<'a>, &'a [u8]),
+}
+
+impl Place<'_> {
+    /// `/proc/self/fd/DIR/NAME` for the l*xattr calls (no-follow by name).
+    fn proc_name(dir: BorrowedFd<'_>, name: &[u8]) -> Vec<u8> {
+        let mut path = proc_path(&dir).into_bytes();
+        path.push(b'/');
+        path.extend_from_slice(name);
+        path
+    }
+}
+
+/// An entry whose owner and xattrs are being set, and how to treat owners.
+struct Subject<'a> {
+    place: Place<'a>,
+    path: &'a [u8],
+    rootless: bool,
+    created_owner: Option<(u32, u32)>,
+}
+
+impl Subject<'_> {
+    fn io(&self, action: &'static str) -> impl FnOnce(Errno) -> Error + '_ {
+        move |errno| Error::io(action, self.path, errno.into())
+    }
+
+    /// chown (root), or record the owner in `user.rootlesscontainers` like umoci (rootless).
+    fn set_owner(
+        &self,
+        meta: &Metadata,
+        symlink: bool,
+        degraded: &mut Degraded,
+    ) -> Result<(), Error> {
+        if !self.rootless {
+            let (uid, gid) = (Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)));
+            let result = match self.place {
+                Place::Fd(_) if self.created_owner == Some((meta.uid, meta.gid)) => {
+                    // A file we just created with O_EXCL: the kernel gave it this owner already.
+                    return Ok(());
+                }
+                Place::Fd(fd) => rfs::fchown(fd, uid, gid),
+                Place::At(dir, name) => {
+                    rfs::chownat(dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                }
+            };
+            return result.map_err(self.io("change the owner of"));
+        }
+        if meta.uid == 0 && meta.gid == 0 {
+            if let (Place::At(dir, name), false) = (self.place, symlink) {
+                // A merged directory may carry a lower layer's recorded owner: drop it, as umoci.
+                let _ = rfs::lremovexattr(Place::proc_name(dir, name).as_slice(), ROOTLESS_XATTR);
+            }
+            return Ok(());
+        }
+        if symlink {
+            // The kernel refuses user.* xattrs on symlinks; umoci loses these owners too.
+            degraded.symlink_owners += 1;
+            return Ok(());
+        }
+        let value = rootless_owner(meta.uid, meta.gid);
+        self.set_xattr(ROOTLESS_XATTR, &value, degraded)
+    }
+
+    fn set_xattrs(&self, meta: &Metadata, degraded: &mut Degraded) -> Result<(), Error> {
+        for (name, value) in &meta.xattrs {
+            let host_specific = name == "security.selinux" || name.starts_with("trusted.");
+            if host_specific || (self.rootless && name == ROOTLESS_XATTR) {
+                degraded.dropped_xattrs.insert(name.clone());
+                continue;
+            }
+            self.set_xattr(name, value, degraded)?;
+        }
+        Ok(())
+    }
+
+    fn set_xattr(&self, name: &str, value: &[u8], degraded: &mut Degraded) -> Result<(), Error> {
+        let result = match self.place {
+            Place::Fd(fd) => rfs::fsetxattr(fd, name, value, XattrFlags::empty()),
+            Place::At(dir, base) => rfs::lsetxattr(
+                Place::proc_name(dir, base).as_slice(),
+                name,
+                value,
+                XattrFlags::empty(),
+            ),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(Errno::NOTSUP | Errno::PERM | Errno::ACCESS) => {
+                degraded.failed_xattrs.insert(name.to_string());
+                Ok(())
+            }
+            Err(errno) => Err(Error::io("set an xattr on", self.path, errno.into())),
+        }
     }
 }
 

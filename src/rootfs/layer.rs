@@ -10,13 +10,15 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::AtomicBool;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::decompress::{self, Inflating, LayerReader, SharedBudget, Tripped};
-use super::entry::{process_umask, Degraded, FileError, Metadata, Target};
+use super::entry::{process_umask, Degraded, FileError, Metadata, NewFile, Target};
 use super::error::{display, Error};
+use super::filler::Filler;
 use super::header::{device_numbers, metadata, EntryKind};
 use super::path::{proc_path, ResolveError, Resolver};
 use super::remove::Remover;
@@ -39,7 +41,9 @@ struct Layer<'a> {
     upper: UpperPaths,
     deferred: BTreeMap<Vec<u8>, Metadata>,
     stats: LayerStats,
-    /// Reused for copying file contents.
+    /// Writes regular files' contents and metadata on a second thread, if it runs.
+    filler: Option<Filler<'a>>,
+    /// Reused for copying file contents when there is no filler.
     buffer: Vec<u8>,
     /// The parent directory of the previous entry, reused while entries share it (tar
     /// streams are mostly grouped by directory). Dropped whenever anything is removed or
@@ -140,39 +144,51 @@ fn apply_stream<R: Read + Send>(
                 .map_err(|error| Error::io("open", b"", error))?,
         ),
     };
-    let mut layer = Layer {
-        resolver,
-        degraded,
-        upper: UpperPaths::new(options.upper_paths_memory, place),
-        deferred: BTreeMap::new(),
-        stats: LayerStats::default(),
-        buffer: vec![0; FILE_BUFFER],
-        parent: None,
-        removed: false,
-        owner: (
-            rustix::process::geteuid().as_raw(),
-            rustix::process::getegid().as_raw(),
-        ),
-        writeback,
-        umask: process_umask(),
-    };
-    let mut archive = tar::Archive::new(reader);
-    layer.apply_entries(&mut archive, budget, options)?;
-    layer.finish_directories()?;
-    let reader = archive.into_inner();
-    let (actual, uncompressed, compressed) = reader
-        .finish()
-        .map_err(|error| stream_error(error, budget, options))?;
-    if actual != *diff_id {
-        return Err(Error::DiffIdMismatch {
-            expected: diff_id.clone(),
-            actual,
-        });
-    }
-    layer.stats.uncompressed_bytes = uncompressed;
-    layer.stats.compressed_bytes = compressed;
-    layer.stats.spilled_paths = layer.upper.spilled();
-    Ok(layer.stats)
+    let fill_failed = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let filler = if options.fill_thread {
+            Filler::start(scope, writeback, &fill_failed)
+        } else {
+            None
+        };
+        let mut layer = Layer {
+            resolver,
+            degraded,
+            upper: UpperPaths::new(options.upper_paths_memory, place),
+            deferred: BTreeMap::new(),
+            stats: LayerStats::default(),
+            filler,
+            buffer: Vec::new(),
+            parent: None,
+            removed: false,
+            owner: (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            ),
+            writeback,
+            umask: process_umask(),
+        };
+        let mut archive = tar::Archive::new(reader);
+        layer.apply_entries(&mut archive, budget, options)?;
+        if let Some(filler) = layer.filler.take() {
+            filler.finish(layer.degraded)?;
+        }
+        layer.finish_directories()?;
+        let reader = archive.into_inner();
+        let (actual, uncompressed, compressed) = reader
+            .finish()
+            .map_err(|error| stream_error(error, budget, options))?;
+        if actual != *diff_id {
+            return Err(Error::DiffIdMismatch {
+                expected: diff_id.clone(),
+                actual,
+            });
+        }
+        layer.stats.uncompressed_bytes = uncompressed;
+        layer.stats.compressed_bytes = compressed;
+        layer.stats.spilled_paths = layer.upper.spilled();
+        Ok(layer.stats)
+    })
 }
 
 /// Map a read error of the layer stream to the limit that tripped, or to corruption.
@@ -345,7 +361,6 @@ impl Layer<'_> {
             path,
             rootless: self.resolver.rootless(),
             created_owner: parent.created_owner,
-            writeback: self.writeback,
             umask: self.umask,
         };
         // Fast paths for the common case, nothing there yet: `O_CREAT|O_EXCL` and `mkdirat`
@@ -353,10 +368,8 @@ impl Layer<'_> {
         // inspected and replaced below. This saves an `fstatat` per entry.
         match kind {
             EntryKind::File => {
-                let created =
-                    target.create_file_if_absent(entry, &meta, self.degraded, &mut self.buffer)?;
-                if created {
-                    return Ok(());
+                if let Some(file) = target.create_file_if_absent(&meta)? {
+                    return self.fill(file, entry);
                 }
             }
             EntryKind::Directory => match rfs::mkdirat(dir, base, Mode::from_raw_mode(0o700)) {
@@ -383,7 +396,8 @@ impl Layer<'_> {
         }
         match kind {
             EntryKind::File => {
-                target.create_file(entry, &meta, self.degraded, &mut self.buffer)?;
+                let file = target.create_file(&meta)?;
+                self.fill(file, entry)?;
             }
             EntryKind::Directory => {
                 target.create_dir(merge, &meta, self.degraded)?;
@@ -405,6 +419,17 @@ impl Layer<'_> {
             EntryKind::Hardlink | EntryKind::Ignored => {}
         }
         Ok(())
+    }
+
+    /// Write a created file's contents from `data` and finish it: on the filler thread if it
+    /// runs, else here.
+    fn fill(&mut self, mut file: NewFile, data: &mut dyn Read) -> Result<(), FileError> {
+        if let Some(filler) = &mut self.filler {
+            return filler.fill(file, data);
+        }
+        self.buffer.resize(FILE_BUFFER, 0);
+        let length = file.copy_from(data, &mut self.buffer)?;
+        Ok(file.finish(length, self.degraded, self.writeback)?)
     }
 
     /// A hardlink: the target (archive-root relative) is resolved in-root without following
@@ -550,7 +575,6 @@ impl Layer<'_> {
             path,
             rootless: self.resolver.rootless(),
             created_owner: None,
-            writeback: None,
             umask: None,
         };
         target.set_times(meta)

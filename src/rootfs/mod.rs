@@ -17,6 +17,7 @@ mod bundle;
 mod decompress;
 mod entry;
 mod error;
+mod filler;
 mod header;
 mod layer;
 mod path;
@@ -74,6 +75,10 @@ pub struct ApplyOptions {
     /// complete, for a caller that ends with a `syncfs` of the tree anyway: the disk then works
     /// while later entries are applied. Default: off.
     pub early_writeback: bool,
+    /// Write the contents, owner, mode and times of regular files on a second thread while
+    /// the applier creates the next entries (names are still created in layer order).
+    /// Default: on.
+    pub fill_thread: bool,
 }
 
 impl Default for ApplyOptions {
@@ -87,6 +92,7 @@ impl Default for ApplyOptions {
             spill_dir: None,
             upper_paths_memory: upper::DEFAULT_MEMORY_BUDGET,
             early_writeback: false,
+            fill_thread: true,
         }
     }
 }

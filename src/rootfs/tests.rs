@@ -914,3 +914,79 @@ fn measure_rss_of_a_million_file_layer() {
     assert!(root.join("usr/d999/f0").exists());
     assert_eq!(fs::read_dir(root.join("usr/d000")).unwrap().count(), 1000);
 }
+
+/// Regular files of every size and history in one layer: empty, read-only, set-id, larger
+/// than a filler batch, hardlinked, written twice, replaced by a directory, and more files
+/// than a batch holds.
+fn regular_file_histories() -> Vec<u8> {
+    let pattern = |seed: u8, length: usize| -> Vec<u8> {
+        (0..length)
+            .map(|index| (index % 251) as u8 ^ seed)
+            .collect()
+    };
+    let mut tar = Tar::new();
+    tar.file("empty", b"")
+        .file_mode("read-only", b"read only", 0o444)
+        .file_mode("setuid", b"#!/bin/sh", 0o4755)
+        .file("big", &pattern(1, (3 << 20) + 5))
+        .hardlink("big-link", "big")
+        .file("written-twice", &pattern(2, 1 << 20))
+        .file("written-twice", b"second")
+        .file("becomes-dir", b"first a file")
+        .dir("becomes-dir", 0o755)
+        .file("becomes-dir/inside", b"then a directory")
+        .dir("many", 0o755);
+    for index in 0..100 {
+        tar.file(&format!("many/{index}"), index.to_string().as_bytes());
+    }
+    tar.bytes()
+}
+
+#[test]
+fn the_filler_thread_gives_the_same_tree_as_the_applier_alone() {
+    let tar = regular_file_histories();
+    let trees = [true, false].map(|fill_thread| {
+        let mut sandbox = Sandbox::with_options(ApplyOptions {
+            fill_thread,
+            ..ApplyOptions::default()
+        });
+        sandbox.apply_checked(&tar).unwrap();
+        let mut tree = snapshot(&sandbox.root());
+        for (path, description) in &mut tree {
+            let meta = fs::symlink_metadata(sandbox.root().join(path)).unwrap();
+            description.push_str(&format!(" mtime {}", meta.mtime()));
+        }
+        tree
+    });
+    let differing: Vec<_> = trees[0]
+        .iter()
+        .filter(|(path, description)| trees[1].get(*path) != Some(description))
+        .map(|(path, _)| path)
+        .collect();
+    assert!(differing.is_empty(), "differing: {differing:?}");
+    assert_eq!(trees[0].len(), trees[1].len());
+    let tree = &trees[0];
+    assert!(
+        tree["big"].starts_with("file 644 nlink 2 "),
+        "{}",
+        tree["big"]
+    );
+    assert!(
+        tree["big"].ends_with(" mtime 1600000000"),
+        "{}",
+        tree["big"]
+    );
+    assert!(tree["written-twice"].contains("\"second\""));
+    assert!(tree["read-only"].starts_with("file 444 "));
+    assert_eq!(
+        tree.keys().filter(|path| path.starts_with("many/")).count(),
+        100
+    );
+    if is_root() {
+        assert!(
+            tree["setuid"].starts_with("file 4755 "),
+            "{}",
+            tree["setuid"]
+        );
+    }
+}
