@@ -8,6 +8,12 @@
 //! component is never followed (`entry`, `remove`), and the byte stream is bounded and
 //! verified against the diff_id (`decompress`).
 //!
+//! One layer keeps up to four threads busy, joined by bounded queues: inflating, hashing the
+//! diff_id (`decompress`), the applier itself (tar order: names, replacements, whiteouts), and
+//! the filler, which writes each created file's contents and metadata through its descriptor
+//! (`filler`). Nothing of a layer counts as applied until all of them finished and the diff_id
+//! matched.
+//!
 //! Running unprivileged ([`ApplyOptions::rootless`]) follows umoci `--rootless`: owners go to the
 //! `user.rootlesscontainers` xattr, device nodes are skipped, and unreadable directories are
 //! widened while a layer writes into them. Degradations are reported once per layer through
