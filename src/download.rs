@@ -191,6 +191,7 @@ impl Downloads {
             (dir, _) => dir.map(Path::to_path_buf),
         };
         let semaphore = Arc::new(tokio::sync::Semaphore::new(self.jobs.max(1)));
+        let extra_ranges = crate::fetch::pull_range_connections();
         let mut tasks = tokio::task::JoinSet::new();
         let mut total = Transfer::default();
         for (descriptor, kind) in blobs {
@@ -225,7 +226,11 @@ impl Downloads {
             let semaphore = semaphore.clone();
             let retry = self.retry.clone();
             let cache = self.cache.clone();
-            let fetch_options = FetchOptions { sync, tap };
+            let fetch_options = FetchOptions {
+                sync,
+                tap,
+                extra_ranges: Some(extra_ranges.clone()),
+            };
             let foreign = ForeignLayer::of(&descriptor);
             tasks.spawn(async move {
                 let result = async move {
