@@ -686,14 +686,7 @@ mod tests {
         let data: Vec<u8> = (0..3 * CHUNK + 123).map(|i| (i % 251) as u8).collect();
         let blob = gzip(&data);
         std::thread::scope(|scope| {
-            let (mut reader, budget, _) = LayerReader::spawn(
-                scope,
-                &blob[..],
-                LayerCompression::Gzip,
-                Algorithm::Sha256,
-                1 << 30,
-            )
-            .unwrap();
+            let (mut reader, budget, _) = spawn_gzip(scope, &blob);
             let mut out = Vec::new();
             let mut small = [0u8; 1000];
             loop {
@@ -836,20 +829,32 @@ mod tests {
     fn dropping_a_threaded_reader_stops_its_thread() {
         let blob = gzip(&vec![1u8; 64 * CHUNK]);
         std::thread::scope(|scope| {
-            let (mut reader, _, thread) = LayerReader::spawn(
-                scope,
-                &blob[..],
-                LayerCompression::Gzip,
-                Algorithm::Sha256,
-                1 << 30,
-            )
-            .unwrap();
+            let (mut reader, _, thread) = spawn_gzip(scope, &blob);
             let mut buf = [0u8; 10];
             assert_eq!(reader.read(&mut buf).unwrap(), 10);
             drop(reader);
             // This returns only if the thread stopped.
             thread.join().unwrap();
         });
+    }
+
+    /// A gzip layer's threaded pipeline (SHA-256, a generous size limit) in `scope`.
+    fn spawn_gzip<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        blob: &'scope [u8],
+    ) -> (
+        LayerReader<&'scope [u8]>,
+        SharedBudget,
+        ScopedJoinHandle<'scope, ()>,
+    ) {
+        LayerReader::spawn(
+            scope,
+            blob,
+            LayerCompression::Gzip,
+            Algorithm::Sha256,
+            1 << 30,
+        )
+        .unwrap()
     }
 
     /// Read every chunk of `spool` until its last word.
@@ -947,14 +952,7 @@ mod tests {
     fn a_threaded_layer_hashes_on_a_second_thread() {
         let blob = gzip(&vec![3u8; 8 * CHUNK]);
         std::thread::scope(|scope| {
-            let (mut reader, _, thread) = LayerReader::spawn(
-                scope,
-                &blob[..],
-                LayerCompression::Gzip,
-                Algorithm::Sha256,
-                1 << 30,
-            )
-            .unwrap();
+            let (mut reader, _, thread) = spawn_gzip(scope, &blob);
             // A byte has come through the hasher, so it runs (and named itself); it stays
             // blocked on the full spool while the names are read.
             let mut first = [0u8; 1];
