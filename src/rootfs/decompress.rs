@@ -1,7 +1,7 @@
 //! The layer byte pipeline: blob → decompressor → diff_id hasher → limits → tar parser.
 //!
 //! Decompression and the diff_id hash run on two threads of their own (one inflates, the next
-//! hashes), which hand the tar parser fixed-size chunks through a [`Spool`] (buffers recycled),
+//! hashes: `stages`), which hand the tar parser fixed-size chunks through a [`Spool`] (buffers recycled),
 //! so inflating, hashing and the file system work of the applier overlap on as many cores, and
 //! memory stays bounded whatever the layer size: either scoped
 //! to one application ([`LayerReader::spawn`]), or started earlier, while lower layers are
@@ -19,18 +19,18 @@ use std::cell::RefCell;
 use std::io::{self, BufReader, Read};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::ScopedJoinHandle;
 
 use flate2::read::MultiGzDecoder;
 
 use super::spool::{Next, Spool, SpoolLimits};
+use super::stages::{start_threads, Last};
 use crate::digest::{Algorithm, Digest, Digester};
 use crate::media_type::LayerCompression;
 
 /// Uncompressed bytes per chunk handed from the decompression thread to the applier.
-const CHUNK: usize = 256 * 1024;
+pub(super) const CHUNK: usize = 256 * 1024;
 /// Chunks queued in memory between the two threads.
 const QUEUE: usize = 4;
 /// Most uncompressed bytes a layer inflated ahead may keep in its spill file; past that its
@@ -126,7 +126,7 @@ impl<R: Read> Decoder<R> {
 
     /// Drain the compressed blob to EOF (after the decompressor reached its end) and return
     /// the number of compressed bytes read, or the error and whether the blob source failed.
-    fn finish(self) -> Result<u64, StreamError> {
+    pub(super) fn finish(self) -> Result<u64, StreamError> {
         let mut blob = match self {
             Decoder::Plain(reader) => reader,
             Decoder::Gzip(reader) => reader.into_inner(),
@@ -145,23 +145,23 @@ impl<R: Read> Decoder<R> {
 /// A failure of the pipeline, and whether it came from the blob source.
 #[derive(Debug)]
 pub(crate) struct StreamError {
-    error: io::Error,
-    blob: bool,
+    pub(super) error: io::Error,
+    pub(super) blob: bool,
 }
 
 /// What the pipeline reports at its end: diff_id, uncompressed and compressed byte counts.
-type Totals = (Digest, u64, u64);
+pub(super) type Totals = (Digest, u64, u64);
 
-/// Decompression, plus the diff_id hash when the pipeline runs inline (a thread of its own
-/// hands the hash to a second thread: [`start_threads`]).
-struct Pipeline<R: Read> {
-    decoder: Decoder<R>,
-    digester: Option<Digester>,
-    count: u64,
+/// Decompression, plus the diff_id hash when the pipeline runs inline (on threads, the hash
+/// runs on a second one: `stages`).
+pub(super) struct Pipeline<R: Read> {
+    pub(super) decoder: Decoder<R>,
+    pub(super) digester: Option<Digester>,
+    pub(super) count: u64,
 }
 
 impl<R: Read> Pipeline<R> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
+    pub(super) fn read(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
         match self.decoder.read(buf) {
             Ok(read) => {
                 if let Some(digester) = &mut self.digester {
@@ -186,151 +186,6 @@ impl<R: Read> Pipeline<R> {
         })?;
         Ok((digester.finish(), self.count, compressed))
     }
-}
-
-/// What the decompression thread says after its last chunk.
-type Last = Result<Totals, StreamError>;
-
-/// Ends the spool with a failure if the pipeline stops without a last word (a thread
-/// panicked), so the reader never waits forever.
-struct LastWord<'a> {
-    spool: &'a Spool<Last>,
-    said: bool,
-}
-
-impl LastWord<'_> {
-    fn say(mut self, last: Last) {
-        self.said = true;
-        self.spool.end(last);
-    }
-}
-
-impl Drop for LastWord<'_> {
-    fn drop(&mut self) {
-        if !self.said {
-            self.spool.end(Err(StreamError {
-                error: io::Error::other("the decompression thread stopped"),
-                blob: false,
-            }));
-        }
-    }
-}
-
-/// What the decompression thread hands the hashing thread.
-enum Piece {
-    /// The first `.1` bytes of `.0`, next in the stream.
-    Data(Vec<u8>, usize),
-    /// The end: uncompressed and compressed byte counts, or why the stream failed.
-    End(Result<(u64, u64), StreamError>),
-}
-
-/// Chunks between the decompression and hashing threads.
-const HASH_QUEUE: usize = 2;
-
-/// The decompression thread: fill chunks until the end of the stream, or until more than
-/// `total_limit` bytes came out (the reader trips its own limit on them first), and hand
-/// them to the hashing thread. Returns when the stream ended or the hasher stopped.
-fn run_inflater<R: Read>(
-    mut pipeline: Pipeline<R>,
-    spool: &Spool<Last>,
-    hasher: &SyncSender<Piece>,
-    total_limit: u64,
-) {
-    let end = |result| {
-        // A hasher that is gone said its last word already.
-        let _ = hasher.send(Piece::End(result));
-    };
-    loop {
-        let mut buffer = spool.buffer(CHUNK);
-        let mut filled = 0;
-        while filled < buffer.len() {
-            match pipeline.read(&mut buffer[filled..]) {
-                Ok(0) => break,
-                Ok(read) => filled += read,
-                Err(error) if error.error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return end(Err(error)),
-            }
-        }
-        if filled == 0 {
-            let count = pipeline.count;
-            return end(pipeline
-                .decoder
-                .finish()
-                .map(|compressed| (count, compressed)));
-        }
-        if hasher.send(Piece::Data(buffer, filled)).is_err() {
-            // The applier stopped reading (it failed), and so did the hasher.
-            return;
-        }
-        if pipeline.count > total_limit {
-            return end(Err(StreamError {
-                error: io::Error::other("uncompressed size limit exceeded"),
-                blob: false,
-            }));
-        }
-    }
-}
-
-/// The hashing thread: hash each chunk (diff_id) and queue it for the applier; the last word
-/// carries the diff_id. Hashing on a thread of its own lets the decompressor run on: the
-/// SHA-256 of a layer costs about a third of what inflating it does.
-fn run_hasher(pieces: Receiver<Piece>, mut digester: Digester, spool: &Spool<Last>) {
-    let last_word = LastWord { spool, said: false };
-    for piece in pieces {
-        match piece {
-            Piece::Data(buffer, filled) => {
-                digester.update(&buffer[..filled]);
-                if spool.push(buffer, filled).is_err() {
-                    // The applier stopped reading (it failed): nothing more to do.
-                    return last_word.say(Err(StreamError {
-                        error: io::Error::other("the applier stopped reading"),
-                        blob: false,
-                    }));
-                }
-            }
-            Piece::End(result) => {
-                return last_word
-                    .say(result.map(|(count, compressed)| (digester.finish(), count, compressed)))
-            }
-        }
-    }
-    // The decompression thread ended without a word: `last_word` reports it.
-}
-
-/// Start a layer's pipeline on two threads, decompressing and hashing, filling `spool`. The
-/// returned closure runs the decompression thread (which joins the hasher before it returns,
-/// so joining it is joining both); `spawn` starts it.
-fn start_threads<'scope, R, T>(
-    mut pipeline: Pipeline<R>,
-    spool: &Arc<Spool<Last>>,
-    total_limit: u64,
-    spawn: impl FnOnce(std::thread::Builder, Box<dyn FnOnce() + Send + 'scope>) -> io::Result<T>,
-) -> io::Result<T>
-where
-    R: Read + Send + 'scope,
-{
-    let digester = pipeline
-        .digester
-        .take()
-        .ok_or_else(|| io::Error::other("the pipeline has no digester"))?;
-    let (sender, receiver) = sync_channel(HASH_QUEUE);
-    let hasher = std::thread::Builder::new()
-        .name("acrpull-diffid".into())
-        .spawn({
-            let spool = Arc::clone(spool);
-            move || run_hasher(receiver, digester, &spool)
-        })?;
-    let spool = Arc::clone(spool);
-    spawn(
-        std::thread::Builder::new().name("acrpull-inflate".into()),
-        Box::new(move || {
-            run_inflater(pipeline, &spool, &sender, total_limit);
-            drop(sender);
-            if let Err(panic) = hasher.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }),
-    )
 }
 
 /// Where the uncompressed bytes come from.
@@ -463,7 +318,7 @@ pub(crate) struct LayerReader<R: Read> {
     budget: SharedBudget,
 }
 
-fn pipeline<R: Read>(
+pub(super) fn pipeline<R: Read>(
     blob: R,
     compression: LayerCompression,
     algorithm: Algorithm,
@@ -855,97 +710,6 @@ mod tests {
             1 << 30,
         )
         .unwrap()
-    }
-
-    /// Read every chunk of `spool` until its last word.
-    fn drain(spool: &Spool<Last>) -> (Vec<u8>, Last) {
-        let mut out = Vec::new();
-        loop {
-            match spool.take(Vec::new()) {
-                Next::Data(data, length) => out.extend_from_slice(&data[..length]),
-                Next::End(last) => return (out, last),
-                Next::Failed(error) => panic!("spool failed: {error}"),
-            }
-        }
-    }
-
-    fn spool() -> Spool<Last> {
-        let spool = Spool::new(
-            SpoolLimits {
-                memory: 64 * CHUNK,
-                spill: 0,
-            },
-            None,
-        );
-        spool.attach();
-        spool
-    }
-
-    #[test]
-    fn the_hashing_thread_queues_every_piece_in_order_and_ends_with_their_diff_id() {
-        let spool = spool();
-        let (sender, receiver) = sync_channel(HASH_QUEUE);
-        std::thread::scope(|scope| {
-            scope.spawn(|| run_hasher(receiver, Digester::new(Algorithm::Sha256), &spool));
-            for piece in [&b"hello "[..], b"wor", b"ld"] {
-                let mut buffer = piece.to_vec();
-                buffer.extend_from_slice(b"unused tail");
-                sender.send(Piece::Data(buffer, piece.len())).unwrap();
-            }
-            sender.send(Piece::End(Ok((11, 5)))).unwrap();
-        });
-        let (out, last) = drain(&spool);
-        assert_eq!(out, b"hello world");
-        let (digest, uncompressed, compressed) = last.unwrap();
-        assert_eq!(digest, Digest::sha256_of(b"hello world"));
-        assert_eq!((uncompressed, compressed), (11, 5));
-    }
-
-    #[test]
-    fn an_inflater_that_stops_without_its_end_fails_the_layer_instead_of_ending_it() {
-        let spool = spool();
-        let (sender, receiver) = sync_channel(HASH_QUEUE);
-        sender.send(Piece::Data(b"partial".to_vec(), 7)).unwrap();
-        // The decompression thread went away (it panicked) before saying how the stream ended.
-        drop(sender);
-        run_hasher(receiver, Digester::new(Algorithm::Sha256), &spool);
-        let (out, last) = drain(&spool);
-        assert_eq!(out, b"partial");
-        let error = last.expect_err("a partial stream must never end with a diff_id");
-        assert!(
-            error.error.to_string().contains("stopped"),
-            "{}",
-            error.error
-        );
-    }
-
-    #[test]
-    fn an_inflater_error_reaches_the_reader_after_the_bytes_before_it() {
-        let spool = spool();
-        let (sender, receiver) = sync_channel(HASH_QUEUE);
-        sender.send(Piece::Data(b"ok".to_vec(), 2)).unwrap();
-        sender
-            .send(Piece::End(Err(StreamError {
-                error: io::Error::other("corrupt deflate stream"),
-                blob: true,
-            })))
-            .unwrap();
-        drop(sender);
-        run_hasher(receiver, Digester::new(Algorithm::Sha256), &spool);
-        let (out, last) = drain(&spool);
-        assert_eq!(out, b"ok");
-        let error = last.expect_err("the inflater failed");
-        assert!(error.blob);
-    }
-
-    #[test]
-    fn the_inflater_stops_when_the_hashing_thread_is_gone() {
-        let spool = spool();
-        let (sender, receiver) = sync_channel(HASH_QUEUE);
-        drop(receiver);
-        // An endless blob: this returns only because nobody hashes any more.
-        let pipeline = pipeline(io::repeat(7), LayerCompression::None, Algorithm::Sha256).unwrap();
-        run_inflater(pipeline, &spool, &sender, u64::MAX);
     }
 
     #[test]

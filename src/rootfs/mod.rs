@@ -29,6 +29,7 @@ mod layer;
 mod path;
 mod remove;
 mod spool;
+mod stages;
 mod upper;
 pub(crate) mod whiteout;
 mod writeback;
