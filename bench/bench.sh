@@ -122,6 +122,12 @@ for variant in ${TLS//,/ }; do
     command -v openssl >/dev/null || { echo "missing tool: openssl (for TLS=)" >&2; exit 1; }
     [[ -r $REGISTRY_ACRBENCH/registry-config.yml ]] || { echo "no harness registry config at $REGISTRY_ACRBENCH/registry-config.yml" >&2; exit 1; }
 done
+# The report reads every result under raw/: keep only this run's (the previous run's go to
+# raw.prev), so no row of an image or variant not run now is reported under this label.
+if [[ $DRY != 1 && -d $OUT/raw ]]; then
+    rm -rf "$OUT/raw.prev"
+    mv "$OUT/raw" "$OUT/raw.prev"
+fi
 mkdir -p "$OUT/trash" "$OUT/raw"
 if [[ -n $TLS && $DRY != 1 ]]; then
     tls_certs "$TLS_DIR"
