@@ -96,10 +96,13 @@ impl Setup {
 
     /// Make blob downloads slow (100 KiB/s each), so a pull is caught mid-layer; `false`
     /// makes them fast again.
+    /// 25 KiB/s per response: a layer caught after its first 64 KiB still has at least 9 s
+    /// to go (the smallest is 300 KiB), however loaded the machine is when the signal lands
+    /// (at 100 KiB/s a full CI run once let the layer finish first: nothing left to resume).
     fn slow_link(&self, on: bool) {
         self.proxy
             .faults()
-            .rate_per_response(on.then_some(100 << 10));
+            .rate_per_response(on.then_some(25 << 10));
     }
 
     /// Entries beside destinations whose name starts with a dot (staging, locks).
