@@ -17,6 +17,7 @@
 use std::io::{ErrorKind, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::Arc;
 use std::thread::{Scope, ScopedJoinHandle};
 
 use super::entry::{Degraded, FileError, NewFile};
@@ -86,23 +87,27 @@ pub(crate) struct Filler<'scope> {
     free: Receiver<Batch>,
     /// Batches that may still be allocated.
     unallocated: usize,
-    failed: &'scope AtomicBool,
+    /// Set by the thread on its first error, and by the applier when it gives up early.
+    failed: Arc<AtomicBool>,
     thread: Option<ScopedJoinHandle<'scope, Report>>,
 }
 
 impl<'scope> Filler<'scope> {
     /// Start the thread in `scope`; `None` if the system refuses a thread (the applier then
-    /// writes the files itself). `failed` is set by the thread on its first error.
+    /// writes the files itself).
     pub(crate) fn start<'env>(
         scope: &'scope Scope<'scope, 'env>,
         writeback: Option<&'env Writeback>,
-        failed: &'scope AtomicBool,
     ) -> Option<Self> {
         let (work, queued) = sync_channel::<Batch>(BATCHES);
         let (recycle, free) = channel::<Batch>();
+        let failed = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("acrpull-fill".into())
-            .spawn_scoped(scope, move || run(queued, recycle, writeback, failed))
+            .spawn_scoped(scope, {
+                let failed = Arc::clone(&failed);
+                move || run(queued, recycle, writeback, &failed)
+            })
             .ok()?;
         Some(Filler {
             batch: Batch::new(),
@@ -201,26 +206,29 @@ impl<'scope> Filler<'scope> {
                 let _ = work.send(last);
             }
         }
-        match self.thread.take().map(ScopedJoinHandle::join) {
-            Some(Ok(report)) => {
-                degraded.absorb(report.degraded);
-                report.error.map_or(Ok(()), Err)
-            }
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => Err(stopped()),
-        }
+        let report = self.join()?;
+        degraded.absorb(report.degraded);
+        report.error.map_or(Ok(()), Err)
     }
 
     /// End the thread after a failure and return its error.
     fn stop(&mut self) -> Error {
-        self.work.take();
-        let report = self.thread.take().map(ScopedJoinHandle::join);
-        match report {
-            Some(Ok(Report {
+        match self.join() {
+            Ok(Report {
                 error: Some(error), ..
-            })) => error,
+            }) => error,
+            Ok(_) => stopped(),
+            Err(error) => error,
+        }
+    }
+
+    /// Close the queue and wait for the thread's report (a panic of the thread goes on here).
+    fn join(&mut self) -> Result<Report, Error> {
+        self.work.take();
+        match self.thread.take().map(ScopedJoinHandle::join) {
+            Some(Ok(report)) => Ok(report),
             Some(Err(panic)) => std::panic::resume_unwind(panic),
-            _ => stopped(),
+            None => Err(stopped()),
         }
     }
 }
@@ -361,9 +369,8 @@ mod tests {
         let mut lengths = vec![0, 1, BATCH_BYTES - 1, BATCH_BYTES, BATCH_BYTES + 1, 0];
         lengths.extend([2 * BATCH_BYTES + 17, 5]);
         lengths.extend((0..3 * BATCH_FILES).map(|index| index * 100));
-        let failed = AtomicBool::new(false);
         std::thread::scope(|scope| {
-            let mut filler = Filler::start(scope, None, &failed).unwrap();
+            let mut filler = Filler::start(scope, None).unwrap();
             for (index, &length) in lengths.iter().enumerate() {
                 let file = create(&dir, &index.to_string(), &metadata(0o640, Vec::new()));
                 filler
@@ -396,9 +403,8 @@ mod tests {
             0o644,
             vec![(format!("user.{}", "x".repeat(300)), b"v".to_vec())],
         );
-        let failed = AtomicBool::new(false);
         let (filled, result) = std::thread::scope(|scope| {
-            let mut filler = Filler::start(scope, None, &failed).unwrap();
+            let mut filler = Filler::start(scope, None).unwrap();
             filler
                 .fill(create(&dir, "bad", &bad), &mut &b"x"[..])
                 .unwrap();
@@ -437,9 +443,8 @@ mod tests {
         }
         let temp = tempfile::tempdir().unwrap();
         let dir = std::fs::File::open(temp.path()).unwrap();
-        let failed = AtomicBool::new(false);
         std::thread::scope(|scope| {
-            let mut filler = Filler::start(scope, None, &failed).unwrap();
+            let mut filler = Filler::start(scope, None).unwrap();
             let file = create(&dir, "f", &metadata(0o644, Vec::new()));
             assert!(matches!(
                 filler.fill(file, &mut Broken),

@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::AtomicBool;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -144,10 +143,9 @@ fn apply_stream<R: Read + Send>(
                 .map_err(|error| Error::io("open", b"", error))?,
         ),
     };
-    let fill_failed = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let filler = if options.fill_thread {
-            Filler::start(scope, writeback, &fill_failed)
+            Filler::start(scope, writeback)
         } else {
             None
         };
