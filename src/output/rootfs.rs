@@ -20,14 +20,14 @@ use std::sync::Arc;
 use crate::cancel::StoppableReader;
 use crate::destination::Destination;
 use crate::digest::Digest;
-use crate::download::Downloads;
+use crate::download::{Downloads, Transfer};
 use crate::error::{Error, Internal, Result};
 use crate::fetch::BlobTap;
 use crate::layout;
 use crate::manifest::{Descriptor, ImageConfigSummary};
 use crate::media_type::{self, layer_compression, LayerCompression};
 use crate::report::BlobKind;
-use crate::resolve::check_single_platform;
+use crate::resolve::{check_single_platform, PlatformChoice};
 use crate::rootfs::{Applier, ApplyOptions, Inflating};
 
 use super::{Job, Output, Written};
@@ -124,8 +124,8 @@ async fn build(
     layers: Vec<(Descriptor, LayerCompression)>,
     staging: &Path,
 ) -> Result<(Written, PathBuf)> {
-    let (resolved, downloads) = (job.resolved, job.downloads);
-    let reporter = &downloads.reporter;
+    let downloads = job.downloads;
+
     let blobs = staging.join("blobs");
     let out = staging.join("out");
     let rootfs = if output.bundle {
@@ -141,35 +141,6 @@ async fn build(
     // staging files deleted after use (not synced).
     let blobs = downloads.cache.is_none().then_some(blobs);
     let sync = downloads.sync && downloads.cache.is_some();
-    // The config first: its diff_ids are needed before any layer can be checked.
-    let mut transferred = downloads
-        .tapped(
-            vec![(config.clone(), BlobKind::Config)],
-            blobs.as_deref(),
-            &HashMap::new(),
-            sync,
-        )
-        .await?;
-    let config_path = downloads.blob_file(blobs.as_deref(), &config.digest);
-    let config_bytes = std::fs::read(&config_path).map_err(|source| Error::Io {
-        path: config_path.clone(),
-        source,
-    })?;
-    let summary: ImageConfigSummary = serde_json::from_slice(&config_bytes).map_err(|e| {
-        Error::Unsupported(format!("image config {} is not valid: {e}", config.digest))
-    })?;
-    check_single_platform(resolved, job.platform, &summary, reporter.as_ref())?;
-    let platform = summary.platform().map(|p| p.to_string());
-    let diff_ids = summary.rootfs.map(|r| r.diff_ids).unwrap_or_default();
-    if diff_ids.len() != layers.len() {
-        return Err(Error::Unsupported(format!(
-            "image config {} lists {} diff_ids for {} layers",
-            config.digest,
-            diff_ids.len(),
-            layers.len()
-        )));
-    }
-
     // One tap per distinct layer blob; a blob listed twice is downloaded once.
     let mut taps: HashMap<Digest, Arc<BlobTap>> = HashMap::new();
     let mut list = Vec::new();
@@ -179,16 +150,41 @@ async fn build(
             list.push((layer.clone(), BlobKind::Layer));
         }
     }
-    let fetching = tokio::spawn({
+    let fetch_layers = || {
         let blobs_dir = blobs.clone();
         let downloads: Downloads = downloads.clone();
         let taps = taps.clone();
-        async move {
+        tokio::spawn(async move {
             downloads
                 .tapped(list, blobs_dir.as_deref(), &taps, sync)
                 .await
+        })
+    };
+    // The config's diff_ids are needed before any layer can be checked, not before it can be
+    // downloaded: the layers start with the config (fetching it alone first costs a round trip
+    // before the first layer byte), unless an explicit `--platform` the config may refuse asks
+    // for it first, before any layer, as the layout output does. One download at a time
+    // (`--jobs 1`) means the config first too, and so does a config that is also a layer.
+    let config_first = matches!(job.platform, PlatformChoice::One(_))
+        || downloads.jobs <= 1
+        || taps.contains_key(&config.digest);
+    let read_config = read_config(job, config, blobs.as_deref(), sync, layers.len());
+    let (mut transferred, config_bytes, diff_ids, platform, fetching) = if config_first {
+        let (transferred, bytes, diff_ids, platform) = read_config.await?;
+        (transferred, bytes, diff_ids, platform, fetch_layers())
+    } else {
+        let fetching = fetch_layers();
+        match read_config.await {
+            Ok((transferred, bytes, diff_ids, platform)) => {
+                (transferred, bytes, diff_ids, platform, fetching)
+            }
+            Err(e) => {
+                fetching.abort();
+                let _ = fetching.await;
+                return Err(e);
+            }
         }
-    });
+    };
     let mut applying = None;
     let mut applied = apply_in_order(
         &layers,
@@ -247,6 +243,50 @@ async fn build(
         },
         out,
     ))
+}
+
+/// Download the image config and read what applying the layers needs from it: its diff_ids
+/// (one per layer) and its platform, held to the platform asked for.
+async fn read_config(
+    job: &Job<'_>,
+    config: &Descriptor,
+    blobs: Option<&Path>,
+    sync: bool,
+    layers: usize,
+) -> Result<(Transfer, Vec<u8>, Vec<Digest>, Option<String>)> {
+    let (resolved, downloads) = (job.resolved, job.downloads);
+    let transferred = downloads
+        .tapped(
+            vec![(config.clone(), BlobKind::Config)],
+            blobs,
+            &HashMap::new(),
+            sync,
+        )
+        .await?;
+    let config_path = downloads.blob_file(blobs, &config.digest);
+    let config_bytes = std::fs::read(&config_path).map_err(|source| Error::Io {
+        path: config_path.clone(),
+        source,
+    })?;
+    let summary: ImageConfigSummary = serde_json::from_slice(&config_bytes).map_err(|e| {
+        Error::Unsupported(format!("image config {} is not valid: {e}", config.digest))
+    })?;
+    check_single_platform(
+        resolved,
+        job.platform,
+        &summary,
+        downloads.reporter.as_ref(),
+    )?;
+    let platform = summary.platform().map(|p| p.to_string());
+    let diff_ids = summary.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+    if diff_ids.len() != layers {
+        return Err(Error::Unsupported(format!(
+            "image config {} lists {} diff_ids for {layers} layers",
+            config.digest,
+            diff_ids.len(),
+        )));
+    }
+    Ok((transferred, config_bytes, diff_ids, platform))
 }
 
 /// How many layers inflate ahead of the one being applied: as configured, else the cores

@@ -318,45 +318,85 @@ fn large_blobs_come_in_parallel_ranges_and_a_broken_range_resumes() {
     assert!(proxy.requests()[before..].iter().all(|r| r.range.is_none()));
 }
 
-/// Without `--platform`, a layout pull fetches the image's config together with its layers (a
-/// platform mismatch only warns): fetched alone first, the config cost a round trip before the
-/// first layer byte, 20 ms of a 20 ms link. Every blob response here stalls 2 s, so the pull
-/// takes one stall, not one for the config and another for the layers.
+/// Without `--platform`, a pull fetches the image's config together with its layers (a
+/// platform mismatch only warns), into a layout and into a root filesystem alike: fetched
+/// alone first, the config cost a round trip before the first layer byte, 20 ms of a 20 ms
+/// link. Every blob response here stalls 2 s, so the pull takes one stall, not one for the
+/// config and another for the layers.
 #[test]
-fn a_layout_fetches_the_config_together_with_the_layers() {
+fn a_pull_fetches_the_config_together_with_the_layers() {
     let setup = Setup::anonymous();
     let stall = Duration::from_secs(2);
-    setup
-        .proxy
-        .faults()
-        .next_blob_gets(std::iter::repeat_n(BlobFault::StallAfter(0, stall), 4));
-    let dest = setup.scratch.dest("layout");
-    let started = Instant::now();
-    ok(&run(
+    for format in ["oci", "rootfs"] {
+        let before = setup.proxy.requests().len();
+        setup
+            .proxy
+            .faults()
+            .next_blob_gets(std::iter::repeat_n(BlobFault::StallAfter(0, stall), 4));
+        let dest = setup.scratch.dest(format);
+        let started = Instant::now();
+        ok(&run(
+            &setup.scratch.home(),
+            &[
+                "pull",
+                "--no-cache",
+                "--format",
+                format,
+                &setup.image(),
+                dest.to_str().unwrap(),
+            ],
+            None,
+        ));
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= stall,
+            "{format}: the blobs were not stalled: {elapsed:?}"
+        );
+        assert!(
+            elapsed < stall * 7 / 4,
+            "{format}: the config and the layers one after the other: {elapsed:?}"
+        );
+        let blobs = setup.proxy.requests()[before..]
+            .iter()
+            .filter(|r| r.path.contains("/blobs/"))
+            .count();
+        assert_eq!(blobs, 4, "{format}");
+    }
+}
+
+/// An explicit `--platform` the image's config does not match refuses a root filesystem
+/// before any layer is requested: the config comes first then, alone.
+#[test]
+fn an_explicit_platform_the_config_refuses_stops_the_pull_before_any_layer() {
+    let setup = Setup::anonymous();
+    let dest = setup.scratch.dest("refused");
+    let out = run(
         &setup.scratch.home(),
         &[
             "pull",
             "--no-cache",
-            "--format",
-            "oci",
+            "--platform",
+            "linux/s390x",
             &setup.image(),
             dest.to_str().unwrap(),
         ],
         None,
-    ));
-    let elapsed = started.elapsed();
-    assert!(elapsed >= stall, "the blobs were not stalled: {elapsed:?}");
+    );
     assert!(
-        elapsed < stall * 7 / 4,
-        "the config and the layers one after the other: {elapsed:?}"
+        !out.status.success(),
+        "a pull for another platform succeeded"
     );
-    assert_eq!(
-        setup
-            .proxy
-            .requests()
-            .iter()
-            .filter(|r| r.path.contains("/blobs/"))
-            .count(),
-        4
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("s390x"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    assert!(!dest.exists(), "something was left at the destination");
+    let blobs: Vec<_> = setup
+        .proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/blobs/"))
+        .collect();
+    assert_eq!(blobs.len(), 1, "only the config: {blobs:?}");
 }
