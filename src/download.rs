@@ -191,10 +191,12 @@ impl Downloads {
             (dir, _) => dir.map(Path::to_path_buf),
         };
         let semaphore = Arc::new(tokio::sync::Semaphore::new(self.jobs.max(1)));
-        let extra_ranges = crate::fetch::pull_range_connections();
+        // Blobs read as they arrive (a root filesystem's layers) are read in the list's order:
+        // the earlier ones get the extra range connections first.
+        let extra_ranges = crate::fetch::pull_range_connections(!taps.is_empty());
         let mut tasks = tokio::task::JoinSet::new();
         let mut total = Transfer::default();
-        for (descriptor, kind) in blobs {
+        for (rank, (descriptor, kind)) in blobs.into_iter().enumerate() {
             let path = dir
                 .as_deref()
                 .map(|d| layout::blob_path(d, &descriptor.digest));
@@ -230,6 +232,7 @@ impl Downloads {
                 sync,
                 tap,
                 extra_ranges: Some(extra_ranges.clone()),
+                rank,
             };
             let foreign = ForeignLayer::of(&descriptor);
             tasks.spawn(async move {

@@ -38,16 +38,31 @@ pub struct FetchOptions {
     /// downloads of a pull ([`pull_range_connections`]): without a bound, eight large blobs at
     /// twelve connections each would hold about a hundred connections and their buffers.
     /// `None`: each blob is bounded only by its own plan.
-    pub extra_ranges: Option<Arc<tokio::sync::Semaphore>>,
+    pub extra_ranges: Option<Arc<RangePermits>>,
+    /// This blob's place in the order its reader needs the blobs (0 first): a freed range
+    /// permit goes to the waiting blob with the lowest rank.
+    pub rank: usize,
 }
 
 /// Connections a pull may open for ranges beyond the first of each blob: enough for the lan
 /// profile's debianish (37 in all over 5 blobs), about half a MiB of buffers each.
 pub const EXTRA_RANGE_CONNECTIONS: usize = 32;
 
-/// The pull-wide bound for [`FetchOptions::extra_ranges`].
-pub fn pull_range_connections() -> Arc<tokio::sync::Semaphore> {
-    Arc::new(tokio::sync::Semaphore::new(EXTRA_RANGE_CONNECTIONS))
+/// The same bound for a reader that takes the blobs strictly in order (a root filesystem's
+/// layers): a quarter, so that the blob applied next holds most of the extra connections and
+/// of the bandwidth they share, instead of every layer arriving at once near the end and the
+/// applier catching up afterwards. Through the lan link profile (debianish, root filesystem)
+/// 4, 8, 16 and 32 took 1.87, 1.62, 1.68 and 1.82 s; wan 8: 5.21 s, 16: 5.37 s, 32: 5.61 s.
+pub const IN_ORDER_RANGE_CONNECTIONS: usize = 8;
+
+/// The pull-wide pool for [`FetchOptions::extra_ranges`]: [`IN_ORDER_RANGE_CONNECTIONS`] when
+/// the blobs are read in order as they arrive, else [`EXTRA_RANGE_CONNECTIONS`].
+pub fn pull_range_connections(in_order: bool) -> Arc<RangePermits> {
+    RangePermits::new(if in_order {
+        IN_ORDER_RANGE_CONNECTIONS
+    } else {
+        EXTRA_RANGE_CONNECTIONS
+    })
 }
 
 /// Download `descriptor` into the fixed file `partial`, continuing from the bytes it already
@@ -223,7 +238,10 @@ async fn download(
         &sender,
         reporter,
         retry,
-        options.extra_ranges.as_deref(),
+        options
+            .extra_ranges
+            .as_ref()
+            .map(|pool| (pool, options.rank)),
     )
     .await;
     let finished = match received {
@@ -344,7 +362,7 @@ async fn receive(
     sender: &tokio::sync::mpsc::Sender<Message>,
     reporter: &dyn Reporter,
     retry: &RetryPolicy,
-    extra_ranges: Option<&tokio::sync::Semaphore>,
+    extra_ranges: Option<(&Arc<RangePermits>, usize)>,
 ) -> Result<u64> {
     let size = descriptor.size;
     let whole = Span {
@@ -383,13 +401,10 @@ async fn receive(
         let body = opened.take();
         async move {
             // The first range uses the blob's own connection; the others wait for a permit.
-            let _permit =
-                match (&body, extra_ranges) {
-                    (None, Some(limit)) => Some(limit.acquire().await.map_err(|_| {
-                        Error::from(Internal::Broken("the range semaphore closed"))
-                    })?),
-                    _ => None,
-                };
+            let _permit = match (&body, extra_ranges) {
+                (None, Some((pool, rank))) => Some(pool.acquire(rank).await),
+                _ => None,
+            };
             receive_span(source, descriptor, span, body, sender, reporter, retry).await
         }
     }))
@@ -540,10 +555,12 @@ fn is_writer_gone(error: &Error) -> bool {
 }
 
 mod ingest;
+mod permits;
 mod tap;
 mod writer;
 
 pub use ingest::{Ingest, PartialFile, TempFile};
+pub use permits::{RangePermit, RangePermits};
 use tap::TapGuard;
 pub use tap::{BlobTap, TapReader};
 use writer::{too_long, write_blob};
@@ -712,7 +729,7 @@ mod tests {
         let options = FetchOptions {
             sync: false,
             tap: Some(tap),
-            extra_ranges: None,
+            ..FetchOptions::default()
         };
         let result = fetch_blob(
             source,
@@ -1010,7 +1027,7 @@ mod tests {
         let descriptor = blob_descriptor(&data);
         let dir = tempfile::tempdir().unwrap();
         let options = FetchOptions {
-            extra_ranges: Some(Arc::new(tokio::sync::Semaphore::new(1))),
+            extra_ranges: Some(RangePermits::new(1)),
             ..FetchOptions::default()
         };
         let retry = RetryPolicy::default();
