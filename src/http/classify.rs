@@ -132,6 +132,18 @@ fn chain<'a>(error: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'st
     all
 }
 
+/// Whether a TLS handshake failed because the server answered in plain HTTP: its first bytes
+/// (`HTTP/1.x 400 ...`) are not a TLS record, so rustls finds an invalid content type. Such a
+/// server speaks plain HTTP on that port, whatever else is wrong.
+pub fn answered_in_plain_http(error: &reqwest::Error) -> bool {
+    matches!(
+        tls_error(error),
+        Some(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType
+        ))
+    )
+}
+
 fn tls_error(error: &reqwest::Error) -> Option<&rustls::Error> {
     chain(error)
         .into_iter()

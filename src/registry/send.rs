@@ -62,6 +62,18 @@ impl RegistryClient {
                     Err(error) if error.failure == crate::http::Failure::Certificate => {
                         return Err(transport_error(error))
                     }
+                    // The server answered the handshake in plain HTTP: that is the scheme,
+                    // and pinging `/v2/` over it would only cost a round trip (the first real
+                    // request learns how the registry authenticates from its answer).
+                    Err(error) if crate::http::classify::answered_in_plain_http(&error.source) => {
+                        tracing::debug!(url = %ping, "the server answered TLS in plain HTTP");
+                        return url::Url::parse(&format!("http://{}/", self.host)).map_err(|e| {
+                            Error::Unsupported {
+                                url: self.host.clone(),
+                                reason: format!("not a usable host: {e}"),
+                            }
+                        });
+                    }
                     Err(error) => Err(Error::Transport {
                         url: error.url.to_string(),
                         attempts: error.attempts,
@@ -260,7 +272,23 @@ impl RegistryClient {
     /// A bearer token for `scope` as this client's credential obtains it (for `acrpull token`).
     /// `None` if the registry does not use bearer tokens.
     pub async fn bearer_token(&self, scope: &str) -> Result<Option<crate::secret::Secret>> {
-        self.base().await?;
+        let base = self.base().await?;
+        if !self.auth.knows_scheme() {
+            // The probe did not ask `/v2/` (the server answered TLS in plain HTTP) or got no
+            // challenge: ask it now, for one.
+            let ping = base
+                .join(&self.route.api_root)
+                .map_err(|e| Error::Unsupported {
+                    url: format!("{base}{}", self.route.api_root),
+                    reason: format!("not a usable API path: {e}"),
+                })?;
+            let response = self
+                .send_with_retries(Method::GET, &ping, None, self.route.headers.clone())
+                .await?;
+            if let Some(c) = challenge_of(&response) {
+                self.auth.learn(&c);
+            }
+        }
         let header = self.auth.authorization(&self.http, scope).await?;
         Ok(header.and_then(|h| {
             h.0.expose()

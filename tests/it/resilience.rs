@@ -400,3 +400,53 @@ fn an_explicit_platform_the_config_refuses_stops_the_pull_before_any_layer() {
         .collect();
     assert_eq!(blobs.len(), 1, "only the config: {blobs:?}");
 }
+
+/// A loopback registry is tried with TLS first; one that answers the handshake in plain HTTP
+/// (as the proxy here does, like distribution without TLS) speaks plain HTTP, so the first
+/// plain-HTTP request is the manifest itself, not a `/v2/` ping that would cost a round trip.
+/// A registry that wants credentials says so in its answer to that first request.
+#[test]
+fn a_registry_that_answers_tls_in_plain_http_gets_no_ping_before_the_manifest() {
+    use base64::Engine as _;
+    let anonymous = Setup::anonymous();
+    ok(&anonymous.pull("layout", &["--format", "oci"]));
+    let first = &anonymous.proxy.requests()[0];
+    assert_eq!(
+        (first.method.as_str(), first.path.as_str()),
+        ("GET", "/v2/it/big/manifests/v1"),
+        "{:?}",
+        anonymous.proxy.requests()
+    );
+
+    let basic = base64::engine::general_purpose::STANDARD.encode("alice:pw-123");
+    let protected = Setup::new(
+        RegistryOptions::anonymous().htpasswd("alice", "pw-123"),
+        Some(format!("Basic {basic}")),
+    );
+    let dest = protected.scratch.dest("rootfs");
+    ok(&run(
+        &protected.scratch.home(),
+        &[
+            "pull",
+            "--username",
+            "alice",
+            "--password-stdin",
+            &protected.image(),
+            dest.to_str().unwrap(),
+        ],
+        Some("pw-123"),
+    ));
+    let requests = protected.proxy.requests();
+    let manifests: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path.contains("/manifests/"))
+        .map(|r| (r.authorization, r.status))
+        .collect();
+    assert_eq!(
+        manifests,
+        [(false, 401), (true, 200)],
+        "asked without credentials, told to bring them, asked again: {requests:?}"
+    );
+    assert!(!requests.iter().any(|r| r.path == "/v2/"), "{requests:?}");
+    drop(protected.registry);
+}

@@ -74,6 +74,11 @@ impl Authenticator {
         &self.credential
     }
 
+    /// Whether a challenge has told how the registry authenticates.
+    pub fn knows_scheme(&self) -> bool {
+        !matches!(self.learned(), Learned::Unknown)
+    }
+
     fn learned(&self) -> Learned {
         self.learned
             .lock()
