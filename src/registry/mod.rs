@@ -138,7 +138,8 @@ impl RegistryClient {
         self
     }
 
-    /// The base URL (`scheme://host`), probing `/v2/` on first use.
+    /// The base URL (`scheme://host`), probed on first use where HTTPS and plain HTTP are
+    /// both allowed.
     pub async fn base(&self) -> Result<&url::Url> {
         self.base.get_or_try_init(|| self.probe()).await
     }

@@ -1,6 +1,7 @@
-//! Sending one request to the registry: the first probe of `/v2/`, authentication from
-//! challenges, retries with backoff, redirects followed without credentials, and the mapping
-//! of an unsuccessful status to a typed error.
+//! Sending one request to the registry: the probe that decides between HTTPS and plain HTTP
+//! (only where both are allowed), authentication from challenges, retries with backoff,
+//! redirects followed without credentials, and the mapping of an unsuccessful status to a
+//! typed error.
 
 use reqwest::header::{HeaderMap, AUTHORIZATION};
 use reqwest::{Method, Response, StatusCode};
@@ -23,14 +24,20 @@ impl RegistryClient {
         } else {
             &["https"]
         };
+        let base_for = |scheme: &str| {
+            url::Url::parse(&format!("{scheme}://{}/", self.host)).map_err(|e| Error::Unsupported {
+                url: self.host.clone(),
+                reason: format!("not a usable host: {e}"),
+            })
+        };
+        // One scheme leaves nothing to decide: no request (a `/v2/` ping would cost a round
+        // trip; the first real request learns how the registry authenticates from its answer).
+        if let [scheme] = schemes {
+            return base_for(scheme);
+        }
         let mut last_error = None;
         for scheme in schemes {
-            let base = url::Url::parse(&format!("{scheme}://{}/", self.host)).map_err(|e| {
-                Error::Unsupported {
-                    url: self.host.clone(),
-                    reason: format!("not a usable host: {e}"),
-                }
-            })?;
+            let base = base_for(scheme)?;
             let ping = base
                 .join(&self.route.api_root)
                 .map_err(|e| Error::Unsupported {
@@ -67,12 +74,7 @@ impl RegistryClient {
                     // request learns how the registry authenticates from its answer).
                     Err(error) if crate::http::classify::answered_in_plain_http(&error.source) => {
                         tracing::debug!(url = %ping, "the server answered TLS in plain HTTP");
-                        return url::Url::parse(&format!("http://{}/", self.host)).map_err(|e| {
-                            Error::Unsupported {
-                                url: self.host.clone(),
-                                reason: format!("not a usable host: {e}"),
-                            }
-                        });
+                        return base_for("http");
                     }
                     Err(error) => Err(Error::Transport {
                         url: error.url.to_string(),
@@ -274,8 +276,8 @@ impl RegistryClient {
     pub async fn bearer_token(&self, scope: &str) -> Result<Option<crate::secret::Secret>> {
         let base = self.base().await?;
         if !self.auth.knows_scheme() {
-            // The probe did not ask `/v2/` (the server answered TLS in plain HTTP) or got no
-            // challenge: ask it now, for one.
+            // The probe did not ask `/v2/` (one scheme, or a server that answered TLS in plain
+            // HTTP) or got no challenge: ask it now, for one.
             let ping = base
                 .join(&self.route.api_root)
                 .map_err(|e| Error::Unsupported {

@@ -401,22 +401,29 @@ fn an_explicit_platform_the_config_refuses_stops_the_pull_before_any_layer() {
     assert_eq!(blobs.len(), 1, "only the config: {blobs:?}");
 }
 
-/// A loopback registry is tried with TLS first; one that answers the handshake in plain HTTP
-/// (as the proxy here does, like distribution without TLS) speaks plain HTTP, so the first
-/// plain-HTTP request is the manifest itself, not a `/v2/` ping that would cost a round trip.
-/// A registry that wants credentials says so in its answer to that first request.
+/// No `/v2/` ping where there is nothing to decide: a loopback registry is tried with TLS
+/// first, and one that answers the handshake in plain HTTP (as the proxy here does, like
+/// distribution without TLS) speaks plain HTTP, so the first plain-HTTP request is the manifest
+/// itself; with `--plain-http` (or a remote registry, HTTPS only) there is one scheme and the
+/// manifest is the first request. A ping would cost a round trip; a registry that wants
+/// credentials says so in its answer to that first request.
 #[test]
-fn a_registry_that_answers_tls_in_plain_http_gets_no_ping_before_the_manifest() {
+fn a_registry_gets_no_ping_before_the_manifest_when_its_scheme_is_known() {
     use base64::Engine as _;
     let anonymous = Setup::anonymous();
-    ok(&anonymous.pull("layout", &["--format", "oci"]));
-    let first = &anonymous.proxy.requests()[0];
-    assert_eq!(
-        (first.method.as_str(), first.path.as_str()),
-        ("GET", "/v2/it/big/manifests/v1"),
-        "{:?}",
-        anonymous.proxy.requests()
-    );
+    for (name, extra) in [("probed", None), ("plain", Some("--plain-http"))] {
+        let before = anonymous.proxy.requests().len();
+        let mut args = vec!["--format", "oci"];
+        args.extend(extra);
+        ok(&anonymous.pull(name, &args));
+        let first = &anonymous.proxy.requests()[before];
+        assert_eq!(
+            (first.method.as_str(), first.path.as_str()),
+            ("GET", "/v2/it/big/manifests/v1"),
+            "{name}: {:?}",
+            anonymous.proxy.requests()
+        );
+    }
 
     let basic = base64::engine::general_purpose::STANDARD.encode("alice:pw-123");
     let protected = Setup::new(
