@@ -38,12 +38,7 @@ impl RegistryClient {
         let mut last_error = None;
         for scheme in schemes {
             let base = base_for(scheme)?;
-            let ping = base
-                .join(&self.route.api_root)
-                .map_err(|e| Error::Unsupported {
-                    url: format!("{base}{}", self.route.api_root),
-                    reason: format!("not a usable API path: {e}"),
-                })?;
+            let ping = self.api_root(&base)?;
             // With a plain-HTTP fallback ahead, one HTTPS attempt is enough.
             let result = if *scheme == "https" && schemes.len() > 1 {
                 let once = retry::RetryPolicy {
@@ -271,6 +266,15 @@ impl RegistryClient {
         }
     }
 
+    /// The API root (`/v2/`, or a mirror's path) at `base`: what a ping asks.
+    fn api_root(&self, base: &url::Url) -> Result<url::Url> {
+        base.join(&self.route.api_root)
+            .map_err(|e| Error::Unsupported {
+                url: format!("{base}{}", self.route.api_root),
+                reason: format!("not a usable API path: {e}"),
+            })
+    }
+
     /// A bearer token for `scope` as this client's credential obtains it (for `acrpull token`).
     /// `None` if the registry does not use bearer tokens.
     pub async fn bearer_token(&self, scope: &str) -> Result<Option<crate::secret::Secret>> {
@@ -278,12 +282,7 @@ impl RegistryClient {
         if !self.auth.knows_scheme() {
             // The probe did not ask `/v2/` (one scheme, or a server that answered TLS in plain
             // HTTP) or got no challenge: ask it now, for one.
-            let ping = base
-                .join(&self.route.api_root)
-                .map_err(|e| Error::Unsupported {
-                    url: format!("{base}{}", self.route.api_root),
-                    reason: format!("not a usable API path: {e}"),
-                })?;
+            let ping = self.api_root(base)?;
             let response = self
                 .send_with_retries(Method::GET, &ping, None, self.route.headers.clone())
                 .await?;
