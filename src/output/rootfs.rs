@@ -125,7 +125,6 @@ async fn build(
     staging: &Path,
 ) -> Result<(Written, PathBuf)> {
     let downloads = job.downloads;
-
     let blobs = staging.join("blobs");
     let out = staging.join("out");
     let rootfs = if output.bundle {
@@ -169,15 +168,13 @@ async fn build(
         || downloads.jobs <= 1
         || taps.contains_key(&config.digest);
     let read_config = read_config(job, config, blobs.as_deref(), sync, layers.len());
-    let (mut transferred, config_bytes, diff_ids, platform, fetching) = if config_first {
-        let (transferred, bytes, diff_ids, platform) = read_config.await?;
-        (transferred, bytes, diff_ids, platform, fetch_layers())
+    let (image_config, fetching) = if config_first {
+        let image_config = read_config.await?;
+        (image_config, fetch_layers())
     } else {
         let fetching = fetch_layers();
         match read_config.await {
-            Ok((transferred, bytes, diff_ids, platform)) => {
-                (transferred, bytes, diff_ids, platform, fetching)
-            }
+            Ok(image_config) => (image_config, fetching),
             Err(e) => {
                 fetching.abort();
                 let _ = fetching.await;
@@ -185,6 +182,12 @@ async fn build(
             }
         }
     };
+    let ConfigRead {
+        mut transferred,
+        bytes: config_bytes,
+        diff_ids,
+        platform,
+    } = image_config;
     let mut applying = None;
     let mut applied = apply_in_order(
         &layers,
@@ -245,15 +248,27 @@ async fn build(
     ))
 }
 
-/// Download the image config and read what applying the layers needs from it: its diff_ids
-/// (one per layer) and its platform, held to the platform asked for.
+/// What applying the layers needs from the image config.
+struct ConfigRead {
+    /// The config's download.
+    transferred: Transfer,
+    /// Its bytes (a bundle's runtime config is made from them).
+    bytes: Vec<u8>,
+    /// One per layer, in order.
+    diff_ids: Vec<Digest>,
+    /// The platform it names, if any.
+    platform: Option<String>,
+}
+
+/// Download the image config and read its diff_ids and platform, held to the platform asked
+/// for and to the number of layers.
 async fn read_config(
     job: &Job<'_>,
     config: &Descriptor,
     blobs: Option<&Path>,
     sync: bool,
     layers: usize,
-) -> Result<(Transfer, Vec<u8>, Vec<Digest>, Option<String>)> {
+) -> Result<ConfigRead> {
     let (resolved, downloads) = (job.resolved, job.downloads);
     let transferred = downloads
         .tapped(
@@ -286,7 +301,12 @@ async fn read_config(
             diff_ids.len(),
         )));
     }
-    Ok((transferred, config_bytes, diff_ids, platform))
+    Ok(ConfigRead {
+        transferred,
+        bytes: config_bytes,
+        diff_ids,
+        platform,
+    })
 }
 
 /// How many layers inflate ahead of the one being applied: as configured, else the cores
