@@ -55,6 +55,33 @@ impl Setup {
         Self::new(RegistryOptions::anonymous(), None)
     }
 
+    /// Behind basic authentication (alice / pw-123), which the proxy's storage asks too.
+    fn basic() -> Self {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode("alice:pw-123");
+        Self::new(
+            RegistryOptions::anonymous().htpasswd("alice", "pw-123"),
+            Some(format!("Basic {basic}")),
+        )
+    }
+
+    /// A root filesystem pull into `name` as alice, the password on stdin.
+    fn pull_as_alice(&self, name: &str) -> std::process::Output {
+        let dest = self.scratch.dest(name);
+        run(
+            &self.scratch.home(),
+            &[
+                "pull",
+                "--username",
+                "alice",
+                "--password-stdin",
+                &self.image(),
+                dest.to_str().unwrap(),
+            ],
+            Some("pw-123"),
+        )
+    }
+
     fn image(&self) -> String {
         format!("{}/it/big:v1", self.proxy.host())
     }
@@ -187,27 +214,9 @@ fn stalls_short_bodies_and_corruption() {
 
 #[test]
 fn blob_redirects_to_storage_never_carry_credentials() {
-    use base64::Engine as _;
-    let basic = base64::engine::general_purpose::STANDARD.encode("alice:pw-123");
-    let setup = Setup::new(
-        RegistryOptions::anonymous().htpasswd("alice", "pw-123"),
-        Some(format!("Basic {basic}")),
-    );
+    let setup = Setup::basic();
     setup.proxy.faults().redirect_blobs(true);
-    let dest = setup.scratch.dest("rootfs");
-    let output = run(
-        &setup.scratch.home(),
-        &[
-            "pull",
-            "--username",
-            "alice",
-            "--password-stdin",
-            &setup.image(),
-            dest.to_str().unwrap(),
-        ],
-        Some("pw-123"),
-    );
-    ok(&output);
+    ok(&setup.pull_as_alice("rootfs"));
     assert_rootfs(&setup, "rootfs");
     let requests = setup.proxy.requests();
     let storage: Vec<_> = requests
@@ -409,7 +418,6 @@ fn an_explicit_platform_the_config_refuses_stops_the_pull_before_any_layer() {
 /// credentials says so in its answer to that first request.
 #[test]
 fn a_registry_gets_no_ping_before_the_manifest_when_its_scheme_is_known() {
-    use base64::Engine as _;
     let anonymous = Setup::anonymous();
     for (name, extra) in [("probed", None), ("plain", Some("--plain-http"))] {
         let before = anonymous.proxy.requests().len();
@@ -425,24 +433,8 @@ fn a_registry_gets_no_ping_before_the_manifest_when_its_scheme_is_known() {
         );
     }
 
-    let basic = base64::engine::general_purpose::STANDARD.encode("alice:pw-123");
-    let protected = Setup::new(
-        RegistryOptions::anonymous().htpasswd("alice", "pw-123"),
-        Some(format!("Basic {basic}")),
-    );
-    let dest = protected.scratch.dest("rootfs");
-    ok(&run(
-        &protected.scratch.home(),
-        &[
-            "pull",
-            "--username",
-            "alice",
-            "--password-stdin",
-            &protected.image(),
-            dest.to_str().unwrap(),
-        ],
-        Some("pw-123"),
-    ));
+    let protected = Setup::basic();
+    ok(&protected.pull_as_alice("rootfs"));
     let requests = protected.proxy.requests();
     let manifests: Vec<_> = requests
         .iter()
