@@ -412,19 +412,30 @@ async fn forward(
     response
 }
 
-/// `stream` at no more than `rate` bytes per second.
+/// `stream` at no more than `rate` bytes per second, in pieces of a twentieth of a second
+/// each: the upstream registry on loopback hands over chunks of hundreds of KiB, and a chunk
+/// held back whole would arrive as one jump seconds later (a test that waits for a layer's
+/// first bytes would then see none, then all of it).
 fn throttled(
     stream: impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     rate: u64,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let rate = rate.max(1);
+    let piece = (rate / 20).max(1) as usize;
     let start = tokio::time::Instant::now();
-    let state = (Box::pin(stream), 0u64);
-    futures_util::stream::unfold(state, move |(mut stream, sent)| async move {
-        let item = stream.next().await?;
-        let sent = sent + item.as_ref().map_or(0, |bytes| bytes.len() as u64);
-        let due = Duration::from_secs_f64(sent as f64 / rate.max(1) as f64);
+    let state = (Box::pin(stream), Bytes::new(), 0u64);
+    futures_util::stream::unfold(state, move |(mut stream, mut held, sent)| async move {
+        if held.is_empty() {
+            match stream.next().await? {
+                Ok(bytes) => held = bytes,
+                Err(error) => return Some((Err(error), (stream, held, sent))),
+            }
+        }
+        let out = held.split_to(held.len().min(piece));
+        let sent = sent + out.len() as u64;
+        let due = Duration::from_secs_f64(sent as f64 / rate as f64);
         tokio::time::sleep_until(start + due).await;
-        Some((item, (stream, sent)))
+        Some((Ok(out), (stream, held, sent)))
     })
 }
 
@@ -501,4 +512,27 @@ fn faulty_stream(
             Some((Ok(Bytes::from(chunk)), (body, sent, next_fault, next_phase)))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One large upstream chunk comes out in small pieces, paced from the start: the first
+    /// bytes arrive at once, not when the whole chunk is due.
+    #[tokio::test]
+    async fn a_throttled_large_chunk_arrives_in_paced_pieces() {
+        let rate = 200_000; // 10,000 bytes per twentieth of a second
+        let upstream = futures_util::stream::iter([Ok(Bytes::from(vec![7u8; 100_000]))]);
+        let start = tokio::time::Instant::now();
+        let pieces: Vec<_> = throttled(upstream, rate)
+            .map(|piece| (piece.unwrap().len(), start.elapsed()))
+            .collect()
+            .await;
+        assert_eq!(pieces.len(), 10, "{pieces:?}");
+        assert!(pieces.iter().all(|(len, _)| *len == 10_000), "{pieces:?}");
+        // Whole, the chunk would be due at 0.5 s; its first piece is due at 0.05 s.
+        assert!(pieces[0].1 < Duration::from_millis(300), "{pieces:?}");
+        assert!(pieces[9].1 >= Duration::from_millis(500), "{pieces:?}");
+    }
 }
