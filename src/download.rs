@@ -190,7 +190,9 @@ impl Downloads {
             }
             (dir, _) => dir.map(Path::to_path_buf),
         };
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(self.jobs.max(1)));
+        // Download slots are reserved below in list order, so blobs start in that order
+        // (spawned tasks run in no particular order).
+        let slots = crate::fetch::RankedPermits::new(self.jobs.max(1));
         // Blobs read as they arrive (a root filesystem's layers) are read in the list's order:
         // the earlier ones get the extra range connections first.
         let extra_ranges = crate::fetch::pull_range_connections(!taps.is_empty());
@@ -225,7 +227,7 @@ impl Downloads {
             }
             let source = self.source.clone();
             let reporter = reporter.clone();
-            let semaphore = semaphore.clone();
+            let slot = slots.reserve(rank);
             let retry = self.retry.clone();
             let cache = self.cache.clone();
             let fetch_options = FetchOptions {
@@ -237,9 +239,7 @@ impl Downloads {
             let foreign = ForeignLayer::of(&descriptor);
             tasks.spawn(async move {
                 let result = async move {
-                    let _permit = semaphore.acquire_owned().await.map_err(|_| {
-                        Error::from(Internal::Broken("the download semaphore closed"))
-                    })?;
+                    let _slot = slot.granted().await;
                     let Some(cache) = cache else {
                         let Some(path) = path else {
                             return Err(

@@ -38,7 +38,7 @@ pub struct FetchOptions {
     /// downloads of a pull ([`pull_range_connections`]): without a bound, eight large blobs at
     /// twelve connections each would hold about a hundred connections and their buffers.
     /// `None`: each blob is bounded only by its own plan.
-    pub extra_ranges: Option<Arc<RangePermits>>,
+    pub extra_ranges: Option<Arc<RankedPermits>>,
     /// This blob's place in the order its reader needs the blobs (0 first): a freed range
     /// permit goes to the waiting blob with the lowest rank.
     pub rank: usize,
@@ -57,8 +57,8 @@ pub const IN_ORDER_RANGE_CONNECTIONS: usize = 8;
 
 /// The pull-wide pool for [`FetchOptions::extra_ranges`]: [`IN_ORDER_RANGE_CONNECTIONS`] when
 /// the blobs are read in order as they arrive, else [`EXTRA_RANGE_CONNECTIONS`].
-pub fn pull_range_connections(in_order: bool) -> Arc<RangePermits> {
-    RangePermits::new(if in_order {
+pub fn pull_range_connections(in_order: bool) -> Arc<RankedPermits> {
+    RankedPermits::new(if in_order {
         IN_ORDER_RANGE_CONNECTIONS
     } else {
         EXTRA_RANGE_CONNECTIONS
@@ -362,7 +362,7 @@ async fn receive(
     sender: &tokio::sync::mpsc::Sender<Message>,
     reporter: &dyn Reporter,
     retry: &RetryPolicy,
-    extra_ranges: Option<(&Arc<RangePermits>, usize)>,
+    extra_ranges: Option<(&Arc<RankedPermits>, usize)>,
 ) -> Result<u64> {
     let size = descriptor.size;
     let whole = Span {
@@ -560,7 +560,7 @@ mod tap;
 mod writer;
 
 pub use ingest::{Ingest, PartialFile, TempFile};
-pub use permits::{RangePermit, RangePermits};
+pub use permits::{RankedPermit, RankedPermits, Reservation};
 use tap::TapGuard;
 pub use tap::{BlobTap, TapReader};
 use writer::{too_long, write_blob};
@@ -1027,7 +1027,7 @@ mod tests {
         let descriptor = blob_descriptor(&data);
         let dir = tempfile::tempdir().unwrap();
         let options = FetchOptions {
-            extra_ranges: Some(RangePermits::new(1)),
+            extra_ranges: Some(RankedPermits::new(1)),
             ..FetchOptions::default()
         };
         let retry = RetryPolicy::default();

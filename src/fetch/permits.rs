@@ -1,43 +1,45 @@
-//! The pull-wide pool of connections for ranges beyond each blob's first, granted in the order
-//! the blobs are needed.
+//! Pools of download connections granted in the order the blobs are needed.
 //!
-//! Every blob keeps its own first connection; the extra ones are what a link's bandwidth is
-//! shared by. A root filesystem applies its layers strictly in order, so bandwidth spent on a
-//! later layer while an earlier one is still arriving only makes the applier wait: a freed
-//! permit goes to the waiting range of the blob that comes first (the lowest rank), and a
-//! blob's later ranges compete again each time one of its ranges ends. With equal ranks (or
-//! none waiting) this is a plain counting semaphore.
+//! Two pools per pull use this: the download slots (`--jobs`: one connection per blob at
+//! first) and the connections for ranges beyond each blob's first, which a link's bandwidth
+//! is shared by. A root filesystem applies its layers strictly in order, so bandwidth spent on
+//! a later layer while an earlier one is still arriving only makes the applier wait: a freed
+//! permit goes to the waiting blob that comes first (the lowest rank), and a blob's later
+//! ranges compete again each time one of its ranges ends. A blob takes its place in the queue
+//! when [`RankedPermits::reserve`] is called, not when its task first runs: tasks spawned in
+//! list order are not polled in list order, and the first free slots would otherwise go to
+//! whichever ran first. With equal ranks (or none waiting) this is a plain counting semaphore.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 
-/// A pool of range connections shared by the downloads of one pull.
+/// A pool of connections shared by the downloads of one pull.
 #[derive(Debug)]
-pub struct RangePermits {
+pub struct RankedPermits {
     state: Mutex<State>,
 }
 
 #[derive(Debug)]
 struct State {
     free: usize,
-    /// Waiting ranges by (rank, arrival): the first entry is served first. An entry whose
+    /// Waiting blobs by (rank, arrival): the first entry is served first. An entry whose
     /// waiter went away is skipped when its turn comes.
-    waiting: BTreeMap<(usize, u64), oneshot::Sender<RangePermit>>,
+    waiting: BTreeMap<(usize, u64), oneshot::Sender<RankedPermit>>,
     arrivals: u64,
 }
 
-/// One extra range connection, returned to the pool (or handed to the first waiter) on drop.
+/// One connection, returned to the pool (or handed to the first waiter) on drop.
 #[derive(Debug)]
-pub struct RangePermit {
-    pool: Option<Arc<RangePermits>>,
+pub struct RankedPermit {
+    pool: Option<Arc<RankedPermits>>,
 }
 
-impl RangePermits {
+impl RankedPermits {
     /// A pool of `permits` connections.
     pub fn new(permits: usize) -> Arc<Self> {
-        Arc::new(RangePermits {
+        Arc::new(RankedPermits {
             state: Mutex::new(State {
                 free: permits,
                 waiting: BTreeMap::new(),
@@ -48,26 +50,27 @@ impl RangePermits {
 
     /// Wait for a permit; among waiters, the lowest `rank` (the blob needed first) wins, then
     /// the one that waited longest.
-    pub async fn acquire(self: &Arc<Self>, rank: usize) -> RangePermit {
-        let granted = {
-            let mut state = self.lock();
-            if state.free > 0 {
-                state.free -= 1;
-                return RangePermit {
-                    pool: Some(self.clone()),
-                };
-            }
-            let (sender, granted) = oneshot::channel();
-            state.arrivals += 1;
-            let arrival = state.arrivals;
-            state.waiting.insert((rank, arrival), sender);
-            granted
-        };
-        // The sender lives in the pool, which `self` keeps alive, until it sends a permit.
-        match granted.await {
-            Ok(permit) => permit,
-            Err(_) => unreachable!("a waiting range's sender is only dropped after it sent"),
+    pub async fn acquire(self: &Arc<Self>, rank: usize) -> RankedPermit {
+        self.reserve(rank).granted().await
+    }
+
+    /// Take a place in the queue now (a free permit at once, else a wait by `rank`); the
+    /// permit is collected later with [`Reservation::granted`]. A reservation dropped before
+    /// it was granted neither keeps nor loses a permit.
+    pub fn reserve(self: &Arc<Self>, rank: usize) -> Reservation {
+        let mut state = self.lock();
+        if state.free > 0 {
+            state.free -= 1;
+            return Reservation::Granted(RankedPermit {
+                pool: Some(self.clone()),
+            });
         }
+        let (sender, granted) = oneshot::channel();
+        state.arrivals += 1;
+        let arrival = state.arrivals;
+        state.waiting.insert((rank, arrival), sender);
+        // The sender lives in the pool, which the permit it sends keeps alive, until it sends.
+        Reservation::Waiting(granted, self.clone())
     }
 
     /// Permits neither held nor handed over (for tests).
@@ -84,7 +87,7 @@ impl RangePermits {
     /// is never held while a permit is sent: one that comes back (its waiter left) could
     /// otherwise be dropped under it.
     fn release(self: &Arc<Self>) {
-        let mut permit = RangePermit {
+        let mut permit = RankedPermit {
             pool: Some(self.clone()),
         };
         loop {
@@ -108,7 +111,29 @@ impl RangePermits {
     }
 }
 
-impl Drop for RangePermit {
+/// A place in a [`RankedPermits`] queue.
+#[derive(Debug)]
+pub enum Reservation {
+    /// A permit was free.
+    Granted(RankedPermit),
+    /// Waiting for a freed permit (the pool is kept alive: it holds the sender).
+    Waiting(oneshot::Receiver<RankedPermit>, Arc<RankedPermits>),
+}
+
+impl Reservation {
+    /// The permit, once it is this reservation's turn.
+    pub async fn granted(self) -> RankedPermit {
+        match self {
+            Reservation::Granted(permit) => permit,
+            Reservation::Waiting(granted, _pool) => match granted.await {
+                Ok(permit) => permit,
+                Err(_) => unreachable!("a waiter's sender is only dropped after it sent"),
+            },
+        }
+    }
+}
+
+impl Drop for RankedPermit {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.take() {
             pool.release();
@@ -122,7 +147,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_freed_permit_goes_to_the_waiting_blob_that_comes_first() {
-        let pool = RangePermits::new(1);
+        let pool = RankedPermits::new(1);
         let held = pool.acquire(5).await;
         let (order_tx, mut order) = tokio::sync::mpsc::unbounded_channel();
         let mut waiters = Vec::new();
@@ -152,8 +177,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reservations_are_granted_in_the_order_they_were_made_not_awaited() {
+        let pool = RankedPermits::new(1);
+        let reservations: Vec<_> = (0..4).map(|rank| (rank, pool.reserve(rank))).collect();
+        let (order_tx, mut order) = tokio::sync::mpsc::unbounded_channel();
+        let mut waiters = Vec::new();
+        // The last reservation is awaited first, as a task spawned last may run first.
+        for (rank, reservation) in reservations.into_iter().rev() {
+            let order_tx = order_tx.clone();
+            waiters.push(tokio::spawn(async move {
+                let permit = reservation.granted().await;
+                order_tx.send(rank).unwrap();
+                tokio::task::yield_now().await;
+                drop(permit);
+            }));
+            tokio::task::yield_now().await;
+        }
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+        drop(order_tx);
+        let mut granted = Vec::new();
+        while let Some(rank) = order.recv().await {
+            granted.push(rank);
+        }
+        assert_eq!(granted, [0, 1, 2, 3]);
+        assert_eq!(pool.free(), 1);
+    }
+
+    #[tokio::test]
     async fn a_waiter_that_gave_up_neither_keeps_nor_loses_a_permit() {
-        let pool = RangePermits::new(1);
+        let pool = RankedPermits::new(1);
         let held = pool.acquire(0).await;
         // Waits, then is dropped while still waiting.
         let gave_up =
@@ -173,7 +227,7 @@ mod tests {
         later.await.unwrap();
         assert_eq!(pool.free(), 1);
         // Two at once from a pool of two, then both back.
-        let pool = RangePermits::new(2);
+        let pool = RankedPermits::new(2);
         let (a, b) = (pool.acquire(1).await, pool.acquire(0).await);
         assert_eq!(pool.free(), 0);
         drop((a, b));

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use acrpull_testenv::proxy::{BlobFault, FaultProxy};
-use acrpull_testenv::registry::{skopeo_copy, Registry, RegistryOptions};
+use acrpull_testenv::registry::{skopeo, skopeo_copy, Registry, RegistryOptions};
 
 use crate::support::{fails, make_layout, noise, ok, run, Scratch};
 
@@ -370,6 +370,46 @@ fn a_pull_fetches_the_config_together_with_the_layers() {
             .filter(|r| r.path.contains("/blobs/"))
             .count();
         assert_eq!(blobs, 4, "{format}");
+    }
+}
+
+/// With `--jobs 1` the blobs are fetched one at a time in the manifest's order (the config,
+/// then the layers in the order they are applied), every time: download tasks are spawned in
+/// that order but run in no particular one, and a root filesystem whose first layer came last
+/// waited for all of them before applying anything.
+#[test]
+fn one_job_fetches_the_blobs_in_the_manifests_order() {
+    let setup = Setup::anonymous();
+    let image = format!("docker://{}/it/big:v1", setup.registry.host());
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &image]).expect("manifest");
+    let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let digest = |d: &serde_json::Value| d["digest"].as_str().unwrap().to_string();
+    let mut listed = vec![digest(&manifest["config"])];
+    listed.extend(manifest["layers"].as_array().unwrap().iter().map(digest));
+    for format in ["rootfs", "oci"] {
+        for round in 0..3 {
+            let before = setup.proxy.requests().len();
+            let dest = setup.scratch.dest(&format!("{format}-{round}"));
+            ok(&run(
+                &setup.scratch.home(),
+                &[
+                    "pull",
+                    "--no-cache",
+                    "--jobs",
+                    "1",
+                    "--format",
+                    format,
+                    &setup.image(),
+                    dest.to_str().unwrap(),
+                ],
+                None,
+            ));
+            let fetched: Vec<String> = setup.proxy.requests()[before..]
+                .iter()
+                .filter_map(|r| r.path.split("/blobs/").nth(1).map(str::to_string))
+                .collect();
+            assert_eq!(fetched, listed, "{format}, round {round}");
+        }
     }
 }
 
