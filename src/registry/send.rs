@@ -16,14 +16,6 @@ pub type BodyFactory<'a> = &'a (dyn Fn() -> reqwest::Body + Send + Sync);
 
 impl RegistryClient {
     pub(super) async fn probe(&self) -> Result<url::Url> {
-        let loopback = crate::reference::is_loopback_host(crate::reference::host_of(&self.host));
-        let schemes: &[&str] = if self.options.plain_http {
-            &["http"]
-        } else if loopback || self.options.http_fallback {
-            &["https", "http"]
-        } else {
-            &["https"]
-        };
         let base_for = |scheme: &str| {
             url::Url::parse(&format!("{scheme}://{}/", self.host)).map_err(|e| Error::Unsupported {
                 url: self.host.clone(),
@@ -32,86 +24,87 @@ impl RegistryClient {
         };
         // One scheme leaves nothing to decide: no request (a `/v2/` ping would cost a round
         // trip; the first real request learns how the registry authenticates from its answer).
-        if let [scheme] = schemes {
-            return base_for(scheme);
+        let loopback = crate::reference::is_loopback_host(crate::reference::host_of(&self.host));
+        if self.options.plain_http {
+            return base_for("http");
         }
-        let mut last_error = None;
-        for scheme in schemes {
-            let base = base_for(scheme)?;
-            let ping = self.api_root(&base)?;
-            // With a plain-HTTP fallback ahead, one HTTPS attempt is enough.
-            let result = if *scheme == "https" && schemes.len() > 1 {
-                let once = retry::RetryPolicy {
-                    retries: 0,
-                    ..retry::RetryPolicy::default()
-                };
-                match retry::send(
-                    &once,
-                    &SafeUrl::from(&ping),
-                    || {
-                        self.http
-                            .get(ping.clone())
-                            .headers(self.route.headers.clone())
-                    },
-                    |_| Verdict::Done,
-                    |_, _| 0,
-                )
-                .await
-                {
-                    Ok(sent) => Ok(sent.response),
-                    // The server speaks TLS but its certificate is not trusted: falling back
-                    // to plain HTTP would only hide the real problem.
-                    Err(error) if error.failure == crate::http::Failure::Certificate => {
-                        return Err(transport_error(error))
-                    }
-                    // The server answered the handshake in plain HTTP: that is the scheme,
-                    // and pinging `/v2/` over it would only cost a round trip (the first real
-                    // request learns how the registry authenticates from its answer).
-                    Err(error) if crate::http::classify::answered_in_plain_http(&error.source) => {
-                        tracing::debug!(url = %ping, "the server answered TLS in plain HTTP");
-                        return base_for("http");
-                    }
-                    Err(error) => Err(Error::Transport {
-                        url: error.url.to_string(),
-                        attempts: error.attempts,
-                        source: error.source,
-                    }),
-                }
-            } else {
-                self.send_with_retries(Method::GET, &ping, None, self.route.headers.clone())
-                    .await
-            };
-            match result {
-                // A registry answers `/v2/` with 200 or 401, never 400: a 400 over plain HTTP
-                // after HTTPS failed is a TLS server refusing a plain request (Go's "Client
-                // sent an HTTP request to an HTTPS server"). Its TLS failure is the error, e.g.
-                // a handshake refused for want of a client certificate.
-                Ok(response)
-                    if *scheme == "http" && response.status() == StatusCode::BAD_REQUEST =>
-                {
-                    if let Some(Error::Transport { url, source, .. }) = last_error {
-                        tracing::debug!(url = %ping, "plain HTTP refused with 400: the server speaks TLS");
-                        return Err(Error::Tls { url, source });
-                    }
-                    return Ok(base);
-                }
-                Ok(response) => {
-                    tracing::debug!(url = %ping, status = %response.status(), "ping");
-                    if response.status() == StatusCode::UNAUTHORIZED {
-                        if let Some(c) = challenge_of(&response) {
-                            // Learn the scheme now so the first real request carries a token.
-                            self.auth.learn(&c);
-                        }
-                    }
-                    return Ok(base);
-                }
-                Err(e) => {
-                    tracing::debug!(url = %ping, error = %e, "ping failed");
-                    last_error = Some(e);
-                }
+        if !loopback && !self.options.http_fallback {
+            return base_for("https");
+        }
+        // Both allowed (loopback, or an insecure registry): one HTTPS attempt, then plain HTTP.
+        let https = base_for("https")?;
+        let ping = self.api_root(&https)?;
+        let once = retry::RetryPolicy {
+            retries: 0,
+            ..retry::RetryPolicy::default()
+        };
+        let sent = retry::send(
+            &once,
+            &SafeUrl::from(&ping),
+            || {
+                self.http
+                    .get(ping.clone())
+                    .headers(self.route.headers.clone())
+            },
+            |_| Verdict::Done,
+            |_, _| 0,
+        )
+        .await;
+        let tls_failure = match sent {
+            Ok(sent) => {
+                self.learn_from_ping(&ping, &sent.response);
+                return Ok(https);
+            }
+            // The server speaks TLS but its certificate is not trusted: falling back to plain
+            // HTTP would only hide the real problem.
+            Err(error) if error.failure == crate::http::Failure::Certificate => {
+                return Err(transport_error(error))
+            }
+            // The server answered the handshake in plain HTTP: that is the scheme, and pinging
+            // `/v2/` over it would only cost a round trip.
+            Err(error) if crate::http::classify::answered_in_plain_http(&error.source) => {
+                tracing::debug!(url = %ping, "the server answered TLS in plain HTTP");
+                return base_for("http");
+            }
+            Err(error) => {
+                tracing::debug!(url = %ping, error = %error, "ping failed");
+                error
+            }
+        };
+        let http = base_for("http")?;
+        let response = self.ping(&self.api_root(&http)?).await?;
+        // A registry answers `/v2/` with 200 or 401, never 400: a 400 over plain HTTP after
+        // HTTPS failed is a TLS server refusing a plain request (Go's "Client sent an HTTP
+        // request to an HTTPS server"). Its TLS failure is the error, e.g. a handshake refused
+        // for want of a client certificate.
+        if response.status() == StatusCode::BAD_REQUEST {
+            tracing::debug!(url = %response.url(), "plain HTTP refused with 400: the server speaks TLS");
+            return Err(Error::Tls {
+                url: tls_failure.url.to_string(),
+                source: tls_failure.source,
+            });
+        }
+        Ok(http)
+    }
+
+    /// Ask the API root at `url` and learn from its answer how the registry authenticates.
+    async fn ping(&self, url: &url::Url) -> Result<Response> {
+        let response = self
+            .send_with_retries(Method::GET, url, None, self.route.headers.clone())
+            .await?;
+        self.learn_from_ping(url, &response);
+        Ok(response)
+    }
+
+    /// A `401` to a ping names how the registry authenticates: learn it now, so the first
+    /// real request carries credentials.
+    fn learn_from_ping(&self, url: &url::Url, response: &Response) {
+        tracing::debug!(%url, status = %response.status(), "ping");
+        if response.status() == StatusCode::UNAUTHORIZED {
+            if let Some(c) = challenge_of(response) {
+                self.auth.learn(&c);
             }
         }
-        Err(last_error.expect("at least one scheme is tried"))
     }
 
     /// Retries for a request that failed with `error`: nothing listens on a loopback port
@@ -282,13 +275,7 @@ impl RegistryClient {
         if !self.auth.knows_scheme() {
             // The probe did not ask `/v2/` (one scheme, or a server that answered TLS in plain
             // HTTP) or got no challenge: ask it now, for one.
-            let ping = self.api_root(base)?;
-            let response = self
-                .send_with_retries(Method::GET, &ping, None, self.route.headers.clone())
-                .await?;
-            if let Some(c) = challenge_of(&response) {
-                self.auth.learn(&c);
-            }
+            self.ping(&self.api_root(base)?).await?;
         }
         let header = self.auth.authorization(&self.http, scope).await?;
         Ok(header.and_then(|h| {
