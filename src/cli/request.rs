@@ -136,6 +136,7 @@ impl RegistryArgs {
                     .map(|seconds| tokio::time::Instant::now() + Duration::from_secs(seconds)),
             },
             parallel_ranges: None,
+            shared_clients: None,
         })
     }
 

@@ -17,7 +17,7 @@ pub enum Proxy {
 }
 
 /// How to build a client.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpOptions {
     /// Proxy use.
     pub proxy: Proxy,
@@ -140,6 +140,65 @@ pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, ClientErro
     builder.build().map_err(ClientError::Build)
 }
 
+/// Clients kept for a run of several pulls (`pull -f`), one per set of [`HttpOptions`], so
+/// that the next image reuses the connections (and TLS sessions) the previous one opened
+/// instead of connecting again: on a link every new connection costs a round trip or two.
+/// Also the scheme each host was found to speak where both were allowed (loopback, insecure
+/// registries), so that the next image does not try HTTPS again. Made per run, never
+/// process-wide: a client's pooled connections belong to the tokio runtime that opened them.
+/// Credentials are per request, so sharing a pool between registries or credentials shares
+/// no secret.
+#[derive(Clone, Default)]
+pub struct SharedClients {
+    built: std::sync::Arc<std::sync::Mutex<Vec<(HttpOptions, reqwest::Client)>>>,
+    schemes: std::sync::Arc<std::sync::Mutex<Vec<(String, &'static str)>>>,
+}
+
+impl SharedClients {
+    /// The client built for `options` earlier in this run, else a new one, kept.
+    pub fn client(&self, options: &HttpOptions) -> Result<reqwest::Client, ClientError> {
+        let mut built = self
+            .built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, client)) = built.iter().find(|(kept, _)| kept == options) {
+            return Ok(client.clone());
+        }
+        let client = build_client(options)?;
+        built.push((options.clone(), client.clone()));
+        Ok(client)
+    }
+
+    /// The scheme (`https` or `http`) `host` was found to speak earlier in this run.
+    pub fn scheme_of(&self, host: &str) -> Option<&'static str> {
+        let schemes = self
+            .schemes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        schemes.iter().find(|(h, _)| h == host).map(|(_, s)| *s)
+    }
+
+    /// Remember that `host` speaks `scheme`.
+    pub fn remember_scheme(&self, host: &str, scheme: &'static str) {
+        let mut schemes = self
+            .schemes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !schemes.iter().any(|(h, _)| h == host) {
+            schemes.push((host.to_string(), scheme));
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let built = self.built.lock().map_or(0, |built| built.len());
+        f.debug_struct("SharedClients")
+            .field("built", &built)
+            .finish()
+    }
+}
+
 /// The identity a client certificate's files make: certificate chain and key in one PEM buffer.
 fn identity(certificate: &ClientCertificate) -> Result<reqwest::Identity, ClientError> {
     let read = |path: &PathBuf| {
@@ -161,4 +220,32 @@ fn identity(certificate: &ClientCertificate) -> Result<reqwest::Identity, Client
         key: certificate.key.clone(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_clients_build_one_client_per_set_of_options_and_remember_schemes() {
+        let shared = SharedClients::default();
+        let plain = HttpOptions::default();
+        let insecure = HttpOptions {
+            insecure: true,
+            ..HttpOptions::default()
+        };
+        for options in [&plain, &insecure, &plain, &insecure] {
+            shared.client(options).unwrap();
+        }
+        assert_eq!(shared.built.lock().unwrap().len(), 2);
+        assert_eq!(shared.scheme_of("127.0.0.1:5000"), None);
+        shared.remember_scheme("127.0.0.1:5000", "http");
+        shared.remember_scheme("127.0.0.1:5000", "https");
+        assert_eq!(
+            shared.scheme_of("127.0.0.1:5000"),
+            Some("http"),
+            "the first answer stays"
+        );
+        assert_eq!(shared.scheme_of("127.0.0.1:5001"), None);
+    }
 }

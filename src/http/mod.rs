@@ -22,7 +22,7 @@ pub mod safe_url;
 pub use body::{excerpt, read_capped, read_excerpt, BodyError};
 pub use certs_dir::{CertDirs, CertsDirError, TlsFiles};
 pub use classify::Failure;
-pub use client::{build_client, ClientCertificate, ClientError, HttpOptions, Proxy};
+pub use client::{build_client, ClientCertificate, ClientError, HttpOptions, Proxy, SharedClients};
 pub use pace::Pace;
 pub use retry::{RetryPolicy, SendError, Sent, Verdict};
 pub use safe_url::{redact_url, SafeUrl};

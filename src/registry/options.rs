@@ -36,6 +36,9 @@ pub struct ClientOptions {
     /// (measurements, tests against loopback registries). The binary fills it from
     /// `ACRPULL_PARALLEL_RANGES`.
     pub parallel_ranges: Option<bool>,
+    /// Reuse the clients (and their connections) of earlier pulls in the same run: `pull -f`
+    /// sets it; `None` builds a client per registry client.
+    pub shared_clients: Option<crate::http::SharedClients>,
 }
 
 impl ClientOptions {
@@ -68,13 +71,17 @@ impl ClientOptions {
 /// Build the HTTP client shared by registry and token requests. The library reads no
 /// environment variable: the binary adds `SSL_CERT_FILE` to [`ClientOptions::ca_files`].
 pub fn build_http(options: &ClientOptions) -> Result<reqwest::Client, crate::http::ClientError> {
-    crate::http::build_client(&crate::http::HttpOptions {
+    let http = crate::http::HttpOptions {
         read_timeout: Some(options.read_timeout.unwrap_or(Duration::from_secs(60))),
         insecure: options.insecure,
         ca_files: options.ca_files.clone(),
         client_certificate: options.client_certificate.clone(),
         ..crate::http::HttpOptions::default()
-    })
+    };
+    match &options.shared_clients {
+        Some(shared) => shared.client(&http),
+        None => crate::http::build_client(&http),
+    }
 }
 
 /// Where a registry's API is at its host and what every request to it carries: what a

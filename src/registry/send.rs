@@ -16,23 +16,44 @@ pub type BodyFactory<'a> = &'a (dyn Fn() -> reqwest::Body + Send + Sync);
 
 impl RegistryClient {
     pub(super) async fn probe(&self) -> Result<url::Url> {
-        let base_for = |scheme: &str| {
-            url::Url::parse(&format!("{scheme}://{}/", self.host)).map_err(|e| Error::Unsupported {
-                url: self.host.clone(),
-                reason: format!("not a usable host: {e}"),
-            })
-        };
         // One scheme leaves nothing to decide: no request (a `/v2/` ping would cost a round
         // trip; the first real request learns how the registry authenticates from its answer).
         let loopback = crate::reference::is_loopback_host(crate::reference::host_of(&self.host));
         if self.options.plain_http {
-            return base_for("http");
+            return self.base_for("http");
         }
         if !loopback && !self.options.http_fallback {
-            return base_for("https");
+            return self.base_for("https");
         }
-        // Both allowed (loopback, or an insecure registry): one HTTPS attempt, then plain HTTP.
-        let https = base_for("https")?;
+        // Both allowed (loopback, or an insecure registry): what an earlier pull of this run
+        // found, else one HTTPS attempt, then plain HTTP.
+        let shared = self.options.shared_clients.as_ref();
+        if let Some(scheme) = shared.and_then(|shared| shared.scheme_of(&self.host)) {
+            return self.base_for(scheme);
+        }
+        let base = self.https_or_http().await?;
+        if let Some(shared) = shared {
+            let scheme = if base.scheme() == "https" {
+                "https"
+            } else {
+                "http"
+            };
+            shared.remember_scheme(&self.host, scheme);
+        }
+        Ok(base)
+    }
+
+    /// `scheme://host/`.
+    fn base_for(&self, scheme: &str) -> Result<url::Url> {
+        url::Url::parse(&format!("{scheme}://{}/", self.host)).map_err(|e| Error::Unsupported {
+            url: self.host.clone(),
+            reason: format!("not a usable host: {e}"),
+        })
+    }
+
+    /// One HTTPS attempt, then plain HTTP: the base URL of the scheme the registry speaks.
+    async fn https_or_http(&self) -> Result<url::Url> {
+        let https = self.base_for("https")?;
         let ping = self.api_root(&https)?;
         let once = retry::RetryPolicy {
             retries: 0,
@@ -64,14 +85,14 @@ impl RegistryClient {
             // `/v2/` over it would only cost a round trip.
             Err(error) if crate::http::classify::answered_in_plain_http(&error.source) => {
                 tracing::debug!(url = %ping, "the server answered TLS in plain HTTP");
-                return base_for("http");
+                return self.base_for("http");
             }
             Err(error) => {
                 tracing::debug!(url = %ping, error = %error, "ping failed");
                 error
             }
         };
-        let http = base_for("http")?;
+        let http = self.base_for("http")?;
         let response = self.ping(&self.api_root(&http)?).await?;
         // A registry answers `/v2/` with 200 or 401, never 400: a 400 over plain HTTP after
         // HTTPS failed is a TLS server refusing a plain request (Go's "Client sent an HTTP

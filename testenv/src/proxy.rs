@@ -128,7 +128,7 @@ pub struct FaultProxy {
     addr: SocketAddr,
     storage_addr: SocketAddr,
     shared: Arc<Shared>,
-    _background: crate::serve::Background,
+    background: crate::serve::Background,
 }
 
 impl FaultProxy {
@@ -175,7 +175,7 @@ impl FaultProxy {
             addr,
             storage_addr,
             shared,
-            _background: background,
+            background,
         })
     }
 
@@ -187,6 +187,12 @@ impl FaultProxy {
     /// The fault switches.
     pub fn faults(&self) -> &ProxyFaults {
         &self.shared.faults
+    }
+
+    /// Connections accepted on the registry listener so far (a TLS attempt, which it
+    /// answers in plain HTTP, counts as one).
+    pub fn connections(&self) -> u64 {
+        self.background.accepted(0)
     }
 
     /// Every request so far.

@@ -2,9 +2,12 @@
 //! blocks (on a CLI child process, say), and stop when the handle is dropped.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use axum::Router;
 use tokio::sync::oneshot;
 
@@ -13,12 +16,16 @@ use tokio::sync::oneshot;
 pub(crate) struct Background {
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// Connections each app has accepted, in the order the apps were given.
+    accepted: Vec<Arc<AtomicU64>>,
 }
 
 /// Serve each `(listener, app)` pair (listeners already bound, non-blocking) until dropped.
 pub(crate) fn spawn(name: &str, apps: Vec<(TcpListener, Router)>) -> anyhow::Result<Background> {
     let (shutdown, stopped) = oneshot::channel::<()>();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let accepted: Vec<Arc<AtomicU64>> = apps.iter().map(|_| Arc::default()).collect();
+    let counters = accepted.clone();
     let thread = std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
@@ -33,7 +40,7 @@ pub(crate) fn spawn(name: &str, apps: Vec<(TcpListener, Router)>) -> anyhow::Res
                 }
             };
             runtime.block_on(async move {
-                for (listener, app) in apps {
+                for ((listener, app), counter) in apps.into_iter().zip(counters) {
                     let listener = match tokio::net::TcpListener::from_std(listener) {
                         Ok(listener) => listener,
                         Err(error) => {
@@ -41,6 +48,9 @@ pub(crate) fn spawn(name: &str, apps: Vec<(TcpListener, Router)>) -> anyhow::Res
                             return;
                         }
                     };
+                    let listener = listener.tap_io(move |_| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    });
                     tokio::spawn(async move {
                         let _ = axum::serve(listener, app).await;
                     });
@@ -57,7 +67,15 @@ pub(crate) fn spawn(name: &str, apps: Vec<(TcpListener, Router)>) -> anyhow::Res
     Ok(Background {
         shutdown: Some(shutdown),
         thread: Some(thread),
+        accepted,
     })
+}
+
+impl Background {
+    /// Connections the `index`th app (in the order given to [`spawn`]) has accepted so far.
+    pub(crate) fn accepted(&self, index: usize) -> u64 {
+        self.accepted[index].load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for Background {

@@ -60,7 +60,9 @@ pub async fn run(args: PullArgs) -> anyhow::Result<ExitCode> {
 
 /// `pull -f refs.txt DEST`: every listed image into one OCI layout, blobs stored once.
 async fn listed(args: PullArgs) -> anyhow::Result<ExitCode> {
-    let (_, options) = args.to_request()?;
+    let (_, mut options) = args.to_request()?;
+    // One image after another over the same connections.
+    options.client.shared_clients = Some(acrpull::http::SharedClients::default());
     stop_on_signals(&options.cancel);
     if options.format != OutputFormat::Oci {
         return Err(acrpull::Error::Usage(
