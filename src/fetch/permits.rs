@@ -144,12 +144,31 @@ impl Drop for RankedPermit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+    /// The ranks in the order `waiters` were granted their permits (each sends its rank on
+    /// `order_tx` once granted).
+    async fn granted_order(
+        waiters: Vec<tokio::task::JoinHandle<()>>,
+        order_tx: UnboundedSender<usize>,
+        mut order: UnboundedReceiver<usize>,
+    ) -> Vec<usize> {
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+        drop(order_tx);
+        let mut granted = Vec::new();
+        while let Some(rank) = order.recv().await {
+            granted.push(rank);
+        }
+        granted
+    }
 
     #[tokio::test]
     async fn a_freed_permit_goes_to_the_waiting_blob_that_comes_first() {
         let pool = RankedPermits::new(1);
         let held = pool.acquire(5).await;
-        let (order_tx, mut order) = tokio::sync::mpsc::unbounded_channel();
+        let (order_tx, order) = tokio::sync::mpsc::unbounded_channel();
         let mut waiters = Vec::new();
         // Later blobs start waiting first; the earliest blob still wins.
         for rank in [3, 2, 0, 1] {
@@ -164,14 +183,7 @@ mod tests {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         drop(held);
-        for waiter in waiters {
-            waiter.await.unwrap();
-        }
-        drop(order_tx);
-        let mut granted = Vec::new();
-        while let Some(rank) = order.recv().await {
-            granted.push(rank);
-        }
+        let granted = granted_order(waiters, order_tx, order).await;
         assert_eq!(granted, [0, 1, 2, 3]);
         assert_eq!(pool.free(), 1, "every permit came back");
     }
@@ -180,7 +192,7 @@ mod tests {
     async fn reservations_are_granted_in_the_order_they_were_made_not_awaited() {
         let pool = RankedPermits::new(1);
         let reservations: Vec<_> = (0..4).map(|rank| (rank, pool.reserve(rank))).collect();
-        let (order_tx, mut order) = tokio::sync::mpsc::unbounded_channel();
+        let (order_tx, order) = tokio::sync::mpsc::unbounded_channel();
         let mut waiters = Vec::new();
         // The last reservation is awaited first, as a task spawned last may run first.
         for (rank, reservation) in reservations.into_iter().rev() {
@@ -193,14 +205,7 @@ mod tests {
             }));
             tokio::task::yield_now().await;
         }
-        for waiter in waiters {
-            waiter.await.unwrap();
-        }
-        drop(order_tx);
-        let mut granted = Vec::new();
-        while let Some(rank) = order.recv().await {
-            granted.push(rank);
-        }
+        let granted = granted_order(waiters, order_tx, order).await;
         assert_eq!(granted, [0, 1, 2, 3]);
         assert_eq!(pool.free(), 1);
     }
