@@ -84,6 +84,9 @@ pub struct PullOptions {
     /// Signatures or policy the image must satisfy (`--verify`), checked once the manifest
     /// is resolved and before any layer is downloaded.
     pub verify: crate::verify::VerifyOptions,
+    /// The digest the source's tag was resolved to earlier in the run ([`resolve_ahead`]):
+    /// the pull asks for that digest, whose manifests the cache then holds, instead of the tag.
+    pub resolved_ahead: Option<Digest>,
 }
 
 impl Default for PullOptions {
@@ -104,6 +107,7 @@ impl Default for PullOptions {
             cancel: Cancel::default(),
             layer_limits: LayerLimits::default(),
             verify: crate::verify::VerifyOptions::default(),
+            resolved_ahead: None,
         }
     }
 }
@@ -165,6 +169,52 @@ pub struct PullOutcome {
 /// How long a stopped pull may take to stop in order (downloads ended, staging removed)
 /// before it is dropped where it stands.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How many tags [`resolve_ahead`] resolves at once.
+const RESOLVE_AHEAD: usize = 8;
+
+/// Resolve the tags of several registry sources at once ([`RESOLVE_AHEAD`] at a time),
+/// keeping their manifests in each one's blob cache, and return the digest each tag resolved
+/// to: pulled one after the other with [`PullOptions::resolved_ahead`] set, each image then
+/// finds its manifests in the cache instead of spending round trips on them (`pull -f`).
+/// `None` for a source that is not a registry tag, has no cache, or did not resolve (its pull
+/// resolves it again and reports why). Stops early, all `None`, when `cancel` fires.
+pub async fn resolve_ahead(
+    sources: &[(SourceSpec, Credential, PullOptions)],
+) -> Vec<Option<Digest>> {
+    use futures_util::StreamExt as _;
+    let one = |(spec, credential, options): &(SourceSpec, Credential, PullOptions)| {
+        let (spec, credential, options) = (spec.clone(), credential.clone(), options.clone());
+        async move {
+            let SourceSpec::Registry(reference) = &spec else {
+                return None;
+            };
+            if reference.digest().is_some() {
+                return None;
+            }
+            let cache = options.cache.clone()?;
+            let (source, tag) =
+                open_source(&spec, credential, &options.client, &options.mirrors).ok()?;
+            let source = CachedManifests::new(source, cache);
+            let display = spec.to_string();
+            let resolving = resolve(&source, &tag, &display, &options.platform);
+            tokio::select! {
+                resolved = resolving => match resolved {
+                    Ok(resolved) => Some(resolved.root.digest),
+                    Err(error) => {
+                        tracing::debug!(%spec, %error, "not resolved ahead");
+                        None
+                    }
+                },
+                _ = options.cancel.cancelled() => None,
+            }
+        }
+    };
+    futures_util::stream::iter(sources.iter().map(one))
+        .buffered(RESOLVE_AHEAD)
+        .collect()
+        .await
+}
 
 /// Pull `spec` to `destination`.
 ///
@@ -256,6 +306,10 @@ async fn pull_unguarded(
     )
     .await?;
     let (mut source, reference) = open_source(spec, credential, &options.client, &options.mirrors)?;
+    let reference = match (&options.resolved_ahead, spec) {
+        (Some(digest), SourceSpec::Registry(_)) => digest.to_string(),
+        _ => reference,
+    };
     let mut options = options.clone();
     if matches!(spec, SourceSpec::Layout { .. } | SourceSpec::Archive { .. }) {
         // A local layout or archive is its own cache.

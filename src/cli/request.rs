@@ -381,6 +381,7 @@ impl PullArgs {
                     inflate_ahead: inflate_ahead_from_environment(),
                 },
                 verify: self.verify.options(),
+                resolved_ahead: None,
             },
         ))
     }

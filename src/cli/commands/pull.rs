@@ -74,10 +74,10 @@ async fn listed(args: PullArgs) -> anyhow::Result<ExitCode> {
     let credential_options = args.registry.credential_options()?;
     let env = acrpull::azure::Env::from_process();
     let reporting = Reporting::plain_unless(args.quiet || args.json);
-    let mut outcomes = Vec::new();
     let sources = args.listed_references()?;
     // Named before anything is written: images that share a tag must not replace each other.
     let names = acrpull::pull::layout_names(&sources)?;
+    let mut listed = Vec::new();
     for (source, name) in sources.into_iter().zip(names) {
         let mut options = options.clone();
         options.layout_tag = name;
@@ -94,9 +94,23 @@ async fn listed(args: PullArgs) -> anyhow::Result<ExitCode> {
                 acrpull::credential::Credential::Anonymous
             }
         };
+        listed.push((source, credential, options));
+    }
+    let mut outcomes = Vec::new();
+    let mut ahead = Vec::new();
+    for (index, (source, credential, options)) in listed.iter().enumerate() {
+        if index == 1 {
+            // The first pull has checked (or made) the destination: the other tags are
+            // resolved together now, not one round trip per image as each comes up.
+            ahead = acrpull::pull::resolve_ahead(&listed[1..]).await;
+        }
+        let mut options = options.clone();
+        options.resolved_ahead = index
+            .checked_sub(1)
+            .and_then(|i| ahead.get(i).cloned().flatten());
         let outcome = acrpull::pull(
-            &source,
-            credential,
+            source,
+            credential.clone(),
             &destination,
             &options,
             reporting.reporter.clone(),
