@@ -171,7 +171,7 @@ pub struct PullOutcome {
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How many tags [`resolve_ahead`] resolves at once.
-const RESOLVE_AHEAD: usize = 8;
+pub const RESOLVE_AHEAD: usize = 8;
 
 /// Resolve the tags of several registry sources at once ([`RESOLVE_AHEAD`] at a time),
 /// keeping their manifests in each one's blob cache, and return the digest each tag resolved
