@@ -183,37 +183,43 @@ pub async fn resolve_ahead(
     sources: &[(SourceSpec, Credential, PullOptions)],
 ) -> Vec<Option<Digest>> {
     use futures_util::StreamExt as _;
-    let one = |(spec, credential, options): &(SourceSpec, Credential, PullOptions)| {
-        let (spec, credential, options) = (spec.clone(), credential.clone(), options.clone());
-        async move {
-            let SourceSpec::Registry(reference) = &spec else {
-                return None;
-            };
-            if reference.digest().is_some() {
-                return None;
-            }
-            let cache = options.cache.clone()?;
-            let (source, tag) =
-                open_source(&spec, credential, &options.client, &options.mirrors).ok()?;
-            let source = CachedManifests::new(source, cache);
-            let display = spec.to_string();
-            let resolving = resolve(&source, &tag, &display, &options.platform);
-            tokio::select! {
-                resolved = resolving => match resolved {
-                    Ok(resolved) => Some(resolved.root.digest),
-                    Err(error) => {
-                        tracing::debug!(%spec, %error, "not resolved ahead");
-                        None
-                    }
-                },
-                _ = options.cancel.cancelled() => None,
-            }
-        }
-    };
-    futures_util::stream::iter(sources.iter().map(one))
+    let resolving = sources
+        .iter()
+        .map(|(spec, credential, options)| resolve_one(spec, credential, options));
+    futures_util::stream::iter(resolving)
         .buffered(RESOLVE_AHEAD)
         .collect()
         .await
+}
+
+/// The digest `spec`'s tag resolves to, its manifests kept in the cache (for [`resolve_ahead`]).
+async fn resolve_one(
+    spec: &SourceSpec,
+    credential: &Credential,
+    options: &PullOptions,
+) -> Option<Digest> {
+    let SourceSpec::Registry(reference) = spec else {
+        return None;
+    };
+    if reference.digest().is_some() {
+        return None;
+    }
+    let cache = options.cache.clone()?;
+    let (source, tag) =
+        open_source(spec, credential.clone(), &options.client, &options.mirrors).ok()?;
+    let source = CachedManifests::new(source, cache);
+    let display = spec.to_string();
+    let resolving = resolve(&source, &tag, &display, &options.platform);
+    tokio::select! {
+        resolved = resolving => match resolved {
+            Ok(resolved) => Some(resolved.root.digest),
+            Err(error) => {
+                tracing::debug!(%spec, %error, "not resolved ahead");
+                None
+            }
+        },
+        _ = options.cancel.cancelled() => None,
+    }
 }
 
 /// Pull `spec` to `destination`.

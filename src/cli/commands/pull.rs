@@ -97,17 +97,16 @@ async fn listed(args: PullArgs) -> anyhow::Result<ExitCode> {
         listed.push((source, credential, options));
     }
     let mut outcomes = Vec::new();
-    let mut ahead = Vec::new();
+    // The digest each tag was resolved to ahead of its pull (not the first image's).
+    let mut ahead = vec![None];
     for (index, (source, credential, options)) in listed.iter().enumerate() {
         if index == 1 {
             // The first pull has checked (or made) the destination: the other tags are
             // resolved together now, not one round trip per image as each comes up.
-            ahead = acrpull::pull::resolve_ahead(&listed[1..]).await;
+            ahead.extend(acrpull::pull::resolve_ahead(&listed[1..]).await);
         }
         let mut options = options.clone();
-        options.resolved_ahead = index
-            .checked_sub(1)
-            .and_then(|i| ahead.get(i).cloned().flatten());
+        options.resolved_ahead = ahead.get(index).cloned().flatten();
         let outcome = acrpull::pull(
             source,
             credential.clone(),
