@@ -176,6 +176,19 @@ impl BlobCache {
     /// Take the download lock of a blob, waiting for another process that holds it. Blocks:
     /// call it from a blocking thread.
     pub fn lock(&self, digest: &Digest) -> Result<BlobLock, CacheError> {
+        loop {
+            if let Some(lock) = self.take_lock(digest, true)? {
+                return Ok(lock);
+            }
+        }
+    }
+
+    /// The download lock of a blob if nobody holds it now, without waiting.
+    pub fn try_lock(&self, digest: &Digest) -> Result<Option<BlobLock>, CacheError> {
+        self.take_lock(digest, false)
+    }
+
+    fn take_lock(&self, digest: &Digest, wait: bool) -> Result<Option<BlobLock>, CacheError> {
         let partial = self.partial_path(digest);
         let dir = partial.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(dir).map_err(err("creating", dir))?;
@@ -187,16 +200,20 @@ impl BlobCache {
                 .write(true)
                 .open(&path)
                 .map_err(err("opening", &path))?;
-            crate::blocking::lock_exclusive_waiting(
-                &file,
-                &format!("the cache entry of {digest}"),
-                crate::blocking::LOCK_WAIT_LIMIT,
-            )
-            .map_err(err("locking", &path))?;
+            if wait {
+                crate::blocking::lock_exclusive_waiting(
+                    &file,
+                    &format!("the cache entry of {digest}"),
+                    crate::blocking::LOCK_WAIT_LIMIT,
+                )
+                .map_err(err("locking", &path))?;
+            } else if !try_lock_exclusive(&file) {
+                return Ok(None);
+            }
             // A prune may have removed the lock file while we waited on it: then the lock we
             // hold is on a file nobody else will open. Lock the file at the path instead.
             if same_file(&file, &path) {
-                return Ok(BlobLock { _file: file });
+                return Ok(Some(BlobLock { _file: file }));
             }
         }
     }

@@ -73,6 +73,186 @@ pub async fn discard_partials(cache: &BlobCache, blobs: &[(Descriptor, BlobKind)
     }
 }
 
+/// Blobs this run downloads into the cache ahead of the pull that needs them ([`fetch_ahead`]:
+/// `pull -f` fetches the next images' blobs while one is written). A pull that needs a blob
+/// being fetched ahead waits for it here (in the process, not on the cache's file lock, which
+/// is polled) and takes it from the cache; it then counts the bytes as downloaded, once,
+/// instead of as reused, so that the summaries of a list add up to what crossed the network.
+#[derive(Debug, Default)]
+pub struct FetchedAhead(std::sync::Mutex<HashMap<Digest, AheadState>>);
+
+#[derive(Debug)]
+enum AheadState {
+    /// Being downloaded; notified when it ends.
+    Fetching(Arc<tokio::sync::Notify>),
+    /// Downloaded: this many bytes, not yet counted by a pull.
+    Fetched(u64),
+}
+
+impl FetchedAhead {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, AheadState>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Mark `digest` as being fetched ahead until the returned guard ends it; `None` if it
+    /// already was.
+    fn start(&self, digest: &Digest) -> Option<FetchingBlob<'_>> {
+        let mut map = self.lock();
+        if map.contains_key(digest) {
+            return None;
+        }
+        let notify = Arc::new(tokio::sync::Notify::new());
+        map.insert(digest.clone(), AheadState::Fetching(notify.clone()));
+        Some(FetchingBlob {
+            fetched: self,
+            digest: digest.clone(),
+            notify,
+            downloaded: None,
+        })
+    }
+
+    /// Wait until `digest` is no longer being fetched ahead (at once if it is not).
+    async fn finished(&self, digest: &Digest) {
+        loop {
+            let notify = match self.lock().get(digest) {
+                Some(AheadState::Fetching(notify)) => notify.clone(),
+                _ => return,
+            };
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            // Registered before the state is read again: an end in between still wakes it.
+            notified.as_mut().enable();
+            if !matches!(self.lock().get(digest), Some(AheadState::Fetching(_))) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The bytes downloaded ahead for `digest`, forgotten once taken.
+    fn take(&self, digest: &Digest) -> Option<u64> {
+        let mut map = self.lock();
+        match map.get(digest) {
+            Some(AheadState::Fetched(bytes)) => {
+                let bytes = *bytes;
+                map.remove(digest);
+                Some(bytes)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One blob being fetched ahead: ends its [`AheadState::Fetching`] when dropped, recording
+/// the bytes downloaded if it got that far, and wakes the pulls waiting for it.
+struct FetchingBlob<'a> {
+    fetched: &'a FetchedAhead,
+    digest: Digest,
+    notify: Arc<tokio::sync::Notify>,
+    downloaded: Option<u64>,
+}
+
+impl Drop for FetchingBlob<'_> {
+    fn drop(&mut self) {
+        let mut map = self.fetched.lock();
+        match self.downloaded {
+            Some(bytes) => map.insert(self.digest.clone(), AheadState::Fetched(bytes)),
+            None => map.remove(&self.digest),
+        };
+        drop(map);
+        self.notify.notify_waiters();
+    }
+}
+
+/// Download `blobs` into `cache`, each from its own source, `jobs` at a time and started in
+/// the order given, ahead of the pulls that will take them from there ([`FetchedAhead`]). A
+/// blob the cache holds, or that another download is writing (its lock is taken), is left
+/// alone. Nothing is reported and a failure is only logged: the pull that needs the blob
+/// fetches it itself and reports what goes wrong.
+pub async fn fetch_ahead(
+    blobs: Vec<(Arc<dyn ImageSource>, Descriptor)>,
+    cache: &BlobCache,
+    jobs: usize,
+    retry: &RetryPolicy,
+    sync: bool,
+    fetched: &FetchedAhead,
+) {
+    use futures_util::StreamExt as _;
+    let fetch_options = FetchOptions {
+        sync,
+        ..FetchOptions::default()
+    };
+    // Boxed and collected: a future that held the mapping closure's type would not be `Send`
+    // for every lifetime of its `dyn` argument (rust-lang/rust#64552), and it is spawned.
+    let fetching: Vec<futures_util::future::BoxFuture<'_, ()>> = blobs
+        .into_iter()
+        .map(|(source, descriptor)| {
+            let fetch_options = &fetch_options;
+            Box::pin(async move {
+                let Some(mut fetching) = fetched.start(&descriptor.digest) else {
+                    return;
+                };
+                let result =
+                    fetch_one_ahead(source.as_ref(), cache, &descriptor, retry, fetch_options)
+                        .await;
+                match result {
+                    Ok(downloaded) => fetching.downloaded = downloaded,
+                    Err(error) => {
+                        tracing::debug!(digest = %descriptor.digest, %error, "not fetched ahead");
+                    }
+                }
+            }) as futures_util::future::BoxFuture<'_, ()>
+        })
+        .collect();
+    futures_util::stream::iter(fetching)
+        .buffer_unordered(jobs.max(1))
+        .for_each(|()| async {})
+        .await;
+}
+
+/// One blob of [`fetch_ahead`] into the cache, under its lock; `None` when there was nothing
+/// to do (held, or locked by another download).
+async fn fetch_one_ahead(
+    source: &dyn ImageSource,
+    cache: &BlobCache,
+    descriptor: &Descriptor,
+    retry: &RetryPolicy,
+    fetch_options: &FetchOptions,
+) -> Result<Option<u64>> {
+    let digest = &descriptor.digest;
+    if cache.contains(digest, descriptor.size) {
+        return Ok(None);
+    }
+    let lock = {
+        let cache = cache.clone();
+        let digest = digest.clone();
+        tokio::task::spawn_blocking(move || cache.try_lock(&digest))
+            .await
+            .map_err(|e| Internal::join("cache lock", e))?
+            .map_err(Error::Cache)?
+    };
+    let Some(lock) = lock else {
+        return Ok(None);
+    };
+    if cache.contains(digest, descriptor.size) {
+        return Ok(None);
+    }
+    let transferred = crate::fetch::fetch_blob_resumable(
+        source,
+        descriptor,
+        &cache.partial_path(digest),
+        &crate::report::NoopReporter,
+        retry,
+        fetch_options,
+    )
+    .await?;
+    cache.commit(digest).map_err(Error::Cache)?;
+    drop(lock);
+    Ok(Some(transferred))
+}
+
 /// Every distinct blob (config and layers) of the resolved images, in order.
 pub fn blobs_of(resolved: &Resolved) -> Vec<(Descriptor, BlobKind)> {
     let mut seen = BTreeMap::new();
@@ -149,6 +329,9 @@ pub struct Downloads {
     pub cancel: Cancel,
     /// Told of every blob's progress.
     pub reporter: Arc<dyn Reporter>,
+    /// Blobs downloaded into the cache ahead of this pull ([`fetch_ahead`]): counted as
+    /// downloaded when taken from it.
+    pub fetched_ahead: Option<Arc<FetchedAhead>>,
 }
 
 impl Downloads {
@@ -230,6 +413,7 @@ impl Downloads {
             let slot = slots.reserve(rank);
             let retry = self.retry.clone();
             let cache = self.cache.clone();
+            let fetched_ahead = self.fetched_ahead.clone();
             let fetch_options = FetchOptions {
                 sync,
                 tap,
@@ -268,6 +452,7 @@ impl Downloads {
                         reporter.as_ref(),
                         &retry,
                         &fetch_options,
+                        fetched_ahead.as_deref(),
                     )
                     .await
                 }
@@ -407,7 +592,8 @@ fn use_held(
 
 /// One blob through the cache: taken from it when held; else downloaded into it under its lock
 /// (another process downloading it makes us wait, then find it there), continuing a partial
-/// download, and placed at `path`.
+/// download, and placed at `path`. A blob being fetched `ahead` is waited for, and counted as
+/// downloaded when taken.
 #[allow(clippy::too_many_arguments)]
 async fn fetch_through_cache(
     source: &dyn ImageSource,
@@ -418,6 +604,7 @@ async fn fetch_through_cache(
     reporter: &dyn Reporter,
     retry: &crate::registry::retry::RetryPolicy,
     fetch_options: &FetchOptions,
+    ahead: Option<&FetchedAhead>,
 ) -> Result<Transfer> {
     let digest = &descriptor.digest;
     let tap = fetch_options.tap.as_ref();
@@ -427,8 +614,18 @@ async fn fetch_through_cache(
             path: path.map_or_else(|| cache.blob_path(digest), Path::to_path_buf),
             source,
         });
-        use_held(descriptor, kind, file, reporter, tap)
+        let held = use_held(descriptor, kind, file, reporter, tap)?;
+        Ok(match ahead.and_then(|ahead| ahead.take(digest)) {
+            Some(downloaded) => Transfer {
+                downloaded,
+                reused: descriptor.size.saturating_sub(downloaded),
+            },
+            None => held,
+        })
     };
+    if let Some(ahead) = ahead {
+        ahead.finished(digest).await;
+    }
     if let Some(file) = place_from_cache(cache, descriptor, path, fetch_options.sync).await {
         return take_held(file);
     }
@@ -500,4 +697,38 @@ pub fn referrer_blobs(
         .filter(|b| seen.insert(b.digest.clone()))
         .map(|b| (b.clone(), BlobKind::Layer))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A pull that needs a blob being fetched ahead waits for that download to end, and
+    /// counts its bytes once; a blob fetched ahead twice is started once.
+    #[tokio::test]
+    async fn a_blob_fetched_ahead_is_waited_for_and_counted_once() {
+        let fetched = FetchedAhead::default();
+        let digest = Digest::sha256_of(b"layer");
+        let mut fetching = fetched.start(&digest).expect("not fetched yet");
+        assert!(fetched.start(&digest).is_none(), "started twice");
+        assert_eq!(fetched.take(&digest), None, "not downloaded yet");
+        let waited = tokio::time::timeout(Duration::from_millis(50), fetched.finished(&digest));
+        assert!(
+            waited.await.is_err(),
+            "a pull went on before the download ended"
+        );
+        let download = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            fetching.downloaded = Some(42);
+            drop(fetching);
+        };
+        tokio::join!(download, fetched.finished(&digest));
+        assert_eq!(fetched.take(&digest), Some(42));
+        assert_eq!(fetched.take(&digest), None, "counted twice");
+        // A download that failed (or was stopped) records nothing and wakes its waiters too.
+        drop(fetched.start(&digest).expect("ended"));
+        fetched.finished(&digest).await;
+        assert_eq!(fetched.take(&digest), None);
+    }
 }

@@ -14,7 +14,7 @@ use crate::cancel::Cancel;
 use crate::credential::Credential;
 use crate::destination::Destination;
 use crate::digest::Digest;
-use crate::download::{blobs_of, discard_partials, Downloads};
+use crate::download::{blobs_of, discard_partials, Downloads, FetchedAhead};
 use crate::error::{Error, Result};
 use crate::media_type::ManifestKind;
 use crate::output::archive::ArchiveOutput;
@@ -25,6 +25,7 @@ use crate::referrers::Discovery;
 use crate::registry::ClientOptions;
 use crate::report::Reporter;
 use crate::resolve::{discover_referrers, open_source, resolve};
+use crate::source::ImageSource;
 
 pub use crate::archive_source::ArchiveKind;
 pub use crate::output::rootfs::LayerLimits;
@@ -87,6 +88,9 @@ pub struct PullOptions {
     /// The digest the source's tag was resolved to earlier in the run ([`resolve_ahead`]):
     /// the pull asks for that digest, whose manifests the cache then holds, instead of the tag.
     pub resolved_ahead: Option<Digest>,
+    /// Blobs downloaded into the cache ahead of this pull ([`fetch_ahead`]): taken from it,
+    /// they count as downloaded, not reused.
+    pub fetched_ahead: Option<Arc<FetchedAhead>>,
 }
 
 impl Default for PullOptions {
@@ -108,6 +112,7 @@ impl Default for PullOptions {
             layer_limits: LayerLimits::default(),
             verify: crate::verify::VerifyOptions::default(),
             resolved_ahead: None,
+            fetched_ahead: None,
         }
     }
 }
@@ -173,15 +178,27 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// How many tags [`resolve_ahead`] resolves at once.
 pub const RESOLVE_AHEAD: usize = 8;
 
+/// A listed image whose tag was resolved ahead of its pull ([`resolve_ahead`]).
+pub struct ResolvedAhead {
+    /// The digest the tag resolved to: the image's pull asks for it
+    /// ([`PullOptions::resolved_ahead`]) and finds its manifests in the cache.
+    pub digest: Digest,
+    /// Where its blobs come from.
+    source: Arc<dyn ImageSource>,
+    /// Its blobs: the config and layers of each platform chosen.
+    blobs: Vec<crate::manifest::Descriptor>,
+}
+
 /// Resolve the tags of several registry sources at once ([`RESOLVE_AHEAD`] at a time),
-/// keeping their manifests in each one's blob cache, and return the digest each tag resolved
-/// to: pulled one after the other with [`PullOptions::resolved_ahead`] set, each image then
-/// finds its manifests in the cache instead of spending round trips on them (`pull -f`).
-/// `None` for a source that is not a registry tag, has no cache, or did not resolve (its pull
-/// resolves it again and reports why). Stops early, all `None`, when `cancel` fires.
+/// keeping their manifests in each one's blob cache: pulled one after the other with
+/// [`PullOptions::resolved_ahead`] set, each image then finds its manifests in the cache
+/// instead of spending round trips on them, and [`fetch_ahead`] can download their blobs
+/// while earlier images are written (`pull -f`). `None` for a source that is not a registry
+/// tag, has no cache, or did not resolve (its pull resolves it again and reports why). Stops
+/// early, all `None`, when `cancel` fires.
 pub async fn resolve_ahead(
     sources: &[(SourceSpec, Credential, PullOptions)],
-) -> Vec<Option<Digest>> {
+) -> Vec<Option<ResolvedAhead>> {
     use futures_util::StreamExt as _;
     let resolving = sources
         .iter()
@@ -192,12 +209,12 @@ pub async fn resolve_ahead(
         .await
 }
 
-/// The digest `spec`'s tag resolves to, its manifests kept in the cache (for [`resolve_ahead`]).
+/// `spec`'s tag resolved, its manifests kept in the cache (for [`resolve_ahead`]).
 async fn resolve_one(
     spec: &SourceSpec,
     credential: &Credential,
     options: &PullOptions,
-) -> Option<Digest> {
+) -> Option<ResolvedAhead> {
     let SourceSpec::Registry(reference) = spec else {
         return None;
     };
@@ -207,12 +224,16 @@ async fn resolve_one(
     let cache = options.cache.clone()?;
     let (source, tag) =
         open_source(spec, credential.clone(), &options.client, &options.mirrors).ok()?;
-    let source = CachedManifests::new(source, cache);
+    let manifests = CachedManifests::new(source.clone(), cache);
     let display = spec.to_string();
-    let resolving = resolve(&source, &tag, &display, &options.platform);
+    let resolving = resolve(&manifests, &tag, &display, &options.platform);
     tokio::select! {
         resolved = resolving => match resolved {
-            Ok(resolved) => Some(resolved.root.digest),
+            Ok(resolved) => Some(ResolvedAhead {
+                digest: resolved.root.digest.clone(),
+                source,
+                blobs: blobs_of(&resolved).into_iter().map(|(blob, _)| blob).collect(),
+            }),
             Err(error) => {
                 tracing::debug!(%spec, %error, "not resolved ahead");
                 None
@@ -220,6 +241,62 @@ async fn resolve_one(
         },
         _ = options.cancel.cancelled() => None,
     }
+}
+
+/// Blobs being downloaded ahead of their pulls ([`fetch_ahead`]); dropping it stops them
+/// (what they left in the cache is resumed or verified by the next download).
+pub struct FetchingAhead {
+    task: tokio::task::JoinHandle<()>,
+    fetched: Arc<FetchedAhead>,
+}
+
+impl FetchingAhead {
+    /// What was downloaded ahead, for [`PullOptions::fetched_ahead`].
+    pub fn fetched(&self) -> Arc<FetchedAhead> {
+        self.fetched.clone()
+    }
+}
+
+impl Drop for FetchingAhead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Start downloading the blobs of `listed` (images resolved ahead, in the order they will be
+/// pulled) into the cache, `options.jobs` at a time, on a task of their own: while one image
+/// of a list is written, the next ones' blobs arrive, and their pulls find them in the cache.
+/// Nothing is fetched ahead when the pulls verify signatures (no layer is downloaded before
+/// its image is verified) or have no cache. Must be called within a Tokio runtime.
+pub fn fetch_ahead(listed: Vec<ResolvedAhead>, options: &PullOptions) -> FetchingAhead {
+    let fetched = Arc::new(FetchedAhead::default());
+    let blobs: Vec<_> = listed
+        .into_iter()
+        .flat_map(|image| {
+            let source = image.source;
+            image
+                .blobs
+                .into_iter()
+                .map(move |blob| (source.clone(), blob))
+        })
+        .collect();
+    let cache = options.cache.clone().filter(|_| !options.verify.enabled());
+    let (jobs, retry, sync, cancel) = (
+        options.jobs,
+        options.client.retry.clone(),
+        options.sync,
+        options.cancel.clone(),
+    );
+    let recorder = fetched.clone();
+    let task = tokio::spawn(async move {
+        let Some(cache) = cache else { return };
+        let fetching = crate::download::fetch_ahead(blobs, &cache, jobs, &retry, sync, &recorder);
+        tokio::select! {
+            () = fetching => {}
+            _ = cancel.cancelled() => {}
+        }
+    });
+    FetchingAhead { task, fetched }
 }
 
 /// Pull `spec` to `destination`.
@@ -365,6 +442,7 @@ async fn pull_unguarded(
         sync: options.sync,
         cancel: options.cancel.clone(),
         reporter,
+        fetched_ahead: options.fetched_ahead.clone(),
     };
     let job = Job {
         spec,

@@ -382,6 +382,7 @@ impl PullArgs {
                 },
                 verify: self.verify.options(),
                 resolved_ahead: None,
+                fetched_ahead: None,
             },
         ))
     }

@@ -121,6 +121,26 @@ struct Shared {
     http: reqwest::Client,
     log: Mutex<Vec<ProxyRecord>>,
     blob_bytes: AtomicU64,
+    /// Blob responses whose body is being sent, and the most there were at once.
+    blob_bodies: AtomicU64,
+    most_blob_bodies: AtomicU64,
+}
+
+/// One blob response body being sent (counted in [`Shared::blob_bodies`] until dropped).
+struct BodyInFlight(Arc<Shared>);
+
+impl BodyInFlight {
+    fn enter(shared: &Arc<Shared>) -> Self {
+        let now = shared.blob_bodies.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.most_blob_bodies.fetch_max(now, Ordering::SeqCst);
+        Self(shared.clone())
+    }
+}
+
+impl Drop for BodyInFlight {
+    fn drop(&mut self) {
+        self.0.blob_bodies.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The running proxy; stops on drop.
@@ -160,6 +180,8 @@ impl FaultProxy {
                 .build()?,
             log: Mutex::new(Vec::new()),
             blob_bytes: AtomicU64::new(0),
+            blob_bodies: AtomicU64::new(0),
+            most_blob_bodies: AtomicU64::new(0),
         });
         let registry_app = Router::new()
             .fallback(registry_handler)
@@ -207,6 +229,12 @@ impl FaultProxy {
     /// Blob body bytes sent so far (both listeners).
     pub fn blob_bytes(&self) -> u64 {
         self.shared.blob_bytes.load(Ordering::SeqCst)
+    }
+
+    /// The most blob response bodies that were being sent at once (from the registry
+    /// listener and the storage one together).
+    pub fn most_blob_bodies_at_once(&self) -> u64 {
+        self.shared.most_blob_bodies.load(Ordering::SeqCst)
     }
 
     /// `127.0.0.1:PORT` of the storage listener.
@@ -410,7 +438,11 @@ async fn forward(
     } else {
         None
     };
-    let stream = faulty_stream(body, fault, counter, blob);
+    let in_flight = blob.then(|| BodyInFlight::enter(shared));
+    // The count ends when the body does (sent, or dropped with its connection).
+    let stream = faulty_stream(body, fault, counter, blob).inspect(move |_| {
+        let _ = &in_flight;
+    });
     *response.body_mut() = match rate {
         Some(rate) => Body::from_stream(throttled(stream, rate)),
         None => Body::from_stream(stream),

@@ -594,3 +594,86 @@ fn a_list_resolves_the_other_tags_together_after_the_first_image() {
         "the first image's config and layers came before: {requests:?}"
     );
 }
+
+/// `it/more:v1`..`:v3`, each a config and two incompressible layers of its own (64 and 96
+/// KiB), and a list of the three.
+fn list_of_more(setup: &Setup) -> PathBuf {
+    let mut list = String::new();
+    for seed in 1..=3 {
+        let tag = format!("v{seed}");
+        let layout = setup.scratch.dir.path().join(format!("more-{tag}"));
+        make_layout(
+            &layout,
+            &[
+                vec![("x.bin", noise(30 + seed, 64 << 10))],
+                vec![("y.bin", noise(40 + seed, 96 << 10))],
+            ],
+        );
+        skopeo_copy(
+            &format!("oci:{}:v1", layout.display()),
+            &format!("docker://{}/it/more:{tag}", setup.registry.host()),
+            &["--preserve-digests"],
+        )
+        .expect("seeded");
+        list.push_str(&format!("{}/it/more:{tag}\n", setup.proxy.host()));
+    }
+    let path = setup.scratch.dir.path().join("more.txt");
+    std::fs::write(&path, list).unwrap();
+    path
+}
+
+/// While one listed image is written, the next images' blobs already download (into the
+/// cache, where their pulls find them): through a link that caps each connection, the list
+/// costs about its slowest image after the first, not the sum of them. One image alone has at
+/// most its own three blobs in flight; the last two images' four layers overlap only when they
+/// are fetched ahead. Each image's summary still counts its blobs as downloaded, and the
+/// layout holds the three images, complete.
+#[test]
+fn a_list_downloads_the_next_images_blobs_while_one_is_written() {
+    let setup = Setup::anonymous();
+    let list = list_of_more(&setup);
+    // 64 and 96 KiB at 128 KiB/s: half a second and more per layer.
+    setup.proxy.faults().rate_per_response(Some(128 << 10));
+    let before = setup.proxy.blob_bytes();
+    let dest = setup.scratch.dest("list");
+    let out = ok(&run(
+        &setup.scratch.home(),
+        &[
+            "pull",
+            "--format",
+            "oci",
+            "--json",
+            "-f",
+            list.to_str().unwrap(),
+            dest.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let most = setup.proxy.most_blob_bodies_at_once();
+    assert!(most >= 4, "at most {most} blobs in flight at once");
+    let outcomes: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let outcomes = outcomes.as_array().expect("one summary per image");
+    assert_eq!(outcomes.len(), 3);
+    let downloaded: Vec<u64> = outcomes
+        .iter()
+        .map(|o| o["bytesDownloaded"].as_u64().unwrap())
+        .collect();
+    // Fetched ahead or not, each image counts its own blobs, and together what was sent.
+    assert!(
+        downloaded.iter().all(|&bytes| bytes > 160 << 10),
+        "{downloaded:?}"
+    );
+    assert_eq!(
+        downloaded.iter().sum::<u64>(),
+        setup.proxy.blob_bytes() - before,
+        "{downloaded:?}"
+    );
+    for tag in ["v1", "v2", "v3"] {
+        let name = crate::support::layout_ref_names(&dest)
+            .into_iter()
+            .find(|name| name.ends_with(tag))
+            .unwrap_or_else(|| panic!("{tag} in the layout"));
+        skopeo(&["inspect", &format!("oci:{}:{name}", dest.display())])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}

@@ -99,14 +99,28 @@ async fn listed(args: PullArgs) -> anyhow::Result<ExitCode> {
     let mut outcomes = Vec::new();
     // The digest each tag was resolved to ahead of its pull (not the first image's).
     let mut ahead = vec![None];
+    // The later images' blobs, downloaded into the cache while earlier ones are written;
+    // stopped when this function returns, however it does.
+    let mut fetching = None;
     for (index, (source, credential, options)) in listed.iter().enumerate() {
         if index == 1 {
             // The first pull has checked (or made) the destination: the other tags are
-            // resolved together now, not one round trip per image as each comes up.
-            ahead.extend(acrpull::pull::resolve_ahead(&listed[1..]).await);
+            // resolved together now, not one round trip per image as each comes up, and
+            // their blobs start downloading.
+            let resolved = acrpull::pull::resolve_ahead(&listed[1..]).await;
+            ahead.extend(
+                resolved
+                    .iter()
+                    .map(|r| r.as_ref().map(|r| r.digest.clone())),
+            );
+            fetching = Some(acrpull::pull::fetch_ahead(
+                resolved.into_iter().flatten().collect(),
+                options,
+            ));
         }
         let mut options = options.clone();
         options.resolved_ahead = ahead.get(index).cloned().flatten();
+        options.fetched_ahead = fetching.as_ref().map(|f| f.fetched());
         let outcome = acrpull::pull(
             source,
             credential.clone(),
