@@ -287,10 +287,11 @@ pub fn fetch_ahead(listed: Vec<ResolvedAhead>, options: &PullOptions) -> Fetchin
         options.sync,
         options.cancel.clone(),
     );
-    let recorder = fetched.clone();
+    // Marked as being fetched now, before any pull can look for them.
+    let fetching =
+        cache.map(|cache| crate::download::fetch_ahead(blobs, cache, jobs, retry, sync, &fetched));
     let task = tokio::spawn(async move {
-        let Some(cache) = cache else { return };
-        let fetching = crate::download::fetch_ahead(blobs, &cache, jobs, &retry, sync, &recorder);
+        let Some(fetching) = fetching else { return };
         tokio::select! {
             () = fetching => {}
             _ = cancel.cancelled() => {}
