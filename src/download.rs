@@ -413,6 +413,23 @@ fn use_held(
     Ok(Transfer::reused(descriptor.size))
 }
 
+/// The cache's download lock of `digest`, taken on a blocking thread: with `wait`, after
+/// another holder lets go; else `None` while another holds it.
+async fn cache_lock(
+    cache: &BlobCache,
+    digest: &Digest,
+    wait: bool,
+) -> Result<Option<crate::cache::BlobLock>> {
+    let (cache, digest) = (cache.clone(), digest.clone());
+    tokio::task::spawn_blocking(move || match wait {
+        true => cache.lock(&digest).map(Some),
+        false => cache.try_lock(&digest),
+    })
+    .await
+    .map_err(|e| Internal::join("cache lock", e))?
+    .map_err(Error::Cache)
+}
+
 /// One blob through the cache: taken from it when held; else downloaded into it under its lock
 /// (another process downloading it makes us wait, then find it there), continuing a partial
 /// download, and placed at `path`. A blob being fetched `ahead` is waited for, and counted as
@@ -452,14 +469,9 @@ async fn fetch_through_cache(
     if let Some(file) = place_from_cache(cache, descriptor, path, fetch_options.sync).await {
         return take_held(file);
     }
-    let lock = {
-        let cache = cache.clone();
-        let digest = digest.clone();
-        tokio::task::spawn_blocking(move || cache.lock(&digest))
-            .await
-            .map_err(|e| Internal::join("cache lock", e))?
-            .map_err(Error::Cache)?
-    };
+    let lock = cache_lock(cache, digest, true)
+        .await?
+        .ok_or(Internal::Broken("a cache lock waited for was not taken"))?;
     if let Some(file) = place_from_cache(cache, descriptor, path, fetch_options.sync).await {
         // Another process finished it while we waited.
         return take_held(file);

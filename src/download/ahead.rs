@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::cache::BlobCache;
 use crate::digest::Digest;
-use crate::error::{Error, Internal, Result};
+use crate::error::{Error, Result};
 use crate::fetch::FetchOptions;
 use crate::manifest::Descriptor;
 use crate::registry::retry::RetryPolicy;
@@ -176,15 +176,7 @@ async fn fetch_one_ahead(
     if cache.contains(digest, descriptor.size) {
         return Ok(None);
     }
-    let lock = {
-        let cache = cache.clone();
-        let digest = digest.clone();
-        tokio::task::spawn_blocking(move || cache.try_lock(&digest))
-            .await
-            .map_err(|e| Internal::join("cache lock", e))?
-            .map_err(Error::Cache)?
-    };
-    let Some(lock) = lock else {
+    let Some(lock) = super::cache_lock(cache, digest, false).await? else {
         return Ok(None);
     };
     if cache.contains(digest, descriptor.size) {
