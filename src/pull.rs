@@ -266,9 +266,14 @@ impl Drop for FetchingAhead {
 /// Start downloading the blobs of `listed` (images resolved ahead, in the order they will be
 /// pulled) into the cache, `options.jobs` at a time, on a task of their own: while one image
 /// of a list is written, the next ones' blobs arrive, and their pulls find them in the cache.
-/// Nothing is fetched ahead when the pulls verify signatures (no layer is downloaded before
-/// its image is verified) or have no cache. Must be called within a Tokio runtime.
-pub fn fetch_ahead(listed: Vec<ResolvedAhead>, options: &PullOptions) -> FetchingAhead {
+/// Blobs the OCI layout `destination` already holds are left out (its pulls take them from
+/// there). Nothing is fetched ahead when the pulls verify signatures (no layer is downloaded
+/// before its image is verified) or have no cache. Must be called within a Tokio runtime.
+pub fn fetch_ahead(
+    listed: Vec<ResolvedAhead>,
+    destination: &Path,
+    options: &PullOptions,
+) -> FetchingAhead {
     let fetched = Arc::new(FetchedAhead::default());
     let blobs: Vec<_> = listed
         .into_iter()
@@ -279,6 +284,7 @@ pub fn fetch_ahead(listed: Vec<ResolvedAhead>, options: &PullOptions) -> Fetchin
                 .into_iter()
                 .map(move |blob| (source.clone(), blob))
         })
+        .filter(|(_, blob)| !crate::layout::blob_path(destination, &blob.digest).is_file())
         .collect();
     let cache = options.cache.clone().filter(|_| !options.verify.enabled());
     let (jobs, retry, sync, cancel) = (

@@ -595,31 +595,38 @@ fn a_list_resolves_the_other_tags_together_after_the_first_image() {
     );
 }
 
-/// `it/more:v1`..`:v3`, each a config and two incompressible layers of its own (64 and 96
-/// KiB), and a list of the three.
-fn list_of_more(setup: &Setup) -> PathBuf {
-    let mut list = String::new();
-    for seed in 1..=3 {
-        let tag = format!("v{seed}");
-        let layout = setup.scratch.dir.path().join(format!("more-{tag}"));
-        make_layout(
-            &layout,
-            &[
-                vec![("x.bin", noise(30 + seed, 64 << 10))],
-                vec![("y.bin", noise(40 + seed, 96 << 10))],
-            ],
-        );
-        skopeo_copy(
-            &format!("oci:{}:v1", layout.display()),
-            &format!("docker://{}/it/more:{tag}", setup.registry.host()),
-            &["--preserve-digests"],
-        )
-        .expect("seeded");
-        list.push_str(&format!("{}/it/more:{tag}\n", setup.proxy.host()));
-    }
-    let path = setup.scratch.dir.path().join("more.txt");
-    std::fs::write(&path, list).unwrap();
+/// `it/more:v{seed}`: a config and two incompressible layers of its own (64 and 96 KiB).
+/// Returns its reference through the proxy.
+fn push_more(setup: &Setup, seed: u64) -> String {
+    let tag = format!("v{seed}");
+    let layout = setup.scratch.dir.path().join(format!("more-{tag}"));
+    make_layout(
+        &layout,
+        &[
+            vec![("x.bin", noise(30 + seed, 64 << 10))],
+            vec![("y.bin", noise(40 + seed, 96 << 10))],
+        ],
+    );
+    skopeo_copy(
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/it/more:{tag}", setup.registry.host()),
+        &["--preserve-digests"],
+    )
+    .expect("seeded");
+    format!("{}/it/more:{tag}", setup.proxy.host())
+}
+
+/// A list file of `references`.
+fn list_file(setup: &Setup, name: &str, references: &[String]) -> PathBuf {
+    let path = setup.scratch.dir.path().join(name);
+    std::fs::write(&path, references.join("\n") + "\n").unwrap();
     path
+}
+
+/// `it/more:v1`..`:v3` and a list of the three.
+fn list_of_more(setup: &Setup) -> PathBuf {
+    let references: Vec<String> = (1..=3).map(|seed| push_more(setup, seed)).collect();
+    list_file(setup, "more.txt", &references)
 }
 
 /// While one listed image is written, the next images' blobs already download (into the
@@ -676,4 +683,60 @@ fn a_list_downloads_the_next_images_blobs_while_one_is_written() {
         skopeo(&["inspect", &format!("oci:{}:{name}", dest.display())])
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+}
+
+/// A list pulled again into the layout it filled, with an empty cache (another user, or a
+/// cache pruned since), downloads only what the layout lacks: the blobs it holds are not
+/// fetched ahead into the cache. The list's second image is new and its blobs arrive slowly,
+/// so blobs fetched ahead for the images after it would show.
+#[test]
+fn a_list_pulled_again_into_its_layout_fetches_only_what_it_lacks() {
+    let setup = Setup::anonymous();
+    let list = list_of_more(&setup);
+    let dest = setup.scratch.dest("list");
+    let pull = |home: &str, list: &PathBuf| {
+        let before = setup.proxy.blob_bytes();
+        let out = ok(&run(
+            &setup.scratch.dir.path().join(home),
+            &[
+                "pull",
+                "--format",
+                "oci",
+                "--json",
+                "-f",
+                list.to_str().unwrap(),
+                dest.to_str().unwrap(),
+            ],
+            None,
+        ));
+        let outcomes: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let downloaded: Vec<u64> = outcomes
+            .as_array()
+            .expect("one summary per image")
+            .iter()
+            .map(|o| o["bytesDownloaded"].as_u64().unwrap())
+            .collect();
+        (downloaded, setup.proxy.blob_bytes() - before)
+    };
+    pull("first", &list);
+    let mut references: Vec<String> = std::fs::read_to_string(&list)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    references.insert(1, push_more(&setup, 4));
+    let again = list_file(&setup, "again.txt", &references);
+    // 160 KiB at 128 KiB/s per response: the new image takes about a second.
+    setup.proxy.faults().rate_per_response(Some(128 << 10));
+    let (downloaded, sent) = pull("second", &again);
+    assert!(downloaded[1] > 160 << 10, "{downloaded:?}");
+    assert_eq!(
+        downloaded.iter().sum::<u64>() - downloaded[1],
+        0,
+        "{downloaded:?}"
+    );
+    assert_eq!(
+        sent, downloaded[1],
+        "blobs the layout holds were downloaded again"
+    );
 }

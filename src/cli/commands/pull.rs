@@ -115,6 +115,7 @@ async fn listed(args: PullArgs) -> anyhow::Result<ExitCode> {
             );
             fetching = Some(acrpull::pull::fetch_ahead(
                 resolved.into_iter().flatten().collect(),
+                &destination,
                 options,
             ));
         }
