@@ -21,7 +21,7 @@ use crate::resolve::Resolved;
 use crate::source::ImageSource;
 
 mod ahead;
-pub use ahead::{fetch_ahead, FetchedAhead};
+pub use ahead::{fetch_marked, FetchedAhead, MarkedBlob};
 
 /// Blob bytes a pull moved: downloaded, or reused (already in the destination or the cache).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -152,7 +152,7 @@ pub struct Downloads {
     pub cancel: Cancel,
     /// Told of every blob's progress.
     pub reporter: Arc<dyn Reporter>,
-    /// Blobs downloaded into the cache ahead of this pull ([`fetch_ahead`]): counted as
+    /// Blobs downloaded into the cache ahead of this pull ([`fetch_marked`]): counted as
     /// downloaded when taken from it.
     pub fetched_ahead: Option<Arc<FetchedAhead>>,
 }

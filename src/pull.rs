@@ -16,6 +16,7 @@ use crate::destination::Destination;
 use crate::digest::Digest;
 use crate::download::{blobs_of, discard_partials, Downloads, FetchedAhead};
 use crate::error::{Error, Result};
+use crate::layout;
 use crate::media_type::ManifestKind;
 use crate::output::archive::ArchiveOutput;
 use crate::output::layout::LayoutOutput;
@@ -85,10 +86,10 @@ pub struct PullOptions {
     /// Signatures or policy the image must satisfy (`--verify`), checked once the manifest
     /// is resolved and before any layer is downloaded.
     pub verify: crate::verify::VerifyOptions,
-    /// The digest the source's tag was resolved to earlier in the run ([`resolve_ahead`]):
+    /// The digest the source's tag was resolved to earlier in the run ([`ahead`]):
     /// the pull asks for that digest, whose manifests the cache then holds, instead of the tag.
     pub resolved_ahead: Option<Digest>,
-    /// Blobs downloaded into the cache ahead of this pull ([`fetch_ahead`]): taken from it,
+    /// Blobs downloaded into the cache ahead of this pull ([`ahead`]): taken from it,
     /// they count as downloaded, not reused.
     pub fetched_ahead: Option<Arc<FetchedAhead>>,
 }
@@ -175,41 +176,21 @@ pub struct PullOutcome {
 /// before it is dropped where it stands.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// How many tags [`resolve_ahead`] resolves at once.
+/// How many tags [`ahead`] resolves at once.
 pub const RESOLVE_AHEAD: usize = 8;
 
-/// A listed image whose tag was resolved ahead of its pull ([`resolve_ahead`]).
-pub struct ResolvedAhead {
-    /// The digest the tag resolved to: the image's pull asks for it
-    /// ([`PullOptions::resolved_ahead`]) and finds its manifests in the cache.
-    pub digest: Digest,
+/// A listed image whose tag was resolved ahead of its pull.
+struct ResolvedAhead {
+    /// The digest the tag resolved to.
+    digest: Digest,
     /// Where its blobs come from.
     source: Arc<dyn ImageSource>,
     /// Its blobs: the config and layers of each platform chosen.
     blobs: Vec<crate::manifest::Descriptor>,
 }
 
-/// Resolve the tags of several registry sources at once ([`RESOLVE_AHEAD`] at a time),
-/// keeping their manifests in each one's blob cache: pulled one after the other with
-/// [`PullOptions::resolved_ahead`] set, each image then finds its manifests in the cache
-/// instead of spending round trips on them, and [`fetch_ahead`] can download their blobs
-/// while earlier images are written (`pull -f`). `None` for a source that is not a registry
-/// tag, has no cache, or did not resolve (its pull resolves it again and reports why). Stops
-/// early, all `None`, when `cancel` fires.
-pub async fn resolve_ahead(
-    sources: &[(SourceSpec, Credential, PullOptions)],
-) -> Vec<Option<ResolvedAhead>> {
-    use futures_util::StreamExt as _;
-    let resolving = sources
-        .iter()
-        .map(|(spec, credential, options)| resolve_one(spec, credential, options));
-    futures_util::stream::iter(resolving)
-        .buffered(RESOLVE_AHEAD)
-        .collect()
-        .await
-}
-
-/// `spec`'s tag resolved, its manifests kept in the cache (for [`resolve_ahead`]).
+/// `spec`'s tag resolved, its manifests kept in the cache (for [`ahead`]). `None` for a
+/// source that is not a registry tag, has no cache, or did not resolve.
 async fn resolve_one(
     spec: &SourceSpec,
     credential: &Credential,
@@ -243,67 +224,116 @@ async fn resolve_one(
     }
 }
 
-/// Blobs being downloaded ahead of their pulls ([`fetch_ahead`]); dropping it stops them
-/// (what they left in the cache is resumed or verified by the next download).
-pub struct FetchingAhead {
-    task: tokio::task::JoinHandle<()>,
+/// The later images of a list, resolved and their blobs downloaded ahead of their pulls on a
+/// task of their own ([`ahead`]). Dropping it stops that task (what it left in the cache is
+/// resumed or verified by the next download).
+pub struct Ahead {
+    digests: Vec<Option<tokio::sync::oneshot::Receiver<Digest>>>,
     fetched: Arc<FetchedAhead>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-impl FetchingAhead {
+impl Ahead {
+    /// The digest the tag of the `index`th source given to [`ahead`] resolved to, once it has:
+    /// the image's pull asks for it ([`PullOptions::resolved_ahead`]) and finds its manifests
+    /// in the cache, its blobs marked as fetched ahead. `None` when it was not resolved ahead
+    /// (not a registry tag, no cache, or it failed: its pull resolves it and reports why).
+    pub async fn digest(&mut self, index: usize) -> Option<Digest> {
+        let resolved = self.digests.get_mut(index)?.take()?;
+        resolved.await.ok()
+    }
+
     /// What was downloaded ahead, for [`PullOptions::fetched_ahead`].
     pub fn fetched(&self) -> Arc<FetchedAhead> {
         self.fetched.clone()
     }
 }
 
-impl Drop for FetchingAhead {
+impl Drop for Ahead {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-/// Start downloading the blobs of `listed` (images resolved ahead, in the order they will be
-/// pulled) into the cache, `options.jobs` at a time, on a task of their own: while one image
-/// of a list is written, the next ones' blobs arrive, and their pulls find them in the cache.
-/// Blobs the OCI layout `destination` already holds are left out (its pulls take them from
-/// there). Nothing is fetched ahead when the pulls verify signatures (no layer is downloaded
-/// before its image is verified) or have no cache. Must be called within a Tokio runtime.
-pub fn fetch_ahead(
-    listed: Vec<ResolvedAhead>,
-    destination: &Path,
-    options: &PullOptions,
-) -> FetchingAhead {
+/// Start, on a task of its own, resolving the tags of `sources` (the images of a list after
+/// its first, in the order they will be pulled) [`RESOLVE_AHEAD`] at a time, their manifests
+/// kept in the blob cache, and downloading each image's blobs into the cache as soon as its
+/// tag resolves, `--jobs` at a time in list order: while one image of a list is written, the
+/// next ones resolve and their blobs arrive, and their pulls find both in the cache (`pull
+/// -f`). Blobs the OCI layout `destination` already holds are left out. Nothing is fetched
+/// ahead when the pulls verify signatures (no layer is downloaded before its image is
+/// verified) or have no cache. Stops when `cancel` fires. Must be called within a Tokio
+/// runtime.
+pub fn ahead(sources: Vec<(SourceSpec, Credential, PullOptions)>, destination: &Path) -> Ahead {
+    use futures_util::StreamExt as _;
     let fetched = Arc::new(FetchedAhead::default());
-    let blobs: Vec<_> = listed
-        .into_iter()
-        .flat_map(|image| {
-            let source = image.source;
-            image
-                .blobs
-                .into_iter()
-                .map(move |blob| (source.clone(), blob))
+    let (senders, digests): (Vec<_>, Vec<_>) = sources
+        .iter()
+        .map(|_| {
+            let (sender, receiver) = tokio::sync::oneshot::channel();
+            (sender, Some(receiver))
         })
-        .filter(|(_, blob)| !crate::layout::blob_path(destination, &blob.digest).is_file())
-        .collect();
-    let cache = options.cache.clone().filter(|_| !options.verify.enabled());
+        .unzip();
+    let options = sources.first().map(|(_, _, options)| options.clone());
+    let cache = options
+        .as_ref()
+        .and_then(|o| o.cache.clone().filter(|_| !o.verify.enabled()));
+    let options = options.unwrap_or_default();
     let (jobs, retry, sync, cancel) = (
         options.jobs,
         options.client.retry.clone(),
         options.sync,
         options.cancel.clone(),
     );
-    // Marked as being fetched now, before any pull can look for them.
-    let fetching =
-        cache.map(|cache| crate::download::fetch_ahead(blobs, cache, jobs, retry, sync, &fetched));
+    let (destination, marker) = (destination.to_path_buf(), fetched.clone());
     let task = tokio::spawn(async move {
-        let Some(fetching) = fetching else { return };
+        let (queue, queued) = tokio::sync::mpsc::unbounded_channel();
+        let fetching = cache.is_some();
+        let resolving = async move {
+            // Boxed and collected first: a future holding the mapping closure's type would not
+            // be `Send` for every lifetime of its borrows (rust-lang/rust#64552).
+            let resolving: Vec<futures_util::future::BoxFuture<'_, Option<ResolvedAhead>>> =
+                sources
+                    .iter()
+                    .map(|(spec, credential, options)| {
+                        Box::pin(resolve_one(spec, credential, options)) as _
+                    })
+                    .collect();
+            let mut resolved = futures_util::stream::iter(resolving).buffered(RESOLVE_AHEAD);
+            let mut senders = senders.into_iter();
+            while let Some(image) = resolved.next().await {
+                let sender = senders.next();
+                let Some(image) = image else { continue };
+                let missing = image.blobs.iter().filter(|blob| {
+                    fetching && !layout::blob_path(&destination, &blob.digest).is_file()
+                });
+                for blob in missing {
+                    if let Some(marked) = marker.mark(&image.source, blob) {
+                        let _ = queue.send(marked);
+                    }
+                }
+                // Only now, its blobs marked: the image's pull waits for them.
+                if let Some(sender) = sender {
+                    let _ = sender.send(image.digest);
+                }
+            }
+        };
+        let downloading = async move {
+            let Some(cache) = cache else { return };
+            let mut queued = queued;
+            let marked = futures_util::stream::poll_fn(move |cx| queued.poll_recv(cx));
+            crate::download::fetch_marked(marked, cache, jobs, retry, sync).await;
+        };
         tokio::select! {
-            () = fetching => {}
+            _ = async { tokio::join!(resolving, downloading) } => {}
             _ = cancel.cancelled() => {}
         }
     });
-    FetchingAhead { task, fetched }
+    Ahead {
+        digests,
+        fetched,
+        task,
+    }
 }
 
 /// Pull `spec` to `destination`.

@@ -13,7 +13,7 @@ use crate::manifest::Descriptor;
 use crate::registry::retry::RetryPolicy;
 use crate::source::ImageSource;
 
-/// Blobs this run downloads into the cache ahead of the pull that needs them ([`fetch_ahead`]:
+/// Blobs this run downloads into the cache ahead of the pull that needs them ([`fetch_marked`]:
 /// `pull -f` fetches the next images' blobs while one is written). A pull that needs a blob
 /// being fetched ahead waits for it here (in the process, not on the cache's file lock, which
 /// is polled) and takes it from the cache; it then counts the bytes as downloaded, once,
@@ -106,64 +106,72 @@ impl Drop for FetchingBlob {
     }
 }
 
-/// Download `blobs` into `cache`, each from its own source, `jobs` at a time and started in
-/// the order given, ahead of the pulls that will take them from there. Every blob is marked in
-/// `fetched` as being fetched before this returns, so a pull that needs one from then on waits
-/// for it instead of downloading it too; the returned future does the downloads (dropping it
-/// ends the marks of those not done). A blob the cache holds, or that another download is
-/// writing (its lock is taken), is left alone. Nothing is reported and a failure is only
-/// logged: the pull that needs the blob fetches it itself and reports what goes wrong.
-pub fn fetch_ahead(
-    blobs: Vec<(Arc<dyn ImageSource>, Descriptor)>,
+/// A blob marked in [`FetchedAhead`] as being fetched ahead, for [`fetch_marked`]: until it is
+/// downloaded (or dropped), a pull that needs it waits.
+pub struct MarkedBlob {
+    source: Arc<dyn ImageSource>,
+    descriptor: Descriptor,
+    fetching: FetchingBlob,
+}
+
+impl FetchedAhead {
+    /// Mark `descriptor` (from `source`) as being fetched ahead; `None` if it already is or
+    /// was.
+    pub fn mark(
+        self: &Arc<Self>,
+        source: &Arc<dyn ImageSource>,
+        descriptor: &Descriptor,
+    ) -> Option<MarkedBlob> {
+        let fetching = self.start(&descriptor.digest)?;
+        Some(MarkedBlob {
+            source: source.clone(),
+            descriptor: descriptor.clone(),
+            fetching,
+        })
+    }
+}
+
+/// Download the `marked` blobs into `cache` as they come, each from its own source, `jobs` at
+/// a time and started in the order given, ahead of the pulls that will take them from there.
+/// A blob the cache holds, or that another download is writing (its lock is taken), is left
+/// alone. Nothing is reported and a failure is only logged: the pull that needs the blob
+/// fetches it itself and reports what goes wrong. Dropping the future ends the marks of the
+/// blobs not done.
+pub async fn fetch_marked(
+    marked: impl futures_util::Stream<Item = MarkedBlob> + Send,
     cache: BlobCache,
     jobs: usize,
     retry: RetryPolicy,
     sync: bool,
-    fetched: &Arc<FetchedAhead>,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
+) {
     use futures_util::StreamExt as _;
-    let marked: Vec<_> = blobs
-        .into_iter()
-        .filter_map(|(source, descriptor)| {
-            let fetching = fetched.start(&descriptor.digest)?;
-            Some((source, descriptor, fetching))
+    let fetch_options = FetchOptions {
+        sync,
+        ..FetchOptions::default()
+    };
+    let (cache, retry, fetch_options) = (&cache, &retry, &fetch_options);
+    marked
+        .map(|blob: MarkedBlob| async move {
+            let MarkedBlob {
+                source,
+                descriptor,
+                mut fetching,
+            } = blob;
+            let result =
+                fetch_one_ahead(source.as_ref(), cache, &descriptor, retry, fetch_options).await;
+            match result {
+                Ok(downloaded) => fetching.downloaded = downloaded,
+                Err(error) => {
+                    tracing::debug!(digest = %descriptor.digest, %error, "not fetched ahead");
+                }
+            }
         })
-        .collect();
-    async move {
-        let fetch_options = FetchOptions {
-            sync,
-            ..FetchOptions::default()
-        };
-        let (cache, retry, fetch_options) = (&cache, &retry, &fetch_options);
-        // Boxed: a future holding the mapping closure's type would not be `Send` for every
-        // lifetime of its `dyn` argument (rust-lang/rust#64552), and it is spawned.
-        let fetching = marked
-            .into_iter()
-            .map(|(source, descriptor, fetching)| {
-                Box::pin(async move {
-                    // The whole guard moves in (a closure would capture only the field set
-                    // below, and the guard would end the mark at once).
-                    let mut fetching = fetching;
-                    let result =
-                        fetch_one_ahead(source.as_ref(), cache, &descriptor, retry, fetch_options)
-                            .await;
-                    match result {
-                        Ok(downloaded) => fetching.downloaded = downloaded,
-                        Err(error) => {
-                            tracing::debug!(digest = %descriptor.digest, %error, "not fetched ahead");
-                        }
-                    }
-                }) as futures_util::future::BoxFuture<'_, ()>
-            })
-            .collect::<Vec<_>>();
-        futures_util::stream::iter(fetching)
-            .buffer_unordered(jobs.max(1))
-            .for_each(|()| async {})
-            .await;
-    }
+        .buffer_unordered(jobs.max(1))
+        .for_each(|()| async {})
+        .await;
 }
 
-/// One blob of [`fetch_ahead`] into the cache, under its lock; `None` when there was nothing
+/// One blob of [`fetch_marked`] into the cache, under its lock; `None` when there was nothing
 /// to do (held, or locked by another download).
 async fn fetch_one_ahead(
     source: &dyn ImageSource,

@@ -97,31 +97,21 @@ async fn listed(args: PullArgs) -> anyhow::Result<ExitCode> {
         listed.push((source, credential, options));
     }
     let mut outcomes = Vec::new();
-    // The digest each tag was resolved to ahead of its pull (not the first image's).
-    let mut ahead = vec![None];
-    // The later images' blobs, downloaded into the cache while earlier ones are written;
-    // stopped when this function returns, however it does.
-    let mut fetching = None;
+    // The later images resolved, and their blobs downloaded into the cache, while earlier
+    // ones are written; stopped when this function returns, however it does.
+    let mut ahead: Option<acrpull::pull::Ahead> = None;
     for (index, (source, credential, options)) in listed.iter().enumerate() {
         if index == 1 {
             // The first pull has checked (or made) the destination: the other tags are
             // resolved together now, not one round trip per image as each comes up, and
-            // their blobs start downloading.
-            let resolved = acrpull::pull::resolve_ahead(&listed[1..]).await;
-            ahead.extend(
-                resolved
-                    .iter()
-                    .map(|r| r.as_ref().map(|r| r.digest.clone())),
-            );
-            fetching = Some(acrpull::pull::fetch_ahead(
-                resolved.into_iter().flatten().collect(),
-                &destination,
-                options,
-            ));
+            // each image's blobs start downloading as soon as its tag resolved.
+            ahead = Some(acrpull::pull::ahead(listed[1..].to_vec(), &destination));
         }
         let mut options = options.clone();
-        options.resolved_ahead = ahead.get(index).cloned().flatten();
-        options.fetched_ahead = fetching.as_ref().map(|f| f.fetched());
+        if let Some(ahead) = ahead.as_mut() {
+            options.resolved_ahead = ahead.digest(index - 1).await;
+            options.fetched_ahead = Some(ahead.fetched());
+        }
         let outcome = acrpull::pull(
             source,
             credential.clone(),
