@@ -629,6 +629,38 @@ fn list_file(setup: &Setup, name: &str, references: &[String]) -> PathBuf {
     path
 }
 
+/// `pull --format oci --json -f list dest` as the user whose home is `home`: each image's
+/// `bytesDownloaded`, and the blob bytes the proxy sent meanwhile.
+fn pull_list(
+    setup: &Setup,
+    home: &std::path::Path,
+    list: &std::path::Path,
+    dest: &std::path::Path,
+) -> (Vec<u64>, u64) {
+    let before = setup.proxy.blob_bytes();
+    let out = ok(&run(
+        home,
+        &[
+            "pull",
+            "--format",
+            "oci",
+            "--json",
+            "-f",
+            list.to_str().unwrap(),
+            dest.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let outcomes: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let downloaded = outcomes
+        .as_array()
+        .expect("one summary per image")
+        .iter()
+        .map(|o| o["bytesDownloaded"].as_u64().unwrap())
+        .collect();
+    (downloaded, setup.proxy.blob_bytes() - before)
+}
+
 /// `it/more:v1`..`:v3` and a list of the three.
 fn list_of_more(setup: &Setup) -> PathBuf {
     let references: Vec<String> = (1..=3).map(|seed| push_more(setup, seed)).collect();
@@ -647,40 +679,17 @@ fn a_list_downloads_the_next_images_blobs_while_one_is_written() {
     let list = list_of_more(&setup);
     // 64 and 96 KiB at 128 KiB/s: half a second and more per layer.
     setup.proxy.faults().rate_per_response(Some(128 << 10));
-    let before = setup.proxy.blob_bytes();
     let dest = setup.scratch.dest("list");
-    let out = ok(&run(
-        &setup.scratch.home(),
-        &[
-            "pull",
-            "--format",
-            "oci",
-            "--json",
-            "-f",
-            list.to_str().unwrap(),
-            dest.to_str().unwrap(),
-        ],
-        None,
-    ));
+    let (downloaded, sent) = pull_list(&setup, &setup.scratch.home(), &list, &dest);
     let most = setup.proxy.most_blob_bodies_at_once();
     assert!(most >= 4, "at most {most} blobs in flight at once");
-    let outcomes: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let outcomes = outcomes.as_array().expect("one summary per image");
-    assert_eq!(outcomes.len(), 3);
-    let downloaded: Vec<u64> = outcomes
-        .iter()
-        .map(|o| o["bytesDownloaded"].as_u64().unwrap())
-        .collect();
+    assert_eq!(downloaded.len(), 3);
     // Fetched ahead or not, each image counts its own blobs, and together what was sent.
     assert!(
         downloaded.iter().all(|&bytes| bytes > 160 << 10),
         "{downloaded:?}"
     );
-    assert_eq!(
-        downloaded.iter().sum::<u64>(),
-        setup.proxy.blob_bytes() - before,
-        "{downloaded:?}"
-    );
+    assert_eq!(downloaded.iter().sum::<u64>(), sent, "{downloaded:?}");
     for tag in ["v1", "v2", "v3"] {
         let name = crate::support::layout_ref_names(&dest)
             .into_iter()
@@ -701,28 +710,7 @@ fn a_list_pulled_again_into_its_layout_fetches_only_what_it_lacks() {
     let list = list_of_more(&setup);
     let dest = setup.scratch.dest("list");
     let pull = |home: &str, list: &PathBuf| {
-        let before = setup.proxy.blob_bytes();
-        let out = ok(&run(
-            &setup.scratch.dir.path().join(home),
-            &[
-                "pull",
-                "--format",
-                "oci",
-                "--json",
-                "-f",
-                list.to_str().unwrap(),
-                dest.to_str().unwrap(),
-            ],
-            None,
-        ));
-        let outcomes: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let downloaded: Vec<u64> = outcomes
-            .as_array()
-            .expect("one summary per image")
-            .iter()
-            .map(|o| o["bytesDownloaded"].as_u64().unwrap())
-            .collect();
-        (downloaded, setup.proxy.blob_bytes() - before)
+        pull_list(&setup, &setup.scratch.dir.path().join(home), list, &dest)
     };
     pull("first", &list);
     let mut references: Vec<String> = std::fs::read_to_string(&list)
