@@ -413,21 +413,18 @@ fn use_held(
     Ok(Transfer::reused(descriptor.size))
 }
 
-/// The cache's download lock of `digest`, taken on a blocking thread: with `wait`, after
-/// another holder lets go; else `None` while another holds it.
-async fn cache_lock(
+/// The cache's download lock of `digest`, taken by `take` ([`BlobCache::lock`], which waits,
+/// or [`BlobCache::try_lock`]) on a blocking thread.
+async fn cache_lock<T: Send + 'static>(
     cache: &BlobCache,
     digest: &Digest,
-    wait: bool,
-) -> Result<Option<crate::cache::BlobLock>> {
+    take: fn(&BlobCache, &Digest) -> std::result::Result<T, crate::cache::CacheError>,
+) -> Result<T> {
     let (cache, digest) = (cache.clone(), digest.clone());
-    tokio::task::spawn_blocking(move || match wait {
-        true => cache.lock(&digest).map(Some),
-        false => cache.try_lock(&digest),
-    })
-    .await
-    .map_err(|e| Internal::join("cache lock", e))?
-    .map_err(Error::Cache)
+    tokio::task::spawn_blocking(move || take(&cache, &digest))
+        .await
+        .map_err(|e| Internal::join("cache lock", e))?
+        .map_err(Error::Cache)
 }
 
 /// One blob through the cache: taken from it when held; else downloaded into it under its lock
@@ -469,9 +466,7 @@ async fn fetch_through_cache(
     if let Some(file) = place_from_cache(cache, descriptor, path, fetch_options.sync).await {
         return take_held(file);
     }
-    let lock = cache_lock(cache, digest, true)
-        .await?
-        .ok_or(Internal::Broken("a cache lock waited for was not taken"))?;
+    let lock = cache_lock(cache, digest, BlobCache::lock).await?;
     if let Some(file) = place_from_cache(cache, descriptor, path, fetch_options.sync).await {
         // Another process finished it while we waited.
         return take_held(file);

@@ -53,6 +53,21 @@ impl FetchedAhead {
         })
     }
 
+    /// Mark `descriptor` (from `source`) as being fetched ahead; `None` if it already is or
+    /// was.
+    pub fn mark(
+        self: &Arc<Self>,
+        source: &Arc<dyn ImageSource>,
+        descriptor: &Descriptor,
+    ) -> Option<MarkedBlob> {
+        let fetching = self.start(&descriptor.digest)?;
+        Some(MarkedBlob {
+            source: source.clone(),
+            descriptor: descriptor.clone(),
+            fetching,
+        })
+    }
+
     /// Wait until `digest` is no longer being fetched ahead (at once if it is not).
     pub(super) async fn finished(&self, digest: &Digest) {
         loop {
@@ -114,23 +129,6 @@ pub struct MarkedBlob {
     fetching: FetchingBlob,
 }
 
-impl FetchedAhead {
-    /// Mark `descriptor` (from `source`) as being fetched ahead; `None` if it already is or
-    /// was.
-    pub fn mark(
-        self: &Arc<Self>,
-        source: &Arc<dyn ImageSource>,
-        descriptor: &Descriptor,
-    ) -> Option<MarkedBlob> {
-        let fetching = self.start(&descriptor.digest)?;
-        Some(MarkedBlob {
-            source: source.clone(),
-            descriptor: descriptor.clone(),
-            fetching,
-        })
-    }
-}
-
 /// Download the `marked` blobs into `cache` as they come, each from its own source, `jobs` at
 /// a time and started in the order given, ahead of the pulls that will take them from there.
 /// A blob the cache holds, or that another download is writing (its lock is taken), is left
@@ -184,7 +182,7 @@ async fn fetch_one_ahead(
     if cache.contains(digest, descriptor.size) {
         return Ok(None);
     }
-    let Some(lock) = super::cache_lock(cache, digest, false).await? else {
+    let Some(lock) = super::cache_lock(cache, digest, BlobCache::try_lock).await? else {
         return Ok(None);
     };
     if cache.contains(digest, descriptor.size) {
