@@ -9,7 +9,7 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use acrpull::media_type::LayerCompression;
-use acrpull::rootfs::{Applier, ApplyOptions, PathResolution};
+use acrpull::rootfs::{Applier, ApplyOptions, EarlyWriteback, PathResolution};
 use acrpull::Digest;
 
 /// Where the fuzz target keeps its sandbox (fixed, so corpus entries can name the sentinel).
@@ -32,8 +32,12 @@ fn options(control: u8) -> ApplyOptions {
         // Bit 5: the whiteout bookkeeping spills after every path (to an unnamed file in the
         // root), so whiteouts are checked against spilled runs.
         upper_paths_memory: if control & 0b10_0000 == 0 { 1 << 20 } else { 0 },
-        // Bit 6: files handed to the early-writeback thread.
-        early_writeback: control & 0b100_0000 != 0,
+        // Bit 6: files handed to the early-writeback thread (made durable there).
+        early_writeback: if control & 0b100_0000 == 0 {
+            EarlyWriteback::Off
+        } else {
+            EarlyWriteback::Durable
+        },
         // Bit 7: regular files are written by the applier itself, not the filler thread.
         fill_thread: control & 0b1000_0000 == 0,
     }

@@ -28,7 +28,7 @@ use crate::manifest::{Descriptor, ImageConfigSummary};
 use crate::media_type::{self, layer_compression, LayerCompression};
 use crate::report::BlobKind;
 use crate::resolve::{check_single_platform, PlatformChoice};
-use crate::rootfs::{Applier, ApplyOptions, Inflating};
+use crate::rootfs::{Applier, ApplyOptions, EarlyWriteback, Inflating};
 
 use super::{Job, Output, Written};
 
@@ -343,8 +343,13 @@ async fn apply_in_order(
         max_uncompressed_bytes: limits.max_uncompressed_bytes,
         max_entries: limits.max_entries,
         spill_dir: Some(staging.to_path_buf()),
-        // The tree gets one `syncfs` at the end: start on the large files now.
-        early_writeback: downloads.sync,
+        // The tree gets one `syncfs` at the end: start on the large files now. Without it,
+        // still start their writeback, so the kernel does not throttle the writes later.
+        early_writeback: if downloads.sync {
+            EarlyWriteback::Durable
+        } else {
+            EarlyWriteback::Start
+        },
         ..ApplyOptions::default()
     };
     let mut applier = Some(Applier::new(rootfs, apply_options)?);

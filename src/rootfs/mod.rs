@@ -50,6 +50,7 @@ use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 pub use bundle::{runtime_config, ExecutionConfig, ImageConfig};
 pub use error::Error;
 pub use path::PathResolution;
+pub use writeback::EarlyWriteback;
 
 pub(crate) use decompress::Inflating;
 
@@ -78,10 +79,11 @@ pub struct ApplyOptions {
     /// Bytes of that list kept in memory before it spills (about 80 bytes plus the path's
     /// length each). Default 8 MiB, about 80 000 paths.
     pub upper_paths_memory: usize,
-    /// Make each large file durable (`fdatasync` on a background thread) as soon as it is
-    /// complete, for a caller that ends with a `syncfs` of the tree anyway: the disk then works
-    /// while later entries are applied. Default: off.
-    pub early_writeback: bool,
+    /// What to do with each large file as soon as it is complete: make it durable
+    /// (`fdatasync` on a background thread) for a caller that ends with a `syncfs` of the tree
+    /// anyway, so the disk works while later entries are applied; or only start its writeback,
+    /// for a caller that syncs nothing. Default: neither.
+    pub early_writeback: EarlyWriteback,
     /// Write the contents, owner, mode and times of regular files on a second thread while
     /// the applier creates the next entries (names are still created in layer order).
     /// Default: on.
@@ -98,7 +100,7 @@ impl Default for ApplyOptions {
             path_resolution: PathResolution::Auto,
             spill_dir: None,
             upper_paths_memory: upper::DEFAULT_MEMORY_BUDGET,
-            early_writeback: false,
+            early_writeback: EarlyWriteback::Off,
             fill_thread: true,
         }
     }
@@ -149,10 +151,7 @@ impl Applier {
         }
         Ok(Applier {
             resolver: path::Resolver::new(fd, options.path_resolution, options.rootless),
-            writeback: options
-                .early_writeback
-                .then(writeback::Writeback::start)
-                .flatten(),
+            writeback: writeback::Writeback::start(options.early_writeback),
             options,
             warnings: Vec::new(),
         })

@@ -486,7 +486,7 @@ fn every_file_mode_comes_out_exact() {
             continue;
         }
         let options = ApplyOptions {
-            early_writeback: true,
+            early_writeback: super::EarlyWriteback::Durable,
             ..if rootless {
                 rootless_options()
             } else {
