@@ -22,8 +22,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::ScopedJoinHandle;
 
-use flate2::read::MultiGzDecoder;
-
+use super::gzip::GzipMembers;
 use super::spool::{Next, Spool, SpoolLimits};
 use super::stages::{start_threads, Last};
 use crate::digest::{Algorithm, Digest, Digester};
@@ -101,7 +100,7 @@ impl<R: Read> Read for BlobReader<R> {
 /// The decompressor for one layer.
 pub(crate) enum Decoder<R: Read> {
     Plain(BlobReader<R>),
-    Gzip(Box<MultiGzDecoder<BlobReader<R>>>),
+    Gzip(Box<GzipMembers<BlobReader<R>>>),
     Zstd(zstd::stream::read::Decoder<'static, BufReader<BlobReader<R>>>),
 }
 
@@ -330,7 +329,7 @@ pub(super) fn pipeline<R: Read>(
     };
     let decoder = match compression {
         LayerCompression::None => Decoder::Plain(blob),
-        LayerCompression::Gzip => Decoder::Gzip(Box::new(MultiGzDecoder::new(blob))),
+        LayerCompression::Gzip => Decoder::Gzip(Box::new(GzipMembers::new(blob))),
         LayerCompression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::new(blob)?),
     };
     Ok(Pipeline {

@@ -24,6 +24,7 @@ mod decompress;
 mod entry;
 mod error;
 mod filler;
+mod gzip;
 mod header;
 mod layer;
 mod path;
