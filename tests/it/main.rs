@@ -5,6 +5,7 @@
 mod architecture;
 mod archives;
 mod azure;
+mod build_features;
 mod cache;
 mod certificates;
 mod cli;
