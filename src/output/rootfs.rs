@@ -28,7 +28,7 @@ use crate::manifest::{Descriptor, ImageConfigSummary};
 use crate::media_type::{self, layer_compression, LayerCompression};
 use crate::report::BlobKind;
 use crate::resolve::{check_single_platform, PlatformChoice};
-use crate::rootfs::{Applier, ApplyOptions, EarlyWriteback, Inflating};
+use crate::rootfs::{Applier, ApplyOptions, EarlyWriteback, Inflating, SpillArea};
 
 use super::{Job, Output, Written};
 
@@ -353,6 +353,9 @@ async fn apply_in_order(
         ..ApplyOptions::default()
     };
     let mut applier = Some(Applier::new(rootfs, apply_options)?);
+    // One spill area for every layer: a spill file a layer is done with serves the next.
+    // Dropped (its files closed) when this returns, before the tree is synced.
+    let spill = SpillArea::new(staging.to_path_buf());
     let ahead = inflate_ahead(limits.inflate_ahead);
     let mut inflating: VecDeque<Inflating> = VecDeque::new();
     let mut warned = 0;
@@ -383,7 +386,7 @@ async fn apply_in_order(
                 *compression,
                 diff_ids[next].algorithm(),
                 limit,
-                Some(staging.to_path_buf()),
+                Some(spill.clone()),
             )
             .map_err(|source| Error::Io {
                 path: staging.to_path_buf(),

@@ -17,13 +17,12 @@
 
 use std::cell::RefCell;
 use std::io::{self, BufReader, Read};
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::ScopedJoinHandle;
 
 use super::gzip::GzipMembers;
-use super::spool::{Next, Spool, SpoolLimits};
+use super::spool::{Next, SpillArea, Spool, SpoolLimits};
 use super::stages::{start_threads, Last};
 use crate::digest::{Algorithm, Digest, Digester};
 use crate::media_type::LayerCompression;
@@ -282,20 +281,20 @@ pub(crate) struct Inflating {
 
 impl Inflating {
     /// Start inflating `blob` (and hashing its uncompressed bytes with `algorithm`) on a new
-    /// thread, spilling to `spill_dir` while nobody reads. Stops after `total_limit` bytes.
+    /// thread, spilling to `spill` while nobody reads. Stops after `total_limit` bytes.
     pub(crate) fn start<R: Read + Send + 'static>(
         blob: R,
         compression: LayerCompression,
         algorithm: Algorithm,
         total_limit: u64,
-        spill_dir: Option<PathBuf>,
+        spill: Option<SpillArea>,
     ) -> io::Result<Self> {
         let pipeline = pipeline(blob, compression, algorithm)?;
         let limits = SpoolLimits {
             memory: QUEUE * CHUNK,
-            spill: if spill_dir.is_some() { SPILL_LIMIT } else { 0 },
+            spill: if spill.is_some() { SPILL_LIMIT } else { 0 },
         };
-        let spool = Arc::new(Spool::new(limits, spill_dir));
+        let spool = Arc::new(Spool::new(limits, spill));
         let thread = start_threads(pipeline, &spool, total_limit, |builder, run| {
             builder.spawn(run)
         })?;
@@ -582,7 +581,7 @@ mod tests {
             LayerCompression::Gzip,
             Algorithm::Sha256,
             1 << 30,
-            Some(dir.path().to_path_buf()),
+            Some(SpillArea::new(dir.path().to_path_buf())),
         )
         .unwrap();
         // Four chunks wait in memory, the other five in the spill file.
@@ -608,7 +607,7 @@ mod tests {
             LayerCompression::Gzip,
             Algorithm::Sha256,
             limit,
-            Some(dir.path().to_path_buf()),
+            Some(SpillArea::new(dir.path().to_path_buf())),
         )
         .unwrap();
         // It stops one chunk past the limit, however long nobody reads.

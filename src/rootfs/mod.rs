@@ -54,6 +54,7 @@ pub use path::PathResolution;
 pub use writeback::EarlyWriteback;
 
 pub(crate) use decompress::Inflating;
+pub(crate) use spool::SpillArea;
 
 use crate::digest::Digest;
 use crate::media_type::LayerCompression;

@@ -8,6 +8,12 @@
 //! inflater blocks instead, so disk and memory stay bounded. Bytes leave in the order they
 //! came in, whatever mix of memory and spill they went through.
 //!
+//! The spill files of one pull come from a [`SpillArea`]: a spool done with its file hands it
+//! back, and the next layer that spills writes over the same pages from offset 0 instead of
+//! allocating new ones (and freeing them again when the file closes). Only files that held at
+//! most [`KEEP_BYTES`] are kept, so little dirty spill waits in the page cache between layers,
+//! and the area closes them all when the pull's last spool and the area itself are gone.
+//!
 //! The spill is an optimisation, never a cause of failure: if its file cannot be created or
 //! written, the inflater blocks as if the limit was reached. Bytes are hashed (diff_id) before
 //! they enter the spool; the spill file has no name, so nothing else can open it.
@@ -16,7 +22,55 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+/// Spill files larger than this are closed when their spool is done, not kept for reuse.
+pub(crate) const KEEP_BYTES: u64 = 64 << 20;
+/// Most idle spill files an area keeps.
+const KEEP_FILES: usize = 8;
+
+/// Where the spools of one pull spill: a directory, and the spill files spools are done with.
+#[derive(Debug, Clone)]
+pub(crate) struct SpillArea {
+    dir: PathBuf,
+    idle: Arc<Mutex<Vec<File>>>,
+}
+
+impl SpillArea {
+    /// Spill files go to (unnamed files in) `dir`.
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            idle: Arc::default(),
+        }
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<File>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A file to spill to: one a spool is done with, else a new unnamed one.
+    fn take(&self) -> std::io::Result<File> {
+        match self.idle().pop() {
+            Some(file) => Ok(file),
+            None => tempfile::tempfile_in(&self.dir),
+        }
+    }
+
+    /// A spool is done with `file`, which it filled up to `used` bytes.
+    fn give_back(&self, file: File, used: u64) {
+        let mut idle = self.idle();
+        if used <= KEEP_BYTES && idle.len() < KEEP_FILES {
+            idle.push(file);
+        }
+    }
+
+    /// Idle files kept for reuse.
+    #[cfg(test)]
+    pub(crate) fn idle_files(&self) -> usize {
+        self.idle().len()
+    }
+}
 
 /// How much a spool may hold.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +97,7 @@ struct State<T> {
     spilled: u64,
     /// Total bytes ever spilled (for tests and the log).
     spilled_total: u64,
-    file: Option<std::sync::Arc<File>>,
+    file: Option<Arc<File>>,
     file_end: u64,
     /// Set when the spill file could not be used: block from then on.
     spill_broken: bool,
@@ -65,7 +119,7 @@ pub(crate) struct Spool<T> {
     state: Mutex<State<T>>,
     changed: Condvar,
     limits: SpoolLimits,
-    spill_dir: Option<PathBuf>,
+    spill: Option<SpillArea>,
 }
 
 /// The reader went away: the producer should stop.
@@ -83,8 +137,8 @@ pub(crate) enum Next<T> {
 }
 
 impl<T> Spool<T> {
-    /// An empty spool; spilled bytes go to an unlinked file in `spill_dir` (none: never spill).
-    pub(crate) fn new(limits: SpoolLimits, spill_dir: Option<PathBuf>) -> Self {
+    /// An empty spool; spilled bytes go to a file from `spill` (none: never spill).
+    pub(crate) fn new(limits: SpoolLimits, spill: Option<SpillArea>) -> Self {
         Spool {
             state: Mutex::new(State {
                 segments: VecDeque::new(),
@@ -103,7 +157,7 @@ impl<T> Spool<T> {
             }),
             changed: Condvar::new(),
             limits,
-            spill_dir,
+            spill,
         }
     }
 
@@ -190,12 +244,12 @@ impl<T> Spool<T> {
     ) -> MutexGuard<'a, State<T>> {
         if state.file.is_none() {
             let created = self
-                .spill_dir
+                .spill
                 .as_ref()
-                .map(tempfile::tempfile_in)
+                .map(SpillArea::take)
                 .and_then(Result::ok);
             match created {
-                Some(file) => state.file = Some(std::sync::Arc::new(file)),
+                Some(file) => state.file = Some(Arc::new(file)),
                 None => {
                     state.spill_broken = true;
                     return state;
@@ -253,9 +307,19 @@ impl<T> Spool<T> {
         let mut state = self.lock();
         state.closed = true;
         state.segments.clear();
-        state.file = None;
+        let file = state.file.take();
+        let used = state.file_end;
         drop(state);
         self.changed.notify_all();
+        self.give_back(file, used);
+    }
+
+    /// Hand the spill file back to the area, unless a reader still holds it (then it closes
+    /// with the last holder).
+    fn give_back(&self, file: Option<Arc<File>>, used: u64) {
+        if let (Some(area), Some(file)) = (&self.spill, file.and_then(Arc::into_inner)) {
+            area.give_back(file, used);
+        }
     }
 
     /// Bytes that went through the spill file so far.
@@ -322,6 +386,14 @@ impl<T> Spool<T> {
 /// Bytes read from the spill file at a time.
 const SPILL_READ: usize = 256 * 1024;
 
+impl<T> Drop for Spool<T> {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let (file, used) = (state.file.take(), state.file_end);
+        self.give_back(file, used);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,7 +425,7 @@ mod tests {
             memory: 3000,
             spill: 1 << 20,
         };
-        let spool = Spool::new(limits, Some(dir.path().to_path_buf()));
+        let spool = Spool::new(limits, Some(SpillArea::new(dir.path().to_path_buf())));
         let mut expected = Vec::new();
         // Nobody reads yet: everything past the memory limit goes to the spill file.
         for index in 0..20 {
@@ -372,13 +444,56 @@ mod tests {
     }
 
     #[test]
+    fn a_spill_file_is_reused_by_the_next_spool_of_the_area() {
+        let dir = tempfile::tempdir().unwrap();
+        let area = SpillArea::new(dir.path().to_path_buf());
+        let limits = SpoolLimits {
+            memory: 1000,
+            spill: 1 << 20,
+        };
+        let fill = |pieces: std::ops::Range<usize>, size: usize| {
+            let spool = Spool::new(limits, Some(area.clone()));
+            let mut expected = Vec::new();
+            for index in pieces {
+                expected.extend_from_slice(&piece(index, size));
+                spool.push(piece(index, size), size).unwrap();
+            }
+            spool.end("done");
+            spool.attach();
+            let (out, _) = drain(&spool);
+            assert_eq!(out, expected);
+            spool.spilled_total()
+        };
+        // The first spool writes 20 pieces; the second overwrites the same file with fewer,
+        // different ones, and reads back only its own (no stale byte after them).
+        assert_eq!(fill(0..20, 1500), 19 * 1500);
+        assert_eq!(area.idle_files(), 1);
+        assert_eq!(fill(100..105, 700), 4 * 700);
+        assert_eq!(area.idle_files(), 1, "the same file went back");
+        // One spilling more than KEEP_BYTES closes its file instead.
+        let big = usize::try_from(KEEP_BYTES).unwrap() + 4096;
+        let spool: Spool<&str> = Spool::new(
+            SpoolLimits {
+                memory: 1,
+                spill: KEEP_BYTES * 2,
+            },
+            Some(area.clone()),
+        );
+        spool.push(vec![1], 1).unwrap();
+        spool.push(vec![2; big], big).unwrap();
+        assert_eq!(area.idle_files(), 0, "the spool holds the file");
+        drop(spool);
+        assert_eq!(area.idle_files(), 0, "too large to keep");
+    }
+
+    #[test]
     fn memory_after_spill_comes_out_after_the_spilled_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let limits = SpoolLimits {
             memory: 1000,
             spill: 1 << 20,
         };
-        let spool = Spool::new(limits, Some(dir.path().to_path_buf()));
+        let spool = Spool::new(limits, Some(SpillArea::new(dir.path().to_path_buf())));
         spool.push(piece(0, 1000), 1000).unwrap(); // memory
         spool.push(piece(1, 1000), 1000).unwrap(); // spilled
         let Next::Data(first, 1000) = spool.take(Vec::new()) else {
@@ -398,7 +513,10 @@ mod tests {
             memory: 1000,
             spill: 1 << 20,
         };
-        let spool = Arc::new(Spool::new(limits, Some(dir.path().to_path_buf())));
+        let spool = Arc::new(Spool::new(
+            limits,
+            Some(SpillArea::new(dir.path().to_path_buf())),
+        ));
         spool.attach();
         let producer = std::thread::spawn({
             let spool = Arc::clone(&spool);
@@ -423,7 +541,10 @@ mod tests {
             memory: 1000,
             spill: 4000,
         };
-        let spool = Arc::new(Spool::new(limits, Some(dir.path().to_path_buf())));
+        let spool = Arc::new(Spool::new(
+            limits,
+            Some(SpillArea::new(dir.path().to_path_buf())),
+        ));
         let (progress, pushed) = std::sync::mpsc::channel();
         let producer = std::thread::spawn({
             let spool = Arc::clone(&spool);
@@ -453,7 +574,7 @@ mod tests {
             spill: 1 << 20,
         };
         let missing = std::env::temp_dir().join("acrpull-no-such-spill-dir-3f9c");
-        let spool = Arc::new(Spool::new(limits, Some(missing)));
+        let spool = Arc::new(Spool::new(limits, Some(SpillArea::new(missing))));
         let producer = std::thread::spawn({
             let spool = Arc::clone(&spool);
             move || {

@@ -802,7 +802,7 @@ fn a_layer_inflated_ahead_applies_and_its_diff_id_is_still_checked() {
             LayerCompression::Gzip,
             crate::digest::Algorithm::Sha256,
             1 << 30,
-            Some(spill.path().to_path_buf()),
+            Some(super::SpillArea::new(spill.path().to_path_buf())),
         )
         .unwrap()
     };
