@@ -165,7 +165,7 @@ fn open_layer(path: &Path, compression: LayerCompression) -> Result<Box<dyn Read
         std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(io(path))?);
     Ok(match compression {
         LayerCompression::None => Box::new(file),
-        LayerCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        LayerCompression::Gzip => Box::new(crate::gzip::GzipMembers::new(file)),
         LayerCompression::Zstd => {
             Box::new(zstd::stream::read::Decoder::with_buffer(file).map_err(io(path))?)
         }

@@ -24,6 +24,7 @@ pub mod download;
 pub mod error;
 pub mod fetch;
 pub mod fsutil;
+mod gzip;
 pub mod http;
 pub mod kubelet;
 pub mod layout;

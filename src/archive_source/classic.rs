@@ -263,7 +263,7 @@ impl ArchiveSource {
                 blob
             }
             LayerCompression::Gzip => {
-                let mut decoder = flate2::read::MultiGzDecoder::new(blob);
+                let mut decoder = crate::gzip::GzipMembers::new(blob);
                 pump(&mut decoder)?;
                 decoder.into_inner()
             }

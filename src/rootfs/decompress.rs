@@ -21,10 +21,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::ScopedJoinHandle;
 
-use super::gzip::GzipMembers;
 use super::spool::{Next, SpillArea, Spool, SpoolLimits};
 use super::stages::{start_threads, Last};
 use crate::digest::{Algorithm, Digest, Digester};
+use crate::gzip::GzipMembers;
 use crate::media_type::LayerCompression;
 
 /// Uncompressed bytes per chunk handed from the decompression thread to the applier.

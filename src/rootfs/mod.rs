@@ -24,7 +24,6 @@ mod decompress;
 mod entry;
 mod error;
 mod filler;
-mod gzip;
 mod header;
 mod layer;
 mod path;

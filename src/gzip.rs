@@ -1,4 +1,6 @@
-//! Gzip layers inflated in zlib-rs's own gzip mode.
+//! Gzip layers inflated in zlib-rs's own gzip mode, wherever acrpull inflates one: applying it
+//! to a root filesystem, hashing its diff_id out of a `docker save` archive, writing it
+//! uncompressed into one.
 //!
 //! flate2's gzip readers parse the member header themselves, inflate raw deflate and then
 //! compute the CRC-32 in a second pass over the output; in gzip mode zlib-rs checks the
@@ -21,11 +23,11 @@ const WINDOW_BITS: u8 = 15;
 /// A reader of the uncompressed bytes of a (multi-member) gzip stream.
 pub(crate) struct GzipMembers<R> {
     input: BufReader<R>,
+    /// The current member's decompressor (a fresh one after each member's trailer checked
+    /// out: a member has begun once it took any input).
     inflate: Decompress,
-    /// A member has begun and its trailer has not been checked yet.
-    in_member: bool,
-    /// Members whose trailer checked out.
-    members: u64,
+    /// At least one member's trailer checked out.
+    any_member: bool,
 }
 
 impl<R: Read> GzipMembers<R> {
@@ -33,8 +35,7 @@ impl<R: Read> GzipMembers<R> {
         Self {
             input: BufReader::with_capacity(INPUT, blob),
             inflate: Decompress::new_gzip(WINDOW_BITS),
-            in_member: false,
-            members: 0,
+            any_member: false,
         }
     }
 
@@ -64,13 +65,13 @@ impl<R: Read> Read for GzipMembers<R> {
         loop {
             let input = self.input.fill_buf()?;
             if input.is_empty() {
-                if self.in_member {
+                if self.inflate.total_in() > 0 {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "the gzip stream ends inside a member",
                     ));
                 }
-                if self.members == 0 {
+                if !self.any_member {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "the gzip stream is empty",
@@ -78,7 +79,6 @@ impl<R: Read> Read for GzipMembers<R> {
                 }
                 return Ok(0);
             }
-            self.in_member = true;
             let (read_before, written_before) = (self.inflate.total_in(), self.inflate.total_out());
             let status = self
                 .inflate
@@ -92,8 +92,7 @@ impl<R: Read> Read for GzipMembers<R> {
             match status {
                 Status::StreamEnd => {
                     // Trailer checked; whatever follows must be another member.
-                    self.in_member = false;
-                    self.members += 1;
+                    self.any_member = true;
                     self.inflate = Decompress::new_gzip(WINDOW_BITS);
                 }
                 Status::Ok | Status::BufError if consumed == 0 && produced == 0 => {
