@@ -21,6 +21,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::ScopedJoinHandle;
 
+use super::priority::AheadPriority;
 use super::spool::{Next, SpillArea, Spool, SpoolLimits};
 use super::stages::{start_threads, Last};
 use crate::digest::{Algorithm, Digest, Digester};
@@ -277,6 +278,8 @@ impl Drop for SpoolReader {
 /// its blob ends).
 pub(crate) struct Inflating {
     reader: SpoolReader,
+    /// Its threads' CPU priority, lowered while the layer waits for its turn.
+    priority: Arc<AheadPriority>,
 }
 
 impl Inflating {
@@ -295,11 +298,17 @@ impl Inflating {
             spill: if spill.is_some() { SPILL_LIMIT } else { 0 },
         };
         let spool = Arc::new(Spool::new(limits, spill));
-        let thread = start_threads(pipeline, &spool, total_limit, |builder, run| {
-            builder.spawn(run)
-        })?;
+        let priority = Arc::new(AheadPriority::default());
+        let thread = start_threads(
+            pipeline,
+            &spool,
+            total_limit,
+            Some(&priority),
+            |builder, run| builder.spawn(run),
+        )?;
         Ok(Inflating {
             reader: SpoolReader::new(spool, Some(thread)),
+            priority,
         })
     }
 
@@ -403,7 +412,7 @@ impl<R: Read + Send> LayerReader<R> {
         };
         let spool = Arc::new(Spool::new(limits, None));
         spool.attach();
-        let thread = start_threads(pipeline, &spool, total_limit, |builder, run| {
+        let thread = start_threads(pipeline, &spool, total_limit, None, |builder, run| {
             builder.spawn_scoped(scope, run)
         })?;
         let budget = new_budget(total_limit);
@@ -419,6 +428,7 @@ impl LayerReader<io::Empty> {
     /// Read a layer whose inflater was started earlier; the limits count from its first byte.
     pub(crate) fn from_inflating(layer: Inflating, total_limit: u64) -> (Self, SharedBudget) {
         layer.reader.spool.attach();
+        layer.priority.promote();
         let budget = new_budget(total_limit);
         let reader = LayerReader {
             upstream: Upstream::Thread(layer.reader),
@@ -636,6 +646,67 @@ mod tests {
         let (mut reader, budget) = LayerReader::from_inflating(layer, 1 << 30);
         assert!(io::copy(&mut reader, &mut io::sink()).is_err());
         assert_eq!(tripped(&budget), Some(Tripped::BlobRead));
+    }
+
+    /// A blob whose bytes come only when the test sends them (end: the sender is dropped).
+    struct SentBlob(std::sync::mpsc::Receiver<Vec<u8>>, Vec<u8>);
+
+    impl Read for SentBlob {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.1.is_empty() {
+                match self.0.recv() {
+                    Ok(data) => self.1 = data,
+                    Err(_) => return Ok(0),
+                }
+            }
+            let length = buf.len().min(self.1.len());
+            buf[..length].copy_from_slice(&self.1[..length]);
+            self.1.drain(..length);
+            Ok(length)
+        }
+    }
+
+    #[test]
+    fn a_layer_inflated_ahead_runs_nicer_until_its_turn() {
+        use crate::rootfs::priority::can_restore;
+        use rustix::process::getpriority_process;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let layer = Inflating::start(
+            SentBlob(receiver, Vec::new()),
+            LayerCompression::None,
+            Algorithm::Sha256,
+            1 << 30,
+            None,
+        )
+        .unwrap();
+        let base = getpriority_process(None).unwrap();
+        let expected = if can_restore() && base < 19 { 2 } else { 0 };
+        // Both threads (inflater and hasher) lower themselves as they start; they then wait
+        // for the blob's first bytes, so they are still there when the layer's turn comes.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while layer.priority.lowered_threads().len() < expected {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let threads = layer.priority.lowered_threads();
+        assert_eq!(threads.len(), expected);
+        for thread in &threads {
+            assert_eq!(
+                getpriority_process(Some(*thread)).unwrap(),
+                (base + 10).min(19)
+            );
+        }
+        let (mut reader, _) = LayerReader::from_inflating(layer, 1 << 30);
+        for thread in &threads {
+            assert_eq!(getpriority_process(Some(*thread)).unwrap(), base);
+        }
+        sender.send(b"all of it".to_vec()).unwrap();
+        drop(sender);
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"all of it");
+        let (digest, _, _) = reader.finish().unwrap();
+        assert_eq!(digest, Digest::sha256_of(b"all of it"));
     }
 
     /// Yields `good` bytes of its data, then fails.

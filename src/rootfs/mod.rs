@@ -12,7 +12,8 @@
 //! diff_id (`decompress`), the applier itself (tar order: names, replacements, whiteouts), and
 //! the filler, which writes each created file's contents and metadata through its descriptor
 //! (`filler`). Nothing of a layer counts as applied until all of them finished and the diff_id
-//! matched.
+//! matched. The threads of a layer inflated ahead of its turn run at a lower CPU priority
+//! while they wait for it (`priority`), so that they use what the current layer leaves idle.
 //!
 //! Running unprivileged ([`ApplyOptions::rootless`]) follows umoci `--rootless`: owners go to the
 //! `user.rootlesscontainers` xattr, device nodes are skipped, and unreadable directories are
@@ -27,6 +28,7 @@ mod filler;
 mod header;
 mod layer;
 mod path;
+mod priority;
 mod remove;
 mod spool;
 mod stages;

@@ -11,6 +11,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
 use super::decompress::{Pipeline, StreamError, Totals, CHUNK};
+use super::priority::AheadPriority;
 use super::spool::Spool;
 use crate::digest::Digester;
 
@@ -130,6 +131,7 @@ pub(super) fn start_threads<'scope, R, T>(
     mut pipeline: Pipeline<R>,
     spool: &Arc<Spool<Last>>,
     total_limit: u64,
+    ahead: Option<&Arc<AheadPriority>>,
     spawn: impl FnOnce(std::thread::Builder, Box<dyn FnOnce() + Send + 'scope>) -> io::Result<T>,
 ) -> io::Result<T>
 where
@@ -144,13 +146,20 @@ where
         .name("acrpull-diffid".into())
         .spawn({
             let spool = Arc::clone(spool);
-            move || run_hasher(receiver, digester, &spool)
+            let ahead = ahead.cloned();
+            move || {
+                let _lowered = ahead.as_deref().map(AheadPriority::lower_this_thread);
+                run_hasher(receiver, digester, &spool);
+            }
         })?;
     let spool = Arc::clone(spool);
+    let ahead = ahead.cloned();
     spawn(
         std::thread::Builder::new().name("acrpull-inflate".into()),
         Box::new(move || {
+            let lowered = ahead.as_deref().map(AheadPriority::lower_this_thread);
             run_inflater(pipeline, &spool, &sender, total_limit);
+            drop(lowered);
             drop(sender);
             if let Err(panic) = hasher.join() {
                 std::panic::resume_unwind(panic);
