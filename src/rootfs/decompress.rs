@@ -668,7 +668,7 @@ mod tests {
 
     #[test]
     fn a_layer_inflated_ahead_runs_nicer_until_its_turn() {
-        use crate::rootfs::priority::can_restore;
+        use crate::rootfs::priority::{can_restore, AHEAD_NICE};
         use rustix::process::getpriority_process;
         let (sender, receiver) = std::sync::mpsc::channel();
         let layer = Inflating::start(
@@ -693,7 +693,7 @@ mod tests {
         for thread in &threads {
             assert_eq!(
                 getpriority_process(Some(*thread)).unwrap(),
-                (base + 10).min(19)
+                (base + AHEAD_NICE).min(19)
             );
         }
         let (mut reader, _) = LayerReader::from_inflating(layer, 1 << 30);

@@ -18,7 +18,7 @@ use rustix::process::{getpriority_process, setpriority_process, Pid};
 
 /// How much nicer the threads of a layer inflated ahead are (the scheduler's weight for nice
 /// 10 is about a tenth of nice 0's).
-const AHEAD_NICE: i32 = 10;
+pub(super) const AHEAD_NICE: i32 = 10;
 
 /// The nice values of one layer's pipeline threads, shared by the threads and the layer.
 #[derive(Debug, Default)]
@@ -77,12 +77,6 @@ impl AheadPriority {
             // under this lock before the thread ends), or without the capability the probe saw.
             let _ = setpriority_process(Some(thread), nice);
         }
-    }
-
-    /// Threads lowered and not yet promoted (for tests).
-    #[cfg(test)]
-    fn lowered(&self) -> usize {
-        self.lock().lowered.len()
     }
 
     /// The threads lowered and not yet promoted (for tests).
@@ -150,16 +144,16 @@ mod tests {
             let _lowered = priority.lower_this_thread();
             if can_restore() && before < 19 {
                 assert_eq!(nice(), (before + AHEAD_NICE).min(19));
-                assert_eq!(priority.lowered(), 1);
+                assert_eq!(priority.lowered_threads().len(), 1);
                 priority.promote();
                 assert_eq!(nice(), before);
             } else {
                 // Unprivileged: nothing is lowered that could not be restored.
                 assert_eq!(nice(), before);
-                assert_eq!(priority.lowered(), 0);
+                assert_eq!(priority.lowered_threads().len(), 0);
             }
         });
-        assert_eq!(priority.lowered(), 0);
+        assert_eq!(priority.lowered_threads().len(), 0);
     }
 
     #[test]
@@ -171,7 +165,7 @@ mod tests {
             let _lowered = priority.lower_this_thread();
             assert_eq!(nice(), before);
         });
-        assert_eq!(priority.lowered(), 0);
+        assert_eq!(priority.lowered_threads().len(), 0);
     }
 
     #[test]
@@ -179,7 +173,7 @@ mod tests {
         let priority = AheadPriority::default();
         on_a_new_thread(|| drop(priority.lower_this_thread()));
         // Its id may belong to another thread or process by now: promote must not touch it.
-        assert_eq!(priority.lowered(), 0);
+        assert_eq!(priority.lowered_threads().len(), 0);
         priority.promote();
     }
 }

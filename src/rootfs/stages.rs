@@ -157,9 +157,8 @@ where
     spawn(
         std::thread::Builder::new().name("acrpull-inflate".into()),
         Box::new(move || {
-            let lowered = ahead.as_deref().map(AheadPriority::lower_this_thread);
+            let _lowered = ahead.as_deref().map(AheadPriority::lower_this_thread);
             run_inflater(pipeline, &spool, &sender, total_limit);
-            drop(lowered);
             drop(sender);
             if let Err(panic) = hasher.join() {
                 std::panic::resume_unwind(panic);
