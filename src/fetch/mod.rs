@@ -151,6 +151,30 @@ pub async fn fetch_into(
     result
 }
 
+/// Open the file a blob downloads into, keeping its first `held` bytes, positioned after
+/// them; readable too (a tap reads through a clone of this descriptor).
+///
+/// A file already holding exactly `held` bytes (a new one holds none) is not truncated:
+/// `ftruncate` to 0, even of an empty file, marks an ext4 file for a flush of all its dirty
+/// pages when it is closed (`auto_da_alloc`, meant for files rewritten through a truncate).
+/// A durable pull has synced the blob by then; a `--no-sync` pull paid for that flush when it
+/// closed the blobs at its end: 0.25 s of a pull of the 1.1 GB benchmark image.
+fn open_ingest_file(path: &Path, held: u64) -> Result<std::fs::File> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io(path))?;
+    if file.metadata().map_err(io(path))?.len() != held {
+        file.set_len(held).map_err(io(path))?;
+    }
+    file.seek(std::io::SeekFrom::Start(held))
+        .map_err(io(path))?;
+    Ok(file)
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let path: PathBuf = path.to_path_buf();
     move |source| Error::Io { path, source }
@@ -186,18 +210,8 @@ async fn download(
 ) -> Result<u64> {
     let digest = &descriptor.digest;
     let size = descriptor.size;
-    // Readable too: a tap reads through a clone of this descriptor.
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(temp_path)
-        .map_err(io(temp_path))?;
     let held = if held > size { 0 } else { held };
-    file.set_len(held).map_err(io(temp_path))?;
-    file.seek(std::io::SeekFrom::Start(held))
-        .map_err(io(temp_path))?;
+    let file = open_ingest_file(temp_path, held)?;
     if let Some(tap) = &options.tap {
         let shared = file.try_clone().map_err(io(temp_path))?;
         tap.open(shared);
@@ -600,6 +614,50 @@ mod tests {
         }
         tap.finish(Ok(()));
         assert_eq!(consumer.join().unwrap().unwrap(), b"hello growing world");
+    }
+
+    #[test]
+    fn a_download_file_is_cut_only_when_it_holds_more_than_it_keeps() {
+        use std::io::Seek as _;
+        let dir = tempfile::tempdir().unwrap();
+        let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30);
+        // Holding what is kept: untouched (a truncate, even to the length a file has, sets its
+        // mtime to now, and to 0 it arms ext4's flush on close).
+        for (name, contents, held) in [("empty", &b""[..], 0), ("resumed", b"0123456789", 10)] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, contents).unwrap();
+            File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+            let mut file = open_ingest_file(&path, held).unwrap();
+            assert_eq!(file.stream_position().unwrap(), held, "{name}");
+            let metadata = file.metadata().unwrap();
+            assert_eq!(metadata.len(), held, "{name}");
+            assert_eq!(
+                metadata.modified().unwrap(),
+                long_ago,
+                "{name} was truncated"
+            );
+        }
+        // Longer than what is kept (a torn tail, or more than the blob's size): cut.
+        let torn = dir.path().join("torn");
+        std::fs::write(&torn, b"0123456789").unwrap();
+        let mut file = open_ingest_file(&torn, 4).unwrap();
+        assert_eq!(file.stream_position().unwrap(), 4);
+        file.write_all(b"xy").unwrap();
+        assert_eq!(std::fs::read(&torn).unwrap(), b"0123xy");
+        // New: created, empty, readable through a clone (as a tap reads it).
+        let new = dir.path().join("new");
+        let mut file = open_ingest_file(&new, 0).unwrap();
+        file.write_all(b"abc").unwrap();
+        let mut clone = file.try_clone().unwrap();
+        clone.rewind().unwrap();
+        let mut read = String::new();
+        clone.read_to_string(&mut read).unwrap();
+        assert_eq!(read, "abc");
     }
 
     #[test]
