@@ -149,6 +149,9 @@ bench() { # IMAGE_ID JOB PREPARE COMMAND
         echo "     (dry run; prepare: $prep)"
         return 0
     fi
+    # Before each job, not only once: one run of debianish and big writes about 65 GB of
+    # outputs into the trash, more than this disk had free, and filled it mid-run.
+    purge_and_cool_down "$OUT"
     mkdir -p "$raw"
     rm -f "$raw/$job".*
     local c0 c1

@@ -10,10 +10,11 @@ harness_dir() { # ROOT
     fi
 }
 
-# Before timing anything: empty OUT/trash when less than MIN_FREE_GB is free, drop the clean
-# page cache when less than MIN_FREE_MEM_GB of memory is free, then wait until
-# COOLDOWN s have passed since the last big delete (recorded in LAST_DELETE): deleting many
-# inodes slows ext4 inode allocation for minutes (harness README, "Clean destination").
+# Before timing anything (bench.sh: before each job): empty OUT/trash when less than
+# MIN_FREE_GB is free, drop the clean page cache when less than MIN_FREE_MEM_GB of memory is
+# free, then wait until COOLDOWN s have passed since the last big delete (recorded in
+# LAST_DELETE): deleting many inodes slows ext4 inode allocation for minutes (harness README,
+# "Clean destination").
 purge_and_cool_down() { # OUT
     local out=$1
     MIN_FREE_GB=${MIN_FREE_GB:-30}
